@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test suite: Rust unit + integration tests (cargo nextest), then the official-client
+# compatibility suites (pusher-js and the `pusher` npm SDK under Node's test runner, the `pusher`
+# PyPI SDK under pytest). Installs what the suites need on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install cargo-nextest --locked
+fi
+
+echo "== cargo build (herald binary for the compatibility suites)"
+cargo build --bin herald
+
+echo "== Rust unit and integration tests"
+cargo nextest run --no-fail-fast
+
+if [ -x tests/compat/run.sh ]; then
+  echo "== official-client compatibility suites"
+  tests/compat/run.sh "$target_dir/debug/herald"
+fi

@@ -1,0 +1,68 @@
+//! The adapter between nodes: it turns node-local transitions into cluster-wide ones, delivers
+//! broadcasts to every node and answers channel queries with cluster-wide counts.
+//!
+//! `local` (one node) is the only adapter so far; `redis` will join it behind the same enum,
+//! which is why every operation is `async` even where the local one never waits.
+
+mod local;
+
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+
+pub use local::LocalAdapter;
+
+use crate::apps::App;
+use crate::engine::{ChannelSummary, Transition};
+use crate::metrics::Metrics;
+use crate::protocol::SocketId;
+
+/// The cluster adapter in use.
+pub enum ClusterAdapter {
+    /// A single node: local state is the whole truth.
+    Local(LocalAdapter),
+}
+
+impl ClusterAdapter {
+    /// Turns this node's transitions into the cluster-wide ones, in order.
+    pub async fn resolve(&self, app: &App, transitions: Vec<Transition>) -> Vec<Transition> {
+        match self {
+            ClusterAdapter::Local(local) => local.resolve(app, transitions),
+        }
+    }
+
+    /// Delivers a serialized frame to every subscriber of `channel` except `except`.
+    pub async fn broadcast(
+        &self,
+        app: &App,
+        channel: &str,
+        frame: Utf8Bytes,
+        except: Option<SocketId>,
+        metrics: &Metrics,
+    ) -> usize {
+        match self {
+            ClusterAdapter::Local(local) => local.broadcast(app, channel, frame, except, metrics),
+        }
+    }
+
+    /// The channel's cluster-wide counts; `None` when unoccupied.
+    pub async fn channel(&self, app: &App, channel: &str) -> Option<ChannelSummary> {
+        match self {
+            ClusterAdapter::Local(_) => app.channels.summary(channel),
+        }
+    }
+
+    /// Every occupied channel whose name starts with `prefix`.
+    pub async fn channels(&self, app: &App, prefix: &str) -> Vec<ChannelSummary> {
+        match self {
+            ClusterAdapter::Local(_) => app.channels.summaries(prefix),
+        }
+    }
+
+    /// The user ids present in a presence channel.
+    pub async fn users(&self, app: &App, channel: &str) -> Vec<Arc<str>> {
+        match self {
+            ClusterAdapter::Local(_) => app.channels.user_ids(channel),
+        }
+    }
+}

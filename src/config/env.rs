@@ -1,0 +1,91 @@
+//! Environment overrides, applied after the file (see the README for the list).
+
+use super::{AppConfig, Config, ConfigError};
+
+/// Built-in demo credentials used when no app is configured anywhere.
+pub const DEMO_APP: (&str, &str, &str) = ("app-id", "app-key", "app-secret");
+
+fn parsed<T: std::str::FromStr>(name: &str, value: Option<String>) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|e| ConfigError::invalid(&format!("${name}"), format!("{v:?}: {e}")))
+        })
+        .transpose()
+}
+
+fn boolean(name: &str, value: Option<String>) -> Result<Option<bool>, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None => Ok(None),
+        Some("1" | "true" | "TRUE" | "True") => Ok(Some(true)),
+        Some("0" | "false" | "FALSE" | "False") => Ok(Some(false)),
+        Some(other) => Err(ConfigError::invalid(
+            &format!("${name}"),
+            format!("{other:?} is not true/false/1/0"),
+        )),
+    }
+}
+
+/// Applies `HERALD_*` variables read through `var`.
+///
+/// `HERALD_APP_ID` / `HERALD_APP_KEY` / `HERALD_APP_SECRET` define one app: they replace the
+/// credentials of the app with that id, or add it. With no app anywhere, the demo app is added.
+pub fn apply_env(
+    mut config: Config,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    if let Some(host) = var("HERALD_HOST") {
+        config.host = host;
+    }
+    if let Some(port) = parsed("HERALD_PORT", var("HERALD_PORT"))? {
+        config.port = port;
+    }
+    if let Some(debug) = boolean("HERALD_DEBUG", var("HERALD_DEBUG"))? {
+        config.debug = debug;
+    }
+    if let Some(port) = parsed("HERALD_METRICS_PORT", var("HERALD_METRICS_PORT"))? {
+        config.metrics.port = port;
+    }
+    if let Some(enabled) = boolean("HERALD_METRICS_ENABLED", var("HERALD_METRICS_ENABLED"))? {
+        config.metrics.enabled = enabled;
+    }
+    let id = var("HERALD_APP_ID");
+    let key = var("HERALD_APP_KEY");
+    let secret = var("HERALD_APP_SECRET");
+    if id.is_some() || key.is_some() || secret.is_some() {
+        let id = id.unwrap_or_else(|| DEMO_APP.0.to_owned());
+        match config.apps.iter_mut().find(|app| app.id == id) {
+            Some(app) => {
+                if let Some(key) = key {
+                    app.key = key;
+                }
+                if let Some(secret) = secret {
+                    app.secret = secret;
+                }
+            }
+            None => {
+                let key = key.ok_or_else(|| {
+                    ConfigError::invalid("$HERALD_APP_KEY", "is required to add an app")
+                })?;
+                let secret = secret.ok_or_else(|| {
+                    ConfigError::invalid("$HERALD_APP_SECRET", "is required to add an app")
+                })?;
+                config
+                    .apps
+                    .push(AppConfig::with_credentials(&id, &key, &secret));
+            }
+        }
+    }
+    if config.apps.is_empty() {
+        let (id, key, secret) = DEMO_APP;
+        config
+            .apps
+            .push(AppConfig::with_credentials(id, key, secret));
+    }
+    config.check_unique_apps()?;
+    Ok(config)
+}

@@ -1,0 +1,314 @@
+//! The `config.json` schema (Sockudo-compatible), its defaults, environment overrides and validation.
+//!
+//! The file is read into loose serde types (`raw`), then validated once into the typed [`Config`].
+//! Keys Herald does not know are collected with their full path and logged as warnings; a wrong
+//! value of a known key fails start-up with the file and the key path.
+
+mod app;
+mod env;
+mod lenient;
+mod raw;
+mod webhook;
+
+use std::path::Path;
+use std::time::Duration;
+
+pub use app::AppConfig;
+pub use env::apply_env;
+pub use webhook::{
+    LambdaTarget, RetryPolicy, SignatureScheme, WebhookEndpoint, WebhookTarget, CHANNEL_TYPES,
+    EVENT_TYPES,
+};
+
+use raw::RawConfig;
+use webhook::WebhookDefaults;
+
+/// A config value Herald cannot use, with the key path (and file) that holds it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{path}: {message}", file.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file, when the value came from one.
+    pub file: Option<String>,
+    /// The key path, e.g. `app_manager.array.apps[0].webhooks[1].filter.channel_type`.
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(path: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: None,
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn in_file(mut self, file: &Path) -> Self {
+        self.file = Some(file.display().to_string());
+        self
+    }
+}
+
+/// The metrics endpoint.
+#[derive(Clone, Debug)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` on its own port.
+    pub enabled: bool,
+    /// Bind address.
+    pub host: String,
+    /// Port (0 picks a free one).
+    pub port: u16,
+    /// Prefix of every metric name.
+    pub prefix: String,
+}
+
+/// Global webhook settings.
+#[derive(Clone, Debug)]
+pub struct WebhooksConfig {
+    /// `webhooks.batching.enabled`.
+    pub batching_enabled: bool,
+    /// `webhooks.batching.duration`: how long a batch collects events.
+    pub batching_duration: Duration,
+    /// `webhooks.batching.max_events`: a batch is sent early at this size.
+    pub batching_max_events: usize,
+    /// How long `channel_vacated` / `member_removed` are held (0 disables).
+    pub grace_period: Duration,
+}
+
+/// The validated server configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Bind address of the WebSocket and REST listener.
+    pub host: String,
+    /// Port of the WebSocket and REST listener (0 picks a free one).
+    pub port: u16,
+    /// Verbose logging.
+    pub debug: bool,
+    /// Silence after which the server pings a socket; also announced to clients.
+    pub activity_timeout: Duration,
+    /// How long a ping may go unanswered before closing with 4201.
+    pub pong_timeout: Duration,
+    /// Sign-in deadline for apps with `enable_user_authentication`.
+    pub user_authentication_timeout: Duration,
+    /// Bound on the wait for sockets and deliveries at shutdown.
+    pub shutdown_grace_period: Duration,
+    /// Largest inbound WebSocket message; larger ones close the socket with 1009.
+    pub websocket_max_payload: usize,
+    /// Bytes queued for one socket before it counts as a slow consumer (closed with 4100).
+    pub outbound_buffer: usize,
+    /// Largest REST request body.
+    pub http_request_limit: usize,
+    /// How long a cache channel keeps its last event.
+    pub channel_cache_ttl: Duration,
+    /// Metrics endpoint.
+    pub metrics: MetricsConfig,
+    /// Webhook settings.
+    pub webhooks: WebhooksConfig,
+    /// The apps (`app_manager.array.apps`).
+    pub apps: Vec<AppConfig>,
+    /// Keys of the file that Herald ignored, with their full path.
+    pub unknown_keys: Vec<String>,
+}
+
+const KB: f64 = 1024.0;
+
+fn kb(path: &str, value: Option<f64>, default_kb: f64) -> Result<usize, ConfigError> {
+    let value = value.unwrap_or(default_kb);
+    if !(value > 0.0 && value.is_finite()) {
+        return Err(ConfigError::invalid(
+            path,
+            format!("must be a positive size in KB, got {value}"),
+        ));
+    }
+    Ok((value * KB) as usize)
+}
+
+fn seconds(path: &str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
+    match value.unwrap_or(default) {
+        0 => Err(ConfigError::invalid(path, "must be at least 1 second")),
+        secs => Ok(Duration::from_secs(secs)),
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file, then applies environment overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::invalid("(file)", format!("cannot read: {e}")).in_file(path)
+        })?;
+        let config = Config::from_json(&text).map_err(|e| e.in_file(path))?;
+        apply_env(config, &|name| std::env::var(name).ok()).map_err(|e| e.in_file(path))
+    }
+
+    /// Validates a config document; environment overrides are not applied.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let mut unknown_keys = Vec::new();
+        let mut json = serde_json::Deserializer::from_str(text);
+        let mut record = |path: serde_ignored::Path<'_>| unknown_keys.push(format_path(&path));
+        let ignored = serde_ignored::Deserializer::new(&mut json, &mut record);
+        let raw: RawConfig = serde_path_to_error::deserialize(ignored).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::invalid(
+                if path == "." { "(root)" } else { &path },
+                e.into_inner().to_string(),
+            )
+        })?;
+        let mut config = Config::from_raw(raw)?;
+        config.unknown_keys = unknown_keys;
+        Ok(config)
+    }
+
+    /// The configuration with no file at all: defaults only (apps come from the environment).
+    pub fn defaults() -> Config {
+        Config::from_raw(RawConfig::default()).expect("defaults are valid")
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        let pusher = WebhookDefaults::pusher();
+        let webhook_defaults = WebhookDefaults {
+            retry: webhook::retry_policy(
+                "webhooks.retry",
+                raw.webhooks.retry.as_ref(),
+                &pusher.retry,
+            )?,
+            request_timeout: match raw.webhooks.request_timeout_ms {
+                Some(0) => {
+                    return Err(ConfigError::invalid(
+                        "webhooks.request_timeout_ms",
+                        "must be above 0",
+                    ))
+                }
+                Some(ms) => Duration::from_millis(ms),
+                None => pusher.request_timeout,
+            },
+        };
+        let batching_duration = match raw.webhooks.batching.duration {
+            Some(ms) if ms < 0 => {
+                return Err(ConfigError::invalid(
+                    "webhooks.batching.duration",
+                    format!("must not be negative, got {ms}"),
+                ))
+            }
+            Some(ms) => Duration::from_millis(ms as u64),
+            None => Duration::from_millis(50),
+        };
+        let apps = raw
+            .app_manager
+            .array
+            .apps
+            .iter()
+            .enumerate()
+            .map(|(i, app)| {
+                AppConfig::from_raw(
+                    &format!("app_manager.array.apps[{i}]"),
+                    app,
+                    &raw,
+                    &webhook_defaults,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(driver) = raw.app_manager.driver.as_deref() {
+            if driver != "memory" && driver != "array" {
+                return Err(ConfigError::invalid(
+                    "app_manager.driver",
+                    format!("{driver:?} is not supported; Herald reads apps from app_manager.array (driver \"memory\")"),
+                ));
+            }
+        }
+        let config = Config {
+            host: raw.host.unwrap_or_else(|| "0.0.0.0".to_owned()),
+            port: raw.port.unwrap_or(6001),
+            debug: raw.debug.unwrap_or(false),
+            activity_timeout: seconds("activity_timeout", raw.activity_timeout, 120)?,
+            pong_timeout: seconds("pong_timeout", raw.pong_timeout, 30)?,
+            user_authentication_timeout: seconds(
+                "user_authentication_timeout",
+                raw.user_authentication_timeout,
+                30,
+            )?,
+            shutdown_grace_period: Duration::from_secs(raw.shutdown_grace_period.unwrap_or(10)),
+            websocket_max_payload: kb(
+                "websocket_max_payload_kb",
+                raw.websocket_max_payload_kb,
+                64.0,
+            )?,
+            outbound_buffer: kb("outbound_buffer_kb", raw.outbound_buffer_kb, 1024.0)?,
+            http_request_limit: kb(
+                "http_api.request_limit_in_mb",
+                raw.http_api.request_limit_in_mb.map(|mb| mb * KB),
+                10.0 * KB,
+            )?,
+            channel_cache_ttl: seconds(
+                "channel_limits.cache_ttl",
+                raw.channel_limits.cache_ttl,
+                1800,
+            )?,
+            metrics: MetricsConfig {
+                enabled: raw.metrics.enabled.unwrap_or(true),
+                host: raw.metrics.host.unwrap_or_else(|| "0.0.0.0".to_owned()),
+                port: raw.metrics.port.unwrap_or(9601),
+                prefix: raw
+                    .metrics
+                    .prometheus
+                    .prefix
+                    .unwrap_or_else(|| "herald_".to_owned()),
+            },
+            webhooks: WebhooksConfig {
+                batching_enabled: raw.webhooks.batching.enabled.unwrap_or(true),
+                batching_duration,
+                batching_max_events: raw.webhooks.batching.max_events.unwrap_or(100).max(1)
+                    as usize,
+                grace_period: Duration::from_millis(raw.webhooks.grace_period_ms.unwrap_or(3000)),
+            },
+            apps,
+            unknown_keys: Vec::new(),
+        };
+        config.check_unique_apps()?;
+        Ok(config)
+    }
+
+    /// App ids and keys must be unique: a duplicate would shadow another app's traffic.
+    pub(crate) fn check_unique_apps(&self) -> Result<(), ConfigError> {
+        for (i, app) in self.apps.iter().enumerate() {
+            for earlier in &self.apps[..i] {
+                if earlier.id == app.id {
+                    return Err(ConfigError::invalid(
+                        &format!("app_manager.array.apps[{i}].id"),
+                        format!("duplicate app id {:?}", app.id),
+                    ));
+                }
+                if earlier.key == app.key {
+                    return Err(ConfigError::invalid(
+                        &format!("app_manager.array.apps[{i}].key"),
+                        format!("duplicate app key {:?}", app.key),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `a.b[0].c` from serde_ignored's path.
+fn format_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", format_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = format_path(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => format_path(parent),
+    }
+}
+
+#[cfg(test)]
+mod tests;

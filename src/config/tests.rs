@@ -1,0 +1,133 @@
+use super::*;
+use std::collections::HashMap;
+
+fn error_of(json: &str) -> ConfigError {
+    Config::from_json(json).expect_err("config should be refused")
+}
+
+#[test]
+fn empty_file_gets_sockudo_defaults() {
+    let c = Config::from_json("{}").unwrap();
+    assert_eq!(c.port, 6001);
+    assert_eq!(c.activity_timeout, Duration::from_secs(120));
+    assert!(c.webhooks.batching_enabled);
+    assert_eq!(c.webhooks.batching_duration, Duration::from_millis(50));
+    assert!(c.apps.is_empty());
+}
+
+#[test]
+fn app_limits_fall_back_to_global_sections_then_defaults() {
+    let c = Config::from_json(
+        r#"{"presence":{"max_members_per_channel":5},
+            "app_manager":{"driver":"memory","array":{"apps":[
+              {"id":1,"key":"k","secret":"s"},
+              {"id":"2","key":"k2","secret":"s","max_presence_members_per_channel":"7","max_event_payload_in_kb":1}]}}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.apps[0].id, "1");
+    assert_eq!(c.apps[0].max_presence_members_per_channel, 5);
+    assert_eq!(c.apps[0].max_event_payload, 100 * 1024);
+    assert_eq!(c.apps[0].max_presence_member_size, 2 * 1024);
+    assert_eq!(c.apps[0].max_channel_name_length, 200);
+    assert_eq!(c.apps[1].max_presence_members_per_channel, 7);
+    assert_eq!(c.apps[1].max_event_payload, 1024);
+}
+
+#[test]
+fn numbers_as_strings_are_accepted() {
+    let c = Config::from_json(r#"{"port":"6002","debug":"true"}"#).unwrap();
+    assert_eq!(c.port, 6002);
+    assert!(c.debug);
+}
+
+#[test]
+fn unknown_keys_are_collected_with_paths() {
+    let c = Config::from_json(
+        r#"{"mode":"production","app_manager":{"array":{"apps":[{"id":"a","key":"k","secret":"s","allowed_origins":["*"]}]}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        c.unknown_keys,
+        ["mode", "app_manager.array.apps[0].allowed_origins"]
+    );
+}
+
+#[test]
+fn wrong_values_name_the_key_path() {
+    let e = error_of(r#"{"port":"sixty"}"#);
+    assert_eq!(e.path, "port");
+    let e = error_of(
+        r#"{"app_manager":{"array":{"apps":[{"id":"a","key":"k","secret":"s","webhooks":[{"url":"http://x","event_types":["channel_occupied"],"filter":{"channel_type":"privat"}}]}]}}}"#,
+    );
+    assert_eq!(
+        e.path,
+        "app_manager.array.apps[0].webhooks[0].filter.channel_type"
+    );
+    let e = error_of(r#"{"webhooks":{"batching":{"duration":-5}}}"#);
+    assert_eq!(e.path, "webhooks.batching.duration");
+    let e = error_of(r#"{"app_manager":{"array":{"apps":[{"id":"a","key":"k"}]}}}"#);
+    assert_eq!(e.path, "app_manager.array.apps[0].secret");
+}
+
+#[test]
+fn narrowing_filter_keys_fail() {
+    let e = error_of(
+        r#"{"app_manager":{"array":{"apps":[{"id":"a","key":"k","secret":"s","webhooks":[{"url":"http://x","event_types":["channel_occupied"],"filter":{"channel_suffix":"-x"}}]}]}}}"#,
+    );
+    assert!(
+        e.path
+            .starts_with("app_manager.array.apps[0].webhooks[0].filter"),
+        "{e}"
+    );
+    assert!(e.message.contains("channel_suffix"), "{e}");
+}
+
+#[test]
+fn webhook_needs_a_target() {
+    let e = error_of(
+        r#"{"app_manager":{"array":{"apps":[{"id":"a","key":"k","secret":"s","webhooks":[{"event_types":["channel_occupied"]}]}]}}}"#,
+    );
+    assert_eq!(e.path, "app_manager.array.apps[0].webhooks[0]");
+}
+
+#[test]
+fn webhook_endpoint_is_typed() {
+    let c = Config::from_json(r#"{"app_manager":{"array":{"apps":[{"id":"a","key":"k","secret":"s","webhooks":[
+        {"lambda":{"function_name":"f","region":"eu-west-1"},"event_types":["member_added"],"filter":{"channel_prefix":"presence-"},"retry":{"max_elapsed_time_ms":1000},"request_timeout_ms":250}]}]}}}"#).unwrap();
+    let hook = &c.apps[0].webhooks[0];
+    assert!(
+        matches!(&hook.target, WebhookTarget::Lambda(l) if l.function_name == "f" && l.invocation_type == "Event")
+    );
+    assert_eq!(hook.channel_prefix.as_deref(), Some("presence-"));
+    assert_eq!(hook.retry.max_elapsed, Duration::from_millis(1000));
+    assert_eq!(hook.request_timeout, Duration::from_millis(250));
+}
+
+#[test]
+fn duplicate_app_keys_fail() {
+    let e = error_of(
+        r#"{"app_manager":{"array":{"apps":[{"id":"a","key":"k","secret":"s"},{"id":"b","key":"k","secret":"s"}]}}}"#,
+    );
+    assert_eq!(e.path, "app_manager.array.apps[1].key");
+}
+
+#[test]
+fn env_overrides_and_demo_app() {
+    let vars: HashMap<&str, &str> = [
+        ("HERALD_PORT", "7000"),
+        ("HERALD_APP_KEY", "kk"),
+        ("HERALD_APP_SECRET", "ss"),
+    ]
+    .into();
+    let c = apply_env(Config::defaults(), &|n| vars.get(n).map(|v| v.to_string())).unwrap();
+    assert_eq!(c.port, 7000);
+    assert_eq!(
+        (c.apps[0].id.as_str(), c.apps[0].key.as_str()),
+        ("app-id", "kk")
+    );
+    let c = apply_env(Config::defaults(), &|_| None).unwrap();
+    assert_eq!(c.apps[0].key, "app-key");
+    assert!(apply_env(Config::defaults(), &|n| (n == "HERALD_PORT")
+        .then(|| "x".into()))
+    .is_err());
+}

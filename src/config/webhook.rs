@@ -1,0 +1,348 @@
+//! Per-app webhook endpoints: validated from the raw file into typed values.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::raw::{RawFilter, RawRetry, RawWebhook};
+use super::ConfigError;
+
+/// The event types an endpoint may subscribe to.
+pub const EVENT_TYPES: [&str; 7] = [
+    "channel_occupied",
+    "channel_vacated",
+    "member_added",
+    "member_removed",
+    "client_event",
+    "cache_miss",
+    "subscription_count",
+];
+
+/// The `filter.channel_type` values: see DESIGN.md for how encrypted and cache channels count.
+pub const CHANNEL_TYPES: [&str; 5] = ["public", "private", "presence", "encrypted", "cache"];
+
+/// Where an endpoint's deliveries go.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WebhookTarget {
+    /// An HTTP(S) URL that receives POSTs.
+    Url(String),
+    /// An AWS Lambda function.
+    Lambda(LambdaTarget),
+}
+
+/// An AWS Lambda target (`lambda` or `lambda_function`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LambdaTarget {
+    /// The function name or ARN.
+    pub function_name: String,
+    /// `Event` (default) or `RequestResponse`.
+    pub invocation_type: String,
+    /// Version or alias.
+    pub qualifier: Option<String>,
+    /// Region; `AWS_REGION` from the environment when absent.
+    pub region: Option<String>,
+    /// A custom endpoint (LocalStack, tests).
+    pub endpoint_url: Option<String>,
+}
+
+/// How an endpoint's requests are signed beyond the Pusher headers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SignatureScheme {
+    /// Only `X-Pusher-Key` / `X-Pusher-Signature`.
+    Pusher,
+    /// Also `webhook-signature` per the Standard Webhooks spec, with this decoded secret.
+    StandardWebhooks(Vec<u8>),
+}
+
+/// Retry policy of one endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// False: one attempt only.
+    pub enabled: bool,
+    /// Attempts at most (the first included); `None` bounds by time only.
+    pub max_attempts: Option<u64>,
+    /// Give up once this much time has passed since the first attempt.
+    pub max_elapsed: Duration,
+    /// First back-off, doubled after each failure up to `max_backoff`.
+    pub initial_backoff: Duration,
+    /// Largest back-off.
+    pub max_backoff: Duration,
+}
+
+/// One validated webhook endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookEndpoint {
+    /// Where to deliver.
+    pub target: WebhookTarget,
+    /// The event types it receives.
+    pub event_types: Vec<String>,
+    /// `filter.channel_type`, one of [`CHANNEL_TYPES`].
+    pub channel_type: Option<String>,
+    /// `filter.channel_prefix`.
+    pub channel_prefix: Option<String>,
+    /// Custom headers added to every request of this endpoint.
+    pub headers: BTreeMap<String, String>,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Signature scheme.
+    pub signature: SignatureScheme,
+}
+
+/// Global webhook settings that endpoints inherit.
+#[derive(Clone, Debug)]
+pub(super) struct WebhookDefaults {
+    pub retry: RetryPolicy,
+    pub request_timeout: Duration,
+}
+
+impl WebhookDefaults {
+    /// Pusher's values: 4 s per request, retries with back-off 1 s..60 s for 5 minutes.
+    pub fn pusher() -> Self {
+        WebhookDefaults {
+            retry: RetryPolicy {
+                enabled: true,
+                max_attempts: None,
+                max_elapsed: Duration::from_secs(300),
+                initial_backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(60),
+            },
+            request_timeout: Duration::from_secs(4),
+        }
+    }
+}
+
+fn millis(path: &str, value: Option<i64>, default: Duration) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(ms) if ms < 0 => Err(ConfigError::invalid(
+            path,
+            format!("must not be negative, got {ms}"),
+        )),
+        Some(ms) => Ok(Duration::from_millis(ms as u64)),
+    }
+}
+
+pub(super) fn retry_policy(
+    path: &str,
+    raw: Option<&RawRetry>,
+    base: &RetryPolicy,
+) -> Result<RetryPolicy, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(base.clone());
+    };
+    let policy = RetryPolicy {
+        enabled: raw.enabled.unwrap_or(base.enabled),
+        max_attempts: raw.max_attempts.or(base.max_attempts),
+        max_elapsed: millis(
+            &format!("{path}.max_elapsed_time_ms"),
+            raw.max_elapsed_time_ms,
+            base.max_elapsed,
+        )?,
+        initial_backoff: millis(
+            &format!("{path}.initial_backoff_ms"),
+            raw.initial_backoff_ms,
+            base.initial_backoff,
+        )?,
+        max_backoff: millis(
+            &format!("{path}.max_backoff_ms"),
+            raw.max_backoff_ms,
+            base.max_backoff,
+        )?,
+    };
+    if policy.max_attempts == Some(0) {
+        return Err(ConfigError::invalid(
+            &format!("{path}.max_attempts"),
+            "must be at least 1",
+        ));
+    }
+    Ok(policy)
+}
+
+fn target(path: &str, raw: &RawWebhook) -> Result<WebhookTarget, ConfigError> {
+    if let Some(url) = &raw.url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                &format!("{path}.url"),
+                format!("{url:?} is not an http(s) URL"),
+            ));
+        }
+        return Ok(WebhookTarget::Url(url.clone()));
+    }
+    let lambda = if let Some(lambda) = &raw.lambda {
+        let function_name = lambda
+            .function_name
+            .clone()
+            .filter(|name| !name.is_empty())
+            .ok_or_else(|| {
+                ConfigError::invalid(&format!("{path}.lambda.function_name"), "is required")
+            })?;
+        let invocation_type = lambda
+            .invocation_type
+            .clone()
+            .unwrap_or_else(|| "Event".to_owned());
+        if !matches!(
+            invocation_type.as_str(),
+            "Event" | "RequestResponse" | "DryRun"
+        ) {
+            return Err(ConfigError::invalid(
+                &format!("{path}.lambda.invocation_type"),
+                format!("{invocation_type:?} is not one of Event, RequestResponse, DryRun"),
+            ));
+        }
+        LambdaTarget {
+            function_name,
+            invocation_type,
+            qualifier: lambda.qualifier.clone(),
+            region: lambda.region.clone(),
+            endpoint_url: lambda.endpoint_url.clone(),
+        }
+    } else if let Some(function_name) = raw.lambda_function.clone().filter(|n| !n.is_empty()) {
+        LambdaTarget {
+            function_name,
+            invocation_type: "Event".to_owned(),
+            qualifier: None,
+            region: None,
+            endpoint_url: None,
+        }
+    } else {
+        return Err(ConfigError::invalid(
+            path,
+            "a webhook needs a url, lambda or lambda_function",
+        ));
+    };
+    Ok(WebhookTarget::Lambda(lambda))
+}
+
+fn filter(
+    path: &str,
+    raw: Option<&RawFilter>,
+) -> Result<(Option<String>, Option<String>), ConfigError> {
+    let Some(raw) = raw else {
+        return Ok((None, None));
+    };
+    if let Some(kind) = &raw.channel_type {
+        if !CHANNEL_TYPES.contains(&kind.as_str()) {
+            return Err(ConfigError::invalid(
+                &format!("{path}.filter.channel_type"),
+                format!("{kind:?} is not one of {}", CHANNEL_TYPES.join(", ")),
+            ));
+        }
+    }
+    Ok((raw.channel_type.clone(), raw.channel_prefix.clone()))
+}
+
+fn signature(path: &str, raw: &RawWebhook) -> Result<SignatureScheme, ConfigError> {
+    match raw.signature.as_deref() {
+        None | Some("pusher") => Ok(SignatureScheme::Pusher),
+        Some("standard-webhooks") => {
+            let key = format!("{path}.standard_webhooks_secret");
+            let secret = raw.standard_webhooks_secret.as_deref().ok_or_else(|| {
+                ConfigError::invalid(&key, "is required when signature is \"standard-webhooks\"")
+            })?;
+            let encoded = secret
+                .strip_prefix("whsec_")
+                .ok_or_else(|| ConfigError::invalid(&key, "must start with whsec_"))?;
+            let bytes = decode_base64(encoded)
+                .ok_or_else(|| ConfigError::invalid(&key, "is not valid base64 after whsec_"))?;
+            Ok(SignatureScheme::StandardWebhooks(bytes))
+        }
+        Some(other) => Err(ConfigError::invalid(
+            &format!("{path}.signature"),
+            format!("{other:?} is not one of \"pusher\", \"standard-webhooks\""),
+        )),
+    }
+}
+
+/// Standard base64 (with or without padding); small enough not to need a crate.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let text = text.trim_end_matches('=').as_bytes();
+    if text.is_empty() || text.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for chunk in text.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= value(c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
+}
+
+pub(super) fn endpoint(
+    path: &str,
+    raw: &RawWebhook,
+    defaults: &WebhookDefaults,
+) -> Result<WebhookEndpoint, ConfigError> {
+    let target = target(path, raw)?;
+    let event_types = raw
+        .event_types
+        .clone()
+        .ok_or_else(|| ConfigError::invalid(&format!("{path}.event_types"), "is required"))?;
+    if event_types.is_empty() {
+        return Err(ConfigError::invalid(
+            &format!("{path}.event_types"),
+            "must list at least one event type",
+        ));
+    }
+    for (i, kind) in event_types.iter().enumerate() {
+        if !EVENT_TYPES.contains(&kind.as_str()) {
+            return Err(ConfigError::invalid(
+                &format!("{path}.event_types[{i}]"),
+                format!("{kind:?} is not one of {}", EVENT_TYPES.join(", ")),
+            ));
+        }
+    }
+    let (channel_type, channel_prefix) = filter(path, raw.filter.as_ref())?;
+    let request_timeout = match raw.request_timeout_ms {
+        Some(0) => {
+            return Err(ConfigError::invalid(
+                &format!("{path}.request_timeout_ms"),
+                "must be above 0",
+            ))
+        }
+        Some(ms) => Duration::from_millis(ms),
+        None => defaults.request_timeout,
+    };
+    Ok(WebhookEndpoint {
+        target,
+        event_types,
+        channel_type,
+        channel_prefix,
+        headers: raw.headers.clone().unwrap_or_default(),
+        retry: retry_policy(
+            &format!("{path}.retry"),
+            raw.retry.as_ref(),
+            &defaults.retry,
+        )?,
+        request_timeout,
+        signature: signature(path, raw)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_base64;
+
+    #[test]
+    fn base64_decodes_standard_alphabet() {
+        assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(decode_base64("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(decode_base64("AAEC").unwrap(), [0, 1, 2]);
+        assert!(decode_base64("a").is_none());
+        assert!(decode_base64("!!!!").is_none());
+    }
+}

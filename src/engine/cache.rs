@@ -1,0 +1,87 @@
+//! The last event published on each cache channel, kept for a TTL.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+/// The last event published on a cache channel.
+#[derive(Clone, Debug)]
+pub struct CachedEvent {
+    /// The event name.
+    pub event: Arc<str>,
+    /// The data string as published.
+    pub data: Arc<str>,
+    /// The serialized frame, replayed to new subscribers as is.
+    pub frame: Arc<str>,
+    expires_at: Instant,
+}
+
+impl CachedEvent {
+    /// Time left before the entry expires.
+    pub fn ttl(&self) -> Duration {
+        self.expires_at.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Last events of the app's cache channels. Entries outlive occupancy, as on Pusher.
+pub struct ChannelCache {
+    entries: DashMap<Arc<str>, CachedEvent>,
+    ttl: Duration,
+}
+
+impl ChannelCache {
+    /// An empty cache whose entries live for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        ChannelCache {
+            entries: DashMap::new(),
+            ttl,
+        }
+    }
+
+    /// Stores the channel's last event, replacing the previous one.
+    pub fn store(&self, channel: &str, event: &str, data: &str, frame: &str) {
+        let entry = CachedEvent {
+            event: Arc::from(event),
+            data: Arc::from(data),
+            frame: Arc::from(frame),
+            expires_at: Instant::now() + self.ttl,
+        };
+        self.entries.insert(Arc::from(channel), entry);
+    }
+
+    /// The channel's last event, if one was stored and has not expired.
+    pub fn get(&self, channel: &str) -> Option<CachedEvent> {
+        let now = Instant::now();
+        let hit = self.entries.get(channel).map(|e| e.clone());
+        match hit {
+            Some(entry) if entry.expires_at > now => Some(entry),
+            Some(_) => {
+                self.entries.remove_if(channel, |_, e| e.expires_at <= now);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Drops every expired entry; called periodically so unread channels do not accumulate.
+    pub fn purge_expired(&self) {
+        let now = Instant::now();
+        self.entries.retain(|_, e| e.expires_at > now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_and_expires() {
+        let cache = ChannelCache::new(Duration::from_millis(30));
+        assert!(cache.get("cache-a").is_none());
+        cache.store("cache-a", "e", "d", "{}");
+        assert_eq!(&*cache.get("cache-a").unwrap().data, "d");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(cache.get("cache-a").is_none());
+    }
+}

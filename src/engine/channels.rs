@@ -1,0 +1,342 @@
+//! The registry of live channels of one app and the subscribe/unsubscribe rules.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use super::presence::{Members, PresenceMember};
+use super::Transition;
+use crate::protocol::SocketId;
+
+struct Subscription<S> {
+    handle: S,
+    /// The presence member this socket joined as.
+    user_id: Option<Arc<str>>,
+}
+
+struct Channel<S> {
+    subscribers: HashMap<SocketId, Subscription<S>>,
+    /// Present on presence channels only.
+    members: Option<Members>,
+}
+
+/// The channels of one app that have at least one subscriber.
+///
+/// Locks are DashMap shard locks held only inside these plain `fn`s, never across `.await`.
+pub struct ChannelRegistry<S> {
+    channels: DashMap<Arc<str>, Channel<S>>,
+}
+
+/// What a successful subscribe changed.
+#[derive(Debug)]
+pub struct Joined {
+    /// `Occupied` and/or `MemberAdded`, in that order.
+    pub transitions: Vec<Transition>,
+    /// The presence snapshot for `subscription_succeeded`, on presence channels.
+    pub presence_snapshot: Option<String>,
+    /// Sockets subscribed after this operation.
+    pub subscription_count: usize,
+    /// True when the socket was already subscribed; nothing changed.
+    pub already_subscribed: bool,
+}
+
+/// What an unsubscribe changed.
+#[derive(Debug)]
+pub struct Left {
+    /// `MemberRemoved` and/or `Vacated`, in that order.
+    pub transitions: Vec<Transition>,
+    /// Sockets still subscribed.
+    pub subscription_count: usize,
+}
+
+/// One occupied channel, as the REST API reports it.
+#[derive(Debug, Clone)]
+pub struct ChannelSummary {
+    /// The channel name.
+    pub name: Arc<str>,
+    /// Subscribed sockets.
+    pub subscription_count: usize,
+    /// Distinct presence users, on presence channels.
+    pub user_count: Option<usize>,
+}
+
+/// A presence join refused because the channel is full.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ChannelFull;
+
+impl<S> Default for ChannelRegistry<S> {
+    fn default() -> Self {
+        ChannelRegistry {
+            channels: DashMap::new(),
+        }
+    }
+}
+
+impl<S> ChannelRegistry<S> {
+    /// Subscribes `socket` to `channel`; `member` is given for presence channels.
+    ///
+    /// A presence join of a new user fails with [`ChannelFull`] at `max_members`.
+    pub fn subscribe(
+        &self,
+        channel: &str,
+        socket: SocketId,
+        handle: S,
+        member: Option<&PresenceMember>,
+        max_members: usize,
+    ) -> Result<Joined, ChannelFull> {
+        let mut entry = self
+            .channels
+            .entry(Arc::from(channel))
+            .or_insert_with(|| Channel {
+                subscribers: HashMap::new(),
+                members: member.map(|_| Members::default()),
+            });
+        let name = entry.key().clone();
+        let state = entry.value_mut();
+        if state.subscribers.contains_key(&socket) {
+            return Ok(Joined {
+                transitions: Vec::new(),
+                presence_snapshot: state.members.as_ref().map(Members::snapshot_json),
+                subscription_count: state.subscribers.len(),
+                already_subscribed: true,
+            });
+        }
+        let mut transitions = Vec::new();
+        if let (Some(member), Some(members)) = (member, state.members.as_mut()) {
+            if !members.contains(&member.user_id) && members.len() >= max_members {
+                drop(entry);
+                self.remove_if_empty(channel);
+                return Err(ChannelFull);
+            }
+            if state.subscribers.is_empty() {
+                transitions.push(Transition::Occupied {
+                    channel: name.clone(),
+                });
+            }
+            if members.add_socket(member) {
+                transitions.push(Transition::MemberAdded {
+                    channel: name.clone(),
+                    user_id: member.user_id.clone(),
+                    user_info: member.user_info.clone(),
+                });
+            }
+        } else if state.subscribers.is_empty() {
+            transitions.push(Transition::Occupied { channel: name });
+        }
+        state.subscribers.insert(
+            socket,
+            Subscription {
+                handle,
+                user_id: member.map(|m| m.user_id.clone()),
+            },
+        );
+        Ok(Joined {
+            transitions,
+            presence_snapshot: state.members.as_ref().map(Members::snapshot_json),
+            subscription_count: state.subscribers.len(),
+            already_subscribed: false,
+        })
+    }
+
+    /// Unsubscribes `socket` from `channel`; `None` when it was not subscribed.
+    pub fn unsubscribe(&self, channel: &str, socket: SocketId) -> Option<Left> {
+        let mut state = self.channels.get_mut(channel)?;
+        let name = state.key().clone();
+        let subscription = state.subscribers.remove(&socket)?;
+        let mut transitions = Vec::new();
+        if let (Some(user_id), Some(members)) = (subscription.user_id, state.members.as_mut()) {
+            if members.remove_socket(&user_id) {
+                transitions.push(Transition::MemberRemoved {
+                    channel: name.clone(),
+                    user_id,
+                });
+            }
+        }
+        let subscription_count = state.subscribers.len();
+        if subscription_count == 0 {
+            transitions.push(Transition::Vacated { channel: name });
+        }
+        drop(state);
+        if subscription_count == 0 {
+            self.remove_if_empty(channel);
+        }
+        Some(Left {
+            transitions,
+            subscription_count,
+        })
+    }
+
+    fn remove_if_empty(&self, channel: &str) {
+        self.channels
+            .remove_if(channel, |_, state| state.subscribers.is_empty());
+    }
+
+    /// Calls `deliver` with every subscriber's handle except `except`; returns how many.
+    pub fn for_each_subscriber(
+        &self,
+        channel: &str,
+        except: Option<SocketId>,
+        mut deliver: impl FnMut(&S),
+    ) -> usize {
+        let Some(state) = self.channels.get(channel) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for (socket, subscription) in &state.subscribers {
+            if Some(*socket) != except {
+                deliver(&subscription.handle);
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Whether `socket` is subscribed to `channel`.
+    pub fn is_subscribed(&self, channel: &str, socket: SocketId) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|state| state.subscribers.contains_key(&socket))
+    }
+
+    /// The channel's counts, `None` when nobody is subscribed.
+    pub fn summary(&self, channel: &str) -> Option<ChannelSummary> {
+        self.channels.get(channel).map(|state| ChannelSummary {
+            name: state.key().clone(),
+            subscription_count: state.subscribers.len(),
+            user_count: state.members.as_ref().map(Members::len),
+        })
+    }
+
+    /// Every occupied channel whose name starts with `prefix`.
+    pub fn summaries(&self, prefix: &str) -> Vec<ChannelSummary> {
+        self.channels
+            .iter()
+            .filter(|state| state.key().starts_with(prefix))
+            .map(|state| ChannelSummary {
+                name: state.key().clone(),
+                subscription_count: state.subscribers.len(),
+                user_count: state.members.as_ref().map(Members::len),
+            })
+            .collect()
+    }
+
+    /// The user ids present in a presence channel (empty when unoccupied).
+    pub fn user_ids(&self, channel: &str) -> Vec<Arc<str>> {
+        self.channels
+            .get(channel)
+            .and_then(|state| state.members.as_ref().map(Members::user_ids))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(n: u64) -> SocketId {
+        format!("{n}.{n}").parse().unwrap()
+    }
+
+    fn member(id: &str) -> PresenceMember {
+        PresenceMember {
+            user_id: Arc::from(id),
+            user_info: None,
+        }
+    }
+
+    fn names(transitions: &[Transition]) -> Vec<String> {
+        transitions
+            .iter()
+            .map(|t| match t {
+                Transition::Occupied { channel } => format!("occupied {channel}"),
+                Transition::Vacated { channel } => format!("vacated {channel}"),
+                Transition::MemberAdded { user_id, .. } => format!("added {user_id}"),
+                Transition::MemberRemoved { user_id, .. } => format!("removed {user_id}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn occupancy_counts_sockets() {
+        let reg = ChannelRegistry::default();
+        let a = reg.subscribe("c", sid(1), (), None, 100).unwrap();
+        assert_eq!(names(&a.transitions), ["occupied c"]);
+        let b = reg.subscribe("c", sid(2), (), None, 100).unwrap();
+        assert!(b.transitions.is_empty());
+        assert_eq!(b.subscription_count, 2);
+        let again = reg.subscribe("c", sid(2), (), None, 100).unwrap();
+        assert!(again.already_subscribed && again.transitions.is_empty());
+        assert!(names(&reg.unsubscribe("c", sid(1)).unwrap().transitions).is_empty());
+        assert_eq!(
+            names(&reg.unsubscribe("c", sid(2)).unwrap().transitions),
+            ["vacated c"]
+        );
+        assert!(reg.unsubscribe("c", sid(2)).is_none());
+        assert!(reg.summary("c").is_none());
+    }
+
+    #[test]
+    fn presence_counts_users_not_sockets() {
+        let reg = ChannelRegistry::default();
+        let j = reg
+            .subscribe("presence-r", sid(1), (), Some(&member("u")), 100)
+            .unwrap();
+        assert_eq!(names(&j.transitions), ["occupied presence-r", "added u"]);
+        let j = reg
+            .subscribe("presence-r", sid(2), (), Some(&member("u")), 100)
+            .unwrap();
+        assert!(j.transitions.is_empty());
+        assert_eq!(reg.summary("presence-r").unwrap().user_count, Some(1));
+        assert!(reg
+            .unsubscribe("presence-r", sid(1))
+            .unwrap()
+            .transitions
+            .is_empty());
+        let left = reg.unsubscribe("presence-r", sid(2)).unwrap();
+        assert_eq!(
+            names(&left.transitions),
+            ["removed u", "vacated presence-r"]
+        );
+    }
+
+    #[test]
+    fn presence_limit_counts_distinct_users() {
+        let reg = ChannelRegistry::default();
+        reg.subscribe("presence-r", sid(1), (), Some(&member("a")), 1)
+            .unwrap();
+        // A second socket of a present user is not a new member.
+        reg.subscribe("presence-r", sid(2), (), Some(&member("a")), 1)
+            .unwrap();
+        assert_eq!(
+            reg.subscribe("presence-r", sid(3), (), Some(&member("b")), 1)
+                .unwrap_err(),
+            ChannelFull
+        );
+        assert_eq!(reg.summary("presence-r").unwrap().subscription_count, 2);
+    }
+
+    #[test]
+    fn refused_first_join_leaves_no_channel_behind() {
+        let reg = ChannelRegistry::default();
+        assert!(reg
+            .subscribe("presence-r", sid(1), (), Some(&member("a")), 0)
+            .is_err());
+        assert!(reg.summary("presence-r").is_none());
+    }
+
+    #[test]
+    fn fan_out_skips_the_excluded_socket() {
+        let reg = ChannelRegistry::default();
+        for n in 1..=3 {
+            reg.subscribe("c", sid(n), n, None, 100).unwrap();
+        }
+        let mut seen = Vec::new();
+        assert_eq!(
+            reg.for_each_subscriber("c", Some(sid(2)), |h| seen.push(*h)),
+            2
+        );
+        seen.sort();
+        assert_eq!(seen, [1, 3]);
+    }
+}

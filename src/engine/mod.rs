@@ -1,0 +1,39 @@
+//! The channel engine: subscriptions, presence membership, occupancy and the cache of last events.
+//!
+//! No I/O happens here. Every operation returns the [`Transition`]s it caused; callers send the
+//! replies and hand the transitions on (to the cluster stage, then webhooks). Subscribers are
+//! stored as an opaque handle `S` so the rules are unit-testable without sockets.
+
+mod cache;
+mod channels;
+mod presence;
+mod users;
+
+pub use cache::{CachedEvent, ChannelCache};
+pub use channels::{ChannelRegistry, ChannelSummary, Joined, Left};
+pub use presence::PresenceMember;
+pub use users::UserRegistry;
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+/// A change in occupancy or presence membership caused by one operation.
+#[derive(Clone, Debug)]
+pub enum Transition {
+    /// The channel's subscription count went 0 → 1.
+    Occupied { channel: Arc<str> },
+    /// The channel's subscription count went 1 → 0.
+    Vacated { channel: Arc<str> },
+    /// A user's first socket joined the presence channel.
+    MemberAdded {
+        channel: Arc<str>,
+        user_id: Arc<str>,
+        user_info: Option<Arc<RawValue>>,
+    },
+    /// A user's last socket left the presence channel.
+    MemberRemoved {
+        channel: Arc<str>,
+        user_id: Arc<str>,
+    },
+}

@@ -1,0 +1,65 @@
+//! REST API errors, each turned into a status code and a `{"error": ...}` body in one place.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// Why a REST request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 404: no app has this id (or key).
+    #[error("unknown app {0:?}")]
+    UnknownApp(String),
+    /// 403: the app is disabled.
+    #[error("app is disabled")]
+    AppDisabled,
+    /// 401: missing or wrong signature parameters, stale timestamp, wrong body_md5.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 400: the request is malformed or breaks a limit other than size.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 413: event data or the body is over its limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 404: no such endpoint.
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+impl ApiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::UnknownApp(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::AppDisabled => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        (
+            status,
+            Json(json!({ "error": self.to_string(), "code": status.as_u16() })),
+        )
+            .into_response()
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(
+                "request body is over the limit (http_api.request_limit_in_mb)".into(),
+            )
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    }
+}

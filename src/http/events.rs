@@ -1,0 +1,226 @@
+//! `POST /apps/{id}/events` and `POST /apps/{id}/batch_events`.
+
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::Method;
+use axum::Json;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+
+use super::auth::authenticate;
+use super::error::ApiError;
+use super::info::{channel_attributes, InfoAttributes};
+use crate::apps::App;
+use crate::protocol::channel::validate_name;
+use crate::protocol::{frames, SocketId};
+use crate::server::state::{Shared, SharedState};
+
+#[derive(Deserialize)]
+struct EventRequest {
+    name: Option<String>,
+    data: Option<Box<RawValue>>,
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    socket_id: Option<String>,
+    #[serde(default)]
+    info: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BatchRequest {
+    batch: Vec<EventRequest>,
+}
+
+/// An event that passed every check, ready to publish.
+struct ValidEvent {
+    name: String,
+    data: String,
+    channels: Vec<String>,
+    except: Option<SocketId>,
+    info: Option<InfoAttributes>,
+}
+
+fn bad(why: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(why.into())
+}
+
+/// Publishers send `data` as a string; anything else is JSON-encoded, as Pusher expects a string.
+fn data_string(raw: Option<Box<RawValue>>) -> Result<String, ApiError> {
+    let raw = raw.ok_or_else(|| bad("data is required"))?;
+    match serde_json::from_str::<String>(raw.get()) {
+        Ok(text) => Ok(text),
+        Err(_) => Ok(raw.get().to_owned()),
+    }
+}
+
+fn validate(app: &App, request: EventRequest) -> Result<ValidEvent, ApiError> {
+    let name = request
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| bad("name is required"))?;
+    if name.len() > app.max_event_name_length {
+        return Err(bad(format!(
+            "event name is longer than {} characters",
+            app.max_event_name_length
+        )));
+    }
+    let channels = match (request.channels, request.channel) {
+        (Some(channels), _) if !channels.is_empty() => channels,
+        (_, Some(channel)) => vec![channel],
+        _ => return Err(bad("channels (or channel) is required")),
+    };
+    if channels.len() > app.max_event_channels_at_once {
+        return Err(bad(format!(
+            "{} channels given; at most {} per event",
+            channels.len(),
+            app.max_event_channels_at_once
+        )));
+    }
+    for channel in &channels {
+        validate_name(channel, app.max_channel_name_length).map_err(|e| bad(e.to_string()))?;
+    }
+    let data = data_string(request.data)?;
+    if data.len() > app.max_event_payload {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "event data is {} bytes, over the limit of {} bytes",
+            data.len(),
+            app.max_event_payload
+        )));
+    }
+    let except = match request.socket_id.as_deref() {
+        None | Some("") => None,
+        Some(id) => Some(id.parse::<SocketId>().map_err(|e| bad(e.to_string()))?),
+    };
+    let info = request
+        .info
+        .as_deref()
+        .map(InfoAttributes::parse_for_trigger)
+        .transpose()?;
+    Ok(ValidEvent {
+        name,
+        data,
+        channels,
+        except,
+        info,
+    })
+}
+
+async fn publish(shared: &Shared, app: &App, event: &ValidEvent) {
+    for channel in &event.channels {
+        let frame = frames::channel_event(&event.name, channel, &event.data);
+        if crate::protocol::ChannelType::of(channel).cached {
+            app.cache.store(channel, &event.name, &event.data, &frame);
+        }
+        shared
+            .cluster
+            .broadcast(
+                app,
+                channel,
+                Utf8Bytes::from(frame),
+                event.except,
+                &shared.metrics,
+            )
+            .await;
+    }
+}
+
+async fn info_for(shared: &Shared, app: &App, event: &ValidEvent) -> Map<String, Value> {
+    let mut channels = Map::new();
+    if let Some(info) = &event.info {
+        for channel in &event.channels {
+            let summary = shared.cluster.channel(app, channel).await;
+            channels.insert(
+                channel.clone(),
+                Value::Object(channel_attributes(channel, summary.as_ref(), info)),
+            );
+        }
+    }
+    channels
+}
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))
+}
+
+/// Triggers one event on one or more channels.
+pub async fn trigger(
+    State(shared): State<SharedState>,
+    Path(app_id): Path<String>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body?;
+    let auth = authenticate(&shared, Some(&app_id), &method, &uri, &body)?;
+    let app: Arc<App> = auth.app;
+    let event = validate(&app, parse_body(&body)?)?;
+    publish(&shared, &app, &event).await;
+    if event.info.is_some() {
+        Ok(Json(
+            json!({ "channels": info_for(&shared, &app, &event).await }),
+        ))
+    } else {
+        Ok(Json(json!({})))
+    }
+}
+
+/// Triggers up to `max_event_batch_size` events; all are validated before any is published.
+pub async fn batch(
+    State(shared): State<SharedState>,
+    Path(app_id): Path<String>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body?;
+    let auth = authenticate(&shared, Some(&app_id), &method, &uri, &body)?;
+    let app = auth.app;
+    let request: BatchRequest = parse_body(&body)?;
+    if request.batch.len() > app.max_event_batch_size {
+        return Err(bad(format!(
+            "batch has {} events; at most {} are allowed",
+            request.batch.len(),
+            app.max_event_batch_size
+        )));
+    }
+    let events = request
+        .batch
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| validate(&app, item).map_err(|e| with_index(i, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    for event in &events {
+        publish(&shared, &app, event).await;
+    }
+    if events.iter().all(|e| e.info.is_none()) {
+        return Ok(Json(json!({})));
+    }
+    let mut results = Vec::with_capacity(events.len());
+    for event in &events {
+        // Each batch item has one channel; report that channel's attributes.
+        let attributes = info_for(&shared, &app, event)
+            .await
+            .into_iter()
+            .next()
+            .map(|(_, v)| v);
+        results.push(attributes.unwrap_or_else(|| json!({})));
+    }
+    Ok(Json(json!({ "batch": results })))
+}
+
+fn with_index(index: usize, error: ApiError) -> ApiError {
+    match error {
+        ApiError::BadRequest(why) => ApiError::BadRequest(format!("batch[{index}]: {why}")),
+        ApiError::PayloadTooLarge(why) => {
+            ApiError::PayloadTooLarge(format!("batch[{index}]: {why}"))
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,102 @@
+//! The axum routers: WebSocket upgrade at `/app/{key}`, the REST API at `/apps/{id}/...`,
+//! health checks, and `/metrics` on its own listener.
+
+mod auth;
+mod channels;
+mod error;
+mod events;
+mod info;
+mod users;
+mod ws;
+
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use error::ApiError;
+
+use crate::protocol::codes::SocketError;
+use crate::server::state::SharedState;
+use crate::transport::Handshake;
+
+/// The main router: WebSocket, REST API and health.
+pub fn router(shared: SharedState) -> Router {
+    let api = Router::new()
+        .route("/apps/{app_id}/events", post(events::trigger))
+        .route("/apps/{app_id}/batch_events", post(events::batch))
+        .route("/apps/{app_id}/channels", get(channels::list))
+        .route("/apps/{app_id}/channels/{channel}", get(channels::show))
+        .route(
+            "/apps/{app_id}/channels/{channel}/users",
+            get(channels::users),
+        )
+        .route(
+            "/apps/{app_id}/users/{user_id}/terminate_connections",
+            post(users::terminate_connections),
+        )
+        .route(
+            "/users/{user_id}/terminate_connections",
+            post(users::terminate_connections_unprefixed),
+        )
+        .layer(middleware::from_fn_with_state(shared.clone(), count_status))
+        .layer(DefaultBodyLimit::max(shared.config.http_request_limit));
+    Router::new()
+        .route("/app/{key}", get(ws::connect))
+        .route("/", get(health))
+        .route("/up", get(health))
+        .route("/up/{app_id}", get(app_health))
+        .merge(api)
+        .fallback(fallback)
+        .with_state(shared)
+}
+
+/// The metrics router, served on the metrics port.
+pub fn metrics_router(shared: SharedState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+async fn count_status(State(shared): State<SharedState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    shared.metrics.rest_request(response.status().as_u16());
+    response
+}
+
+async fn health() -> &'static str {
+    "OK"
+}
+
+async fn app_health(State(shared): State<SharedState>, Path(app_id): Path<String>) -> Response {
+    match shared.apps.by_id(&app_id) {
+        Some(app) if app.enabled => "OK".into_response(),
+        Some(_) => ApiError::AppDisabled.into_response(),
+        None => ApiError::UnknownApp(app_id).into_response(),
+    }
+}
+
+async fn metrics(State(shared): State<SharedState>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        shared.metrics.render(),
+    )
+}
+
+/// Unknown paths: a WebSocket upgrade is accepted and closed with 4005; anything else is a 404.
+async fn fallback(State(shared): State<SharedState>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let (mut parts, _body) = request.into_parts();
+    use axum::extract::FromRequestParts;
+    match axum::extract::WebSocketUpgrade::from_request_parts(&mut parts, &shared).await {
+        Ok(upgrade) => ws::upgrade(
+            shared,
+            upgrade,
+            Handshake::Refused(SocketError::PathNotFound(path)),
+        ),
+        Err(_) => ApiError::NotFound(path).into_response(),
+    }
+}

@@ -1,0 +1,26 @@
+//! Herald: a Pusher-compatible realtime pub/sub WebSocket server.
+//!
+//! # Layout
+//! - [`config`]: the `config.json` schema (Sockudo-compatible), defaults, env overrides, validation.
+//! - [`apps`]: configured applications and their limits, looked up by id and key.
+//! - [`protocol`]: wire types, error codes, channel-name rules and HMAC signing. No I/O.
+//! - [`engine`]: channels, subscriptions, presence and cache; returns transitions. No I/O.
+//! - [`cluster`]: the adapter between the engine and the rest (`local` for a single node).
+//! - [`transport`]: one task per WebSocket connection with a bounded outbound queue.
+//! - [`http`]: the axum router: WebSocket upgrade, REST API, health and metrics.
+//! - [`metrics`]: Prometheus counters and gauges.
+//! - [`server`]: the [`Server`] facade that binds, runs and shuts down all of the above.
+//!
+//! Data flows one way: socket → engine → (fan-out, transitions for webhooks).
+
+pub mod apps;
+pub mod cluster;
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod metrics;
+pub mod protocol;
+pub mod server;
+pub mod transport;
+
+pub use server::{RunningServer, Server};

@@ -1,0 +1,77 @@
+//! The `herald` binary: parse the command line, load the config, run until SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use herald::config::{apply_env, Config};
+use herald::Server;
+use tracing_subscriber::EnvFilter;
+
+/// A Pusher-compatible realtime WebSocket server.
+///
+/// Serves the Pusher Channels protocol (v7) at ws://HOST:PORT/app/{key}, the Pusher REST API at
+/// http://HOST:PORT/apps/{id}/..., and Prometheus metrics at http://HOST:METRICS_PORT/metrics.
+/// Environment overrides: HERALD_HOST, HERALD_PORT, HERALD_DEBUG, HERALD_METRICS_PORT,
+/// HERALD_METRICS_ENABLED, HERALD_APP_ID, HERALD_APP_KEY, HERALD_APP_SECRET. RUST_LOG sets
+/// the log filter.
+#[derive(Parser)]
+#[command(name = "herald", version)]
+struct Cli {
+    /// Path of a Sockudo-compatible config.json. Without it, defaults and the environment are
+    /// used (and a demo app app-id/app-key/app-secret when none is configured).
+    #[arg(long, short, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    match &cli.config {
+        Some(path) => Ok(Config::load(path)?),
+        None => Ok(apply_env(Config::defaults(), &|name| {
+            std::env::var(name).ok()
+        })?),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down: closing sockets with 4200");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = load(&cli)?;
+    let default_level = if config.debug { "debug" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .init();
+    for app in &config.apps {
+        tracing::info!(id = %app.id, key = %app.key, enabled = app.enabled, "app configured");
+    }
+    let server = Server::bind(config)
+        .await
+        .context("cannot bind the listeners")?;
+    tracing::info!(addr = %server.local_addr()?, metrics = ?server.metrics_addr(), "Herald listening");
+    server.run(shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! Prometheus counters and gauges, rendered in the text exposition format.
+//!
+//! Plain atomics: the hot path pays one relaxed add per fan-out (not per subscriber).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use std::collections::BTreeMap;
+
+/// The server's metrics.
+pub struct Metrics {
+    prefix: String,
+    connections: AtomicI64,
+    connections_total: AtomicU64,
+    subscriptions: AtomicI64,
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
+    slow_consumer_disconnects: AtomicU64,
+    rest_requests: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl Metrics {
+    /// Metrics whose names start with `prefix`.
+    pub fn new(prefix: &str) -> Metrics {
+        Metrics {
+            prefix: prefix.to_owned(),
+            connections: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+            subscriptions: AtomicI64::new(0),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            slow_consumer_disconnects: AtomicU64::new(0),
+            rest_requests: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A connection opened (`+1`) or closed (`-1`).
+    pub fn connection(&self, delta: i64) {
+        self.connections.fetch_add(delta, Ordering::Relaxed);
+        if delta > 0 {
+            self.connections_total.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A subscription added (`+1`) or removed (`-1`).
+    pub fn subscription(&self, delta: i64) {
+        self.subscriptions.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// One frame received from a client.
+    pub fn message_in(&self) {
+        self.messages_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `count` frames queued to sockets.
+    pub fn messages_out(&self, count: usize) {
+        self.messages_out.fetch_add(count as u64, Ordering::Relaxed);
+    }
+
+    /// A socket closed because its outbound queue overflowed.
+    pub fn slow_consumer_disconnect(&self) {
+        self.slow_consumer_disconnects
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A REST API request answered with `status`.
+    pub fn rest_request(&self, status: u16) {
+        let mut by_status = self.rest_requests.lock().unwrap_or_else(|e| e.into_inner());
+        *by_status.entry(status).or_default() += 1;
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let p = &self.prefix;
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {p}{name} {help}\n# TYPE {p}{name} {kind}\n{p}{name} {value}"
+            );
+        };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        metric(
+            "connected",
+            "gauge",
+            "Open WebSocket connections.",
+            self.connections.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "connections_total",
+            "counter",
+            "WebSocket connections accepted.",
+            load(&self.connections_total),
+        );
+        metric(
+            "subscriptions",
+            "gauge",
+            "Channel subscriptions.",
+            self.subscriptions.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "ws_messages_received_total",
+            "counter",
+            "Frames received from clients.",
+            load(&self.messages_in),
+        );
+        metric(
+            "ws_messages_sent_total",
+            "counter",
+            "Frames queued to clients.",
+            load(&self.messages_out),
+        );
+        metric(
+            "slow_consumer_disconnects_total",
+            "counter",
+            "Sockets closed with 4100 because their outbound queue overflowed.",
+            load(&self.slow_consumer_disconnects),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP {p}http_requests_total REST API requests by status.\n# TYPE {p}http_requests_total counter"
+        );
+        for (status, count) in self
+            .rest_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "{p}http_requests_total{{status=\"{status}\"}} {count}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters() {
+        let m = Metrics::new("h_");
+        m.connection(1);
+        m.rest_request(200);
+        m.rest_request(200);
+        m.rest_request(401);
+        let text = m.render();
+        assert!(text.contains("h_connected 1\n"), "{text}");
+        assert!(
+            text.contains("h_http_requests_total{status=\"200\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("h_http_requests_total{status=\"401\"} 1\n"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! Errors sent to a socket, each mapped to its Pusher code and whether it closes the connection.
+
+use std::fmt;
+
+/// An error the server reports on a connection as `pusher:error`, sometimes followed by a close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketError {
+    /// 4001: no app has this key.
+    UnknownApp(String),
+    /// 4003: the app exists but `enabled` is false.
+    AppDisabled,
+    /// 4004: the app already has `max_connections` sockets.
+    OverQuota,
+    /// 4005: the upgrade path is not `/app/{key}`.
+    PathNotFound(String),
+    /// 4006: the `version` query parameter does not parse.
+    InvalidVersion(String),
+    /// 4007: a `protocol` outside 5..=7.
+    UnsupportedProtocol(String),
+    /// 4009: sign-in failed or timed out, or the user's connections were terminated.
+    Unauthorized(String),
+    /// 4100: the outbound queue overflowed (slow consumer); the client backs off and reconnects.
+    OverCapacity,
+    /// 4200: the server is shutting down; the client reconnects at once.
+    ServerShutdown,
+    /// 4201: nothing answered the liveness ping in time.
+    PongTimeout,
+    /// 4301: client events sent faster than the app allows; the socket stays open.
+    ClientEventRateLimited,
+    /// `code: null`: a frame that is not JSON or lacks an `event`.
+    MalformedMessage(String),
+    /// `code: null`: an unknown `pusher:` event.
+    UnknownEvent(String),
+    /// `code: null`: a client event that breaks a rule (channel type, size, disabled).
+    ClientEventRejected(String),
+}
+
+impl SocketError {
+    /// The Pusher error code, `None` for errors Pusher reports with `code: null`.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            SocketError::UnknownApp(_) => Some(4001),
+            SocketError::AppDisabled => Some(4003),
+            SocketError::OverQuota => Some(4004),
+            SocketError::PathNotFound(_) => Some(4005),
+            SocketError::InvalidVersion(_) => Some(4006),
+            SocketError::UnsupportedProtocol(_) => Some(4007),
+            SocketError::Unauthorized(_) => Some(4009),
+            SocketError::OverCapacity => Some(4100),
+            SocketError::ServerShutdown => Some(4200),
+            SocketError::PongTimeout => Some(4201),
+            SocketError::ClientEventRateLimited => Some(4301),
+            SocketError::MalformedMessage(_)
+            | SocketError::UnknownEvent(_)
+            | SocketError::ClientEventRejected(_) => None,
+        }
+    }
+
+    /// The WebSocket close code to close with after the error frame, if the error is fatal.
+    ///
+    /// 43xx errors never close: pusher-js would refuse to reconnect.
+    pub fn close_code(&self) -> Option<u16> {
+        match self.code() {
+            Some(code) if code < 4300 => Some(code),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SocketError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SocketError::UnknownApp(key) => write!(f, "App key {key} does not exist"),
+            SocketError::AppDisabled => f.write_str("Application is disabled"),
+            SocketError::OverQuota => f.write_str("Application is over connection quota"),
+            SocketError::PathNotFound(path) => write!(f, "Path not found: {path}"),
+            SocketError::InvalidVersion(v) => write!(f, "Invalid version string format: {v:?}"),
+            SocketError::UnsupportedProtocol(p) => {
+                write!(
+                    f,
+                    "Unsupported protocol version: {p:?} (supported: 5, 6, 7)"
+                )
+            }
+            SocketError::Unauthorized(why) => write!(f, "Connection is unauthorized: {why}"),
+            SocketError::OverCapacity => {
+                f.write_str("Over capacity: the client is not reading its messages fast enough")
+            }
+            SocketError::ServerShutdown => f.write_str("Server is shutting down; reconnect"),
+            SocketError::PongTimeout => f.write_str("Pong reply not received"),
+            SocketError::ClientEventRateLimited => {
+                f.write_str("Client event rejected due to rate limit")
+            }
+            SocketError::MalformedMessage(why) => write!(f, "Malformed message: {why}"),
+            SocketError::UnknownEvent(event) => write!(f, "Unsupported event: {event}"),
+            SocketError::ClientEventRejected(why) => write!(f, "Client event rejected: {why}"),
+        }
+    }
+}
+
+/// Why a subscription was refused, sent as channel-scoped `pusher:subscription_error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionError {
+    /// Missing or wrong `auth` signature, or `#server-to-user-` for another user.
+    Auth(String),
+    /// The channel name breaks the naming rules.
+    InvalidChannel(String),
+    /// `channel_data` is missing or not the expected JSON.
+    InvalidChannelData(String),
+    /// The presence channel already has `max_presence_members_per_channel` members.
+    MembersLimit(usize),
+    /// The member's `user_info` is over `max_presence_member_size_in_kb`.
+    MemberTooLarge { size: usize, max: usize },
+}
+
+impl SubscriptionError {
+    /// The `type` field pusher-js and Laravel Echo listeners see.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SubscriptionError::Auth(_) => "AuthError",
+            SubscriptionError::InvalidChannel(_) | SubscriptionError::InvalidChannelData(_) => {
+                "InvalidChannel"
+            }
+            SubscriptionError::MembersLimit(_) | SubscriptionError::MemberTooLarge { .. } => {
+                "LimitReached"
+            }
+        }
+    }
+
+    /// The `status` field: an HTTP-like status for auth, the Pusher code for limits (as soketi).
+    pub fn status(&self) -> u16 {
+        match self {
+            SubscriptionError::Auth(_) => 401,
+            SubscriptionError::InvalidChannel(_) | SubscriptionError::InvalidChannelData(_) => 4009,
+            SubscriptionError::MembersLimit(_) => 4100,
+            SubscriptionError::MemberTooLarge { .. } => 4301,
+        }
+    }
+}
+
+impl fmt::Display for SubscriptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubscriptionError::Auth(why) => write!(f, "The connection is unauthorized: {why}"),
+            SubscriptionError::InvalidChannel(why) => write!(f, "Invalid channel: {why}"),
+            SubscriptionError::InvalidChannelData(why) => write!(f, "Invalid channel_data: {why}"),
+            SubscriptionError::MembersLimit(max) => {
+                write!(
+                    f,
+                    "The maximum number of presence members ({max}) is reached"
+                )
+            }
+            SubscriptionError::MemberTooLarge { size, max } => write!(
+                f,
+                "The presence member data is {size} bytes, over the limit of {max} bytes"
+            ),
+        }
+    }
+}

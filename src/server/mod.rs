@@ -1,0 +1,172 @@
+//! The [`Server`] facade: bind the listeners, run until a shutdown signal, drain, stop.
+//!
+//! The binary, the tests and the benchmark all start Herald through this type.
+
+pub mod state;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::apps::AppRegistry;
+use crate::cluster::{ClusterAdapter, LocalAdapter};
+use crate::config::Config;
+use crate::http;
+use crate::metrics::Metrics;
+use state::{Shared, SharedState};
+
+/// How often expired cache-channel entries are dropped.
+const CACHE_PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A bound, not yet running server.
+pub struct Server {
+    shared: SharedState,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+}
+
+impl Server {
+    /// Binds the WebSocket/REST listener and, when enabled, the metrics listener.
+    pub async fn bind(config: Config) -> io::Result<Server> {
+        for key in &config.unknown_keys {
+            tracing::warn!(key = %key, "config key is not used by Herald; ignored");
+        }
+        let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
+        let metrics_listener = if config.metrics.enabled {
+            Some(TcpListener::bind((config.metrics.host.as_str(), config.metrics.port)).await?)
+        } else {
+            None
+        };
+        let shared = Arc::new(Shared {
+            apps: AppRegistry::new(&config.apps, config.channel_cache_ttl),
+            metrics: Metrics::new(&config.metrics.prefix),
+            cluster: ClusterAdapter::Local(LocalAdapter),
+            shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
+            config,
+        });
+        Ok(Server {
+            shared,
+            listener,
+            metrics_listener,
+        })
+    }
+
+    /// The address of the WebSocket/REST listener.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The address of the metrics listener, when enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// The shared state (for tests and the benchmark).
+    pub fn state(&self) -> SharedState {
+        self.shared.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then closes every socket with 4200 and waits for them
+    /// (bounded by `shutdown_grace_period`).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
+        let shared = self.shared;
+        let token = shared.shutdown.clone();
+        if let Some(listener) = self.metrics_listener {
+            let router = http::metrics_router(shared.clone());
+            let stop = token.clone();
+            tokio::spawn(async move {
+                let served =
+                    axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
+                if let Err(error) = served.await {
+                    tracing::error!(%error, "metrics listener failed");
+                }
+            });
+        }
+        tokio::spawn(purge_caches(shared.clone()));
+        let stop = token.clone();
+        let served = axum::serve(self.listener, http::router(shared.clone()))
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = shutdown => stop.cancel(),
+                    _ = stop.cancelled() => {}
+                }
+            });
+        let result = served.await;
+        token.cancel();
+        shared.connections.close();
+        let grace = shared.config.shutdown_grace_period;
+        if tokio::time::timeout(grace, shared.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = shared.connections.len(),
+                "connections still open after the shutdown grace period"
+            );
+        }
+        result
+    }
+
+    /// Runs on a background task; the returned handle stops the server when told or dropped.
+    pub fn spawn(self) -> io::Result<RunningServer> {
+        let addr = self.local_addr()?;
+        let metrics_addr = self.metrics_addr();
+        let shared = self.shared.clone();
+        let token = shared.shutdown.clone();
+        let task = tokio::spawn(self.run(async move { token.cancelled().await }));
+        Ok(RunningServer {
+            addr,
+            metrics_addr,
+            shared,
+            task: Some(task),
+        })
+    }
+}
+
+async fn purge_caches(shared: SharedState) {
+    let mut interval = tokio::time::interval(CACHE_PURGE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = interval.tick() => shared.apps.iter().for_each(|app| app.cache.purge_expired()),
+        }
+    }
+}
+
+/// A server running on a background task.
+pub struct RunningServer {
+    /// The WebSocket/REST address.
+    pub addr: SocketAddr,
+    /// The metrics address, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The shared state.
+    pub shared: SharedState,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl RunningServer {
+    /// Shuts down and waits for the server to finish draining.
+    pub async fn shutdown(mut self) -> io::Result<()> {
+        self.shared.shutdown.cancel();
+        match self.task.take() {
+            Some(task) => task.await.map_err(io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.shared.shutdown.cancel();
+    }
+}

@@ -1,0 +1,40 @@
+//! The state every connection and request handler shares, behind one cheap-clone `Arc`.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::apps::{App, AppRegistry};
+use crate::cluster::ClusterAdapter;
+use crate::config::Config;
+use crate::engine::Transition;
+use crate::metrics::Metrics;
+
+/// Shared server state.
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// The apps and their engine state.
+    pub apps: AppRegistry,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The cluster adapter.
+    pub cluster: ClusterAdapter,
+    /// Cancelled when the server shuts down; every connection loop watches it.
+    pub shutdown: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub connections: TaskTracker,
+}
+
+/// The handle handlers receive.
+pub type SharedState = Arc<Shared>;
+
+impl Shared {
+    /// Hands cluster-wide transitions on to their consumers (webhooks, once configured).
+    pub fn emit(&self, app: &App, transitions: &[Transition]) {
+        for transition in transitions {
+            tracing::debug!(app = %app.id, ?transition, "transition");
+        }
+    }
+}

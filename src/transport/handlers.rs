@@ -1,0 +1,266 @@
+//! One handler per client event, dispatched from the parsed [`ClientMessage`].
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use super::session::{Session, SignedInUser};
+use crate::engine::PresenceMember;
+use crate::protocol::channel::{server_to_user_id, validate_name};
+use crate::protocol::codes::{SocketError, SubscriptionError};
+use crate::protocol::incoming::{ClientMessage, SigninRequest, SubscribeRequest};
+use crate::protocol::signing::{verify_channel_auth, verify_user_auth};
+use crate::protocol::{frames, ChannelKind, ChannelType};
+
+/// Pusher's documented limit on presence user ids.
+const MAX_USER_ID_LENGTH: usize = 128;
+
+#[derive(Deserialize)]
+struct ChannelData {
+    user_id: serde_json::Value,
+    #[serde(default)]
+    user_info: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct UserData {
+    id: serde_json::Value,
+    #[serde(default)]
+    user_info: Option<Box<RawValue>>,
+}
+
+impl Session {
+    /// Handles one parsed client frame.
+    pub async fn handle(&mut self, message: ClientMessage) {
+        match message {
+            ClientMessage::Ping => self.send(frames::pong()),
+            ClientMessage::Pong => {}
+            ClientMessage::Subscribe(request) => self.subscribe(request).await,
+            ClientMessage::Unsubscribe { channel } => self.leave(&channel).await,
+            ClientMessage::Signin(request) => self.signin(request),
+            ClientMessage::ClientEvent {
+                event,
+                channel,
+                data,
+            } => {
+                if let Err(error) = self.client_event(&event, &channel, data).await {
+                    self.send(frames::error(&error));
+                }
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, request: SubscribeRequest) {
+        let channel = request.channel.as_str();
+        let (kind, member) = match self.authorize(&request) {
+            Ok(authorized) => authorized,
+            Err(error) => return self.send(frames::subscription_error(channel, &error)),
+        };
+        let max_members = self.app.max_presence_members_per_channel;
+        let joined = match self.app.channels.subscribe(
+            channel,
+            self.socket_id,
+            self.outbound.clone(),
+            member.as_ref(),
+            max_members,
+        ) {
+            Ok(joined) => joined,
+            Err(_full) => {
+                let error = SubscriptionError::MembersLimit(max_members);
+                return self.send(frames::subscription_error(channel, &error));
+            }
+        };
+        if !joined.already_subscribed {
+            self.channels
+                .insert(Arc::from(channel), member.map(|m| m.user_id));
+            self.shared.metrics.subscription(1);
+        }
+        let data = joined.presence_snapshot.as_deref().unwrap_or("{}");
+        self.send(frames::subscription_succeeded(channel, data));
+        if kind.cached {
+            match self.app.cache.get(channel) {
+                Some(cached) => self.send(cached.frame.to_string()),
+                None => self.send(frames::cache_miss(channel)),
+            }
+        }
+        if kind.needs_auth() {
+            self.liveness.authorized();
+        }
+        if !joined.already_subscribed {
+            self.publish_transitions(joined.transitions).await;
+            self.announce_subscription_count(channel, joined.subscription_count)
+                .await;
+        }
+    }
+
+    /// Checks name, signature and presence data; returns the channel type and presence member.
+    fn authorize(
+        &self,
+        request: &SubscribeRequest,
+    ) -> Result<(ChannelType, Option<PresenceMember>), SubscriptionError> {
+        let channel = request.channel.as_str();
+        let kind = validate_name(channel, self.app.max_channel_name_length)
+            .map_err(|e| SubscriptionError::InvalidChannel(e.to_string()))?;
+        if kind.kind == ChannelKind::ServerToUser {
+            let signed_in = self.user.as_ref().map(|u| &*u.id);
+            if signed_in != server_to_user_id(channel) {
+                return Err(SubscriptionError::Auth(
+                    "only the user signed in as this id may subscribe".into(),
+                ));
+            }
+            return Ok((kind, None));
+        }
+        if !kind.needs_auth() {
+            return Ok((kind, None));
+        }
+        let app = &self.app;
+        let channel_data = request.channel_data.as_deref();
+        verify_channel_auth(
+            &app.key,
+            &app.secret,
+            self.socket_id,
+            channel,
+            channel_data,
+            request.auth.as_deref(),
+        )
+        .map_err(|e| SubscriptionError::Auth(e.to_string()))?;
+        if !kind.is_presence() {
+            return Ok((kind, None));
+        }
+        let member = match (channel_data, &self.user) {
+            (Some(data), _) => self.presence_member(data)?,
+            (None, Some(user)) => PresenceMember {
+                user_id: user.id.clone(),
+                user_info: user.user_info.clone(),
+            },
+            (None, None) => {
+                return Err(SubscriptionError::InvalidChannelData(
+                    "presence channels need channel_data".into(),
+                ))
+            }
+        };
+        Ok((kind, Some(member)))
+    }
+
+    fn presence_member(&self, channel_data: &str) -> Result<PresenceMember, SubscriptionError> {
+        let data: ChannelData = serde_json::from_str(channel_data).map_err(|e| {
+            SubscriptionError::InvalidChannelData(format!(
+                "expected {{\"user_id\":..,\"user_info\":..}}: {e}"
+            ))
+        })?;
+        let user_id = user_id_text(&data.user_id).ok_or_else(|| {
+            SubscriptionError::InvalidChannelData(
+                "user_id must be a non-empty string or a number".into(),
+            )
+        })?;
+        if user_id.len() > MAX_USER_ID_LENGTH {
+            return Err(SubscriptionError::InvalidChannelData(format!(
+                "user_id is longer than {MAX_USER_ID_LENGTH} characters"
+            )));
+        }
+        let size = data.user_info.as_ref().map_or(0, |info| info.get().len());
+        let max = self.app.max_presence_member_size;
+        if size > max {
+            return Err(SubscriptionError::MemberTooLarge { size, max });
+        }
+        Ok(PresenceMember {
+            user_id: Arc::from(user_id),
+            user_info: data.user_info.map(Arc::from),
+        })
+    }
+
+    fn signin(&mut self, request: SigninRequest) {
+        match self.verify_signin(&request) {
+            Ok(user) => {
+                if self.user.is_none() {
+                    self.app
+                        .users
+                        .add(&user.id, self.socket_id, self.outbound.clone());
+                    self.user = Some(user);
+                }
+                self.liveness.authorized();
+                self.send(frames::signin_success(&request.user_data));
+            }
+            Err(why) => self.outbound.close(SocketError::Unauthorized(why)),
+        }
+    }
+
+    fn verify_signin(&self, request: &SigninRequest) -> Result<SignedInUser, String> {
+        let app = &self.app;
+        verify_user_auth(
+            &app.key,
+            &app.secret,
+            self.socket_id,
+            &request.user_data,
+            &request.auth,
+        )
+        .map_err(|e| format!("sign-in refused: {e}"))?;
+        let data: UserData = serde_json::from_str(&request.user_data)
+            .map_err(|e| format!("user_data must be a JSON object with an id: {e}"))?;
+        let id = match &data.id {
+            serde_json::Value::String(id) if !id.is_empty() => id.clone(),
+            _ => return Err("user_data.id must be a non-empty string".into()),
+        };
+        if let Some(current) = &self.user {
+            if *current.id != *id {
+                return Err(format!("already signed in as {:?}", current.id));
+            }
+        }
+        Ok(SignedInUser {
+            id: Arc::from(id),
+            user_info: data.user_info.map(Arc::from),
+        })
+    }
+
+    async fn client_event(
+        &mut self,
+        event: &str,
+        channel: &str,
+        data: Box<RawValue>,
+    ) -> Result<(), SocketError> {
+        let reject = |why: String| Err(SocketError::ClientEventRejected(why));
+        let app = self.app.clone();
+        if !app.enable_client_messages {
+            return reject("client events are not enabled for this app".into());
+        }
+        if !ChannelType::of(channel).allows_client_events() {
+            return reject(format!(
+                "client events are only allowed on private and presence channels, not {channel}"
+            ));
+        }
+        let Some(presence_user) = self.channels.get(channel) else {
+            return reject(format!("not subscribed to {channel}"));
+        };
+        if event.len() > app.max_event_name_length {
+            return reject(format!(
+                "event name is longer than {} characters",
+                app.max_event_name_length
+            ));
+        }
+        if data.get().len() > app.max_event_payload {
+            return reject(format!(
+                "data is over the limit of {} bytes",
+                app.max_event_payload
+            ));
+        }
+        if let Some(max) = app.max_client_events_per_second {
+            if !self.client_events.allow(Instant::now(), max) {
+                return Err(SocketError::ClientEventRateLimited);
+            }
+        }
+        let frame = frames::client_event(event, channel, &data, presence_user.as_deref());
+        self.broadcast(channel, frame, Some(self.socket_id)).await;
+        Ok(())
+    }
+}
+
+/// A presence user id as a string: `1` and `"1"` are the same member.
+fn user_id_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
