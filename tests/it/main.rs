@@ -1,0 +1,14 @@
+//! Integration tests: a real Herald on ephemeral ports driven by real WebSocket and HTTP clients.
+//! One binary with modules, because each `tests/*.rs` file links separately.
+
+mod support;
+
+mod client_events;
+mod connection;
+mod operability;
+mod presence;
+mod rest_auth;
+mod rest_channels;
+mod rest_events;
+mod signin;
+mod subscriptions;
