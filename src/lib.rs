@@ -8,6 +8,7 @@
 //! - [`cluster`]: the adapter between the engine and the rest (`local` for a single node).
 //! - [`transport`]: one task per WebSocket connection with a bounded outbound queue.
 //! - [`http`]: the axum router: WebSocket upgrade, REST API, health and metrics.
+//! - [`webhooks`]: grace period, per-endpoint filter, batcher and signed delivery with retries.
 //! - [`metrics`]: Prometheus counters and gauges.
 //! - [`server`]: the [`Server`] facade that binds, runs and shuts down all of the above.
 //!
@@ -22,5 +23,6 @@ pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod transport;
+pub mod webhooks;
 
 pub use server::{RunningServer, Server};

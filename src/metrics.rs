@@ -18,6 +18,11 @@ pub struct Metrics {
     messages_out: AtomicU64,
     slow_consumer_disconnects: AtomicU64,
     rest_requests: Mutex<BTreeMap<u16, u64>>,
+    webhook_events_delivered: AtomicU64,
+    webhook_posts_delivered: AtomicU64,
+    webhook_attempts_failed: AtomicU64,
+    webhook_events_dead: AtomicU64,
+    webhook_events_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -32,6 +37,11 @@ impl Metrics {
             messages_out: AtomicU64::new(0),
             slow_consumer_disconnects: AtomicU64::new(0),
             rest_requests: Mutex::new(BTreeMap::new()),
+            webhook_events_delivered: AtomicU64::new(0),
+            webhook_posts_delivered: AtomicU64::new(0),
+            webhook_attempts_failed: AtomicU64::new(0),
+            webhook_events_dead: AtomicU64::new(0),
+            webhook_events_dropped: AtomicU64::new(0),
         }
     }
 
@@ -68,6 +78,30 @@ impl Metrics {
     pub fn rest_request(&self, status: u16) {
         let mut by_status = self.rest_requests.lock().unwrap_or_else(|e| e.into_inner());
         *by_status.entry(status).or_default() += 1;
+    }
+
+    /// A webhook request carrying `events` events succeeded.
+    pub fn webhook_delivered(&self, events: usize) {
+        self.webhook_posts_delivered.fetch_add(1, Ordering::Relaxed);
+        self.webhook_events_delivered
+            .fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// One webhook attempt failed (it may be retried).
+    pub fn webhook_attempt_failed(&self) {
+        self.webhook_attempts_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Webhook events given up on after their retry window or a final error.
+    pub fn webhook_events_dead(&self, events: usize) {
+        self.webhook_events_dead
+            .fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// Webhook events dropped because a queue was full.
+    pub fn webhook_events_dropped(&self, events: usize) {
+        self.webhook_events_dropped
+            .fetch_add(events as u64, Ordering::Relaxed);
     }
 
     /// The text exposition of every metric.
@@ -116,6 +150,36 @@ impl Metrics {
             "counter",
             "Sockets closed with 4100 because their outbound queue overflowed.",
             load(&self.slow_consumer_disconnects),
+        );
+        metric(
+            "webhook_events_delivered_total",
+            "counter",
+            "Webhook events delivered.",
+            load(&self.webhook_events_delivered),
+        );
+        metric(
+            "webhook_requests_delivered_total",
+            "counter",
+            "Webhook requests answered with 2xx.",
+            load(&self.webhook_posts_delivered),
+        );
+        metric(
+            "webhook_attempts_failed_total",
+            "counter",
+            "Webhook attempts that failed (retried or not).",
+            load(&self.webhook_attempts_failed),
+        );
+        metric(
+            "webhook_events_dead_total",
+            "counter",
+            "Webhook events given up on after retries or a final error.",
+            load(&self.webhook_events_dead),
+        );
+        metric(
+            "webhook_events_dropped_total",
+            "counter",
+            "Webhook events dropped because a queue was full.",
+            load(&self.webhook_events_dropped),
         );
         let _ = writeln!(
             out,

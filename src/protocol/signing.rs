@@ -25,6 +25,17 @@ pub fn verify_hex(secret: &str, message: &[u8], signature_hex: &str) -> bool {
     mac.verify_slice(&signature).is_ok()
 }
 
+/// The Standard Webhooks `webhook-signature` value: `v1,` + base64 HMAC-SHA256 of `id.timestamp.body`.
+pub fn standard_webhooks_signature(secret: &[u8], id: &str, timestamp: u64, body: &str) -> String {
+    use base64::Engine;
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
 /// Lower-hex MD5 of a request body (`body_md5`).
 pub fn md5_hex(body: &[u8]) -> String {
     hex::encode(Md5::digest(body))
@@ -160,6 +171,20 @@ mod tests {
         assert_eq!(
             sign_hex(SECRET, to_sign.as_bytes()),
             "da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c"
+        );
+    }
+
+    #[test]
+    fn standard_webhooks_vector() {
+        // The example of the Standard Webhooks specification.
+        use base64::Engine;
+        let secret = base64::engine::general_purpose::STANDARD
+            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .unwrap();
+        let body = r#"{"test": 2432232314}"#;
+        assert_eq!(
+            standard_webhooks_signature(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
     }
 

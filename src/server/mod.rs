@@ -20,6 +20,7 @@ use crate::cluster::{ClusterAdapter, LocalAdapter};
 use crate::config::Config;
 use crate::http;
 use crate::metrics::Metrics;
+use crate::webhooks::Webhooks;
 use state::{Shared, SharedState};
 
 /// How often expired cache-channel entries are dropped.
@@ -44,9 +45,11 @@ impl Server {
         } else {
             None
         };
+        let metrics = Arc::new(Metrics::new(&config.metrics.prefix));
         let shared = Arc::new(Shared {
             apps: AppRegistry::new(&config.apps, config.channel_cache_ttl),
-            metrics: Metrics::new(&config.metrics.prefix),
+            webhooks: Webhooks::start(&config.apps, &config.webhooks, metrics.clone()),
+            metrics,
             cluster: ClusterAdapter::Local(LocalAdapter),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
@@ -76,8 +79,8 @@ impl Server {
         self.shared.clone()
     }
 
-    /// Serves until `shutdown` resolves, then closes every socket with 4200 and waits for them
-    /// (bounded by `shutdown_grace_period`).
+    /// Serves until `shutdown` resolves, then closes every socket with 4200, waits for them,
+    /// and flushes the webhook pipelines (all bounded by `shutdown_grace_period`).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let shared = self.shared;
         let token = shared.shutdown.clone();
@@ -104,8 +107,8 @@ impl Server {
         let result = served.await;
         token.cancel();
         shared.connections.close();
-        let grace = shared.config.shutdown_grace_period;
-        if tokio::time::timeout(grace, shared.connections.wait())
+        let deadline = tokio::time::Instant::now() + shared.config.shutdown_grace_period;
+        if tokio::time::timeout_at(deadline, shared.connections.wait())
             .await
             .is_err()
         {
@@ -113,6 +116,12 @@ impl Server {
                 open = shared.connections.len(),
                 "connections still open after the shutdown grace period"
             );
+        }
+        if tokio::time::timeout_at(deadline, shared.webhooks.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("webhook deliveries still in flight after the shutdown grace period; they are abandoned");
         }
         result
     }

@@ -10,6 +10,7 @@ use crate::cluster::ClusterAdapter;
 use crate::config::Config;
 use crate::engine::Transition;
 use crate::metrics::Metrics;
+use crate::webhooks::{WebhookEvent, Webhooks};
 
 /// Shared server state.
 pub struct Shared {
@@ -18,7 +19,9 @@ pub struct Shared {
     /// The apps and their engine state.
     pub apps: AppRegistry,
     /// Metrics.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// The webhook pipelines.
+    pub webhooks: Webhooks,
     /// The cluster adapter.
     pub cluster: ClusterAdapter,
     /// Cancelled when the server shuts down; every connection loop watches it.
@@ -31,10 +34,11 @@ pub struct Shared {
 pub type SharedState = Arc<Shared>;
 
 impl Shared {
-    /// Hands cluster-wide transitions on to their consumers (webhooks, once configured).
+    /// Hands cluster-wide transitions on to the webhook pipeline.
     pub fn emit(&self, app: &App, transitions: &[Transition]) {
         for transition in transitions {
-            tracing::debug!(app = %app.id, ?transition, "transition");
+            self.webhooks
+                .submit(&app.id, WebhookEvent::from(transition));
         }
     }
 }

@@ -13,6 +13,10 @@ use crate::protocol::codes::{SocketError, SubscriptionError};
 use crate::protocol::incoming::{ClientMessage, SigninRequest, SubscribeRequest};
 use crate::protocol::signing::{verify_channel_auth, verify_user_auth};
 use crate::protocol::{frames, ChannelKind, ChannelType};
+use crate::webhooks::WebhookEvent;
+
+/// Index of `client_event` in `EVENT_TYPES`.
+const CLIENT_EVENT: usize = 4;
 
 /// Pusher's documented limit on presence user ids.
 const MAX_USER_ID_LENGTH: usize = 128;
@@ -82,7 +86,13 @@ impl Session {
         if kind.cached {
             match self.app.cache.get(channel) {
                 Some(cached) => self.send(cached.frame.to_string()),
-                None => self.send(frames::cache_miss(channel)),
+                None => {
+                    self.send(frames::cache_miss(channel));
+                    let event = WebhookEvent::CacheMiss {
+                        channel: Arc::from(channel),
+                    };
+                    self.shared.webhooks.submit(&self.app.id, event);
+                }
             }
         }
         if kind.needs_auth() {
@@ -251,9 +261,28 @@ impl Session {
             }
         }
         let frame = frames::client_event(event, channel, &data, presence_user.as_deref());
+        let webhook =
+            self.shared
+                .webhooks
+                .wants(&app.id, CLIENT_EVENT)
+                .then(|| WebhookEvent::ClientEvent {
+                    channel: Arc::from(channel),
+                    event: event.to_owned(),
+                    data: data_as_string(&data),
+                    socket_id: self.socket_id.to_string(),
+                    user_id: presence_user.clone(),
+                });
         self.broadcast(channel, frame, Some(self.socket_id)).await;
+        if let Some(webhook) = webhook {
+            self.shared.webhooks.submit(&app.id, webhook);
+        }
         Ok(())
     }
+}
+
+/// The `data` of a `client_event` webhook: the client's string, or its JSON encoded as a string.
+fn data_as_string(data: &RawValue) -> String {
+    serde_json::from_str::<String>(data.get()).unwrap_or_else(|_| data.get().to_owned())
 }
 
 /// A presence user id as a string: `1` and `"1"` are the same member.

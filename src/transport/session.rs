@@ -12,6 +12,7 @@ use crate::apps::App;
 use crate::engine::Transition;
 use crate::protocol::{frames, ChannelType, SocketId};
 use crate::server::state::SharedState;
+use crate::webhooks::WebhookEvent;
 
 /// Client events accepted in the current one-second window.
 pub(super) struct RateWindow {
@@ -122,12 +123,17 @@ impl Session {
         self.shared.emit(&self.app, &transitions);
     }
 
-    /// Sends `pusher_internal:subscription_count` to the channel when the app enables it.
+    /// Sends `pusher_internal:subscription_count` (and its webhook) when the app enables it.
     pub async fn announce_subscription_count(&self, channel: &str, count: usize) {
-        if self.app.enable_subscription_count
-            && !ChannelType::of(channel).is_presence()
-            && count > 0
-        {
+        if !self.app.enable_subscription_count || ChannelType::of(channel).is_presence() {
+            return;
+        }
+        let event = WebhookEvent::SubscriptionCount {
+            channel: Arc::from(channel),
+            subscription_count: count,
+        };
+        self.shared.webhooks.submit(&self.app.id, event);
+        if count > 0 {
             self.broadcast(channel, frames::subscription_count(channel, count), None)
                 .await;
         }

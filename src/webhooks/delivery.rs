@@ -1,0 +1,192 @@
+//! Delivering one batch: the Pusher envelope, signatures, headers, and retries with back-off.
+//!
+//! A batch is frozen at its first attempt: every retry resends the same events under the same
+//! `webhook-id`, with a fresh `time_ms`, timestamp and signatures.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use tokio::time::Instant;
+
+use super::event::WebhookEvent;
+use super::lambda::invoke_lambda;
+use crate::config::{AppConfig, SignatureScheme, WebhookEndpoint, WebhookTarget};
+use crate::metrics::Metrics;
+use crate::protocol::signing::{sign_hex, standard_webhooks_signature};
+
+/// Why one attempt failed.
+pub(super) enum Failure {
+    /// Connection error, timeout, 5xx, 408 or 429: worth another attempt.
+    Retryable(String),
+    /// Anything else (other 4xx, an unusable request): retrying cannot help.
+    Final(String),
+}
+
+/// The one HTTP client of the process: HTTP/1.1 with title-case header names, keep-alive.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .http1_title_case_headers()
+        .http1_only()
+        .build()
+        .expect("the HTTP client builds")
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn delivery_id() -> String {
+    format!("msg_{:032x}", rand::rng().random::<u128>())
+}
+
+/// The body of one attempt: `{"time_ms": .., "events": [..]}` around the frozen events.
+pub(super) fn envelope(time_ms: u64, events_json: &str) -> String {
+    format!("{{\"time_ms\":{time_ms},\"events\":{events_json}}}")
+}
+
+/// Delivers batches to one endpoint.
+pub struct Deliverer {
+    endpoint: WebhookEndpoint,
+    app_id: String,
+    app_key: String,
+    app_secret: String,
+    client: reqwest::Client,
+    metrics: Arc<Metrics>,
+}
+
+impl Deliverer {
+    /// A deliverer for one endpoint of `app`.
+    pub fn new(
+        app: &AppConfig,
+        endpoint: WebhookEndpoint,
+        client: reqwest::Client,
+        metrics: Arc<Metrics>,
+    ) -> Deliverer {
+        Deliverer {
+            endpoint,
+            app_id: app.id.clone(),
+            app_key: app.key.clone(),
+            app_secret: app.secret.clone(),
+            client,
+            metrics,
+        }
+    }
+
+    /// Delivers one batch, retrying as the endpoint's policy allows; gives up loudly.
+    pub async fn deliver(&self, batch: Vec<WebhookEvent>) {
+        let events_json = serde_json::to_string(&batch).expect("events serialize");
+        let id = delivery_id();
+        let policy = &self.endpoint.retry;
+        let started = Instant::now();
+        let mut backoff = policy.initial_backoff;
+        let mut attempts = 0u64;
+        loop {
+            attempts += 1;
+            let failure = match self.attempt(&id, &events_json).await {
+                Ok(()) => {
+                    self.metrics.webhook_delivered(batch.len());
+                    return;
+                }
+                Err(failure) => failure,
+            };
+            self.metrics.webhook_attempt_failed();
+            let (retryable, why) = match failure {
+                Failure::Retryable(why) => (true, why),
+                Failure::Final(why) => (false, why),
+            };
+            let wait = jittered(backoff);
+            let may_retry = retryable
+                && policy.enabled
+                && policy.max_attempts.is_none_or(|max| attempts < max)
+                && started.elapsed() + wait <= policy.max_elapsed;
+            if !may_retry {
+                self.metrics.webhook_events_dead(batch.len());
+                tracing::error!(app = %self.app_id, webhook_id = %id, attempts, events = batch.len(), %why, "webhook delivery failed for good");
+                return;
+            }
+            tracing::warn!(app = %self.app_id, webhook_id = %id, attempts, %why, retry_in_ms = wait.as_millis() as u64, "webhook delivery failed; retrying");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(policy.max_backoff);
+        }
+    }
+
+    async fn attempt(&self, id: &str, events_json: &str) -> Result<(), Failure> {
+        let time_ms = unix_millis();
+        let body = envelope(time_ms, events_json);
+        match &self.endpoint.target {
+            WebhookTarget::Url(url) => self.post(url, id, time_ms / 1000, body).await,
+            WebhookTarget::Lambda(lambda) => {
+                invoke_lambda(&self.client, lambda, self.endpoint.request_timeout, body).await
+            }
+        }
+    }
+
+    fn headers(&self, id: &str, timestamp: u64, body: &str) -> Result<HeaderMap, Failure> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &self.endpoint.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| Failure::Final(format!("header {name:?}: {e}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|e| Failure::Final(format!("header {name}: {e}")))?;
+            headers.insert(name, value);
+        }
+        // Set after the custom headers so these can never be overridden.
+        let mut set = |name: &'static str, value: String| {
+            let value = HeaderValue::from_str(&value)
+                .map_err(|e| Failure::Final(format!("{name}: {e}")))?;
+            headers.insert(HeaderName::from_static(name), value);
+            Ok::<(), Failure>(())
+        };
+        set("x-pusher-key", self.app_key.clone())?;
+        set(
+            "x-pusher-signature",
+            sign_hex(&self.app_secret, body.as_bytes()),
+        )?;
+        set("webhook-id", id.to_owned())?;
+        set("webhook-timestamp", timestamp.to_string())?;
+        if let SignatureScheme::StandardWebhooks(secret) = &self.endpoint.signature {
+            set(
+                "webhook-signature",
+                standard_webhooks_signature(secret, id, timestamp, body),
+            )?;
+        }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(headers)
+    }
+
+    async fn post(&self, url: &str, id: &str, timestamp: u64, body: String) -> Result<(), Failure> {
+        let headers = self.headers(id, timestamp, &body)?;
+        let request = self
+            .client
+            .post(url)
+            .timeout(self.endpoint.request_timeout)
+            .headers(headers)
+            .body(body);
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Failure::Retryable(format!("request failed: {e}")))?;
+        let status = response.status();
+        // Read the body so the connection can be reused.
+        let _ = response.bytes().await;
+        classify(status.as_u16())
+    }
+}
+
+/// 2xx is success; 408, 429 and 5xx are retried; any other status is final.
+pub(super) fn classify(status: u16) -> Result<(), Failure> {
+    match status {
+        200..=299 => Ok(()),
+        408 | 429 | 500..=599 => Err(Failure::Retryable(format!("status {status}"))),
+        _ => Err(Failure::Final(format!("status {status}"))),
+    }
+}
+
+/// Between half and all of `backoff`, so endpoints recovering together are not hit in step.
+fn jittered(backoff: Duration) -> Duration {
+    backoff.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
