@@ -1,6 +1,7 @@
 //! Integration tests: a real Herald on ephemeral ports driven by real WebSocket and HTTP clients.
 //! One binary with modules, because each `tests/*.rs` file links separately.
 
+mod receiver;
 mod support;
 
 mod client_events;
@@ -12,3 +13,4 @@ mod rest_channels;
 mod rest_events;
 mod signin;
 mod subscriptions;
+mod webhooks;
