@@ -1,0 +1,134 @@
+//! WebSocket clients and the signed REST publisher of the benchmark.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::target::{APP_ID, KEY, SECRET};
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub fn hmac_hex(message: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(message.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// Connects and returns the socket with its socket id.
+pub async fn connect(port: u16) -> Result<(Socket, String), String> {
+    let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7&client=bench&version=1.0.0");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let first = next_json(&mut ws)
+        .await
+        .ok_or("closed before connection_established")?;
+    let data: Value =
+        serde_json::from_str(first["data"].as_str().unwrap_or("{}")).map_err(|e| e.to_string())?;
+    let socket_id = data["socket_id"].as_str().ok_or("no socket_id")?.to_owned();
+    Ok((ws, socket_id))
+}
+
+/// The next text frame as JSON, `None` when the socket closed.
+pub async fn next_json(ws: &mut Socket) -> Option<Value> {
+    while let Some(Ok(message)) = ws.next().await {
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).ok();
+        }
+    }
+    None
+}
+
+pub async fn send(ws: &mut Socket, frame: Value) -> Result<(), String> {
+    ws.send(Message::text(frame.to_string()))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Subscribes and waits for `pusher_internal:subscription_succeeded`.
+pub async fn subscribe(ws: &mut Socket, data: Value) -> Result<(), String> {
+    send(ws, json!({"event": "pusher:subscribe", "data": data})).await?;
+    loop {
+        let frame = next_json(ws).await.ok_or("closed while subscribing")?;
+        match frame["event"].as_str() {
+            Some("pusher_internal:subscription_succeeded") => return Ok(()),
+            Some("pusher:subscription_error") | Some("pusher:error") => {
+                return Err(frame.to_string())
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The subscribe data of a presence channel, signed.
+pub fn presence_data(socket_id: &str, channel: &str, user_id: &str) -> Value {
+    let channel_data = json!({"user_id": user_id}).to_string();
+    let auth = format!(
+        "{KEY}:{}",
+        hmac_hex(&format!("{socket_id}:{channel}:{channel_data}"))
+    );
+    json!({"auth": auth, "channel": channel, "channel_data": channel_data})
+}
+
+/// Publishes through the signed REST API over one keep-alive connection.
+pub struct Publisher {
+    client: reqwest::Client,
+    port: u16,
+}
+
+impl Publisher {
+    pub fn new(port: u16) -> Publisher {
+        Publisher {
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(4)
+                .build()
+                .unwrap(),
+            port,
+        }
+    }
+
+    pub async fn trigger(&self, channel: &str, event: &str, data: &str) -> Result<(), String> {
+        let body = json!({"name": event, "channel": channel, "data": data}).to_string();
+        let path = format!("/apps/{APP_ID}/events");
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let md5 = hex::encode(Md5::digest(body.as_bytes()));
+        let query =
+            format!("auth_key={KEY}&auth_timestamp={timestamp}&auth_version=1.0&body_md5={md5}");
+        let signature = hmac_hex(&format!("POST\n{path}\n{query}"));
+        let url = format!(
+            "http://127.0.0.1:{}{path}?{query}&auth_signature={signature}",
+            self.port
+        );
+        let response = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("trigger failed: {}", response.status()))
+        }
+    }
+}

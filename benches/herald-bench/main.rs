@@ -1,0 +1,182 @@
+//! herald-bench: load scenarios against Herald (or any Pusher-compatible server that reads a
+//! Sockudo-schema config.json), with real WebSocket clients and the signed REST API on loopback.
+//!
+//! `cargo run --release --bin herald-bench -- --scenario all` runs everything against the herald
+//! binary built beside it; `--server 'CMD {config}'` runs the same scenarios against another server.
+
+mod clients;
+mod receiver;
+mod report;
+mod scenarios;
+mod target;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use clap::{Parser, ValueEnum};
+use serde_json::{json, Value};
+
+use receiver::WebhookCounter;
+use report::Report;
+use target::{free_port, Target};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Fanout,
+    Presence,
+    Idle,
+    All,
+}
+
+/// Load scenarios for Pusher-compatible servers, on loopback only.
+#[derive(Parser)]
+#[command(name = "herald-bench")]
+struct Cli {
+    /// Which scenario to run.
+    #[arg(long, value_enum, default_value = "all")]
+    scenario: Scenario,
+    /// The server command; `{config}` is replaced by the generated config path.
+    /// Default: the herald binary beside this one.
+    #[arg(long)]
+    server: Option<String>,
+    /// Fan-out: subscribers on the one channel.
+    #[arg(long, default_value_t = 2000)]
+    subscribers: usize,
+    /// Fan-out: REST publishes per second.
+    #[arg(long, default_value_t = 50)]
+    rate: u64,
+    /// Fan-out: seconds of publishing.
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Event data bytes.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Presence churn: sockets joining and leaving.
+    #[arg(long, default_value_t = 200)]
+    churn_sockets: usize,
+    /// Presence churn: seconds.
+    #[arg(long, default_value_t = 10)]
+    churn_secs: u64,
+    /// Idle: connections (capped by the file-descriptor limit).
+    #[arg(long, default_value_t = 20000)]
+    idle_connections: usize,
+    /// sendfloor.c, compiled and run beside fan-out to report this machine's floor.
+    #[arg(long, default_value = "../shared/tools/sendfloor.c")]
+    sendfloor: PathBuf,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn default_server() -> String {
+    let exe = std::env::current_exe().expect("current exe");
+    let herald = exe.with_file_name("herald");
+    format!("{} --config {{config}}", herald.display())
+}
+
+/// The per-process open-file limit, read from /proc.
+fn fd_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(1024)
+}
+
+/// Compiles and runs sendfloor with the fan-out sizes; its JSON line, if it could run.
+fn sendfloor(source: &PathBuf, conns: usize) -> Option<Value> {
+    let binary = std::env::temp_dir().join(format!("sendfloor-{}", std::process::id()));
+    let built = Command::new("cc")
+        .arg("-O2")
+        .arg("-o")
+        .arg(&binary)
+        .arg(source)
+        .status()
+        .ok()?;
+    if !built.success() {
+        return None;
+    }
+    let output = Command::new(&binary)
+        .args([conns.to_string(), "500".into(), "150".into()])
+        .output()
+        .ok()?;
+    let _ = std::fs::remove_file(&binary);
+    serde_json::from_slice(&output.stdout).ok()
+}
+
+async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, String> {
+    let port = free_port();
+    match scenario {
+        Scenario::Fanout => {
+            let target = Target::start(server, &target::config(port, None), port)?;
+            let mut report =
+                scenarios::fanout(&target, cli.subscribers, cli.rate, cli.secs, cli.payload)
+                    .await?;
+            if let Some(floor) = sendfloor(&cli.sendfloor, cli.subscribers) {
+                let us = floor["us_cpu_per_write"].as_f64().unwrap_or(0.0);
+                report.add("sendfloor CPU per write (same run)", us, "us");
+                let ours = report
+                    .rows
+                    .iter()
+                    .find(|r| r.0 == "server CPU per delivery")
+                    .map_or(0.0, |r| r.1);
+                report.add("server CPU per delivery / floor", ours / us.max(1e-9), "x");
+            }
+            Ok(report)
+        }
+        Scenario::Presence => {
+            let counter = WebhookCounter::default();
+            let url = counter.start().await;
+            let target = Target::start(server, &target::config(port, Some(&url)), port)?;
+            scenarios::presence_churn(&target, &counter, cli.churn_sockets, cli.churn_secs).await
+        }
+        Scenario::Idle => {
+            let target = Target::start(server, &target::config(port, None), port)?;
+            let limit = fd_limit().saturating_sub(100);
+            if cli.idle_connections > limit {
+                eprintln!(
+                    "idle: capping {} connections to {limit} (file-descriptor limit)",
+                    cli.idle_connections
+                );
+            }
+            scenarios::idle(&target, cli.idle_connections.min(limit)).await
+        }
+        Scenario::All => unreachable!("expanded by main"),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let server = cli.server.clone().unwrap_or_else(default_server);
+    let scenarios = match cli.scenario {
+        Scenario::All => vec![Scenario::Fanout, Scenario::Presence, Scenario::Idle],
+        one => vec![one],
+    };
+    println!("server: {server}");
+    let mut results = Vec::new();
+    let mut failed = false;
+    for scenario in scenarios {
+        match run(&cli, scenario, &server).await {
+            Ok(report) => {
+                report.print();
+                results.push(report.json());
+            }
+            Err(error) => {
+                eprintln!("scenario failed: {error}");
+                failed = true;
+            }
+        }
+    }
+    let all = json!({"server": server, "results": results});
+    println!("\n{all}");
+    if let Some(path) = &cli.json {
+        std::fs::write(path, all.to_string()).expect("write the JSON results");
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}

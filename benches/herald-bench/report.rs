@@ -1,0 +1,47 @@
+//! Results: one row per figure, printed as a table and as JSON.
+
+use serde_json::{json, Value};
+
+/// The figures of one scenario.
+pub struct Report {
+    pub scenario: &'static str,
+    pub rows: Vec<(String, f64, &'static str)>,
+}
+
+impl Report {
+    pub fn new(scenario: &'static str) -> Report {
+        Report {
+            scenario,
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, name: &str, value: f64, unit: &'static str) {
+        self.rows.push((name.to_owned(), value, unit));
+    }
+
+    pub fn print(&self) {
+        println!("\n{}", self.scenario);
+        for (name, value, unit) in &self.rows {
+            println!("  {name:<38} {value:>14.2} {unit}");
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        let figures: serde_json::Map<String, Value> = self
+            .rows
+            .iter()
+            .map(|(n, v, _)| (n.clone(), json!(v)))
+            .collect();
+        json!({"scenario": self.scenario, "figures": figures})
+    }
+}
+
+/// The p-th percentile of sorted samples.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
