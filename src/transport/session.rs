@@ -10,7 +10,7 @@ use super::liveness::Liveness;
 use super::outbound::Outbound;
 use crate::apps::App;
 use crate::engine::Transition;
-use crate::protocol::{frames, ChannelType, SocketId};
+use crate::protocol::{frames, ChannelKind, ChannelType, SocketId};
 use crate::server::state::SharedState;
 use crate::webhooks::WebhookEvent;
 
@@ -125,7 +125,10 @@ impl Session {
 
     /// Sends `pusher_internal:subscription_count` (and its webhook) when the app enables it.
     pub async fn announce_subscription_count(&self, channel: &str, count: usize) {
-        if !self.app.enable_subscription_count || ChannelType::of(channel).is_presence() {
+        let kind = ChannelType::of(channel).kind;
+        if !self.app.enable_subscription_count
+            || matches!(kind, ChannelKind::Presence | ChannelKind::ServerToUser)
+        {
             return;
         }
         let event = WebhookEvent::SubscriptionCount {

@@ -12,14 +12,20 @@ if (!Number.isInteger(PORT) || PORT <= 0) {
   throw new Error('HERALD_PORT must be set to the port of a running Herald server');
 }
 
-const APP_ID = process.env.HERALD_APP_ID || 'compat-app';
-const APP_KEY = process.env.HERALD_APP_KEY || 'compat-key';
-const APP_SECRET = process.env.HERALD_APP_SECRET || 'compat-secret';
+// The app under test is the first app of the config.json that run.sh starts Herald with.
+const APP = require('../config.json').app_manager.array.apps[0];
+const APP_ID = APP.id;
+const APP_KEY = APP.key;
+const APP_SECRET = APP.secret;
 
 // Upper bound for every single wait in the suite.
 const WAIT_MS = 5000;
 // How long we watch for something that must NOT happen.
 const QUIET_MS = 700;
+
+// Master key for private-encrypted- channels (32 bytes, base64). The SDK derives each channel's
+// shared secret from it; Herald never sees it.
+const ENCRYPTION_MASTER_KEY_BASE64 = Buffer.alloc(32, 7).toString('base64');
 
 function serverSdk() {
   return new PusherServer({
@@ -30,6 +36,7 @@ function serverSdk() {
     port: String(PORT),
     useTLS: false,
     timeout: WAIT_MS,
+    encryptionMasterKeyBase64: ENCRYPTION_MASTER_KEY_BASE64,
   });
 }
 
@@ -47,6 +54,7 @@ function uniqueName(prefix) {
  * opts.badAuth: true, or a predicate on the channel name: sign those private/presence
  *   subscriptions with a wrong signature.
  * opts.badUserAuth: sign the sign-in request with a wrong signature.
+ * opts.clientOptions: extra pusher-js options.
  */
 function makeClient(opts = {}) {
   const sdk = serverSdk();
@@ -83,6 +91,7 @@ function makeClient(opts = {}) {
         }
       },
     },
+    ...(opts.clientOptions || {}),
   });
   return client;
 }

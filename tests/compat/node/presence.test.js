@@ -18,6 +18,7 @@ test('presence channel: members list, me, member_added and member_removed', T, (
     const name = h.uniqueName('presence-');
     const alice = await pool.connected({ presence: { user_id: 'alice', user_info: { name: 'Alice' } } });
     const { channel: aCh } = await h.subscribe(alice, name);
+    const counts = h.record(aCh, 'pusher:subscription_count');
 
     assert.equal(aCh.members.count, 1);
     assert.equal(aCh.members.me.id, 'alice');
@@ -47,6 +48,7 @@ test('presence channel: members list, me, member_added and member_removed', T, (
     assert.equal(gone.id, 'bob');
     assert.equal(aCh.members.count, 1);
     assert.deepEqual(memberIds(aCh), ['alice']);
+    assert.equal(counts.length, 0, 'subscription_count must not be sent on presence channels');
   }));
 
 test('presence channel: a second socket of the same user adds no member, and leaving it removes none', T, () =>
@@ -149,4 +151,68 @@ test('client events on a public channel are not relayed', T, () =>
     await h.sleep(h.QUIET_MS);
     assert.equal(atB.length, 0, 'client event relayed on a public channel');
     assert.equal(b.connection.state, 'connected');
+  }));
+
+test('presence channel: unsubscribing (without disconnecting) sends member_removed', T, () =>
+  h.withClients(async (pool) => {
+    const name = h.uniqueName('presence-unsub-');
+    const a = await pool.connected({ presence: { user_id: 'stayer' } });
+    const b = await pool.connected({ presence: { user_id: 'leaver' } });
+    const { channel: aCh } = await h.subscribe(a, name);
+    const added = h.nextEvent(aCh, 'pusher:member_added');
+    await h.subscribe(b, name);
+    assert.equal((await added).data.id, 'leaver');
+
+    const removed = h.nextEvent(aCh, 'pusher:member_removed');
+    b.unsubscribe(name);
+    assert.equal((await removed).data.id, 'leaver');
+    assert.deepEqual(memberIds(aCh), ['stayer']);
+    assert.equal(b.connection.state, 'connected');
+  }));
+
+test('client events: only subscribed sockets can send them', T, () =>
+  h.withClients(async (pool) => {
+    const name = h.uniqueName('private-members-only-');
+    const member = await pool.connected();
+    const outsider = await pool.connected();
+    const { channel } = await h.subscribe(member, name);
+    const seen = h.record(channel, 'client-intrusion');
+
+    // pusher-js only sends client events through Channel objects; go under it for a socket
+    // that never subscribed.
+    outsider.send_event('client-intrusion', { x: 1 }, name);
+    const marker = h.nextEvent(channel, 'marker');
+    await h.json(h.serverSdk().trigger(name, 'marker', {}));
+    await marker;
+    await h.sleep(h.QUIET_MS);
+    assert.equal(seen.length, 0, 'client event from a non-subscriber was relayed');
+  }));
+
+test('client events over the rate limit are rejected with pusher:error 4301; the socket stays open', T, () =>
+  h.withClients(async (pool) => {
+    // config.json: max_client_events_per_second = 100.
+    const name = h.uniqueName('private-rate-');
+    const a = await pool.connected();
+    const b = await pool.connected();
+    const { channel: aCh } = await h.subscribe(a, name);
+    const { channel: bCh } = await h.subscribe(b, name);
+    const errs = [];
+    a.connection.bind('error', (e) => errs.push(e));
+    const got = h.record(bCh, 'client-burst');
+
+    const burst = 250;
+    for (let i = 0; i < burst; i += 1) aCh.trigger('client-burst', { i });
+    await h.until(() => errs.length > 0, 'a rate-limit error');
+    await h.sleep(1100);
+
+    assert.ok(errs.every((e) => e.type === 'PusherError' && e.data.code === 4301), JSON.stringify(errs[0]));
+    // The burst is sent within a few ms, so at most two one-second windows' worth pass.
+    assert.ok(got.length >= 100 && got.length <= 200, `relayed ${got.length} of ${burst}`);
+    assert.equal(got.length + errs.length, burst, 'every event is either relayed or rejected');
+    assert.equal(a.connection.state, 'connected');
+
+    // Once the window has passed, client events flow again.
+    const after = h.nextEvent(bCh, 'client-after');
+    aCh.trigger('client-after', { ok: true });
+    assert.deepEqual((await after).data, { ok: true });
   }));

@@ -1,0 +1,50 @@
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+
+import pusher
+import pytest
+
+from wsclient import Socket
+
+HOST = os.environ.get("HERALD_HOST", "127.0.0.1")
+PORT = int(os.environ["HERALD_PORT"])
+# The app under test is the first app of the config.json that run.sh starts Herald with.
+# (pusher-http-python only accepts numeric app ids.)
+with open(Path(__file__).resolve().parent.parent / "config.json") as f:
+    _APP = json.load(f)["app_manager"]["array"]["apps"][0]
+APP_ID = _APP["id"]
+APP_KEY = _APP["key"]
+APP_SECRET = _APP["secret"]
+
+
+@pytest.fixture
+def sdk():
+    return pusher.Pusher(
+        app_id=APP_ID, key=APP_KEY, secret=APP_SECRET,
+        ssl=False, host=HOST, port=PORT, timeout=5)
+
+
+@pytest.fixture
+def sockets():
+    """Factory for real WebSocket connections; all are closed after the test."""
+    opened = []
+
+    def make():
+        s = Socket(f"ws://{HOST}:{PORT}", APP_KEY)
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture
+def unique():
+    """Unique channel / user names so tests never share server state."""
+    def make(prefix):
+        return f"{prefix}{int(time.time() * 1000):x}-{secrets.token_hex(4)}"
+    return make
