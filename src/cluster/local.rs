@@ -1,9 +1,8 @@
-//! The single-node adapter: transitions pass through and broadcasts stay on this node.
+//! The single-node adapter: broadcasts stay on this node.
 
 use axum::extract::ws::Utf8Bytes;
 
 use crate::apps::App;
-use crate::engine::Transition;
 use crate::metrics::Metrics;
 use crate::protocol::SocketId;
 
@@ -12,11 +11,6 @@ use crate::protocol::SocketId;
 pub struct LocalAdapter;
 
 impl LocalAdapter {
-    /// On one node, local transitions are the cluster-wide ones.
-    pub fn resolve(&self, _app: &App, transitions: Vec<Transition>) -> Vec<Transition> {
-        transitions
-    }
-
     /// Queues the shared frame on every local subscriber; one counter update per broadcast.
     pub fn broadcast(
         &self,

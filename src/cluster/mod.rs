@@ -1,8 +1,10 @@
-//! The adapter between nodes: it turns node-local transitions into cluster-wide ones, delivers
-//! broadcasts to every node and answers channel queries with cluster-wide counts.
+//! The adapter between nodes: it delivers broadcasts to every node and answers channel queries
+//! with cluster-wide counts.
 //!
-//! `local` (one node) is the only adapter so far; `redis` will join it behind the same enum,
-//! which is why every operation is `async` even where the local one never waits.
+//! `local` (one node) is the only adapter so far; `redis` will join it behind the same enum.
+//! On one node, the engine's transitions are already the cluster-wide ones and are emitted
+//! under the channel lock (see `transport::session`); the Redis adapter will decide them with
+//! atomic scripts instead. Queries are `async` because the Redis adapter will wait on Redis.
 
 mod local;
 
@@ -13,7 +15,7 @@ use axum::extract::ws::Utf8Bytes;
 pub use local::LocalAdapter;
 
 use crate::apps::App;
-use crate::engine::{ChannelSummary, Transition};
+use crate::engine::ChannelSummary;
 use crate::metrics::Metrics;
 use crate::protocol::SocketId;
 
@@ -24,15 +26,10 @@ pub enum ClusterAdapter {
 }
 
 impl ClusterAdapter {
-    /// Turns this node's transitions into the cluster-wide ones, in order.
-    pub async fn resolve(&self, app: &App, transitions: Vec<Transition>) -> Vec<Transition> {
-        match self {
-            ClusterAdapter::Local(local) => local.resolve(app, transitions),
-        }
-    }
-
     /// Delivers a serialized frame to every subscriber of `channel` except `except`.
-    pub async fn broadcast(
+    ///
+    /// Never waits: frames are queued on each subscriber's bounded outbound queue.
+    pub fn broadcast(
         &self,
         app: &App,
         channel: &str,

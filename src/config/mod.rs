@@ -101,6 +101,8 @@ pub struct Config {
     pub http_request_limit: usize,
     /// How long a cache channel keeps its last event.
     pub channel_cache_ttl: Duration,
+    /// Channels one connection may be subscribed to at once.
+    pub max_channels_per_connection: usize,
     /// Metrics endpoint.
     pub metrics: MetricsConfig,
     /// Webhook settings.
@@ -124,9 +126,14 @@ fn kb(path: &str, value: Option<f64>, default_kb: f64) -> Result<usize, ConfigEr
     Ok((value * KB) as usize)
 }
 
+/// Timeouts are at least a second and at most a day.
 fn seconds(path: &str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
     match value.unwrap_or(default) {
         0 => Err(ConfigError::invalid(path, "must be at least 1 second")),
+        secs if secs > 86_400 => Err(ConfigError::invalid(
+            path,
+            format!("{secs} s is over the limit of one day"),
+        )),
         secs => Ok(Duration::from_secs(secs)),
     }
 }
@@ -244,6 +251,15 @@ impl Config {
                 raw.channel_limits.cache_ttl,
                 1800,
             )?,
+            max_channels_per_connection: match raw.channel_limits.max_channels_per_connection {
+                Some(0) => {
+                    return Err(ConfigError::invalid(
+                        "channel_limits.max_channels_per_connection",
+                        "must be at least 1",
+                    ))
+                }
+                other => other.unwrap_or(1000) as usize,
+            },
             metrics: MetricsConfig {
                 enabled: raw.metrics.enabled.unwrap_or(true),
                 host: raw.metrics.host.unwrap_or_else(|| "0.0.0.0".to_owned()),

@@ -102,6 +102,8 @@ pub(super) struct RawChannelLimits {
     pub max_name_length: Option<u64>,
     #[serde(deserialize_with = "lenient::opt")]
     pub cache_ttl: Option<u64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub max_channels_per_connection: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]

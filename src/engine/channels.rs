@@ -29,7 +29,7 @@ pub struct ChannelRegistry<S> {
 }
 
 /// What a successful subscribe changed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Joined {
     /// `Occupied` and/or `MemberAdded`, in that order.
     pub transitions: Vec<Transition>,
@@ -42,7 +42,7 @@ pub struct Joined {
 }
 
 /// What an unsubscribe changed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Left {
     /// `MemberRemoved` and/or `Vacated`, in that order.
     pub transitions: Vec<Transition>,
@@ -61,6 +61,25 @@ pub struct ChannelSummary {
     pub user_count: Option<usize>,
 }
 
+/// The subscribers of a channel while it is locked.
+pub struct ChannelView<'a, S> {
+    subscribers: &'a HashMap<SocketId, Subscription<S>>,
+}
+
+impl<S> ChannelView<'_, S> {
+    /// Calls `deliver` with every subscriber's handle except `except`; returns how many.
+    pub fn for_each(&self, except: Option<SocketId>, mut deliver: impl FnMut(&S)) -> usize {
+        let mut delivered = 0;
+        for (socket, subscription) in self.subscribers {
+            if Some(*socket) != except {
+                deliver(&subscription.handle);
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+}
+
 /// A presence join refused because the channel is full.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ChannelFull;
@@ -76,15 +95,19 @@ impl<S> Default for ChannelRegistry<S> {
 impl<S> ChannelRegistry<S> {
     /// Subscribes `socket` to `channel`; `member` is given for presence channels.
     ///
+    /// `then` runs while the channel is still locked, so the replies and notifications it queues
+    /// are ordered with every other change of the channel (a joiner's member list can never be
+    /// overtaken by a `member_added` it already contains). It must not block.
     /// A presence join of a new user fails with [`ChannelFull`] at `max_members`.
-    pub fn subscribe(
+    pub fn subscribe<R>(
         &self,
         channel: &str,
         socket: SocketId,
         handle: S,
         member: Option<&PresenceMember>,
         max_members: usize,
-    ) -> Result<Joined, ChannelFull> {
+        then: impl FnOnce(&Joined, ChannelView<'_, S>) -> R,
+    ) -> Result<R, ChannelFull> {
         let mut entry = self
             .channels
             .entry(Arc::from(channel))
@@ -95,12 +118,18 @@ impl<S> ChannelRegistry<S> {
         let name = entry.key().clone();
         let state = entry.value_mut();
         if state.subscribers.contains_key(&socket) {
-            return Ok(Joined {
+            let joined = Joined {
                 transitions: Vec::new(),
                 presence_snapshot: state.members.as_ref().map(Members::snapshot_json),
                 subscription_count: state.subscribers.len(),
                 already_subscribed: true,
-            });
+            };
+            return Ok(then(
+                &joined,
+                ChannelView {
+                    subscribers: &state.subscribers,
+                },
+            ));
         }
         let mut transitions = Vec::new();
         if let (Some(member), Some(members)) = (member, state.members.as_mut()) {
@@ -131,16 +160,29 @@ impl<S> ChannelRegistry<S> {
                 user_id: member.map(|m| m.user_id.clone()),
             },
         );
-        Ok(Joined {
+        let joined = Joined {
             transitions,
             presence_snapshot: state.members.as_ref().map(Members::snapshot_json),
             subscription_count: state.subscribers.len(),
             already_subscribed: false,
-        })
+        };
+        Ok(then(
+            &joined,
+            ChannelView {
+                subscribers: &state.subscribers,
+            },
+        ))
     }
 
     /// Unsubscribes `socket` from `channel`; `None` when it was not subscribed.
-    pub fn unsubscribe(&self, channel: &str, socket: SocketId) -> Option<Left> {
+    ///
+    /// `then` runs while the channel is still locked (see [`ChannelRegistry::subscribe`]).
+    pub fn unsubscribe<R>(
+        &self,
+        channel: &str,
+        socket: SocketId,
+        then: impl FnOnce(&Left, ChannelView<'_, S>) -> R,
+    ) -> Option<R> {
         let mut state = self.channels.get_mut(channel)?;
         let name = state.key().clone();
         let subscription = state.subscribers.remove(&socket)?;
@@ -157,14 +199,21 @@ impl<S> ChannelRegistry<S> {
         if subscription_count == 0 {
             transitions.push(Transition::Vacated { channel: name });
         }
+        let left = Left {
+            transitions,
+            subscription_count,
+        };
+        let result = then(
+            &left,
+            ChannelView {
+                subscribers: &state.subscribers,
+            },
+        );
         drop(state);
         if subscription_count == 0 {
             self.remove_if_empty(channel);
         }
-        Some(Left {
-            transitions,
-            subscription_count,
-        })
+        Some(result)
     }
 
     fn remove_if_empty(&self, channel: &str) {
@@ -177,19 +226,15 @@ impl<S> ChannelRegistry<S> {
         &self,
         channel: &str,
         except: Option<SocketId>,
-        mut deliver: impl FnMut(&S),
+        deliver: impl FnMut(&S),
     ) -> usize {
-        let Some(state) = self.channels.get(channel) else {
-            return 0;
-        };
-        let mut delivered = 0;
-        for (socket, subscription) in &state.subscribers {
-            if Some(*socket) != except {
-                deliver(&subscription.handle);
-                delivered += 1;
+        match self.channels.get(channel) {
+            Some(state) => ChannelView {
+                subscribers: &state.subscribers,
             }
+            .for_each(except, deliver),
+            None => 0,
         }
-        delivered
     }
 
     /// Whether `socket` is subscribed to `channel`.
@@ -245,6 +290,29 @@ mod tests {
         }
     }
 
+    fn join<S>(
+        reg: &ChannelRegistry<S>,
+        channel: &str,
+        n: u64,
+        handle: S,
+        user: Option<&str>,
+        max: usize,
+    ) -> Result<Joined, ChannelFull> {
+        let member = user.map(member);
+        reg.subscribe(
+            channel,
+            sid(n),
+            handle,
+            member.as_ref(),
+            max,
+            |joined, _| joined.clone(),
+        )
+    }
+
+    fn leave<S>(reg: &ChannelRegistry<S>, channel: &str, n: u64) -> Option<Left> {
+        reg.unsubscribe(channel, sid(n), |left, _| left.clone())
+    }
+
     fn names(transitions: &[Transition]) -> Vec<String> {
         transitions
             .iter()
@@ -260,40 +328,36 @@ mod tests {
     #[test]
     fn occupancy_counts_sockets() {
         let reg = ChannelRegistry::default();
-        let a = reg.subscribe("c", sid(1), (), None, 100).unwrap();
-        assert_eq!(names(&a.transitions), ["occupied c"]);
-        let b = reg.subscribe("c", sid(2), (), None, 100).unwrap();
+        assert_eq!(
+            names(&join(&reg, "c", 1, (), None, 100).unwrap().transitions),
+            ["occupied c"]
+        );
+        let b = join(&reg, "c", 2, (), None, 100).unwrap();
         assert!(b.transitions.is_empty());
         assert_eq!(b.subscription_count, 2);
-        let again = reg.subscribe("c", sid(2), (), None, 100).unwrap();
+        let again = join(&reg, "c", 2, (), None, 100).unwrap();
         assert!(again.already_subscribed && again.transitions.is_empty());
-        assert!(names(&reg.unsubscribe("c", sid(1)).unwrap().transitions).is_empty());
+        assert!(leave(&reg, "c", 1).unwrap().transitions.is_empty());
         assert_eq!(
-            names(&reg.unsubscribe("c", sid(2)).unwrap().transitions),
+            names(&leave(&reg, "c", 2).unwrap().transitions),
             ["vacated c"]
         );
-        assert!(reg.unsubscribe("c", sid(2)).is_none());
+        assert!(leave(&reg, "c", 2).is_none());
         assert!(reg.summary("c").is_none());
     }
 
     #[test]
     fn presence_counts_users_not_sockets() {
         let reg = ChannelRegistry::default();
-        let j = reg
-            .subscribe("presence-r", sid(1), (), Some(&member("u")), 100)
-            .unwrap();
+        let j = join(&reg, "presence-r", 1, (), Some("u"), 100).unwrap();
         assert_eq!(names(&j.transitions), ["occupied presence-r", "added u"]);
-        let j = reg
-            .subscribe("presence-r", sid(2), (), Some(&member("u")), 100)
-            .unwrap();
-        assert!(j.transitions.is_empty());
-        assert_eq!(reg.summary("presence-r").unwrap().user_count, Some(1));
-        assert!(reg
-            .unsubscribe("presence-r", sid(1))
+        assert!(join(&reg, "presence-r", 2, (), Some("u"), 100)
             .unwrap()
             .transitions
             .is_empty());
-        let left = reg.unsubscribe("presence-r", sid(2)).unwrap();
+        assert_eq!(reg.summary("presence-r").unwrap().user_count, Some(1));
+        assert!(leave(&reg, "presence-r", 1).unwrap().transitions.is_empty());
+        let left = leave(&reg, "presence-r", 2).unwrap();
         assert_eq!(
             names(&left.transitions),
             ["removed u", "vacated presence-r"]
@@ -303,14 +367,11 @@ mod tests {
     #[test]
     fn presence_limit_counts_distinct_users() {
         let reg = ChannelRegistry::default();
-        reg.subscribe("presence-r", sid(1), (), Some(&member("a")), 1)
-            .unwrap();
+        join(&reg, "presence-r", 1, (), Some("a"), 1).unwrap();
         // A second socket of a present user is not a new member.
-        reg.subscribe("presence-r", sid(2), (), Some(&member("a")), 1)
-            .unwrap();
+        join(&reg, "presence-r", 2, (), Some("a"), 1).unwrap();
         assert_eq!(
-            reg.subscribe("presence-r", sid(3), (), Some(&member("b")), 1)
-                .unwrap_err(),
+            join(&reg, "presence-r", 3, (), Some("b"), 1).unwrap_err(),
             ChannelFull
         );
         assert_eq!(reg.summary("presence-r").unwrap().subscription_count, 2);
@@ -319,17 +380,30 @@ mod tests {
     #[test]
     fn refused_first_join_leaves_no_channel_behind() {
         let reg = ChannelRegistry::default();
-        assert!(reg
-            .subscribe("presence-r", sid(1), (), Some(&member("a")), 0)
-            .is_err());
+        assert!(join(&reg, "presence-r", 1, (), Some("a"), 0).is_err());
         assert!(reg.summary("presence-r").is_none());
+    }
+
+    #[test]
+    fn the_callback_sees_the_other_subscribers_under_the_lock() {
+        let reg = ChannelRegistry::default();
+        for n in 1..=3 {
+            join(&reg, "c", n, n, None, 100).unwrap();
+        }
+        let mut seen = Vec::new();
+        reg.subscribe("c", sid(4), 4, None, 100, |_, view| {
+            view.for_each(Some(sid(4)), |h| seen.push(*h))
+        })
+        .unwrap();
+        seen.sort();
+        assert_eq!(seen, [1, 2, 3]);
     }
 
     #[test]
     fn fan_out_skips_the_excluded_socket() {
         let reg = ChannelRegistry::default();
         for n in 1..=3 {
-            reg.subscribe("c", sid(n), n, None, 100).unwrap();
+            join(&reg, "c", n, n, None, 100).unwrap();
         }
         let mut seen = Vec::new();
         assert_eq!(

@@ -10,7 +10,7 @@ mod presence;
 mod users;
 
 pub use cache::{CachedEvent, ChannelCache};
-pub use channels::{ChannelRegistry, ChannelSummary, Joined, Left};
+pub use channels::{ChannelRegistry, ChannelSummary, ChannelView, Joined, Left};
 pub use presence::PresenceMember;
 pub use users::UserRegistry;
 

@@ -12,7 +12,7 @@ use crate::protocol::signing::{md5_hex, rest_string_to_sign, verify_hex};
 use crate::server::state::Shared;
 
 /// Requests whose `auth_timestamp` is further than this from the server clock are refused.
-const TIMESTAMP_WINDOW_SECS: i64 = 600;
+const TIMESTAMP_WINDOW_SECS: u64 = 600;
 
 /// A request whose signature checked out.
 pub struct Authenticated {
@@ -84,7 +84,7 @@ pub fn authenticate(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    if (now - timestamp).abs() > TIMESTAMP_WINDOW_SECS {
+    if now.abs_diff(timestamp) > TIMESTAMP_WINDOW_SECS {
         return Err(unauthorized(format!(
             "auth_timestamp {timestamp} is more than {TIMESTAMP_WINDOW_SECS} s from the server time {now}"
         )));

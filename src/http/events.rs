@@ -112,22 +112,16 @@ fn validate(app: &App, request: EventRequest) -> Result<ValidEvent, ApiError> {
     })
 }
 
-async fn publish(shared: &Shared, app: &App, event: &ValidEvent) {
+fn publish(shared: &Shared, app: &App, event: &ValidEvent) {
     for channel in &event.channels {
         let frame = frames::channel_event(&event.name, channel, &event.data);
         if crate::protocol::ChannelType::of(channel).cached {
             app.cache.store(channel, &event.name, &event.data, &frame);
         }
+        let frame = Utf8Bytes::from(frame);
         shared
             .cluster
-            .broadcast(
-                app,
-                channel,
-                Utf8Bytes::from(frame),
-                event.except,
-                &shared.metrics,
-            )
-            .await;
+            .broadcast(app, channel, frame, event.except, &shared.metrics);
     }
 }
 
@@ -161,7 +155,7 @@ pub async fn trigger(
     let auth = authenticate(&shared, Some(&app_id), &method, &uri, &body)?;
     let app: Arc<App> = auth.app;
     let event = validate(&app, parse_body(&body)?)?;
-    publish(&shared, &app, &event).await;
+    publish(&shared, &app, &event);
     if event.info.is_some() {
         Ok(Json(
             json!({ "channels": info_for(&shared, &app, &event).await }),
@@ -197,7 +191,7 @@ pub async fn batch(
         .map(|(i, item)| validate(&app, item).map_err(|e| with_index(i, e)))
         .collect::<Result<Vec<_>, _>>()?;
     for event in &events {
-        publish(&shared, &app, event).await;
+        publish(&shared, &app, event);
     }
     if events.iter().all(|e| e.info.is_none()) {
         return Ok(Json(json!({})));

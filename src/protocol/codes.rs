@@ -110,6 +110,8 @@ pub enum SubscriptionError {
     MembersLimit(usize),
     /// The member's `user_info` is over `max_presence_member_size_in_kb`.
     MemberTooLarge { size: usize, max: usize },
+    /// The connection is already in `channel_limits.max_channels_per_connection` channels.
+    TooManyChannels(usize),
 }
 
 impl SubscriptionError {
@@ -120,9 +122,9 @@ impl SubscriptionError {
             SubscriptionError::InvalidChannel(_) | SubscriptionError::InvalidChannelData(_) => {
                 "InvalidChannel"
             }
-            SubscriptionError::MembersLimit(_) | SubscriptionError::MemberTooLarge { .. } => {
-                "LimitReached"
-            }
+            SubscriptionError::MembersLimit(_)
+            | SubscriptionError::MemberTooLarge { .. }
+            | SubscriptionError::TooManyChannels(_) => "LimitReached",
         }
     }
 
@@ -131,7 +133,7 @@ impl SubscriptionError {
         match self {
             SubscriptionError::Auth(_) => 401,
             SubscriptionError::InvalidChannel(_) | SubscriptionError::InvalidChannelData(_) => 4009,
-            SubscriptionError::MembersLimit(_) => 4100,
+            SubscriptionError::MembersLimit(_) | SubscriptionError::TooManyChannels(_) => 4100,
             SubscriptionError::MemberTooLarge { .. } => 4301,
         }
     }
@@ -147,6 +149,12 @@ impl fmt::Display for SubscriptionError {
                 write!(
                     f,
                     "The maximum number of presence members ({max}) is reached"
+                )
+            }
+            SubscriptionError::TooManyChannels(max) => {
+                write!(
+                    f,
+                    "This connection is already subscribed to the maximum of {max} channels"
                 )
             }
             SubscriptionError::MemberTooLarge { size, max } => write!(

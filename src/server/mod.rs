@@ -117,7 +117,9 @@ impl Server {
                 "connections still open after the shutdown grace period"
             );
         }
-        if tokio::time::timeout_at(deadline, shared.webhooks.flush())
+        // The flush has a budget of its own, so a slow socket drain cannot starve it.
+        let grace = shared.config.shutdown_grace_period;
+        if tokio::time::timeout(grace, shared.webhooks.flush())
             .await
             .is_err()
         {

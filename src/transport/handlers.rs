@@ -6,13 +6,18 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use super::session::{Session, SignedInUser};
+use axum::extract::ws::Utf8Bytes;
+
+use super::outbound::Outbound;
+use super::session::{publish_locked, Session, SignedInUser};
+use crate::apps::App;
 use crate::engine::PresenceMember;
 use crate::protocol::channel::{server_to_user_id, validate_name};
 use crate::protocol::codes::{SocketError, SubscriptionError};
 use crate::protocol::incoming::{ClientMessage, SigninRequest, SubscribeRequest};
 use crate::protocol::signing::{verify_channel_auth, verify_user_auth};
 use crate::protocol::{frames, ChannelKind, ChannelType};
+use crate::server::state::Shared;
 use crate::webhooks::WebhookEvent;
 
 /// Index of `client_event` in `EVENT_TYPES`.
@@ -37,71 +42,81 @@ struct UserData {
 
 impl Session {
     /// Handles one parsed client frame.
-    pub async fn handle(&mut self, message: ClientMessage) {
+    pub fn handle(&mut self, message: ClientMessage) {
         match message {
             ClientMessage::Ping => self.send(frames::pong()),
             ClientMessage::Pong => {}
-            ClientMessage::Subscribe(request) => self.subscribe(request).await,
-            ClientMessage::Unsubscribe { channel } => self.leave(&channel).await,
+            ClientMessage::Subscribe(request) => self.subscribe(request),
+            ClientMessage::Unsubscribe { channel } => self.leave(&channel),
             ClientMessage::Signin(request) => self.signin(request),
             ClientMessage::ClientEvent {
                 event,
                 channel,
                 data,
             } => {
-                if let Err(error) = self.client_event(&event, &channel, data).await {
+                if let Err(error) = self.client_event(&event, &channel, data) {
                     self.send(frames::error(&error));
                 }
             }
         }
     }
 
-    async fn subscribe(&mut self, request: SubscribeRequest) {
+    fn subscribe(&mut self, request: SubscribeRequest) {
         let channel = request.channel.as_str();
+        let max_channels = self.shared.config.max_channels_per_connection;
+        if self.channels.len() >= max_channels && !self.channels.contains_key(channel) {
+            let error = SubscriptionError::TooManyChannels(max_channels);
+            return self.send(frames::subscription_error(channel, &error));
+        }
         let (kind, member) = match self.authorize(&request) {
             Ok(authorized) => authorized,
             Err(error) => return self.send(frames::subscription_error(channel, &error)),
         };
-        let max_members = self.app.max_presence_members_per_channel;
-        let joined = match self.app.channels.subscribe(
+        let (shared, app, me, outbound) = (&self.shared, &self.app, self.socket_id, &self.outbound);
+        let max_members = app.max_presence_members_per_channel;
+        // Replies and notices are queued under the channel lock, so this socket's member list
+        // and every later member_added/removed arrive in the order they happened.
+        let joined = app.channels.subscribe(
             channel,
-            self.socket_id,
-            self.outbound.clone(),
+            me,
+            outbound.clone(),
             member.as_ref(),
             max_members,
-        ) {
-            Ok(joined) => joined,
-            Err(_full) => {
-                let error = SubscriptionError::MembersLimit(max_members);
-                return self.send(frames::subscription_error(channel, &error));
-            }
-        };
-        if !joined.already_subscribed {
-            self.channels
-                .insert(Arc::from(channel), member.map(|m| m.user_id));
-            self.shared.metrics.subscription(1);
-        }
-        let data = joined.presence_snapshot.as_deref().unwrap_or("{}");
-        self.send(frames::subscription_succeeded(channel, data));
-        if kind.cached {
-            match self.app.cache.get(channel) {
-                Some(cached) => self.send(cached.frame.to_string()),
-                None => {
-                    self.send(frames::cache_miss(channel));
-                    let event = WebhookEvent::CacheMiss {
-                        channel: Arc::from(channel),
-                    };
-                    self.shared.webhooks.submit(&self.app.id, event);
+            |joined, view| {
+                let data = joined.presence_snapshot.as_deref().unwrap_or("{}");
+                outbound.push(frames::subscription_succeeded(channel, data).into());
+                if kind.cached {
+                    replay_cache(shared, app, outbound, channel);
+                }
+                if !joined.already_subscribed {
+                    publish_locked(
+                        shared,
+                        app,
+                        me,
+                        channel,
+                        &joined.transitions,
+                        Some(joined.subscription_count),
+                        view,
+                    );
+                }
+                joined.already_subscribed
+            },
+        );
+        match joined {
+            Ok(already_subscribed) => {
+                if !already_subscribed {
+                    self.channels
+                        .insert(Arc::from(channel), member.map(|m| m.user_id));
+                    self.shared.metrics.subscription(1);
+                }
+                if kind.needs_auth() {
+                    self.liveness.authorized();
                 }
             }
-        }
-        if kind.needs_auth() {
-            self.liveness.authorized();
-        }
-        if !joined.already_subscribed {
-            self.publish_transitions(joined.transitions).await;
-            self.announce_subscription_count(channel, joined.subscription_count)
-                .await;
+            Err(_full) => {
+                let error = SubscriptionError::MembersLimit(max_members);
+                self.send(frames::subscription_error(channel, &error));
+            }
         }
     }
 
@@ -224,7 +239,7 @@ impl Session {
         })
     }
 
-    async fn client_event(
+    fn client_event(
         &mut self,
         event: &str,
         channel: &str,
@@ -272,11 +287,29 @@ impl Session {
                     socket_id: self.socket_id.to_string(),
                     user_id: presence_user.clone(),
                 });
-        self.broadcast(channel, frame, Some(self.socket_id)).await;
+        self.broadcast(channel, frame, Some(self.socket_id));
         if let Some(webhook) = webhook {
             self.shared.webhooks.submit(&app.id, webhook);
         }
         Ok(())
+    }
+}
+
+/// Sends the channel's cached event, or `pusher:cache_miss` (and its webhook).
+fn replay_cache(shared: &Shared, app: &App, outbound: &Outbound, channel: &str) {
+    match app.cache.get(channel) {
+        Some(cached) => {
+            outbound.push(Utf8Bytes::from(cached.frame.to_string()));
+        }
+        None => {
+            outbound.push(frames::cache_miss(channel).into());
+            shared.webhooks.submit(
+                &app.id,
+                WebhookEvent::CacheMiss {
+                    channel: Arc::from(channel),
+                },
+            );
+        }
     }
 }
 

@@ -87,6 +87,16 @@ impl OutboundQueue {
         self.notify.notify_one();
     }
 
+    /// Wakes the connection again if frames or a close request are still waiting.
+    pub fn rearm(&self) {
+        let inner = self.lock();
+        let waiting = !inner.frames.is_empty() || inner.close.is_some();
+        drop(inner);
+        if waiting {
+            self.notify.notify_one();
+        }
+    }
+
     /// Waits until something was pushed or a close was requested.
     pub async fn ready(&self) {
         self.notify.notified().await

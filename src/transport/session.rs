@@ -1,4 +1,5 @@
-//! The Pusher-level state of one connection, and the single path by which it leaves a channel.
+//! The Pusher-level state of one connection, the single path by which it leaves a channel, and
+//! the cleanup that runs when the session is dropped, whatever ended the connection.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,9 +10,10 @@ use tokio::time::Instant;
 use super::liveness::Liveness;
 use super::outbound::Outbound;
 use crate::apps::App;
-use crate::engine::Transition;
+use crate::engine::{ChannelView, Transition};
+use crate::metrics::Metrics;
 use crate::protocol::{frames, ChannelKind, ChannelType, SocketId};
-use crate::server::state::SharedState;
+use crate::server::state::{Shared, SharedState};
 use crate::webhooks::WebhookEvent;
 
 /// Client events accepted in the current one-second window.
@@ -42,6 +44,38 @@ impl RateWindow {
     }
 }
 
+/// A connection counted against its app's quota and the metrics; released on drop.
+pub struct ConnectionSlot {
+    app: Arc<App>,
+    metrics: Arc<Metrics>,
+}
+
+impl ConnectionSlot {
+    /// Takes a slot, or `None` when the app is at `max_connections`.
+    pub fn acquire(app: &Arc<App>, metrics: &Arc<Metrics>) -> Option<ConnectionSlot> {
+        app.try_add_connection().then(|| {
+            metrics.connection(1);
+            ConnectionSlot {
+                app: app.clone(),
+                metrics: metrics.clone(),
+            }
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.app.remove_connection();
+        self.metrics.connection(-1);
+    }
+}
+
+/// A signed-in user: its id and its `user_info`, reused for presence without `channel_data`.
+pub(super) struct SignedInUser {
+    pub id: Arc<str>,
+    pub user_info: Option<Arc<serde_json::value::RawValue>>,
+}
+
 /// One connection's session.
 pub(super) struct Session {
     pub socket_id: SocketId,
@@ -54,16 +88,18 @@ pub(super) struct Session {
     pub user: Option<SignedInUser>,
     pub liveness: Liveness,
     pub client_events: RateWindow,
-}
-
-/// A signed-in user: its id and its `user_info`, reused for presence without `channel_data`.
-pub(super) struct SignedInUser {
-    pub id: Arc<str>,
-    pub user_info: Option<Arc<serde_json::value::RawValue>>,
+    /// Dropped after [`Session::drop`] has left every channel.
+    _slot: ConnectionSlot,
 }
 
 impl Session {
-    pub fn new(app: Arc<App>, shared: SharedState, outbound: Outbound, liveness: Liveness) -> Self {
+    pub fn new(
+        app: Arc<App>,
+        shared: SharedState,
+        outbound: Outbound,
+        liveness: Liveness,
+        slot: ConnectionSlot,
+    ) -> Self {
         Session {
             socket_id: SocketId::random(),
             app,
@@ -73,6 +109,7 @@ impl Session {
             user: None,
             liveness,
             client_events: RateWindow::new(Instant::now()),
+            _slot: slot,
         }
     }
 
@@ -82,88 +119,111 @@ impl Session {
     }
 
     /// Queues a frame for every subscriber of `channel` except `except`.
-    pub async fn broadcast(&self, channel: &str, frame: String, except: Option<SocketId>) {
+    pub fn broadcast(&self, channel: &str, frame: String, except: Option<SocketId>) {
         let shared = &self.shared;
-        shared
-            .cluster
-            .broadcast(
-                &self.app,
-                channel,
-                Utf8Bytes::from(frame),
-                except,
-                &shared.metrics,
-            )
-            .await;
-    }
-
-    /// Tells the other members about presence changes and hands transitions on.
-    pub async fn publish_transitions(&self, transitions: Vec<Transition>) {
-        let transitions = self.shared.cluster.resolve(&self.app, transitions).await;
-        for transition in &transitions {
-            match transition {
-                Transition::MemberAdded {
-                    channel,
-                    user_id,
-                    user_info,
-                } => {
-                    let frame = frames::member_added(channel, user_id, user_info.as_deref());
-                    self.broadcast(channel, frame, Some(self.socket_id)).await;
-                }
-                Transition::MemberRemoved { channel, user_id } => {
-                    self.broadcast(
-                        channel,
-                        frames::member_removed(channel, user_id),
-                        Some(self.socket_id),
-                    )
-                    .await;
-                }
-                Transition::Occupied { .. } | Transition::Vacated { .. } => {}
-            }
-        }
-        self.shared.emit(&self.app, &transitions);
-    }
-
-    /// Sends `pusher_internal:subscription_count` (and its webhook) when the app enables it.
-    pub async fn announce_subscription_count(&self, channel: &str, count: usize) {
-        let kind = ChannelType::of(channel).kind;
-        if !self.app.enable_subscription_count
-            || matches!(kind, ChannelKind::Presence | ChannelKind::ServerToUser)
-        {
-            return;
-        }
-        let event = WebhookEvent::SubscriptionCount {
-            channel: Arc::from(channel),
-            subscription_count: count,
-        };
-        self.shared.webhooks.submit(&self.app.id, event);
-        if count > 0 {
-            self.broadcast(channel, frames::subscription_count(channel, count), None)
-                .await;
-        }
+        shared.cluster.broadcast(
+            &self.app,
+            channel,
+            Utf8Bytes::from(frame),
+            except,
+            &shared.metrics,
+        );
     }
 
     /// Leaves one channel: the one path shared by unsubscribe, disconnect, terminate and shutdown.
-    pub async fn leave(&mut self, channel: &str) {
+    pub fn leave(&mut self, channel: &str) {
         if self.channels.remove(channel).is_none() {
             return;
         }
-        let Some(left) = self.app.channels.unsubscribe(channel, self.socket_id) else {
-            return;
-        };
-        self.shared.metrics.subscription(-1);
-        self.publish_transitions(left.transitions).await;
-        self.announce_subscription_count(channel, left.subscription_count)
-            .await;
+        let (shared, app, me) = (&self.shared, &self.app, self.socket_id);
+        let left = app.channels.unsubscribe(channel, me, |left, view| {
+            publish_locked(
+                shared,
+                app,
+                me,
+                channel,
+                &left.transitions,
+                Some(left.subscription_count),
+                view,
+            );
+        });
+        if left.is_some() {
+            shared.metrics.subscription(-1);
+        }
     }
 
-    /// Leaves every channel and forgets the sign-in; run once when the connection ends.
-    pub async fn leave_all(&mut self) {
+    fn leave_all(&mut self) {
         let channels: Vec<Arc<str>> = self.channels.keys().cloned().collect();
         for channel in channels {
-            self.leave(&channel).await;
+            self.leave(&channel);
         }
         if let Some(user) = self.user.take() {
             self.app.users.remove(&user.id, self.socket_id);
         }
     }
+}
+
+impl Drop for Session {
+    /// Every exit path (close, error, terminate, shutdown, even a panic) leaves every channel.
+    fn drop(&mut self) {
+        self.leave_all();
+    }
+}
+
+/// Queues what a subscription change means for others, while the channel is locked: member
+/// notices, the subscription count (when `count` changed), and the webhook events.
+///
+/// Pushing on bounded queues never waits, so holding the lock here is short.
+pub(super) fn publish_locked(
+    shared: &Shared,
+    app: &App,
+    me: SocketId,
+    channel: &str,
+    transitions: &[Transition],
+    count: Option<usize>,
+    view: ChannelView<'_, Outbound>,
+) {
+    let mut queued = 0;
+    let mut to_others = |frame: String, except: Option<SocketId>| {
+        let frame = Utf8Bytes::from(frame);
+        queued += view.for_each(except, |q| {
+            q.push(frame.clone());
+        });
+    };
+    for transition in transitions {
+        match transition {
+            Transition::MemberAdded {
+                channel,
+                user_id,
+                user_info,
+            } => {
+                to_others(
+                    frames::member_added(channel, user_id, user_info.as_deref()),
+                    Some(me),
+                );
+            }
+            Transition::MemberRemoved { channel, user_id } => {
+                to_others(frames::member_removed(channel, user_id), Some(me));
+            }
+            Transition::Occupied { .. } | Transition::Vacated { .. } => {}
+        }
+    }
+    shared.emit(app, transitions);
+    // Not on presence (user counts are the members), server-to-user or encrypted channels
+    // (pusher-websocket-java tries to decrypt any internal event there that is not "{}").
+    let counted = !matches!(
+        ChannelType::of(channel).kind,
+        ChannelKind::Presence | ChannelKind::ServerToUser | ChannelKind::PrivateEncrypted
+    );
+    if let (Some(count), true, true) = (count, app.enable_subscription_count, counted) {
+        let event = WebhookEvent::SubscriptionCount {
+            channel: Arc::from(channel),
+            subscription_count: count,
+        };
+        shared.webhooks.submit(&app.id, event);
+        if count > 0 {
+            to_others(frames::subscription_count(channel, count), None);
+        }
+    }
+    shared.metrics.messages_out(queued);
 }

@@ -171,9 +171,20 @@ impl Deliverer {
             .await
             .map_err(|e| Failure::Retryable(format!("request failed: {e}")))?;
         let status = response.status();
-        // Read the body so the connection can be reused.
-        let _ = response.bytes().await;
+        discard_body(response).await;
         classify(status.as_u16())
+    }
+}
+
+/// Reads (and drops) a small response body so the connection can be reused; a large one is
+/// abandoned after 64 KiB instead of being buffered.
+pub(super) async fn discard_body(mut response: reqwest::Response) {
+    let mut read = 0;
+    while let Ok(Some(chunk)) = response.chunk().await {
+        read += chunk.len();
+        if read > 64 * 1024 {
+            return;
+        }
     }
 }
 

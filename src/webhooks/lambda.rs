@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::delivery::{classify, Failure};
+use super::delivery::{classify, discard_body, Failure};
 use super::sigv4::{resolve_credentials, sign, uri_encode, Request};
 use crate::config::LambdaTarget;
 
@@ -93,7 +93,7 @@ pub(super) async fn invoke_lambda(
         .headers()
         .get("x-amz-function-error")
         .map(|v| v.to_str().unwrap_or("?").to_owned());
-    let _ = response.bytes().await;
+    discard_body(response).await;
     classify(status)?;
     match function_error {
         Some(kind) => Err(Failure::Retryable(format!("the function failed: {kind}"))),

@@ -66,6 +66,13 @@ impl Webhooks {
                 tasks.spawn(pipeline::run_endpoint(rx, deliverer, settings.clone()));
                 endpoints.push((filter, tx));
             }
+            // The grace stage cancels a held vacate/remove with the occupy/add that follows, so it
+            // needs both halves of a pair even when an endpoint wants only one of them.
+            for (a, b) in [(0, 1), (2, 3)] {
+                if wanted & (1 << a | 1 << b) != 0 {
+                    wanted |= 1 << a | 1 << b;
+                }
+            }
             let (tx, rx) = mpsc::channel(APP_QUEUE_EVENTS);
             let grace = settings.grace_period;
             tasks.spawn(pipeline::run_app(

@@ -196,3 +196,60 @@ async fn socket_that_answers_ping_frames_stays_connected() {
     client.send(json!({"event": "pusher:ping"})).await;
     assert_eq!(client.recv().await["event"], "pusher:pong");
 }
+
+#[tokio::test]
+async fn a_socket_that_stops_reading_is_dropped_and_leaves_its_channels() {
+    let server = TestServer::start_with(|c| {
+        c["pong_timeout"] = json!(1);
+        c["outbound_buffer_kb"] = json!(64);
+    })
+    .await;
+    let mut watcher = server.client().await;
+    watcher.join_presence("presence-slow", "watcher").await;
+    let mut slow = server.client().await;
+    slow.join_presence("presence-slow", "slow").await;
+    watcher.recv_event("pusher_internal:member_added").await;
+    // `slow` never reads again; flood the channel until its buffers fill.
+    let rest = Rest::new(&server);
+    let data = "x".repeat(60 * 1024);
+    let mut removed = None;
+    for _ in 0..400 {
+        let (status, _) = rest
+            .post(
+                &format!("/apps/{APP_ID}/events"),
+                json!({"name": "flood", "channel": "presence-slow", "data": data}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        loop {
+            let frame = watcher.recv().await;
+            if frame["event"] == "pusher_internal:member_removed" {
+                removed = Some(frame);
+            } else {
+                break;
+            }
+        }
+        if removed.is_some() {
+            break;
+        }
+    }
+    let removed = match removed {
+        Some(frame) => frame,
+        None => watcher.recv_event("pusher_internal:member_removed").await,
+    };
+    assert_eq!(data_of(&removed)["user_id"], "slow");
+    let metrics = reqwest::get(format!(
+        "http://{}/metrics",
+        server.running.metrics_addr.unwrap()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        metrics.contains("herald_slow_consumer_disconnects_total 1"),
+        "{metrics}"
+    );
+    drop(slow);
+}

@@ -186,3 +186,21 @@ async fn subscription_count_is_off_by_default() {
     b.subscribe("quiet").await;
     a.expect_silence(Duration::from_millis(300)).await;
 }
+
+#[tokio::test]
+async fn subscriptions_per_connection_are_bounded() {
+    let server =
+        TestServer::start_with(|c| c["channel_limits"] = json!({"max_channels_per_connection": 2}))
+            .await;
+    let mut client = server.client().await;
+    client.subscribe("one").await;
+    client.subscribe("two").await;
+    let reply = client.subscribe_with(json!({"channel": "three"})).await;
+    assert_subscription_error(&reply, "three", "LimitReached", 4100);
+    // Re-subscribing to a channel it is in is not a new channel; leaving frees a place.
+    client.subscribe("two").await;
+    client
+        .send(json!({"event": "pusher:unsubscribe", "data": {"channel": "one"}}))
+        .await;
+    client.subscribe("three").await;
+}

@@ -491,3 +491,27 @@ async fn lambda_targets_are_invoked_with_a_sigv4_signature() {
     );
     assert!(!request.headers.contains_key("x-pusher-signature"));
 }
+
+#[tokio::test]
+async fn grace_cancels_even_when_the_endpoint_wants_only_one_half() {
+    let receiver = Receiver::start().await;
+    let server = server_with(
+        json!([hook(&receiver, "/h", &["channel_vacated"])]),
+        500,
+        0,
+        |_| {},
+    )
+    .await;
+    let mut first = server.client().await;
+    first.subscribe("half").await;
+    first.disconnect().await;
+    let mut again = server.client().await;
+    again.subscribe("half").await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(receiver.received().is_empty(), "{:?}", receiver.received());
+    again.disconnect().await;
+    assert_eq!(
+        names(&receiver.wait_events("/h", 1).await),
+        ["channel_vacated half"]
+    );
+}
