@@ -3,11 +3,17 @@
 #
 #   tests/compat/run.sh HERALD_BIN
 #
-# Installs the suites' dependencies (npm ci; a Python venv in tests/compat/.venv), starts the
-# given herald binary on a free loopback port with tests/compat/config.json, then runs
-#   1. the Node suite (pusher-js + the `pusher` npm server SDK) under `node --test`,
-#   2. the Python suite (the `pusher` PyPI server SDK) under pytest.
-# The server is always stopped on exit. Exits non-zero if anything fails.
+# Installs the suites' dependencies (npm ci; a Python venv in tests/compat/.venv), then
+#   - starts two webhook receivers on free loopback ports (node/webhook_receiver.js, which
+#     verifies with the `pusher` npm SDK, and python/webhook_receiver.py, which records requests
+#     for the standardwebhooks / botocore checks),
+#   - writes the server config (config.json plus the webhook apps pointing at those receivers,
+#     see make_config.py) to a temporary file,
+#   - starts the given herald binary on a free loopback port with it, and runs
+#       1. the Node suite (pusher-js + the `pusher` npm server SDK) under `node --test`,
+#       2. the Python suite (the `pusher` PyPI server SDK, standardwebhooks, botocore) under pytest.
+# Herald and the receivers are always stopped on exit. Exits non-zero if anything fails.
+# Everything listens on and talks to 127.0.0.1 only.
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
@@ -41,65 +47,123 @@ free_port() {
   "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# From here on everything is local: no proxy may be used (Herald's HTTP client, urllib in the
+# tests and the start-up probes would all honour these variables).
+unset HTTP_PROXY http_proxy HTTPS_PROXY https_proxy ALL_PROXY all_proxy
+export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+
+# Three distinct free ports: Herald, the Node receiver, the Python receiver.
 port="$(free_port)"
-log="$(mktemp -t herald-compat.XXXXXX.log)"
+node_hook_port="$(free_port)"
+py_hook_port="$(free_port)"
+for _ in $(seq 1 20); do
+  [ "$node_hook_port" != "$port" ] && break
+  node_hook_port="$(free_port)"
+done
+for _ in $(seq 1 20); do
+  [ "$py_hook_port" != "$port" ] && [ "$py_hook_port" != "$node_hook_port" ] && break
+  py_hook_port="$(free_port)"
+done
+work="$(mktemp -d -t herald-compat.XXXXXX)"
+log="$work/herald.log"
+config="$work/config.json"
 server_pid=""
+node_hook_pid=""
+py_hook_pid=""
+
+# Fake AWS credentials for the Lambda endpoints; the Python suite checks the SigV4 signature
+# with them. No AWS endpoint is ever contacted (the Lambda endpoint_url is the local receiver).
+aws_access_key_id=AKIDCOMPAT
+aws_secret_access_key=compat-secret-key
+
+stop_pid() {
+  local pid="$1"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+}
 
 cleanup() {
   local rc=$?
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
+  # Herald first (it flushes pending webhooks to the receivers on shutdown), then the receivers.
+  stop_pid "$server_pid"
+  stop_pid "$node_hook_pid"
+  stop_pid "$py_hook_pid"
+  if [ "$rc" -ne 0 ]; then
+    for f in herald.log node-receiver.log python-receiver.log; do
+      if [ -s "$work/$f" ]; then
+        echo "== compat: last lines of $f"
+        tail -n 40 "$work/$f" || true
+      fi
     done
-    kill -9 "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
   fi
-  if [ "$rc" -ne 0 ] && [ -s "$log" ]; then
-    echo "== compat: last lines of the herald log ($log)"
-    tail -n 40 "$log" || true
-  fi
-  rm -f "$log"
+  rm -rf "$work"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "== compat: starting $herald_bin on 127.0.0.1:$port"
-# The env overrides that could change the app under test are cleared; only host, port and
-# metrics are set.
-env -u HERALD_APP_ID -u HERALD_APP_KEY -u HERALD_APP_SECRET -u HERALD_DEBUG -u HERALD_METRICS_PORT \
-  HERALD_HOST=127.0.0.1 HERALD_PORT="$port" HERALD_METRICS_ENABLED=false \
-  "$herald_bin" --config "$here/config.json" </dev/null >"$log" 2>&1 &
-server_pid=$!
-
-# Wait (at most 20 s) for GET /up to answer 200.
-up=0
-for _ in $(seq 1 100); do
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    echo "error: herald exited during startup" >&2
-    exit 1
-  fi
-  if "$py" -c 'import sys, urllib.request
+# Waits (at most 20 s) until GET $2 answers 200, failing if process $1 exits first.
+wait_http() {
+  local pid="$1" url="$2" what="$3"
+  for _ in $(seq 1 100); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "error: $what exited during startup" >&2
+      return 1
+    fi
+    if "$py" -c 'import sys, urllib.request
 try:
-    r = urllib.request.urlopen("http://127.0.0.1:%s/up" % sys.argv[1], timeout=1)
+    r = urllib.request.urlopen(sys.argv[1], timeout=1)
     sys.exit(0 if r.status == 200 else 1)
 except Exception:
-    sys.exit(1)' "$port"; then
-    up=1
-    break
-  fi
-  sleep 0.2
-done
-if [ "$up" -ne 1 ]; then
-  echo "error: herald did not answer GET /up within 20 s" >&2
-  exit 1
-fi
+    sys.exit(1)' "$url"; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "error: $what did not answer GET $url within 20 s" >&2
+  return 1
+}
+
+"$py" make_config.py "$config" "$node_hook_port" "$py_hook_port"
+node_hook_app="$("$py" -c 'import make_config; print(make_config.WEBHOOK_NODE_APP["id"])')"
+
+echo "== compat: starting the webhook receivers on 127.0.0.1:$node_hook_port (node) and 127.0.0.1:$py_hook_port (python)"
+"$py" python/webhook_receiver.py "$py_hook_port" </dev/null >"$work/python-receiver.log" 2>&1 &
+py_hook_pid=$!
+node node/webhook_receiver.js "$node_hook_port" "$config" "$node_hook_app" </dev/null \
+  >"$work/node-receiver.log" 2>&1 &
+node_hook_pid=$!
+wait_http "$py_hook_pid" "http://127.0.0.1:$py_hook_port/_requests" "the Python webhook receiver"
+wait_http "$node_hook_pid" "http://127.0.0.1:$node_hook_port/_log" "the Node webhook receiver"
+
+echo "== compat: starting $herald_bin on 127.0.0.1:$port"
+# The env overrides that could change the app under test are cleared; only host, port and
+# metrics are set. AWS: only the fake key pair above; no profile, file, region or metadata.
+env -u HERALD_APP_ID -u HERALD_APP_KEY -u HERALD_APP_SECRET -u HERALD_DEBUG -u HERALD_METRICS_PORT \
+  -u AWS_SESSION_TOKEN -u AWS_PROFILE -u AWS_SHARED_CREDENTIALS_FILE -u AWS_CONFIG_FILE \
+  -u AWS_REGION -u AWS_DEFAULT_REGION \
+  AWS_ACCESS_KEY_ID="$aws_access_key_id" AWS_SECRET_ACCESS_KEY="$aws_secret_access_key" \
+  AWS_EC2_METADATA_DISABLED=true HOME="$work" \
+  HERALD_HOST=127.0.0.1 HERALD_PORT="$port" HERALD_METRICS_ENABLED=false \
+  "$herald_bin" --config "$config" </dev/null >"$log" 2>&1 &
+server_pid=$!
+wait_http "$server_pid" "http://127.0.0.1:$port/up" "herald"
 
 export HERALD_HOST=127.0.0.1
 export HERALD_PORT="$port"
 export HERALD_URL="http://127.0.0.1:$port"
+export HERALD_COMPAT_CONFIG="$config"
+export WEBHOOK_NODE_URL="http://127.0.0.1:$node_hook_port"
+export WEBHOOK_PYTHON_URL="http://127.0.0.1:$py_hook_port"
+export WEBHOOK_AWS_ACCESS_KEY_ID="$aws_access_key_id"
+export WEBHOOK_AWS_SECRET_ACCESS_KEY="$aws_secret_access_key"
 
 status=0
 
@@ -113,7 +177,7 @@ if ! timeout --kill-after=5 "$suite_timeout" \
   status=1
 fi
 
-echo "== compat: Python suite (pusher $("$py" -c 'import importlib.metadata as m; print(m.version("pusher"))'))"
+echo "== compat: Python suite ($("$py" -c 'import importlib.metadata as m; print(", ".join(p + " " + m.version(p) for p in ("pusher", "standardwebhooks", "botocore")))'))"
 if ! timeout --kill-after=5 "$suite_timeout" \
   "$py" -m pytest -p no:cacheprovider -q python </dev/null; then
   echo "== compat: Python suite FAILED" >&2
@@ -124,5 +188,11 @@ if ! kill -0 "$server_pid" 2>/dev/null; then
   echo "error: herald died during the suites" >&2
   status=1
 fi
+for pid in "$node_hook_pid" "$py_hook_pid"; do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "error: a webhook receiver died during the suites" >&2
+    status=1
+  fi
+done
 
 exit "$status"

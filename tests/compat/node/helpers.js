@@ -27,11 +27,13 @@ const QUIET_MS = 700;
 // shared secret from it; Herald never sees it.
 const ENCRYPTION_MASTER_KEY_BASE64 = Buffer.alloc(32, 7).toString('base64');
 
-function serverSdk() {
+// app: {id, key, secret}; defaults to the app under test. (The webhook tests use other apps of
+// the generated config, see ../make_config.py.)
+function serverSdk(app = APP) {
   return new PusherServer({
-    appId: APP_ID,
-    key: APP_KEY,
-    secret: APP_SECRET,
+    appId: String(app.id),
+    key: app.key,
+    secret: app.secret,
     host: HOST,
     port: String(PORT),
     useTLS: false,
@@ -55,10 +57,12 @@ function uniqueName(prefix) {
  *   subscriptions with a wrong signature.
  * opts.badUserAuth: sign the sign-in request with a wrong signature.
  * opts.clientOptions: extra pusher-js options.
+ * opts.app: {id, key, secret} of another app than the one under test.
  */
 function makeClient(opts = {}) {
-  const sdk = serverSdk();
-  const client = new PusherClient(APP_KEY, {
+  const app = opts.app || APP;
+  const sdk = serverSdk(app);
+  const client = new PusherClient(app.key, {
     wsHost: HOST,
     wsPort: PORT,
     forceTLS: false,
@@ -70,7 +74,7 @@ function makeClient(opts = {}) {
         try {
           const bad = typeof opts.badAuth === 'function' ? opts.badAuth(channelName) : opts.badAuth;
           if (bad) {
-            callback(null, { auth: `${APP_KEY}:${'0'.repeat(64)}` });
+            callback(null, { auth: `${app.key}:${'0'.repeat(64)}` });
             return;
           }
           const presenceData = channelName.startsWith('presence-') ? opts.presence : undefined;
@@ -84,7 +88,7 @@ function makeClient(opts = {}) {
       customHandler: ({ socketId }, callback) => {
         try {
           const signed = sdk.authenticateUser(socketId, opts.user);
-          if (opts.badUserAuth) signed.auth = `${APP_KEY}:${'0'.repeat(64)}`;
+          if (opts.badUserAuth) signed.auth = `${app.key}:${'0'.repeat(64)}`;
           callback(null, signed);
         } catch (err) {
           callback(err, null);

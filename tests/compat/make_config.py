@@ -1,0 +1,112 @@
+"""Writes the Herald config the compat suites run against: config.json plus the webhook apps.
+
+    python make_config.py OUT_PATH NODE_RECEIVER_PORT PYTHON_RECEIVER_PORT
+
+The receivers' ports are only known at run time, so run.sh calls this before starting Herald.
+The first app of config.json (the one the SDK suites use) is copied unchanged and keeps no
+webhook endpoints; two more apps are added, each with its own endpoints:
+
+  WEBHOOK_NODE_APP    endpoints on the Node receiver (node/webhook_receiver.js), verified there
+                      with the official `pusher` npm SDK; used by node/webhooks.test.js.
+  WEBHOOK_PYTHON_APP  a Standard Webhooks endpoint and two Lambda endpoints on the Python
+                      receiver (python/webhook_receiver.py); used by python/test_webhooks.py.
+
+Everything points at 127.0.0.1.
+"""
+
+import base64
+import json
+import secrets
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+ALL_EVENT_TYPES = [
+    "channel_occupied", "channel_vacated", "member_added", "member_removed",
+    "client_event", "cache_miss",
+]
+
+WEBHOOK_NODE_APP = {"id": "100002", "key": "compat-wh-node-key", "secret": "compat-wh-node-secret"}
+WEBHOOK_PYTHON_APP = {"id": "100003", "key": "compat-wh-py-key", "secret": "compat-wh-py-secret"}
+
+LAMBDA_REGION = "eu-west-1"
+LAMBDA_FUNCTION = "compat-fn"
+LAMBDA_QUALIFIER = "live"
+# An ARN as the function name: its ':' must be percent-encoded in the path (and the path then
+# encoded once more for the SigV4 canonical request).
+LAMBDA_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:compat-arn"
+
+
+def app_entry(creds, webhooks):
+    return {
+        **creds,
+        "enabled": True,
+        "enable_client_messages": True,
+        "enable_user_authentication": False,
+        "enable_subscription_count": False,
+        "max_client_events_per_second": 100,
+        "max_presence_members_per_channel": 100,
+        "webhooks": webhooks,
+    }
+
+
+def node_endpoints(port):
+    base = f"http://127.0.0.1:{port}"
+    return [
+        # Everything, with a custom header.
+        {"url": f"{base}/all", "event_types": ALL_EVENT_TYPES,
+         "headers": {"X-Compat-Endpoint": "all"}},
+        # Presence channels whose name starts with presence-room- (type AND prefix).
+        {"url": f"{base}/presence-room", "event_types": ALL_EVENT_TYPES,
+         "filter": {"channel_type": "presence", "channel_prefix": "presence-room-"}},
+        # Every private channel (encrypted and cache ones included), by type only.
+        {"url": f"{base}/private", "event_types": ALL_EVENT_TYPES,
+         "filter": {"channel_type": "private"}},
+        # Only cache_miss, only for channels starting with cache- (prefix only).
+        {"url": f"{base}/cache-miss", "event_types": ["cache_miss"],
+         "filter": {"channel_prefix": "cache-"}},
+        # The receiver answers 503 to the first attempt of every delivery: retries are exercised.
+        {"url": f"{base}/flaky", "event_types": ["channel_occupied"],
+         "filter": {"channel_prefix": "flaky-"}},
+    ]
+
+
+def python_endpoints(port, whsec):
+    base = f"http://127.0.0.1:{port}"
+    return [
+        {"url": f"{base}/standard", "event_types": ALL_EVENT_TYPES,
+         "signature": "standard-webhooks", "standard_webhooks_secret": whsec},
+        {"lambda": {"function_name": LAMBDA_FUNCTION, "invocation_type": "RequestResponse",
+                    "qualifier": LAMBDA_QUALIFIER, "region": LAMBDA_REGION,
+                    "endpoint_url": base},
+         "event_types": ["channel_occupied", "channel_vacated", "client_event"]},
+        # Defaults: invocation type Event, no qualifier.
+        {"lambda": {"function_name": LAMBDA_ARN, "region": LAMBDA_REGION, "endpoint_url": base},
+         "event_types": ["channel_occupied"],
+         "filter": {"channel_prefix": "arn-"}},
+    ]
+
+
+def main():
+    out, node_port, py_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    with open(HERE / "config.json") as f:
+        config = json.load(f)
+    whsec = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    config["webhooks"] = {
+        "batching": {"enabled": True, "duration": 50},
+        # vacated / member_removed go out at once instead of after 3 s.
+        "grace_period_ms": 0,
+        "request_timeout_ms": 2000,
+        # Fast retries; give up after 10 s (a receiver that is gone must not keep Herald busy).
+        "retry": {"initial_backoff_ms": 100, "max_backoff_ms": 400, "max_elapsed_time_ms": 10000},
+    }
+    apps = config["app_manager"]["array"]["apps"]
+    apps.append(app_entry(WEBHOOK_NODE_APP, node_endpoints(node_port)))
+    apps.append(app_entry(WEBHOOK_PYTHON_APP, python_endpoints(py_port, whsec)))
+    with open(out, "w") as f:
+        json.dump(config, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
