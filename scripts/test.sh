@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+# No AWS credential lookup may leave this machine (the Lambda tests sign with fake keys).
+export AWS_EC2_METADATA_DISABLED=true
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
