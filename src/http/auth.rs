@@ -4,22 +4,53 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::{Method, Uri};
+use bytes::Bytes;
 
 use super::error::ApiError;
 use crate::apps::App;
 use crate::protocol::signing::{md5_hex, rest_string_to_sign, verify_hex};
-use crate::server::state::Shared;
+use crate::server::state::{Shared, SharedState};
 
 /// Requests whose `auth_timestamp` is further than this from the server clock are refused.
 const TIMESTAMP_WINDOW_SECS: u64 = 600;
 
-/// A request whose signature checked out.
+/// A request whose signature checked out: the extractor every REST handler takes last.
+///
+/// The app comes from the `{app_id}` path segment, or from `auth_key` on routes without one.
 pub struct Authenticated {
     /// The app it is for.
     pub app: Arc<App>,
     /// The decoded query parameters.
     pub params: Vec<(String, String)>,
+    /// The raw body, as signed.
+    pub body: Bytes,
+}
+
+impl FromRequest<SharedState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, shared: &SharedState) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let app_id = RawPathParams::from_request_parts(&mut parts, shared)
+            .await
+            .ok()
+            .and_then(|params| {
+                params
+                    .iter()
+                    .find(|(k, _)| *k == "app_id")
+                    .map(|(_, v)| v.to_owned())
+            });
+        let body = axum::body::to_bytes(body, shared.config.http_request_limit)
+            .await
+            .map_err(|_| {
+                ApiError::PayloadTooLarge(
+                    "request body is over http_api.request_limit_in_mb".into(),
+                )
+            })?;
+        authenticate(shared, app_id.as_deref(), &parts.method, &parts.uri, body)
+    }
 }
 
 impl Authenticated {
@@ -37,12 +68,12 @@ fn unauthorized(why: impl Into<String>) -> ApiError {
 }
 
 /// Verifies a signed request for app `app_id` (or, without one, the app of `auth_key`).
-pub fn authenticate(
+fn authenticate(
     shared: &Shared,
     app_id: Option<&str>,
     method: &Method,
     uri: &Uri,
-    body: &[u8],
+    body: Bytes,
 ) -> Result<Authenticated, ApiError> {
     let params: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
@@ -91,7 +122,7 @@ pub fn authenticate(
     }
     // pusher-http-python sends body_md5 on GET too: the MD5 of the empty body.
     match get("body_md5") {
-        Some(md5) if md5 != md5_hex(body) => {
+        Some(md5) if md5 != md5_hex(&body) => {
             return Err(unauthorized("body_md5 does not match the body"))
         }
         None if !body.is_empty() => return Err(unauthorized("body_md5 is missing")),
@@ -117,6 +148,7 @@ pub fn authenticate(
     Ok(Authenticated {
         app: app.clone(),
         params,
+        body,
     })
 }
 

@@ -1,11 +1,10 @@
 //! Channel queries: `GET /apps/{id}/channels`, `/channels/{name}` and `/channels/{name}/users`.
 
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::Method;
+use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use super::auth::authenticate;
+use super::auth::Authenticated;
 use super::error::ApiError;
 use super::info::{channel_attributes, InfoAttributes};
 use crate::protocol::channel::validate_name;
@@ -15,11 +14,8 @@ use crate::server::state::SharedState;
 /// Lists occupied channels, optionally filtered by prefix, with the requested counts.
 pub async fn list(
     State(shared): State<SharedState>,
-    Path(app_id): Path<String>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
+    auth: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
-    let auth = authenticate(&shared, Some(&app_id), &method, &uri, b"")?;
     let prefix = auth.param("filter_by_prefix").unwrap_or("");
     let info = InfoAttributes::parse_for_trigger(auth.param("info").unwrap_or(""))?;
     if info.user_count && !prefix.starts_with("presence-") {
@@ -38,11 +34,9 @@ pub async fn list(
 /// One channel's state: `occupied`, plus `user_count`, `subscription_count`, `cache` on request.
 pub async fn show(
     State(shared): State<SharedState>,
-    Path((app_id, channel)): Path<(String, String)>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
+    Path((_app_id, channel)): Path<(String, String)>,
+    auth: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
-    let auth = authenticate(&shared, Some(&app_id), &method, &uri, b"")?;
     let app = &auth.app;
     let kind = validate_name(&channel, app.max_channel_name_length)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -76,11 +70,9 @@ pub async fn show(
 /// The user ids of a presence channel.
 pub async fn users(
     State(shared): State<SharedState>,
-    Path((app_id, channel)): Path<(String, String)>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
+    Path((_app_id, channel)): Path<(String, String)>,
+    auth: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
-    let auth = authenticate(&shared, Some(&app_id), &method, &uri, b"")?;
     validate_name(&channel, auth.app.max_channel_name_length)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if !ChannelType::of(&channel).is_presence() {

@@ -51,15 +51,3 @@ impl IntoResponse for ApiError {
             .into_response()
     }
 }
-
-impl From<axum::extract::rejection::BytesRejection> for ApiError {
-    fn from(rejection: axum::extract::rejection::BytesRejection) -> Self {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(
-                "request body is over the limit (http_api.request_limit_in_mb)".into(),
-            )
-        } else {
-            ApiError::BadRequest(rejection.body_text())
-        }
-    }
-}

@@ -3,15 +3,13 @@
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::Method;
+use axum::extract::State;
 use axum::Json;
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use super::auth::authenticate;
+use super::auth::Authenticated;
 use super::error::ApiError;
 use super::info::{channel_attributes, InfoAttributes};
 use crate::apps::App;
@@ -146,15 +144,10 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> 
 /// Triggers one event on one or more channels.
 pub async fn trigger(
     State(shared): State<SharedState>,
-    Path(app_id): Path<String>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    auth: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body?;
-    let auth = authenticate(&shared, Some(&app_id), &method, &uri, &body)?;
     let app: Arc<App> = auth.app;
-    let event = validate(&app, parse_body(&body)?)?;
+    let event = validate(&app, parse_body(&auth.body)?)?;
     publish(&shared, &app, &event);
     if event.info.is_some() {
         Ok(Json(
@@ -168,15 +161,10 @@ pub async fn trigger(
 /// Triggers up to `max_event_batch_size` events; all are validated before any is published.
 pub async fn batch(
     State(shared): State<SharedState>,
-    Path(app_id): Path<String>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    auth: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body?;
-    let auth = authenticate(&shared, Some(&app_id), &method, &uri, &body)?;
     let app = auth.app;
-    let request: BatchRequest = parse_body(&body)?;
+    let request: BatchRequest = parse_body(&auth.body)?;
     if request.batch.len() > app.max_event_batch_size {
         return Err(bad(format!(
             "batch has {} events; at most {} are allowed",

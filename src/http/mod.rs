@@ -9,7 +9,7 @@ mod info;
 mod users;
 mod ws;
 
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -39,10 +39,9 @@ pub fn router(shared: SharedState) -> Router {
         )
         .route(
             "/users/{user_id}/terminate_connections",
-            post(users::terminate_connections_unprefixed),
+            post(users::terminate_connections),
         )
-        .layer(middleware::from_fn_with_state(shared.clone(), count_status))
-        .layer(DefaultBodyLimit::max(shared.config.http_request_limit));
+        .layer(middleware::from_fn_with_state(shared.clone(), count_status));
     Router::new()
         .route("/app/{key}", get(ws::connect))
         .route("/", get(health))
