@@ -5,9 +5,12 @@
 //! binary built beside it; `--server 'CMD {config}'` runs the same scenarios against another server.
 
 mod clients;
+mod pairs;
+mod reader;
 mod receiver;
 mod report;
 mod scenarios;
+mod slow;
 mod target;
 
 use std::path::PathBuf;
@@ -23,8 +26,11 @@ use target::{free_port, Target};
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
     Fanout,
+    Channels,
     Presence,
+    ClientEvents,
     Idle,
+    Slow,
     All,
 }
 
@@ -51,6 +57,27 @@ struct Cli {
     /// Event data bytes.
     #[arg(long, default_value_t = 64)]
     payload: usize,
+    /// Many channels: channels (2 subscribers each).
+    #[arg(long, default_value_t = 5000)]
+    channels: usize,
+    /// Many channels: REST publishes per second, round-robin.
+    #[arg(long, default_value_t = 2000)]
+    channel_rate: u64,
+    /// Client events: pairs of sockets on private channels.
+    #[arg(long, default_value_t = 500)]
+    pairs: usize,
+    /// Client events: events per second per socket.
+    #[arg(long, default_value_t = 10)]
+    client_rate: u64,
+    /// Slow consumer: subscribers that keep reading.
+    #[arg(long, default_value_t = 50)]
+    slow_readers: usize,
+    /// Slow consumer: event data bytes (large, to fill the slow socket's buffers quickly).
+    #[arg(long, default_value_t = 65536)]
+    slow_payload: usize,
+    /// Slow consumer: seconds of publishing at 20 events/s.
+    #[arg(long, default_value_t = 15)]
+    slow_secs: u64,
     /// Presence churn: sockets joining and leaving.
     #[arg(long, default_value_t = 200)]
     churn_sockets: usize,
@@ -112,9 +139,15 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
     match scenario {
         Scenario::Fanout => {
             let target = Target::start(server, &target::config(port, None), port)?;
-            let mut report =
-                scenarios::fanout(&target, cli.subscribers, cli.rate, cli.secs, cli.payload)
-                    .await?;
+            let load = scenarios::PublishLoad {
+                name: "fan-out",
+                channels: 1,
+                per_channel: cli.subscribers,
+                rate: cli.rate,
+                secs: cli.secs,
+                payload: cli.payload,
+            };
+            let mut report = scenarios::publish_load(&target, &load).await?;
             if let Some(floor) = sendfloor(&cli.sendfloor, cli.subscribers) {
                 let us = floor["us_cpu_per_write"].as_f64().unwrap_or(0.0);
                 report.add("sendfloor CPU per write (same run)", us, "us");
@@ -126,6 +159,33 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
                 report.add("server CPU per delivery / floor", ours / us.max(1e-9), "x");
             }
             Ok(report)
+        }
+        Scenario::Channels => {
+            let target = Target::start(server, &target::config(port, None), port)?;
+            let load = scenarios::PublishLoad {
+                name: "many channels",
+                channels: cli.channels,
+                per_channel: 2,
+                rate: cli.channel_rate,
+                secs: cli.secs,
+                payload: cli.payload,
+            };
+            scenarios::publish_load(&target, &load).await
+        }
+        Scenario::ClientEvents => {
+            let target = Target::start(server, &target::config(port, None), port)?;
+            pairs::client_events(&target, cli.pairs, cli.client_rate, cli.secs).await
+        }
+        Scenario::Slow => {
+            let target = Target::start(server, &target::config(port, None), port)?;
+            slow::slow_consumer(
+                &target,
+                cli.slow_readers,
+                20,
+                cli.slow_secs,
+                cli.slow_payload,
+            )
+            .await
         }
         Scenario::Presence => {
             let counter = WebhookCounter::default();
@@ -153,7 +213,14 @@ async fn main() {
     let cli = Cli::parse();
     let server = cli.server.clone().unwrap_or_else(default_server);
     let scenarios = match cli.scenario {
-        Scenario::All => vec![Scenario::Fanout, Scenario::Presence, Scenario::Idle],
+        Scenario::All => vec![
+            Scenario::Fanout,
+            Scenario::Channels,
+            Scenario::Presence,
+            Scenario::ClientEvents,
+            Scenario::Idle,
+            Scenario::Slow,
+        ],
         one => vec![one],
     };
     println!("server: {server}");

@@ -4,15 +4,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::clients::{self, connect, now_micros, presence_data, subscribe, Publisher, Socket};
+use crate::reader::{Frame, FrameReader};
 use crate::receiver::WebhookCounter;
 use crate::report::{percentile, Report};
-use crate::target::Target;
+use crate::target::{own_cpu_seconds, Target};
 
 /// Opens `count` sockets, each subscribed by `data_for(i, socket_id)`, 200 handshakes at a time.
 async fn open_subscribed(
@@ -39,106 +38,154 @@ async fn open_subscribed(
     Ok(sockets)
 }
 
-/// Reads `t=<micros>` from an event frame's data without a full JSON parse.
-fn sent_at(text: &str) -> Option<u64> {
-    let start = text.find("t=")? + 2;
-    let digits: String = text[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
+/// Sizes of a publish scenario: `channels` channels with `per_channel` subscribers each,
+/// `rate` REST publishes per second (round-robin over the channels) for `secs`.
+pub struct PublishLoad {
+    pub name: &'static str,
+    pub channels: usize,
+    pub per_channel: usize,
+    pub rate: u64,
+    pub secs: u64,
+    pub payload: usize,
 }
 
-/// `subscribers` sockets on one public channel; `rate` REST publishes per second for `secs`.
-pub async fn fanout(
-    target: &Target,
-    subscribers: usize,
-    rate: u64,
-    secs: u64,
-    payload: usize,
-) -> Result<Report, String> {
-    let sockets = open_subscribed(
-        target.port,
-        subscribers,
-        |_, _| json!({"channel": "fanout"}),
-    )
-    .await?;
-    let events = rate * secs;
+/// Latency samples (microseconds) and the count of each reader, gathered once it finishes.
+struct Readers {
+    received: Arc<AtomicU64>,
+    latencies: Arc<Mutex<Vec<u64>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts one lean reader per socket, each expecting `expected` stamped events before `deadline`.
+fn spawn_readers(
+    sockets: Vec<Socket>,
+    expected: u64,
+    deadline: Instant,
+) -> Result<Readers, String> {
     let received = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(Mutex::new(Vec::with_capacity(
-        (events as usize) * subscribers,
-    )));
-    let deadline = Instant::now() + Duration::from_secs(secs + 15);
-    let mut readers = Vec::new();
-    for mut ws in sockets {
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::with_capacity(sockets.len());
+    for ws in sockets {
         let (received, latencies) = (received.clone(), latencies.clone());
-        readers.push(tokio::spawn(async move {
-            let mut mine = Vec::with_capacity(events as usize);
-            while (mine.len() as u64) < events {
-                let next = tokio::time::timeout_at(deadline.into(), ws.next()).await;
-                let Ok(Some(Ok(message))) = next else { break };
-                if let Message::Text(text) = message {
-                    if let Some(sent) = sent_at(&text) {
-                        mine.push(now_micros().saturating_sub(sent));
-                    }
+        let mut reader = FrameReader::new(ws)?;
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::with_capacity(expected as usize);
+            while (mine.len() as u64) < expected {
+                match tokio::time::timeout_at(deadline.into(), reader.next()).await {
+                    Ok(Some(Frame::Stamped(sent))) => mine.push(now_micros().saturating_sub(sent)),
+                    Ok(Some(Frame::Other)) => {}
+                    _ => break,
                 }
             }
             received.fetch_add(mine.len() as u64, Ordering::Relaxed);
             latencies.lock().unwrap().extend(mine);
         }));
     }
-    let publisher = Arc::new(Publisher::new(target.port));
+    Ok(Readers {
+        received,
+        latencies,
+        tasks,
+    })
+}
+
+impl Readers {
+    /// Waits for every reader; returns (deliveries, sorted latencies).
+    async fn finish(self) -> (u64, Vec<u64>) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let mut samples = std::mem::take(&mut *self.latencies.lock().unwrap());
+        samples.sort_unstable();
+        (self.received.load(Ordering::Relaxed), samples)
+    }
+}
+
+fn add_latency(report: &mut Report, prefix: &str, samples: &[u64]) {
+    report.add(
+        &format!("{prefix}latency p50"),
+        percentile(samples, 50.0) as f64 / 1000.0,
+        "ms",
+    );
+    report.add(
+        &format!("{prefix}latency p99"),
+        percentile(samples, 99.0) as f64 / 1000.0,
+        "ms",
+    );
+    report.add(
+        &format!("{prefix}latency max"),
+        samples.last().copied().unwrap_or(0) as f64 / 1000.0,
+        "ms",
+    );
+}
+
+/// Publishes `count` stamped events at `rate`, the i-th on `channel(i)`; latency counts from
+/// the scheduled send time, so a publisher that falls behind shows up as latency.
+async fn publish_at_rate(
+    publisher: Arc<Publisher>,
+    count: u64,
+    rate: u64,
+    payload: usize,
+    channel: impl Fn(u64) -> String,
+) -> Result<(), String> {
     let pad = "x".repeat(payload.saturating_sub(20));
-    let cpu_before = target.cpu_seconds();
     let started = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let mut publishes = Vec::new();
-    for i in 0..events {
-        let scheduled = started + interval * i as u32;
+    let mut publishes = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let scheduled = started + interval.mul_f64(i as f64);
         tokio::time::sleep_until(scheduled.into()).await;
         let scheduled_micros = now_micros() - scheduled.elapsed().as_micros() as u64;
-        let publisher = publisher.clone();
+        let (publisher, channel) = (publisher.clone(), channel(i));
         let data = format!("t={scheduled_micros};{pad}");
         publishes.push(tokio::spawn(async move {
-            publisher.trigger("fanout", "tick", &data).await
+            publisher.trigger(&channel, "tick", &data).await
         }));
     }
     for publish in publishes {
         publish.await.map_err(|e| e.to_string())??;
     }
-    for reader in readers {
-        let _ = reader.await;
-    }
+    Ok(())
+}
+
+/// Fan-out (one channel, many subscribers) and many channels (many channels, few subscribers).
+pub async fn publish_load(target: &Target, load: &PublishLoad) -> Result<Report, String> {
+    let channels = load.channels;
+    let sockets = open_subscribed(
+        target.port,
+        channels * load.per_channel,
+        move |i, _| json!({"channel": format!("load-{}", i % channels)}),
+    )
+    .await?;
+    let events = load.rate * load.secs;
+    let per_channel_events = events / channels as u64;
+    let events = per_channel_events * channels as u64;
+    let deadline = Instant::now() + Duration::from_secs(load.secs + 15);
+    let readers = spawn_readers(sockets, per_channel_events, deadline)?;
+    let publisher = Arc::new(Publisher::new(target.port));
+    let cpu_before = target.cpu_seconds();
+    let own_cpu_before = own_cpu_seconds();
+    let started = Instant::now();
+    publish_at_rate(publisher, events, load.rate, load.payload, |i| {
+        format!("load-{}", i % channels as u64)
+    })
+    .await?;
+    let (delivered, samples) = readers.finish().await;
     let cpu = target.cpu_seconds() - cpu_before;
+    let own_cpu = own_cpu_seconds() - own_cpu_before;
     let elapsed = started.elapsed().as_secs_f64();
-    let delivered = received.load(Ordering::Relaxed);
-    let mut samples = std::mem::take(&mut *latencies.lock().unwrap());
-    samples.sort_unstable();
-    let mut report = Report::new("fan-out");
-    report.add("subscribers", subscribers as f64, "");
+    let expected = events * load.per_channel as u64;
+    let mut report = Report::new(load.name);
+    report.add("channels", channels as f64, "");
+    report.add("subscribers per channel", load.per_channel as f64, "");
     report.add("events published", events as f64, "");
     report.add("deliveries", delivered as f64, "");
     report.add(
         "lost deliveries",
-        (events * subscribers as u64 - delivered) as f64,
+        expected.saturating_sub(delivered) as f64,
         "",
     );
     report.add("deliveries per second", delivered as f64 / elapsed, "/s");
-    report.add(
-        "latency p50",
-        percentile(&samples, 50.0) as f64 / 1000.0,
-        "ms",
-    );
-    report.add(
-        "latency p99",
-        percentile(&samples, 99.0) as f64 / 1000.0,
-        "ms",
-    );
-    report.add(
-        "latency max",
-        samples.last().copied().unwrap_or(0) as f64 / 1000.0,
-        "ms",
-    );
+    add_latency(&mut report, "", &samples);
     report.add("server CPU seconds", cpu, "s");
     report.add(
         "server CPU per delivery",
@@ -150,6 +197,7 @@ pub async fn fanout(
         delivered as f64 / cpu.max(1e-9),
         "/cpu-s",
     );
+    report.add("load generator CPU seconds", own_cpu, "s");
     Ok(report)
 }
 

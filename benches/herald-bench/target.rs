@@ -11,6 +11,27 @@ pub const APP_ID: &str = "bench-app";
 pub const KEY: &str = "bench-key";
 pub const SECRET: &str = "bench-secret";
 
+/// CPU seconds of a process from its /proc/PID/stat (utime + stime, in USER_HZ = 100 ticks).
+fn stat_cpu_seconds(stat: &str) -> f64 {
+    // Fields after the command name (which may contain spaces) start at the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The benchmark's own CPU seconds, to show how busy the load generator was.
+pub fn own_cpu_seconds() -> f64 {
+    stat_cpu_seconds(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
 /// A running server process.
 pub struct Target {
     child: Child,
@@ -97,20 +118,7 @@ impl Target {
 
     /// User + system CPU seconds the server has used so far.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat = self.proc_file("stat");
-        // Fields after the command name (which may contain spaces) start at the last ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime are fields 14 and 15 of /proc/PID/stat; USER_HZ is 100 on Linux.
-        (ticks(11) + ticks(12)) / 100.0
+        stat_cpu_seconds(&self.proc_file("stat"))
     }
 
     /// Resident memory in bytes.

@@ -1,0 +1,107 @@
+//! A lean reader for the measuring side of the benchmark: after the handshake it reads raw
+//! WebSocket frames from the TCP stream (server frames are never masked) and only scans each
+//! text frame for its `t=<micros>` stamp, so the load generator spends little CPU per message
+//! and the latency it reports is the server's, not its own.
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::MaybeTlsStream;
+
+use crate::clients::Socket;
+
+/// Reads the frames of one socket.
+pub struct FrameReader {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+/// What one frame carried.
+pub enum Frame {
+    /// A text frame with a `t=` stamp.
+    Stamped(u64),
+    /// A close frame with its code.
+    Close(Option<u16>),
+    /// Any other frame.
+    Other,
+}
+
+impl FrameReader {
+    /// Takes over a socket whose handshake and subscription are done and that has nothing
+    /// buffered (no event was published yet).
+    pub fn new(socket: Socket) -> Result<FrameReader, String> {
+        match socket.into_inner() {
+            MaybeTlsStream::Plain(stream) => Ok(FrameReader {
+                stream,
+                buffer: vec![0; 64 * 1024],
+                start: 0,
+                end: 0,
+            }),
+            _ => Err("only plain TCP sockets are supported".into()),
+        }
+    }
+
+    /// The next frame, or `None` when the connection closed.
+    pub async fn next(&mut self) -> Option<Frame> {
+        loop {
+            if let Some((frame, used)) = parse(&self.buffer[self.start..self.end]) {
+                self.start += used;
+                return Some(frame);
+            }
+            // Make room: move the partial frame to the front, grow for a large one.
+            self.buffer.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.end == self.buffer.len() {
+                self.buffer.resize(self.buffer.len() * 2, 0);
+            }
+            let n = self.stream.read(&mut self.buffer[self.end..]).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.end += n;
+        }
+    }
+}
+
+/// One complete frame at the start of `bytes`, with the bytes it used.
+fn parse(bytes: &[u8]) -> Option<(Frame, usize)> {
+    if bytes.len() < 2 {
+        return None;
+    }
+    let opcode = bytes[0] & 0x0f;
+    let (length, header) = match bytes[1] & 0x7f {
+        126 if bytes.len() >= 4 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+        127 if bytes.len() >= 10 => (
+            u64::from_be_bytes(bytes[2..10].try_into().ok()?) as usize,
+            10,
+        ),
+        126 | 127 => return None,
+        short => (short as usize, 2),
+    };
+    if bytes.len() < header + length {
+        return None;
+    }
+    let payload = &bytes[header..header + length];
+    let frame = match opcode {
+        1 => stamp(payload).map_or(Frame::Other, Frame::Stamped),
+        8 => {
+            Frame::Close((payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])))
+        }
+        _ => Frame::Other,
+    };
+    Some((frame, header + length))
+}
+
+fn stamp(payload: &[u8]) -> Option<u64> {
+    let at = payload.windows(2).position(|w| w == b"t=")? + 2;
+    let digits = payload[at..].iter().take_while(|b| b.is_ascii_digit());
+    let mut value = 0u64;
+    let mut any = false;
+    for digit in digits {
+        value = value * 10 + u64::from(digit - b'0');
+        any = true;
+    }
+    any.then_some(value)
+}
