@@ -10,7 +10,7 @@ use crate::server::state::{Shared, SharedState};
 use crate::transport::{self, Handshake};
 
 /// Read buffer per socket: small, because idle sockets dominate memory (DECISIONS.md).
-const READ_BUFFER: usize = 4096;
+const READ_BUFFER: usize = 2048;
 
 /// Upgrades, then serves the socket with whatever the handshake decided.
 pub fn upgrade(shared: SharedState, ws: WebSocketUpgrade, handshake: Handshake) -> Response {
