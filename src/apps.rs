@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::config::AppConfig;
 use crate::engine::{ChannelCache, ChannelRegistry, UserRegistry};
+use crate::protocol::signing::Signer;
 use crate::transport::Outbound;
 
 /// One app: its configuration plus the engine state of its channels and users.
@@ -20,6 +21,8 @@ pub struct App {
     pub users: UserRegistry<Outbound>,
     /// Last events of cache channels.
     pub cache: ChannelCache,
+    /// HMAC keyed with the app secret, for every signature check.
+    pub signer: Signer,
     connections: AtomicUsize,
 }
 
@@ -34,6 +37,7 @@ impl Deref for App {
 impl App {
     fn new(config: AppConfig, cache_ttl: Duration) -> App {
         App {
+            signer: Signer::new(&config.secret),
             config,
             channels: ChannelRegistry::default(),
             users: UserRegistry::default(),

@@ -132,7 +132,19 @@ impl Target {
 }
 
 impl Drop for Target {
+    /// SIGTERM first, so the server shuts down cleanly (and a profiler wrapping it writes its
+    /// output); SIGKILL if it is still there after 20 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..200 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.config_dir);

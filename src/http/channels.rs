@@ -16,8 +16,9 @@ pub async fn list(
     State(shared): State<SharedState>,
     auth: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
-    let prefix = auth.param("filter_by_prefix").unwrap_or("");
-    let info = InfoAttributes::parse_for_trigger(auth.param("info").unwrap_or(""))?;
+    let prefix = auth.param("filter_by_prefix");
+    let prefix = prefix.as_deref().unwrap_or("");
+    let info = InfoAttributes::parse_for_trigger(auth.param("info").as_deref().unwrap_or(""))?;
     if info.user_count && !prefix.starts_with("presence-") {
         return Err(ApiError::BadRequest(
             "info=user_count needs filter_by_prefix=presence-".into(),
@@ -40,7 +41,7 @@ pub async fn show(
     let app = &auth.app;
     let kind = validate_name(&channel, app.max_channel_name_length)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let info = InfoAttributes::parse_for_channel(auth.param("info").unwrap_or(""))?;
+    let info = InfoAttributes::parse_for_channel(auth.param("info").as_deref().unwrap_or(""))?;
     if info.user_count && !kind.is_presence() {
         return Err(ApiError::BadRequest(
             "user_count is only available for presence channels".into(),

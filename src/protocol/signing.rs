@@ -1,5 +1,7 @@
 //! HMAC-SHA256 signatures: channel auth, user sign-in, the REST API and webhooks.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use sha2::Sha256;
@@ -8,21 +10,76 @@ use super::SocketId;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Lower-hex HMAC-SHA256 of `message` keyed with `secret`.
-pub fn sign_hex(secret: &str, message: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(message);
-    hex::encode(mac.finalize().into_bytes())
+/// HMAC-SHA256 keyed once with an app secret: cloning it per use skips the key schedule.
+#[derive(Clone)]
+pub struct Signer(HmacSha256);
+
+impl Signer {
+    /// A signer for `secret`.
+    pub fn new(secret: &str) -> Signer {
+        Signer(HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length"))
+    }
+
+    /// Lower-hex HMAC-SHA256 of `message`.
+    pub fn sign_hex(&self, message: &[u8]) -> String {
+        let mut mac = self.0.clone();
+        mac.update(message);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Checks a hex signature over the concatenated `parts` in constant time; a signature that
+    /// is not 64 hex digits is simply wrong.
+    pub fn verify_hex(&self, parts: &[&[u8]], signature_hex: &str) -> bool {
+        let mut signature = [0u8; 32];
+        if hex::decode_to_slice(signature_hex, &mut signature).is_err() {
+            return false;
+        }
+        let mut mac = self.0.clone();
+        for part in parts {
+            mac.update(part);
+        }
+        mac.verify_slice(&signature).is_ok()
+    }
+
+    /// Checks a REST API `auth_signature` over method, path and the sorted, unescaped query
+    /// (every parameter but `auth_signature`, keys lower-cased), without building the string.
+    pub fn verify_rest(
+        &self,
+        method: &str,
+        path: &str,
+        params: &[(Cow<'_, str>, Cow<'_, str>)],
+        signature_hex: &str,
+    ) -> bool {
+        let mut pairs: Vec<(Cow<'_, str>, &str)> = params
+            .iter()
+            .filter(|(k, _)| k != "auth_signature")
+            .map(|(k, v)| (lower(k), v.as_ref()))
+            .collect();
+        pairs.sort_unstable();
+        let method = method.to_ascii_uppercase();
+        let mut parts: Vec<&[u8]> = vec![method.as_bytes(), b"\n", path.as_bytes(), b"\n"];
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            if i > 0 {
+                parts.push(b"&");
+            }
+            parts.extend([k.as_bytes(), b"=", v.as_bytes()]);
+        }
+        self.verify_hex(&parts, signature_hex)
+    }
 }
 
-/// Checks a hex signature in constant time; a non-hex signature is simply wrong.
-pub fn verify_hex(secret: &str, message: &[u8], signature_hex: &str) -> bool {
-    let Ok(signature) = hex::decode(signature_hex) else {
-        return false;
-    };
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(message);
-    mac.verify_slice(&signature).is_ok()
+/// Lower-cases a query key, borrowing when it already is (as every SDK sends it).
+fn lower<'a>(key: &'a Cow<'a, str>) -> Cow<'a, str> {
+    if key.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(key.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(key.as_ref())
+    }
+}
+
+/// Lower-hex HMAC-SHA256 of `message` keyed with `secret`.
+pub fn sign_hex(secret: &str, message: &[u8]) -> String {
+    Signer::new(secret).sign_hex(message)
 }
 
 /// The Standard Webhooks `webhook-signature` value: `v1,` + base64 HMAC-SHA256 of `id.timestamp.body`.
@@ -58,7 +115,7 @@ pub enum AuthError {
 /// Verifies an `auth` of the form `app_key:hex_signature` over `string_to_sign`.
 fn verify_auth(
     key: &str,
-    secret: &str,
+    signer: &Signer,
     string_to_sign: String,
     auth: Option<&str>,
 ) -> Result<(), AuthError> {
@@ -69,7 +126,7 @@ fn verify_auth(
     if auth_key != key {
         return Err(AuthError::WrongKey(auth_key.to_owned()));
     }
-    if verify_hex(secret, string_to_sign.as_bytes(), signature) {
+    if signer.verify_hex(&[string_to_sign.as_bytes()], signature) {
         Ok(())
     } else {
         Err(AuthError::BadSignature(string_to_sign))
@@ -79,7 +136,7 @@ fn verify_auth(
 /// Verifies a private or presence channel subscription (`socket_id:channel[:channel_data]`).
 pub fn verify_channel_auth(
     key: &str,
-    secret: &str,
+    signer: &Signer,
     socket_id: SocketId,
     channel: &str,
     channel_data: Option<&str>,
@@ -89,39 +146,23 @@ pub fn verify_channel_auth(
         Some(data) => format!("{socket_id}:{channel}:{data}"),
         None => format!("{socket_id}:{channel}"),
     };
-    verify_auth(key, secret, string_to_sign, auth)
+    verify_auth(key, signer, string_to_sign, auth)
 }
 
 /// Verifies a `pusher:signin` (`socket_id::user::user_data`).
 pub fn verify_user_auth(
     key: &str,
-    secret: &str,
+    signer: &Signer,
     socket_id: SocketId,
     user_data: &str,
     auth: &str,
 ) -> Result<(), AuthError> {
     verify_auth(
         key,
-        secret,
+        signer,
         format!("{socket_id}::user::{user_data}"),
         Some(auth),
     )
-}
-
-/// The REST API string to sign: method, path and the sorted, unescaped query without the signature.
-pub fn rest_string_to_sign(method: &str, path: &str, params: &[(String, String)]) -> String {
-    let mut pairs: Vec<(String, &str)> = params
-        .iter()
-        .filter(|(k, _)| k != "auth_signature")
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
-        .collect();
-    pairs.sort();
-    let query = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    format!("{}\n{}\n{}", method.to_ascii_uppercase(), path, query)
 }
 
 #[cfg(test)]
@@ -142,13 +183,20 @@ mod tests {
         let auth =
             format!("{KEY}:31935e7d86dba64c2a90aed31fdc61869f9b22ba9d8863bba239c03ca481bc80");
         assert_eq!(
-            verify_channel_auth(KEY, SECRET, sid, "presence-foobar", Some(data), Some(&auth)),
+            verify_channel_auth(
+                KEY,
+                &Signer::new(SECRET),
+                sid,
+                "presence-foobar",
+                Some(data),
+                Some(&auth)
+            ),
             Ok(())
         );
         let auth =
             format!("{KEY}:4708d583dada6a56435fb8bc611c77c359a31eebde13337c16ab43aa6de336ba");
         assert_eq!(
-            verify_user_auth(KEY, SECRET, sid, r#"{"id":"12345"}"#, &auth),
+            verify_user_auth(KEY, &Signer::new(SECRET), sid, r#"{"id":"12345"}"#, &auth),
             Ok(())
         );
     }
@@ -157,21 +205,21 @@ mod tests {
     fn rest_signature_vector() {
         let body = r#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
         assert_eq!(md5_hex(body.as_bytes()), "ec365a775a4cd0599faeb73354201b6f");
-        let params = vec![
-            ("auth_version".to_owned(), "1.0".to_owned()),
-            ("auth_key".to_owned(), KEY.to_owned()),
-            (
-                "body_md5".to_owned(),
-                "ec365a775a4cd0599faeb73354201b6f".to_owned(),
-            ),
-            ("auth_timestamp".to_owned(), "1353088179".to_owned()),
-            ("auth_signature".to_owned(), "ignored".to_owned()),
-        ];
-        let to_sign = rest_string_to_sign("post", "/apps/3/events", &params);
-        assert_eq!(
-            sign_hex(SECRET, to_sign.as_bytes()),
-            "da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c"
-        );
+        let params: Vec<(Cow<str>, Cow<str>)> = [
+            ("auth_version", "1.0"),
+            ("Auth_Key", KEY),
+            ("body_md5", "ec365a775a4cd0599faeb73354201b6f"),
+            ("auth_timestamp", "1353088179"),
+            ("auth_signature", "ignored"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)))
+        .collect();
+        let signer = Signer::new(SECRET);
+        let expected = "da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c";
+        assert!(signer.verify_rest("post", "/apps/3/events", &params, expected));
+        assert!(!signer.verify_rest("POST", "/apps/4/events", &params, expected));
+        assert!(!signer.verify_rest("POST", "/apps/3/events", &params, "zz"));
     }
 
     #[test]
@@ -192,17 +240,24 @@ mod tests {
     fn refuses_wrong_key_and_garbage() {
         let sid: SocketId = "1.1".parse().unwrap();
         assert_eq!(
-            verify_channel_auth(KEY, SECRET, sid, "private-a", None, None),
+            verify_channel_auth(KEY, &Signer::new(SECRET), sid, "private-a", None, None),
             Err(AuthError::Missing)
         );
         assert!(matches!(
-            verify_channel_auth(KEY, SECRET, sid, "private-a", None, Some("other:00")),
+            verify_channel_auth(
+                KEY,
+                &Signer::new(SECRET),
+                sid,
+                "private-a",
+                None,
+                Some("other:00")
+            ),
             Err(AuthError::WrongKey(_))
         ));
         assert!(matches!(
             verify_channel_auth(
                 KEY,
-                SECRET,
+                &Signer::new(SECRET),
                 sid,
                 "private-a",
                 None,

@@ -144,7 +144,7 @@ impl Session {
         let channel_data = request.channel_data.as_deref();
         verify_channel_auth(
             &app.key,
-            &app.secret,
+            &app.signer,
             self.socket_id,
             channel,
             channel_data,
@@ -216,7 +216,7 @@ impl Session {
         let app = &self.app;
         verify_user_auth(
             &app.key,
-            &app.secret,
+            &app.signer,
             self.socket_id,
             &request.user_data,
             &request.auth,

@@ -14,7 +14,7 @@ use super::event::WebhookEvent;
 use super::lambda::invoke_lambda;
 use crate::config::{AppConfig, SignatureScheme, WebhookEndpoint, WebhookTarget};
 use crate::metrics::Metrics;
-use crate::protocol::signing::{sign_hex, standard_webhooks_signature};
+use crate::protocol::signing::{standard_webhooks_signature, Signer};
 
 /// Why one attempt failed.
 pub(super) enum Failure {
@@ -53,7 +53,7 @@ pub struct Deliverer {
     endpoint: WebhookEndpoint,
     app_id: String,
     app_key: String,
-    app_secret: String,
+    signer: Signer,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
 }
@@ -70,7 +70,7 @@ impl Deliverer {
             endpoint,
             app_id: app.id.clone(),
             app_key: app.key.clone(),
-            app_secret: app.secret.clone(),
+            signer: Signer::new(&app.secret),
             client,
             metrics,
         }
@@ -144,7 +144,7 @@ impl Deliverer {
         set("x-pusher-key", self.app_key.clone())?;
         set(
             "x-pusher-signature",
-            sign_hex(&self.app_secret, body.as_bytes()),
+            self.signer.sign_hex(body.as_bytes()),
         )?;
         set("webhook-id", id.to_owned())?;
         set("webhook-timestamp", timestamp.to_string())?;
