@@ -185,7 +185,8 @@ async fn trigger_info_reports_channel_counts() {
 
 #[tokio::test]
 async fn bodies_over_the_request_limit_are_413() {
-    let server = TestServer::start_with(|c| c["http_api"] = json!({"request_limit_in_mb": 0.01})).await;
+    let server =
+        TestServer::start_with(|c| c["http_api"] = json!({"request_limit_in_mb": 0.01})).await;
     let body = json!({"name": "e", "channel": "c", "data": "x".repeat(20_000)});
     let (status, reply) = Rest::new(&server).post(&events_path(), body).await;
     assert_eq!(status, 413, "{reply}");
