@@ -142,10 +142,7 @@ impl Deliverer {
             Ok::<(), Failure>(())
         };
         set("x-pusher-key", self.app_key.clone())?;
-        set(
-            "x-pusher-signature",
-            self.signer.sign_hex(body.as_bytes()),
-        )?;
+        set("x-pusher-signature", self.signer.sign_hex(body.as_bytes()))?;
         set("webhook-id", id.to_owned())?;
         set("webhook-timestamp", timestamp.to_string())?;
         if let SignatureScheme::StandardWebhooks(secret) = &self.endpoint.signature {
