@@ -120,7 +120,7 @@ fn add_latency(report: &mut Report, prefix: &str, samples: &[u64]) {
 
 /// Publishes `count` stamped events at `rate`, the i-th on `channel(i)`; latency counts from
 /// the scheduled send time, so a publisher that falls behind shows up as latency.
-async fn publish_at_rate(
+pub async fn publish_at_rate(
     publisher: Arc<Publisher>,
     count: u64,
     rate: u64,

@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::clients::{connect, subscribe, Publisher};
 use crate::reader::{Frame, FrameReader};
 use crate::report::{percentile, Report};
+use crate::scenarios::publish_at_rate;
 use crate::target::Target;
 
 /// `readers` subscribers read everything; one more never reads. Events of `payload` bytes are
@@ -55,27 +56,19 @@ pub async fn slow_consumer(
         }));
     }
     let publisher = Arc::new(Publisher::new(target.port));
+    let publishing = publish_at_rate(publisher, events, rate, payload, |_| "slow".to_owned());
+    tokio::pin!(publishing);
+    // Sample the server's memory once a second while publishing.
+    let mut sample = tokio::time::interval(Duration::from_secs(1));
     let mut max_rss = rss_before;
-    let pad = "x".repeat(payload.saturating_sub(20));
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let mut publishes = Vec::new();
-    for i in 0..events {
-        let scheduled = started + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(scheduled.into()).await;
-        let data = format!(
-            "t={};{pad}",
-            crate::clients::now_micros() - scheduled.elapsed().as_micros() as u64
-        );
-        let publisher = publisher.clone();
-        publishes.push(tokio::spawn(async move {
-            publisher.trigger("slow", "tick", &data).await
-        }));
-        if i % rate == 0 {
-            max_rss = max_rss.max(target.rss_bytes());
+    loop {
+        tokio::select! {
+            published = &mut publishing => {
+                published?;
+                break;
+            }
+            _ = sample.tick() => max_rss = max_rss.max(target.rss_bytes()),
         }
-    }
-    for publish in publishes {
-        publish.await.map_err(|e| e.to_string())??;
     }
     let half = secs * 1_000_000 / 2;
     let (mut first, mut second, mut delivered) = (Vec::new(), Vec::new(), 0u64);

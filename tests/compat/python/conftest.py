@@ -27,19 +27,28 @@ def sdk():
         ssl=False, host=HOST, port=PORT, timeout=5)
 
 
-@pytest.fixture
-def sockets():
-    """Factory for real WebSocket connections; all are closed after the test."""
+def socket_factory(app_key):
+    """A factory of real WebSocket connections to `app_key`, and a function closing them all."""
     opened = []
 
     def make():
-        s = Socket(f"ws://{HOST}:{PORT}", APP_KEY)
+        s = Socket(f"ws://{HOST}:{PORT}", app_key)
         opened.append(s)
         return s
 
+    def close_all():
+        for s in opened:
+            s.close()
+
+    return make, close_all
+
+
+@pytest.fixture
+def sockets():
+    """Factory for real WebSocket connections; all are closed after the test."""
+    make, close_all = socket_factory(APP_KEY)
     yield make
-    for s in opened:
-        s.close()
+    close_all()
 
 
 @pytest.fixture

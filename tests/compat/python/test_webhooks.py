@@ -21,8 +21,7 @@ from botocore.credentials import Credentials
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from conftest import HOST, PORT
-from wsclient import Socket
+from conftest import HOST, PORT, socket_factory
 
 CONFIG_PATH = os.environ.get("HERALD_COMPAT_CONFIG")
 RECEIVER = os.environ.get("WEBHOOK_PYTHON_URL")
@@ -61,16 +60,9 @@ def lambdas(app):
 
 @pytest.fixture
 def app_sockets(app):
-    opened = []
-
-    def make():
-        s = Socket(f"ws://{HOST}:{PORT}", app["key"])
-        opened.append(s)
-        return s
-
+    make, close_all = socket_factory(app["key"])
     yield make
-    for s in opened:
-        s.close()
+    close_all()
 
 
 @pytest.fixture
