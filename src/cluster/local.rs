@@ -1,30 +1,34 @@
 //! The single-node adapter: broadcasts stay on this node.
 
-use axum::extract::ws::Utf8Bytes;
-
 use crate::apps::App;
 use crate::metrics::Metrics;
 use crate::protocol::SocketId;
+use crate::transport::WireFrame;
 
 /// The adapter of a server that runs alone.
 #[derive(Default)]
 pub struct LocalAdapter;
 
 impl LocalAdapter {
-    /// Queues the shared frame on every local subscriber; one counter update per broadcast.
+    /// Sends the shared frame to every local subscriber; one counter update per broadcast.
     pub fn broadcast(
         &self,
         app: &App,
         channel: &str,
-        frame: Utf8Bytes,
+        frame: WireFrame,
         except: Option<SocketId>,
         metrics: &Metrics,
     ) -> usize {
-        let delivered = app
-            .channels
-            .for_each_subscriber(channel, except, |outbound| {
-                outbound.push(frame.clone());
-            });
+        let Some(subscribers) = app.channels.subscribers(channel) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for (socket, outbound) in subscribers.iter() {
+            if Some(*socket) != except {
+                outbound.push(&frame);
+                delivered += 1;
+            }
+        }
         metrics.messages_out(delivered);
         delivered
     }

@@ -10,14 +10,13 @@ mod local;
 
 use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
-
 pub use local::LocalAdapter;
 
 use crate::apps::App;
 use crate::engine::ChannelSummary;
 use crate::metrics::Metrics;
 use crate::protocol::SocketId;
+use crate::transport::WireFrame;
 
 /// The cluster adapter in use.
 pub enum ClusterAdapter {
@@ -33,7 +32,7 @@ impl ClusterAdapter {
         &self,
         app: &App,
         channel: &str,
-        frame: Utf8Bytes,
+        frame: WireFrame,
         except: Option<SocketId>,
         metrics: &Metrics,
     ) -> usize {

@@ -1,7 +1,7 @@
 //! The registry of live channels of one app and the subscribe/unsubscribe rules.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 
@@ -19,7 +19,12 @@ struct Channel<S> {
     subscribers: HashMap<SocketId, Subscription<S>>,
     /// Present on presence channels only.
     members: Option<Members>,
+    /// The subscribers as a list to fan out to, built by the first broadcast after a change.
+    fanout: OnceLock<Subscribers<S>>,
 }
+
+/// A channel's subscribers at one moment, shared by every broadcast until the next change.
+pub type Subscribers<S> = Arc<[(SocketId, S)]>;
 
 /// The channels of one app that have at least one subscriber.
 ///
@@ -114,6 +119,7 @@ impl<S> ChannelRegistry<S> {
             .or_insert_with(|| Channel {
                 subscribers: HashMap::new(),
                 members: member.map(|_| Members::default()),
+                fanout: OnceLock::new(),
             });
         let name = entry.key().clone();
         let state = entry.value_mut();
@@ -153,6 +159,7 @@ impl<S> ChannelRegistry<S> {
         } else if state.subscribers.is_empty() {
             transitions.push(Transition::Occupied { channel: name });
         }
+        state.fanout = OnceLock::new();
         state.subscribers.insert(
             socket,
             Subscription {
@@ -186,6 +193,7 @@ impl<S> ChannelRegistry<S> {
         let mut state = self.channels.get_mut(channel)?;
         let name = state.key().clone();
         let subscription = state.subscribers.remove(&socket)?;
+        state.fanout = OnceLock::new();
         let mut transitions = Vec::new();
         if let (Some(user_id), Some(members)) = (subscription.user_id, state.members.as_mut()) {
             if members.remove_socket(&user_id) {
@@ -221,20 +229,21 @@ impl<S> ChannelRegistry<S> {
             .remove_if(channel, |_, state| state.subscribers.is_empty());
     }
 
-    /// Calls `deliver` with every subscriber's handle except `except`; returns how many.
-    pub fn for_each_subscriber(
-        &self,
-        channel: &str,
-        except: Option<SocketId>,
-        deliver: impl FnMut(&S),
-    ) -> usize {
-        match self.channels.get(channel) {
-            Some(state) => ChannelView {
-                subscribers: &state.subscribers,
-            }
-            .for_each(except, deliver),
-            None => 0,
-        }
+    /// The channel's subscribers, to deliver to after the channel lock is released (a broadcast
+    /// to a large channel must not hold a shard lock for its whole fan-out).
+    pub fn subscribers(&self, channel: &str) -> Option<Subscribers<S>>
+    where
+        S: Clone,
+    {
+        let state = self.channels.get(channel)?;
+        let list = state.fanout.get_or_init(|| {
+            state
+                .subscribers
+                .iter()
+                .map(|(socket, subscription)| (*socket, subscription.handle.clone()))
+                .collect()
+        });
+        Some(list.clone())
     }
 
     /// Whether `socket` is subscribed to `channel`.
@@ -400,17 +409,24 @@ mod tests {
     }
 
     #[test]
-    fn fan_out_skips_the_excluded_socket() {
+    fn the_fan_out_list_follows_every_change() {
         let reg = ChannelRegistry::default();
-        for n in 1..=3 {
-            join(&reg, "c", n, n, None, 100).unwrap();
-        }
-        let mut seen = Vec::new();
-        assert_eq!(
-            reg.for_each_subscriber("c", Some(sid(2)), |h| seen.push(*h)),
-            2
-        );
-        seen.sort();
-        assert_eq!(seen, [1, 3]);
+        let handles = |reg: &ChannelRegistry<u64>| {
+            let list = reg.subscribers("c").expect("occupied");
+            let mut handles: Vec<u64> = list.iter().map(|(_, h)| *h).collect();
+            handles.sort();
+            handles
+        };
+        join(&reg, "c", 1, 1, None, 100).unwrap();
+        join(&reg, "c", 2, 2, None, 100).unwrap();
+        assert_eq!(handles(&reg), [1, 2]);
+        assert_eq!(handles(&reg), [1, 2], "a second broadcast reuses the list");
+        join(&reg, "c", 3, 3, None, 100).unwrap();
+        assert_eq!(handles(&reg), [1, 2, 3]);
+        leave(&reg, "c", 2).unwrap();
+        assert_eq!(handles(&reg), [1, 3]);
+        leave(&reg, "c", 1).unwrap();
+        leave(&reg, "c", 3).unwrap();
+        assert!(reg.subscribers("c").is_none());
     }
 }

@@ -1,6 +1,6 @@
 //! REST API errors, each turned into a status code and a `{"error": ...}` body in one place.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -26,6 +26,9 @@ pub enum ApiError {
     /// 404: no such endpoint.
     #[error("not found: {0}")]
     NotFound(String),
+    /// 426: a plain HTTP request (or an unsupported WebSocket version) at the WebSocket endpoint.
+    #[error("{0}")]
+    UpgradeRequired(String),
 }
 
 impl ApiError {
@@ -37,6 +40,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
         }
     }
 }
@@ -44,10 +48,18 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        (
+        let mut response = (
             status,
             Json(json!({ "error": self.to_string(), "code": status.as_u16() })),
         )
-            .into_response()
+            .into_response();
+        if let ApiError::UpgradeRequired(_) = self {
+            // RFC 6455 section 4.4: name the version this server speaks.
+            let version = HeaderValue::from_static("13");
+            response
+                .headers_mut()
+                .insert(header::SEC_WEBSOCKET_VERSION, version);
+        }
+        response
     }
 }

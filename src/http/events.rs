@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
@@ -16,6 +15,7 @@ use crate::apps::App;
 use crate::protocol::channel::validate_name;
 use crate::protocol::{frames, SocketId};
 use crate::server::state::{Shared, SharedState};
+use crate::transport::WireFrame;
 
 #[derive(Deserialize)]
 struct EventRequest {
@@ -116,7 +116,7 @@ fn publish(shared: &Shared, app: &App, event: &ValidEvent) {
         if crate::protocol::ChannelType::of(channel).cached {
             app.cache.store(channel, &event.name, &event.data, &frame);
         }
-        let frame = Utf8Bytes::from(frame);
+        let frame = WireFrame::text(&frame);
         shared
             .cluster
             .broadcast(app, channel, frame, event.except, &shared.metrics);

@@ -88,14 +88,13 @@ async fn metrics(State(shared): State<SharedState>) -> impl IntoResponse {
 /// Unknown paths: a WebSocket upgrade is accepted and closed with 4005; anything else is a 404.
 async fn fallback(State(shared): State<SharedState>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
-    let (mut parts, _body) = request.into_parts();
-    use axum::extract::FromRequestParts;
-    match axum::extract::WebSocketUpgrade::from_request_parts(&mut parts, &shared).await {
-        Ok(upgrade) => ws::upgrade(
+    if ws::is_upgrade(&request) {
+        ws::upgrade(
             shared,
-            upgrade,
+            request,
             Handshake::Refused(SocketError::PathNotFound(path)),
-        ),
-        Err(_) => ApiError::NotFound(path).into_response(),
+        )
+    } else {
+        ApiError::NotFound(path).into_response()
     }
 }

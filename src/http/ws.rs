@@ -1,28 +1,103 @@
 //! The WebSocket upgrade at `/app/{key}`: path, app and protocol checks before the first frame.
+//!
+//! The upgrade is done here rather than by axum's extractor because the connection needs the
+//! socket itself: fan-out writes frames straight to it (see `transport::outbound`).
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State, WebSocketUpgrade};
-use axum::response::Response;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
+use super::error::ApiError;
 use crate::protocol::codes::SocketError;
 use crate::server::state::{Shared, SharedState};
 use crate::transport::{self, Handshake};
 
-/// Read buffer per socket: small, because idle sockets dominate memory (DECISIONS.md).
-const READ_BUFFER: usize = 2048;
+/// Whether the request asks for a WebSocket upgrade at all.
+pub fn is_upgrade(request: &Request) -> bool {
+    has_token(request.headers(), header::UPGRADE, "websocket")
+}
 
 /// Upgrades, then serves the socket with whatever the handshake decided.
-pub fn upgrade(shared: SharedState, ws: WebSocketUpgrade, handshake: Handshake) -> Response {
-    let max_message = shared.config.websocket_max_payload;
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_message_size(max_message)
-        .max_frame_size(max_message)
-        .on_upgrade(move |socket| {
-            let tracker = shared.connections.clone();
-            tracker.track_future(transport::serve(socket, shared, handshake))
-        })
+pub fn upgrade(shared: SharedState, mut request: Request, handshake: Handshake) -> Response {
+    let key = match check_request(&request) {
+        Ok(key) => key,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
+        return ApiError::UpgradeRequired("this connection cannot be upgraded".into())
+            .into_response();
+    };
+    let tracker = shared.connections.clone();
+    tokio::spawn(tracker.track_future(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => return tracing::debug!(%error, "WebSocket upgrade failed"),
+        };
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                transport::serve(parts.io.into_inner(), parts.read_buf, shared, handshake).await
+            }
+            Err(_) => tracing::error!("upgraded connection is not a TCP stream; closed"),
+        }
+    }));
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::CONNECTION, HeaderValue::from_static("upgrade")),
+            (header::UPGRADE, HeaderValue::from_static("websocket")),
+            (
+                header::SEC_WEBSOCKET_ACCEPT,
+                HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+/// The request's `Sec-WebSocket-Key`, or the response refusing it (RFC 6455 section 4.2.1).
+fn check_request(request: &Request) -> Result<String, ApiError> {
+    let headers = request.headers();
+    if request.method() != Method::GET {
+        return Err(ApiError::BadRequest(
+            "a WebSocket upgrade must be a GET".into(),
+        ));
+    }
+    if !has_token(headers, header::CONNECTION, "upgrade") || !is_upgrade(request) {
+        let why = "this endpoint speaks WebSocket: send Connection: Upgrade and Upgrade: websocket";
+        return Err(ApiError::UpgradeRequired(why.into()));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err(ApiError::UpgradeRequired(
+            "Sec-WebSocket-Version must be 13".into(),
+        ));
+    }
+    match headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(HeaderValue::to_str)
+    {
+        Some(Ok(key)) if !key.trim().is_empty() => Ok(key.trim().to_owned()),
+        _ => Err(ApiError::BadRequest("Sec-WebSocket-Key is missing".into())),
+    }
+}
+
+/// Whether a comma-separated header carries `token` (case-insensitive).
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|part| part.trim().eq_ignore_ascii_case(token))
 }
 
 fn handshake(shared: &Shared, key: &str, query: &HashMap<String, String>) -> Handshake {
@@ -56,10 +131,10 @@ pub async fn connect(
     State(shared): State<SharedState>,
     Path(key): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    ws: WebSocketUpgrade,
+    request: Request,
 ) -> Response {
     let handshake = handshake(&shared, &key, &query);
-    upgrade(shared, ws, handshake)
+    upgrade(shared, request, handshake)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //!
 //! The binary, the tests and the benchmark all start Herald through this type.
 
+mod listener;
 pub mod state;
 
 use std::future::Future;
@@ -96,24 +97,29 @@ impl Server {
             });
         }
         tokio::spawn(purge_caches(shared.clone()));
-        let stop = token.clone();
-        let served = axum::serve(self.listener, http::router(shared.clone()))
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = shutdown => stop.cancel(),
-                    _ = stop.cancelled() => {}
-                }
-            });
-        let result = served.await;
-        token.cancel();
+        let requests = TaskTracker::new();
+        let accepting = tokio::spawn(listener::accept(
+            self.listener,
+            http::router(shared.clone()),
+            token.clone(),
+            requests.clone(),
+        ));
+        tokio::select! {
+            _ = shutdown => token.cancel(),
+            _ = token.cancelled() => {}
+        }
+        let _ = accepting.await;
+        requests.close();
         shared.connections.close();
         let deadline = tokio::time::Instant::now() + shared.config.shutdown_grace_period;
-        if tokio::time::timeout_at(deadline, shared.connections.wait())
-            .await
-            .is_err()
-        {
+        let drained = async {
+            requests.wait().await;
+            shared.connections.wait().await;
+        };
+        if tokio::time::timeout_at(deadline, drained).await.is_err() {
             tracing::warn!(
                 open = shared.connections.len(),
+                requests = requests.len(),
                 "connections still open after the shutdown grace period"
             );
         }
@@ -125,7 +131,7 @@ impl Server {
         {
             tracing::warn!("webhook deliveries still in flight after the shutdown grace period; they are abandoned");
         }
-        result
+        Ok(())
     }
 
     /// Runs on a background task; the returned handle stops the server when told or dropped.

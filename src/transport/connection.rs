@@ -1,17 +1,25 @@
-//! The connection task: handshake, the select loop over inbound frames, the outbound queue,
-//! liveness and shutdown. Cleanup is the session's `Drop`, so it runs on every exit path.
+//! The connection task: the select loop over inbound frames, the outbound queue, liveness and
+//! shutdown. Cleanup is the session's `Drop`, so it runs on every exit path.
+//!
+//! The socket is read through tungstenite's sans-IO [`WebSocketContext`] (frame parsing,
+//! unmasking, limits, automatic pong and close replies); every write goes through the
+//! connection's [`OutboundQueue`], which writes frames straight to the socket when it can.
 
-use std::collections::VecDeque;
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt;
+use bytes::Bytes;
+use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+use tungstenite::Message;
 
 use super::liveness::{Due, Liveness};
-use super::outbound::{Drained, OutboundQueue};
+use super::outbound::{Flushed, Outbound, OutboundQueue};
 use super::session::{ConnectionSlot, Session};
+use super::wire::WireFrame;
 use crate::apps::App;
 use crate::protocol::codes::SocketError;
 use crate::protocol::frames;
@@ -20,6 +28,12 @@ use crate::server::state::SharedState;
 
 /// A close handshake gets this long; then the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Read buffer per socket: small, because idle sockets dominate memory (DECISIONS.md).
+const READ_BUFFER: usize = 2048;
+
+/// Messages handled per wake-up, so one chatty client cannot hold a worker thread.
+const MESSAGES_PER_WAKE: usize = 64;
 
 /// What the upgrade request resolved to, before any frame is sent.
 pub enum Handshake {
@@ -41,17 +55,23 @@ enum Exit {
     Gone,
 }
 
-/// Serves one upgraded WebSocket until it closes.
-pub async fn serve(mut ws: WebSocket, shared: SharedState, handshake: Handshake) {
+/// Serves one upgraded WebSocket until it closes; `read_ahead` is what arrived with the upgrade.
+pub async fn serve(
+    socket: TcpStream,
+    read_ahead: Bytes,
+    shared: SharedState,
+    handshake: Handshake,
+) {
+    let outbound = OutboundQueue::new(socket, shared.config.outbound_buffer);
     let app = match handshake {
         Handshake::Accepted(app) => app,
-        Handshake::Refused(error) => return close(&mut ws, &error).await,
+        Handshake::Refused(error) => return finish(&outbound, &closing_frames(&error)).await,
     };
     if !app.enabled {
-        return close(&mut ws, &SocketError::AppDisabled).await;
+        return finish(&outbound, &closing_frames(&SocketError::AppDisabled)).await;
     }
     let Some(slot) = ConnectionSlot::acquire(&app, &shared.metrics) else {
-        return close(&mut ws, &SocketError::OverQuota).await;
+        return finish(&outbound, &closing_frames(&SocketError::OverQuota)).await;
     };
     let config = &shared.config;
     let signin_timeout = app
@@ -63,14 +83,18 @@ pub async fn serve(mut ws: WebSocket, shared: SharedState, handshake: Handshake)
         config.pong_timeout,
         signin_timeout,
     );
-    let outbound = OutboundQueue::new(config.outbound_buffer);
-    let mut session = Session::new(app, shared.clone(), outbound, liveness, slot);
+    let mut reader = WebSocketContext::from_partially_read(
+        read_ahead.to_vec(),
+        Role::Server,
+        Some(websocket_config(config.websocket_max_payload)),
+    );
+    let mut session = Session::new(app, shared.clone(), outbound.clone(), liveness, slot);
     session.send(frames::connection_established(
         session.socket_id,
         config.activity_timeout.as_secs(),
     ));
 
-    let exit = run(&mut ws, &mut session).await;
+    let exit = run(&mut reader, &mut session).await;
     // Leave every channel before the close handshake, so a slow peer delays nobody's events.
     drop(session);
     match exit {
@@ -78,64 +102,58 @@ pub async fn serve(mut ws: WebSocket, shared: SharedState, handshake: Handshake)
             if error == SocketError::OverCapacity {
                 shared.metrics.slow_consumer_disconnect();
             }
-            close(&mut ws, &error).await
+            finish(&outbound, &closing_frames(&error)).await
         }
-        Exit::CloseCode(code, reason) => close_frame(&mut ws, code, reason).await,
-        Exit::Stalled => shared.metrics.slow_consumer_disconnect(),
-        Exit::Gone => {}
+        Exit::CloseCode(code, reason) => finish(&outbound, &[WireFrame::close(code, reason)]).await,
+        Exit::Stalled => {
+            shared.metrics.slow_consumer_disconnect();
+            outbound.shut(&[]);
+        }
+        Exit::Gone => outbound.shut(&[]),
     }
 }
 
-async fn run(ws: &mut WebSocket, session: &mut Session) -> Exit {
+fn websocket_config(max_message: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+}
+
+async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
     let shared = session.shared.clone();
     let outbound = session.outbound.clone();
     // A peer that reads nothing for this long is gone or hostile; its writes are abandoned.
     let stall = shared.config.pong_timeout;
-    let mut pending = VecDeque::new();
+    // Registered once: a fresh `cancelled()` per turn would lock the token's shared waiter list.
+    let shutdown = shared.shutdown.clone().cancelled_owned();
+    tokio::pin!(shutdown);
     let timer = sleep_until(session.liveness.next_deadline());
     tokio::pin!(timer);
     loop {
         // No `biased`: a busy outbound queue must not starve inbound frames or the timer.
         tokio::select! {
-            _ = shared.shutdown.cancelled() => return Exit::Close(SocketError::ServerShutdown),
+            _ = &mut shutdown => return Exit::Close(SocketError::ServerShutdown),
             _ = outbound.ready() => {
-                let write = write_queued(ws, &outbound, &mut pending);
-                tokio::select! {
-                    written = timeout(stall, write) => match written {
-                        Ok(None) => {}
-                        Ok(Some(exit)) => return exit,
-                        Err(_) => return Exit::Stalled,
-                    },
-                    _ = shared.shutdown.cancelled() => return Exit::Gone,
+                if let Some(exit) = write_queued(&outbound, stall, shutdown.as_mut()).await {
+                    return exit;
                 }
             }
-            inbound = ws.recv() => {
-                session.liveness.seen(Instant::now());
-                match inbound {
-                    Some(Ok(Message::Text(text))) => {
-                        shared.metrics.message_in();
-                        match ClientMessage::parse(text.as_str()) {
-                            Ok(message) => session.handle(message),
-                            Err(error) => session.send(frames::error(&error)),
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        let error = SocketError::MalformedMessage("binary frames are not supported; send JSON text".into());
-                        session.send(frames::error(&error));
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => return Exit::Gone,
-                    Some(Err(error)) => return read_error(error),
+            readable = outbound.socket().readable() => {
+                if readable.is_err() {
+                    return Exit::Gone;
+                }
+                if let Some(exit) = read_messages(reader, session) {
+                    return exit;
                 }
             }
             _ = &mut timer => {
                 match session.liveness.due(Instant::now()) {
                     Due::Nothing => {}
-                    Due::Ping => match timeout(stall, ws.send(Message::Ping(Default::default()))).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return Exit::Gone,
-                        Err(_) => return Exit::Stalled,
-                    },
+                    Due::Ping => {
+                        outbound.push(&WireFrame::ping());
+                    }
                     Due::PongTimeout => return Exit::Close(SocketError::PongTimeout),
                     Due::SigninTimeout => {
                         return Exit::Close(SocketError::Unauthorized("not signed in within the timeout".into()))
@@ -147,61 +165,114 @@ async fn run(ws: &mut WebSocket, session: &mut Session) -> Exit {
     }
 }
 
-/// Writes what is queued now with one flush; `Some` when the connection must end.
-///
-/// One drain per call: frames queued meanwhile wake the loop again, after inbound frames and
-/// timers had their turn.
-async fn write_queued(
-    ws: &mut WebSocket,
-    outbound: &OutboundQueue,
-    pending: &mut VecDeque<Utf8Bytes>,
-) -> Option<Exit> {
-    match outbound.drain(pending) {
-        Drained::Close(error) => Some(Exit::Close(error)),
-        Drained::Frames if pending.is_empty() => None,
-        Drained::Frames => {
-            for frame in pending.drain(..) {
-                if ws.feed(Message::Text(frame)).await.is_err() {
-                    return Some(Exit::Gone);
+/// Handles the messages that arrived; `Some` when the connection must end.
+fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Option<Exit> {
+    let outbound = session.outbound.clone();
+    let mut io = SocketIo {
+        outbound: &outbound,
+    };
+    for _ in 0..MESSAGES_PER_WAKE {
+        let message = match reader.read(&mut io) {
+            Ok(message) => message,
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(tungstenite::Error::Capacity(_)) => {
+                return Some(Exit::CloseCode(1009, "Message too big"))
+            }
+            Err(_) => return Some(Exit::Gone),
+        };
+        session.liveness.seen(Instant::now());
+        match message {
+            Message::Text(text) => {
+                session.shared.metrics.message_in();
+                match ClientMessage::parse(text.as_str()) {
+                    Ok(message) => session.handle(message),
+                    Err(error) => session.send(frames::error(&error)),
                 }
             }
-            if ws.flush().await.is_err() {
+            Message::Binary(_) => {
+                let error = SocketError::MalformedMessage(
+                    "binary frames are not supported; send JSON text".into(),
+                );
+                session.send(frames::error(&error));
+            }
+            Message::Close(_) => {
+                // Echo the close (tungstenite queued the reply), then end.
+                let _ = reader.flush(&mut io);
                 return Some(Exit::Gone);
             }
-            // Frames or a close queued meanwhile get the next turn of the loop.
-            outbound.rearm();
-            None
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+    }
+    // More may be buffered: the socket stays readable, so the loop comes straight back.
+    None
+}
+
+/// Writes what is queued; `Some` when the connection must end.
+async fn write_queued(
+    outbound: &OutboundQueue,
+    stall: Duration,
+    mut shutdown: std::pin::Pin<&mut WaitForCancellationFutureOwned>,
+) -> Option<Exit> {
+    loop {
+        match outbound.flush() {
+            Flushed::Idle => return None,
+            Flushed::Close(error) => return Some(Exit::Close(error)),
+            Flushed::Broken => return Some(Exit::Gone),
+            Flushed::Blocked => {}
+        }
+        tokio::select! {
+            writable = timeout(stall, outbound.socket().writable()) => match writable {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Some(Exit::Gone),
+                Err(_) => return Some(Exit::Stalled),
+            },
+            _ = &mut shutdown => return Some(Exit::Gone),
         }
     }
 }
 
-fn read_error(error: axum::Error) -> Exit {
-    let inner = error.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => Exit::CloseCode(1009, "Message too big"),
-        _ => Exit::Gone,
+/// `pusher:error`, then a close frame with the error's code when it is fatal.
+fn closing_frames(error: &SocketError) -> Vec<WireFrame> {
+    let mut last = vec![WireFrame::text(&frames::error(error))];
+    if let Some(code) = error.close_code() {
+        last.push(WireFrame::close(code, &error.to_string()));
     }
+    last
 }
 
-/// Sends `pusher:error`, then closes with the error's code when it is fatal; bounded in time.
-async fn close(ws: &mut WebSocket, error: &SocketError) {
-    let frame = Message::Text(frames::error(error).into());
-    if let Ok(Ok(())) = timeout(CLOSE_TIMEOUT, ws.send(frame)).await {
-        if let Some(code) = error.close_code() {
-            close_frame(ws, code, &error.to_string()).await;
+/// Writes the connection's last frames after everything queued, bounded in time.
+async fn finish(outbound: &Outbound, last: &[WireFrame]) {
+    outbound.shut(last);
+    let _ = timeout(CLOSE_TIMEOUT, async {
+        while outbound.flush() == Flushed::Blocked {
+            if outbound.socket().writable().await.is_err() {
+                return;
+            }
         }
+    })
+    .await;
+}
+
+/// The socket as tungstenite sees it: reads come from the socket; its automatic replies (pong,
+/// close echo) go through the outbound queue, in order with every other frame.
+struct SocketIo<'a> {
+    outbound: &'a OutboundQueue,
+}
+
+impl Read for SocketIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.outbound.socket().try_read(buf)
     }
 }
 
-async fn close_frame(ws: &mut WebSocket, code: u16, reason: &str) {
-    // A close reason is limited to 123 bytes by the WebSocket framing.
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
+impl Write for SocketIo<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // A reply refused because the connection is closing is not worth an error.
+        self.outbound.push(&WireFrame::framed(buf));
+        Ok(buf.len())
     }
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from(&reason[..end]),
-    };
-    let _ = timeout(CLOSE_TIMEOUT, ws.send(Message::Close(Some(frame)))).await;
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }

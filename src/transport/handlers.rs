@@ -6,10 +6,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use axum::extract::ws::Utf8Bytes;
-
 use super::outbound::Outbound;
 use super::session::{publish_locked, Session, SignedInUser};
+use super::wire::WireFrame;
 use crate::apps::App;
 use crate::engine::PresenceMember;
 use crate::protocol::channel::{server_to_user_id, validate_name};
@@ -84,7 +83,9 @@ impl Session {
             max_members,
             |joined, view| {
                 let data = joined.presence_snapshot.as_deref().unwrap_or("{}");
-                outbound.push(frames::subscription_succeeded(channel, data).into());
+                outbound.push_queued(&WireFrame::text(&frames::subscription_succeeded(
+                    channel, data,
+                )));
                 if kind.cached {
                     replay_cache(shared, app, outbound, channel);
                 }
@@ -299,10 +300,10 @@ impl Session {
 fn replay_cache(shared: &Shared, app: &App, outbound: &Outbound, channel: &str) {
     match app.cache.get(channel) {
         Some(cached) => {
-            outbound.push(Utf8Bytes::from(cached.frame.to_string()));
+            outbound.push_queued(&WireFrame::text(&cached.frame));
         }
         None => {
-            outbound.push(frames::cache_miss(channel).into());
+            outbound.push_queued(&WireFrame::text(&frames::cache_miss(channel)));
             shared.webhooks.submit(
                 &app.id,
                 WebhookEvent::CacheMiss {

@@ -1,11 +1,14 @@
-//! One task per WebSocket connection: the read loop, the writer draining a bounded outbound
-//! queue, liveness pings and the per-event handlers.
+//! One task per WebSocket connection: the read loop, the outbound side that writes frames
+//! straight to the socket (queueing only what the socket cannot take), liveness pings and the
+//! per-event handlers.
 
 mod connection;
 mod handlers;
 mod liveness;
 mod outbound;
 mod session;
+mod wire;
 
 pub use connection::{serve, Handshake};
-pub use outbound::{Drained, Outbound, OutboundQueue};
+pub use outbound::{Flushed, Outbound, OutboundQueue};
+pub use wire::WireFrame;

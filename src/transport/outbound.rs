@@ -1,121 +1,223 @@
-//! A connection's outbound queue: bounded in bytes, shared frames, one close request.
+//! A connection's outbound side: the socket's write half, a byte-bounded queue, one close request.
 //!
-//! Producers (fan-out, REST handlers, the socket's own handlers) push without blocking; the
-//! connection task drains everything queued at once and flushes once. A push that would exceed
-//! the byte bound marks the queue overflowed instead: the connection closes with 4100 and no
-//! producer ever waits on a slow consumer.
+//! A producer (fan-out, a REST handler, the socket's own handlers) writes a frame straight to the
+//! socket when nothing is queued before it: one non-blocking `write`, no task wake-up, no copy.
+//! What the socket cannot take at once is queued, and the connection task writes it when the
+//! socket drains. A push that would exceed the byte bound marks the queue overflowed instead: the
+//! connection closes with 4100 and no producer ever waits on a slow consumer. Every write happens
+//! under the queue's lock, so frames reach the wire whole and in the order they were pushed.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::io::{self, IoSlice};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::{Buf, Bytes};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use super::wire::WireFrame;
 use crate::protocol::codes::SocketError;
 
-/// A cheap-clone handle to a connection's queue, as stored in channel registries.
+/// A cheap-clone handle to a connection's outbound side, as stored in channel registries.
 pub type Outbound = Arc<OutboundQueue>;
 
-/// What the connection task takes from the queue.
-pub enum Drained {
-    /// Frames to write, in order.
-    Frames,
+/// Frames written per vectored write when the connection task drains its queue.
+const WRITE_BATCH: usize = 64;
+
+/// What the connection task found when it flushed the queue.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything queued is on the wire; nothing else is asked.
+    Idle,
+    /// The socket cannot take more now: wait until it is writable, then flush again.
+    Blocked,
     /// Write nothing more: close with this error.
     Close(SocketError),
+    /// The socket failed; the connection is gone.
+    Broken,
 }
 
-struct Inner {
-    frames: VecDeque<Utf8Bytes>,
+struct State {
+    frames: VecDeque<Bytes>,
     bytes: usize,
+    /// The first queued frame is partly written: it must be finished before anything else.
+    front_started: bool,
     close: Option<SocketError>,
+    /// A write failed: the peer is gone.
+    broken: bool,
+    /// The connection ended: nobody writes any more.
+    shut: bool,
 }
 
-/// The outbound queue of one connection.
+/// The outbound side of one connection.
 pub struct OutboundQueue {
-    inner: Mutex<Inner>,
+    state: Mutex<State>,
     notify: Notify,
     limit_bytes: usize,
+    socket: TcpStream,
 }
 
 impl OutboundQueue {
-    /// An empty queue holding at most `limit_bytes` of unsent frames.
-    pub fn new(limit_bytes: usize) -> Outbound {
+    /// The outbound side of `socket`, holding at most `limit_bytes` of unsent frames.
+    pub fn new(socket: TcpStream, limit_bytes: usize) -> Outbound {
         Arc::new(OutboundQueue {
-            inner: Mutex::new(Inner {
+            state: Mutex::new(State {
                 frames: VecDeque::new(),
                 bytes: 0,
+                front_started: false,
                 close: None,
+                broken: false,
+                shut: false,
             }),
             notify: Notify::new(),
             limit_bytes,
+            socket,
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding this lock cannot leave the queue inconsistent: keep going.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    /// The socket, for the connection task's reads and readiness waits.
+    pub fn socket(&self) -> &TcpStream {
+        &self.socket
     }
 
-    /// Queues a frame; false when the queue is closing or just overflowed.
-    pub fn push(&self, frame: Utf8Bytes) -> bool {
-        let mut inner = self.lock();
-        if inner.close.is_some() {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue inconsistent: keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends a frame, writing it at once when nothing is queued before it; false when the
+    /// connection is closing or just overflowed.
+    pub fn push(&self, frame: &WireFrame) -> bool {
+        self.push_inner(frame, true)
+    }
+
+    /// Queues a frame for the connection task without writing: for callers holding a channel
+    /// lock, which must not spend a system call per subscriber under it.
+    pub fn push_queued(&self, frame: &WireFrame) -> bool {
+        self.push_inner(frame, false)
+    }
+
+    fn push_inner(&self, frame: &WireFrame, write_now: bool) -> bool {
+        let mut state = self.lock();
+        if state.close.is_some() || state.shut || state.broken {
             return false;
         }
-        if inner.bytes + frame.len() > self.limit_bytes {
-            inner.close = Some(SocketError::OverCapacity);
-            inner.frames.clear();
-            inner.bytes = 0;
-            drop(inner);
+        let mut written = 0;
+        if write_now && state.frames.is_empty() {
+            match self.socket.try_write(frame.as_ref()) {
+                Ok(n) if n == frame.len() => return true,
+                Ok(n) => written = n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    state.broken = true;
+                    drop(state);
+                    self.notify.notify_one();
+                    return false;
+                }
+            }
+        }
+        let rest = frame.bytes().slice(written..);
+        if state.bytes + rest.len() > self.limit_bytes {
+            state.overflow();
+            drop(state);
             self.notify.notify_one();
             return false;
         }
-        inner.bytes += frame.len();
-        inner.frames.push_back(frame);
-        drop(inner);
+        state.front_started |= written > 0;
+        state.bytes += rest.len();
+        state.frames.push_back(rest);
+        drop(state);
         self.notify.notify_one();
         true
     }
 
     /// Asks the connection to close after the frames already queued.
     pub fn close(&self, error: SocketError) {
-        let mut inner = self.lock();
-        if inner.close.is_none() {
-            inner.close = Some(error);
+        let mut state = self.lock();
+        if state.close.is_none() {
+            state.close = Some(error);
         }
-        drop(inner);
+        drop(state);
         self.notify.notify_one();
     }
 
-    /// Wakes the connection again if frames or a close request are still waiting.
-    pub fn rearm(&self) {
-        let inner = self.lock();
-        let waiting = !inner.frames.is_empty() || inner.close.is_some();
-        drop(inner);
-        if waiting {
-            self.notify.notify_one();
+    /// Ends all writing by producers and queues the connection's last frames (an error, a
+    /// close), which the connection task then writes with [`OutboundQueue::flush`].
+    ///
+    /// A frame left half-written by an overflow is finished first, so the stream stays valid.
+    pub fn shut(&self, last: &[WireFrame]) {
+        let mut state = self.lock();
+        state.shut = true;
+        for frame in last {
+            state.bytes += frame.len();
+            state.frames.push_back(frame.bytes().clone());
         }
     }
 
-    /// Waits until something was pushed or a close was requested.
+    /// Wakes the connection task again (after it waited for the socket to become writable).
+    pub fn rearm(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Waits until something was queued, a close was requested or a write failed.
     pub async fn ready(&self) {
         self.notify.notified().await
     }
 
-    /// Moves every queued frame into `out` (swapping buffers, so no allocation in steady state).
-    ///
-    /// Returns `Close` once the frames queued before the close request are drained.
-    pub fn drain(&self, out: &mut VecDeque<Utf8Bytes>) -> Drained {
-        let mut inner = self.lock();
-        std::mem::swap(&mut inner.frames, out);
-        inner.bytes = 0;
-        match (&inner.close, out.is_empty()) {
-            (Some(SocketError::OverCapacity), _) => {
-                out.clear();
-                Drained::Close(SocketError::OverCapacity)
+    /// Writes as much of the queue as the socket takes now; called by the connection task.
+    pub fn flush(&self) -> Flushed {
+        let mut state = self.lock();
+        loop {
+            if state.broken {
+                return Flushed::Broken;
             }
-            (Some(error), true) => Drained::Close(error.clone()),
-            _ => Drained::Frames,
+            // Past the bound: what is queued is dropped, unless the final frames are going out.
+            let overflowed = matches!(state.close, Some(SocketError::OverCapacity));
+            if overflowed && !state.shut {
+                return Flushed::Close(SocketError::OverCapacity);
+            }
+            if state.frames.is_empty() {
+                return match &state.close {
+                    Some(error) => Flushed::Close(error.clone()),
+                    None => Flushed::Idle,
+                };
+            }
+            let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
+            let count = state.frames.len().min(WRITE_BATCH);
+            for (slice, frame) in slices.iter_mut().zip(state.frames.iter()) {
+                *slice = IoSlice::new(frame);
+            }
+            match self.socket.try_write_vectored(&slices[..count]) {
+                Ok(n) => state.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
+                Err(_) => state.broken = true,
+            }
+        }
+    }
+}
+
+impl State {
+    /// Drops everything not yet started and asks for a 4100 close.
+    fn overflow(&mut self) {
+        let keep = usize::from(self.front_started);
+        self.frames.truncate(keep);
+        self.bytes = self.frames.iter().map(Bytes::len).sum();
+        self.close = Some(SocketError::OverCapacity);
+    }
+
+    /// Forgets the first `written` bytes of the queue.
+    fn consume(&mut self, mut written: usize) {
+        self.bytes -= written;
+        while written > 0 {
+            let front = self.frames.front_mut().expect("wrote more than was queued");
+            if written < front.len() {
+                front.advance(written);
+                self.front_started = true;
+                return;
+            }
+            written -= front.len();
+            self.frames.pop_front();
+            self.front_started = false;
         }
     }
 }
@@ -123,34 +225,105 @@ impl OutboundQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
 
-    #[test]
-    fn overflow_turns_into_over_capacity() {
-        let q = OutboundQueue::new(10);
-        assert!(q.push(Utf8Bytes::from("12345")));
-        assert!(q.push(Utf8Bytes::from("12345")));
-        assert!(!q.push(Utf8Bytes::from("1")));
-        let mut out = VecDeque::new();
-        assert!(matches!(
-            q.drain(&mut out),
-            Drained::Close(SocketError::OverCapacity)
-        ));
-        assert!(out.is_empty());
+    /// A connected loopback pair: the server side (ours) and the peer.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        ours.writable().await.unwrap();
+        (ours, peer)
+    }
+
+    async fn read_exactly(peer: &mut TcpStream, len: usize) -> Vec<u8> {
+        let mut buf = vec![0; len];
+        peer.read_exact(&mut buf).await.unwrap();
+        buf
+    }
+
+    #[tokio::test]
+    async fn an_idle_socket_is_written_at_once() {
+        let (ours, mut peer) = pair().await;
+        let q = OutboundQueue::new(ours, 1024);
+        let frame = WireFrame::text("hello");
+        assert!(q.push(&frame));
+        assert_eq!(read_exactly(&mut peer, frame.len()).await, frame.as_ref());
+        assert_eq!(q.flush(), Flushed::Idle);
+    }
+
+    #[tokio::test]
+    async fn queued_frames_go_out_in_order_on_flush() {
+        let (ours, mut peer) = pair().await;
+        let q = OutboundQueue::new(ours, 1024);
+        let (a, b) = (WireFrame::text("a"), WireFrame::text("b"));
+        assert!(q.push_queued(&a));
+        // Something is queued, so this one must wait behind it rather than overtake it.
+        assert!(q.push(&b));
+        assert_eq!(q.flush(), Flushed::Idle);
+        let expected = [a.as_ref(), b.as_ref()].concat();
+        assert_eq!(read_exactly(&mut peer, expected.len()).await, expected);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_overflows_into_over_capacity() {
+        let (ours, _peer) = pair().await;
+        let q = OutboundQueue::new(ours, 64 * 1024);
+        let frame = WireFrame::text(&"x".repeat(16 * 1024));
+        // The kernel buffers take some frames; then the queue fills up and overflows.
+        let mut pushes = 0;
+        while q.push(&frame) {
+            pushes += 1;
+            assert!(pushes < 100_000, "never overflowed");
+        }
+        assert!(!q.push(&frame));
+        assert_eq!(q.flush(), Flushed::Close(SocketError::OverCapacity));
+    }
+
+    #[tokio::test]
+    async fn close_waits_for_queued_frames() {
+        let (ours, mut peer) = pair().await;
+        let q = OutboundQueue::new(ours, 1024);
+        let a = WireFrame::text("a");
+        q.push_queued(&a);
+        q.close(SocketError::ServerShutdown);
+        assert!(!q.push(&WireFrame::text("b")));
+        assert_eq!(q.flush(), Flushed::Close(SocketError::ServerShutdown));
+        assert_eq!(read_exactly(&mut peer, a.len()).await, a.as_ref());
+        let last = WireFrame::close(4200, "bye");
+        q.shut(std::slice::from_ref(&last));
+        assert!(
+            !q.push(&a),
+            "nobody writes after shut but the connection task"
+        );
+        assert_eq!(q.flush(), Flushed::Close(SocketError::ServerShutdown));
+        assert_eq!(read_exactly(&mut peer, last.len()).await, last.as_ref());
     }
 
     #[test]
-    fn close_waits_for_queued_frames() {
-        let q = OutboundQueue::new(100);
-        q.push(Utf8Bytes::from("a"));
-        q.close(SocketError::ServerShutdown);
-        assert!(!q.push(Utf8Bytes::from("b")));
-        let mut out = VecDeque::new();
-        assert!(matches!(q.drain(&mut out), Drained::Frames));
-        assert_eq!(out.len(), 1);
-        out.clear();
-        assert!(matches!(
-            q.drain(&mut out),
-            Drained::Close(SocketError::ServerShutdown)
-        ));
+    fn consume_tracks_a_half_written_frame() {
+        let mut state = State {
+            frames: VecDeque::from([Bytes::from_static(b"abc"), Bytes::from_static(b"de")]),
+            bytes: 5,
+            front_started: false,
+            close: None,
+            broken: false,
+            shut: false,
+        };
+        state.consume(4);
+        assert_eq!(state.frames, VecDeque::from([Bytes::from_static(b"e")]));
+        assert!(state.front_started);
+        state.overflow();
+        assert_eq!(
+            state.frames.len(),
+            1,
+            "the started frame is kept to finish it"
+        );
+        assert_eq!(state.bytes, 1);
+        state.consume(1);
+        assert!(state.frames.is_empty() && !state.front_started && state.bytes == 0);
     }
 }

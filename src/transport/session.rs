@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
 use tokio::time::Instant;
 
 use super::liveness::Liveness;
 use super::outbound::Outbound;
+use super::wire::WireFrame;
 use crate::apps::App;
 use crate::engine::{ChannelView, Transition};
 use crate::metrics::Metrics;
@@ -115,7 +115,7 @@ impl Session {
 
     /// Queues a frame for this socket only.
     pub fn send(&self, frame: String) {
-        self.outbound.push(Utf8Bytes::from(frame));
+        self.outbound.push(&WireFrame::text(&frame));
     }
 
     /// Queues a frame for every subscriber of `channel` except `except`.
@@ -124,7 +124,7 @@ impl Session {
         shared.cluster.broadcast(
             &self.app,
             channel,
-            Utf8Bytes::from(frame),
+            WireFrame::text(&frame),
             except,
             &shared.metrics,
         );
@@ -173,7 +173,7 @@ impl Drop for Session {
 /// Queues what a subscription change means for others, while the channel is locked: member
 /// notices, the subscription count (when `count` changed), and the webhook events.
 ///
-/// Pushing on bounded queues never waits, so holding the lock here is short.
+/// Frames are only queued here (no write under the lock), so holding the lock is short.
 pub(super) fn publish_locked(
     shared: &Shared,
     app: &App,
@@ -185,9 +185,9 @@ pub(super) fn publish_locked(
 ) {
     let mut queued = 0;
     let mut to_others = |frame: String, except: Option<SocketId>| {
-        let frame = Utf8Bytes::from(frame);
+        let frame = WireFrame::text(&frame);
         queued += view.for_each(except, |q| {
-            q.push(frame.clone());
+            q.push_queued(&frame);
         });
     };
     for transition in transitions {

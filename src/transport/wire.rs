@@ -1,0 +1,137 @@
+//! Server-to-client WebSocket frames as the bytes that go on the wire.
+//!
+//! A broadcast is framed once and the same bytes are written to every subscriber's socket, so
+//! fan-out costs one `write` per subscriber and nothing else (no per-socket framing or copy).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+const OPCODE_TEXT: u8 = 0x1;
+const OPCODE_CLOSE: u8 = 0x8;
+const OPCODE_PING: u8 = 0x9;
+const FIN: u8 = 0x80;
+
+/// One complete, unmasked WebSocket frame (header and payload); clones share the bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireFrame(Bytes);
+
+impl WireFrame {
+    /// A text frame carrying one Pusher JSON message.
+    pub fn text(payload: &str) -> WireFrame {
+        WireFrame::encode(OPCODE_TEXT, payload.as_bytes())
+    }
+
+    /// An empty ping, the server's liveness probe.
+    pub fn ping() -> WireFrame {
+        WireFrame(Bytes::from_static(&[FIN | OPCODE_PING, 0]))
+    }
+
+    /// A close frame; the reason is cut to the 123 bytes a control frame can carry.
+    pub fn close(code: u16, reason: &str) -> WireFrame {
+        let mut end = reason.len().min(123);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut payload = Vec::with_capacity(2 + end);
+        payload.extend_from_slice(&code.to_be_bytes());
+        payload.extend_from_slice(&reason.as_bytes()[..end]);
+        WireFrame::encode(OPCODE_CLOSE, &payload)
+    }
+
+    /// Bytes another encoder already framed (tungstenite's automatic pong and close replies).
+    pub fn framed(bytes: &[u8]) -> WireFrame {
+        WireFrame(Bytes::copy_from_slice(bytes))
+    }
+
+    /// Bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the frame is empty (never true for an encoded frame).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The frame as shared bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    fn encode(opcode: u8, payload: &[u8]) -> WireFrame {
+        let mut out = BytesMut::with_capacity(payload.len() + 10);
+        out.put_u8(FIN | opcode);
+        match payload.len() {
+            n if n < 126 => out.put_u8(n as u8),
+            n if n <= usize::from(u16::MAX) => {
+                out.put_u8(126);
+                out.put_u16(n as u16);
+            }
+            n => {
+                out.put_u8(127);
+                out.put_u64(n as u64);
+            }
+        }
+        out.put_slice(payload);
+        WireFrame(out.freeze())
+    }
+}
+
+impl AsRef<[u8]> for WireFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tungstenite::protocol::frame::Frame;
+
+    /// tungstenite's own encoder, as the reference.
+    fn reference(frame: Frame) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame.format(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn text_frames_match_tungstenite_at_every_length_boundary() {
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536, 100_000] {
+            let payload = "x".repeat(len);
+            let ours = WireFrame::text(&payload);
+            let theirs = reference(Frame::message(
+                payload.clone(),
+                tungstenite::protocol::frame::coding::OpCode::Data(
+                    tungstenite::protocol::frame::coding::Data::Text,
+                ),
+                true,
+            ));
+            assert_eq!(ours.as_ref(), &theirs[..], "length {len}");
+        }
+    }
+
+    #[test]
+    fn control_frames_match_tungstenite() {
+        assert_eq!(
+            WireFrame::ping().as_ref(),
+            &reference(Frame::ping(Vec::new()))[..]
+        );
+        let close = tungstenite::protocol::CloseFrame {
+            code: 4100u16.into(),
+            reason: "over capacity".into(),
+        };
+        assert_eq!(
+            WireFrame::close(4100, "over capacity").as_ref(),
+            &reference(Frame::close(Some(close)))[..]
+        );
+    }
+
+    #[test]
+    fn close_reason_is_cut_on_a_char_boundary() {
+        let reason = "é".repeat(100);
+        let frame = WireFrame::close(4009, &reason);
+        // 2 header bytes, 2 code bytes, then at most 123 reason bytes (here 122: 61 whole chars).
+        assert_eq!(frame.len(), 2 + 2 + 122);
+        assert!(std::str::from_utf8(&frame.as_ref()[4..]).is_ok());
+    }
+}
