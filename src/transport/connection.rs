@@ -83,11 +83,14 @@ pub async fn serve(
         config.pong_timeout,
         signin_timeout,
     );
-    let mut reader = WebSocketContext::from_partially_read(
-        read_ahead.to_vec(),
-        Role::Server,
-        Some(websocket_config(config.websocket_max_payload)),
-    );
+    let websocket = Some(websocket_config(config.websocket_max_payload));
+    let mut reader = if read_ahead.is_empty() {
+        WebSocketContext::new(Role::Server, websocket)
+    } else {
+        WebSocketContext::from_partially_read(read_ahead.to_vec(), Role::Server, websocket)
+    };
+    // It may pin hyper's whole request buffer: let it go now, not when the connection ends.
+    drop(read_ahead);
     let mut session = Session::new(app, shared.clone(), outbound.clone(), liveness, slot);
     session.send(frames::connection_established(
         session.socket_id,
@@ -131,6 +134,10 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
     tokio::pin!(shutdown);
     let timer = sleep_until(session.liveness.next_deadline());
     tokio::pin!(timer);
+    // Frames that came with the upgrade request are already buffered: no readiness will say so.
+    if let Some(exit) = read_messages(reader, session) {
+        return exit;
+    }
     loop {
         // No `biased`: a busy outbound queue must not starve inbound frames or the timer.
         tokio::select! {

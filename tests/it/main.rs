@@ -13,4 +13,5 @@ mod rest_channels;
 mod rest_events;
 mod signin;
 mod subscriptions;
+mod transport;
 mod webhooks;

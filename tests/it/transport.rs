@@ -1,0 +1,123 @@
+//! The WebSocket transport itself: the upgrade handshake and its refusals, bytes that arrive
+//! with the upgrade request, and frames too large for the socket to take at once.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn plain_http_at_the_websocket_endpoint_gets_426_with_a_json_error() {
+    let server = TestServer::start().await;
+    let response = reqwest::get(server.http_url(&format!("/app/{KEY}")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 426);
+    assert_eq!(response.headers()["sec-websocket-version"], "13");
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["code"], 426);
+    assert!(body["error"].as_str().unwrap().contains("WebSocket"));
+}
+
+#[tokio::test]
+async fn an_unsupported_websocket_version_gets_426() {
+    let server = TestServer::start().await;
+    let response = reqwest::Client::new()
+        .get(server.http_url(&format!("/app/{KEY}")))
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "8")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 426);
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert!(body["error"].as_str().unwrap().contains("13"), "{body}");
+}
+
+/// A masked client text frame, as RFC 6455 requires clients to send.
+fn masked_text(payload: &str) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    assert!(payload.len() < 126);
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// Reads until `needle` has arrived; returns everything read.
+async fn read_until(stream: &mut TcpStream, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(WAIT, async {
+        while !String::from_utf8_lossy(&seen).contains(needle) {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "closed before {needle:?}: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {needle:?} in time"));
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test]
+async fn a_frame_sent_together_with_the_upgrade_request_is_read() {
+    let server = TestServer::start().await;
+    let mut stream = TcpStream::connect(server.running.addr).await.unwrap();
+    let mut bytes = format!(
+        "GET /app/{KEY}?protocol=7 HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .into_bytes();
+    // In the same write: the client does not wait for the 101 before its first frame.
+    bytes.extend(masked_text(r#"{"event":"pusher:ping","data":{}}"#));
+    stream.write_all(&bytes).await.unwrap();
+    let seen = read_until(&mut stream, "pusher:pong").await;
+    assert!(seen.starts_with("HTTP/1.1 101"), "{seen}");
+    // RFC 6455's own example key and accept value.
+    assert!(seen.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{seen}");
+    assert!(seen.contains("pusher:connection_established"), "{seen}");
+}
+
+#[tokio::test]
+async fn events_larger_than_the_socket_buffers_arrive_whole_and_in_order() {
+    let server = TestServer::start_with(|c| {
+        c["outbound_buffer_kb"] = json!(16 * 1024);
+    })
+    .await;
+    let mut late_reader = server.client().await;
+    late_reader.subscribe("bulk").await;
+    // About 2.7 MB while the client reads nothing: far more than loopback buffers hold, so
+    // frames are written in parts and queued, then finished when the client reads.
+    let rest = Rest::new(&server);
+    let filler = "y".repeat(9_000);
+    for batch in 0..30 {
+        let events: Vec<Value> = (0..10)
+            .map(|i| json!({"name": "bulk", "channel": "bulk", "data": format!("{}:{filler}", batch * 10 + i)}))
+            .collect();
+        let (status, body) = rest
+            .post(
+                &format!("/apps/{APP_ID}/batch_events"),
+                json!({"batch": events}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for expected in 0..300 {
+        let frame = late_reader.recv().await;
+        assert_eq!(frame["event"], "bulk");
+        let data = frame["data"].as_str().unwrap();
+        assert_eq!(data, format!("{expected}:{filler}"));
+    }
+}
