@@ -6,11 +6,12 @@
 //! - [`protocol`]: wire types, error codes, channel-name rules and HMAC signing. No I/O.
 //! - [`engine`]: channels, subscriptions, presence and cache; returns transitions. No I/O.
 //! - [`cluster`]: the adapter between the engine and the rest (`local` for a single node).
-//! - [`transport`]: one task per WebSocket connection with a bounded outbound queue.
+//! - [`transport`]: one task per WebSocket connection; frames written straight to the socket,
+//!   with a bounded queue for what the socket cannot take at once.
 //! - [`http`]: the axum router: WebSocket upgrade, REST API, health and metrics.
 //! - [`webhooks`]: grace period, per-endpoint filter, batcher and signed delivery with retries.
 //! - [`metrics`]: Prometheus counters and gauges.
-//! - [`server`]: the [`Server`] facade that binds, runs and shuts down all of the above.
+//! - [`server`]: the [`Server`] facade and the accept loop: binds, runs and shuts down all of the above.
 //!
 //! Data flows one way: socket → engine → (fan-out, transitions for webhooks).
 

@@ -10,5 +10,5 @@ mod session;
 mod wire;
 
 pub use connection::{serve, Handshake};
-pub use outbound::{Flushed, Outbound, OutboundQueue};
+pub use outbound::{Outbound, OutboundQueue};
 pub use wire::WireFrame;

@@ -154,11 +154,6 @@ impl OutboundQueue {
         }
     }
 
-    /// Wakes the connection task again (after it waited for the socket to become writable).
-    pub fn rearm(&self) {
-        self.notify.notify_one();
-    }
-
     /// Waits until something was queued, a close was requested or a write failed.
     pub async fn ready(&self) {
         self.notify.notified().await
