@@ -5,6 +5,7 @@
 //! binary built beside it; `--server 'CMD {config}'` runs the same scenarios against another server.
 
 mod clients;
+mod floor;
 mod pairs;
 mod reader;
 mod receiver;
@@ -14,10 +15,9 @@ mod slow;
 mod target;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use clap::{Parser, ValueEnum};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use receiver::WebhookCounter;
 use report::Report;
@@ -113,27 +113,6 @@ fn fd_limit() -> usize {
         .unwrap_or(1024)
 }
 
-/// Compiles and runs sendfloor with the fan-out sizes; its JSON line, if it could run.
-fn sendfloor(source: &PathBuf, conns: usize) -> Option<Value> {
-    let binary = std::env::temp_dir().join(format!("sendfloor-{}", std::process::id()));
-    let built = Command::new("cc")
-        .arg("-O2")
-        .arg("-o")
-        .arg(&binary)
-        .arg(source)
-        .status()
-        .ok()?;
-    if !built.success() {
-        return None;
-    }
-    let output = Command::new(&binary)
-        .args([conns.to_string(), "500".into(), "150".into()])
-        .output()
-        .ok()?;
-    let _ = std::fs::remove_file(&binary);
-    serde_json::from_slice(&output.stdout).ok()
-}
-
 async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, String> {
     let port = free_port();
     match scenario {
@@ -148,15 +127,26 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
                 payload: cli.payload,
             };
             let mut report = scenarios::publish_load(&target, &load).await?;
-            if let Some(floor) = sendfloor(&cli.sendfloor, cli.subscribers) {
+            let ours = report
+                .rows
+                .iter()
+                .find(|r| r.0 == "server CPU per delivery")
+                .map_or(0.0, |r| r.1);
+            if let Some(floor) = floor::sendfloor(&cli.sendfloor, cli.subscribers) {
                 let us = floor["us_cpu_per_write"].as_f64().unwrap_or(0.0);
                 report.add("sendfloor CPU per write (same run)", us, "us");
-                let ours = report
-                    .rows
-                    .iter()
-                    .find(|r| r.0 == "server CPU per delivery")
-                    .map_or(0.0, |r| r.1);
                 report.add("server CPU per delivery / floor", ours / us.max(1e-9), "x");
+            }
+            match floor::paced(cli.subscribers, cli.rate, cli.secs) {
+                Ok(us) => {
+                    report.add("paced floor CPU per write (same run)", us, "us");
+                    report.add(
+                        "server CPU per delivery / paced floor",
+                        ours / us.max(1e-9),
+                        "x",
+                    );
+                }
+                Err(error) => eprintln!("paced floor: {error}"),
             }
             Ok(report)
         }
