@@ -29,7 +29,7 @@ impl LocalAdapter {
                 delivered += 1;
             }
         }
-        metrics.messages_out(delivered);
+        metrics.messages_out(delivered * frame.messages());
         delivered
     }
 }

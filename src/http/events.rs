@@ -112,15 +112,44 @@ fn validate(app: &App, request: EventRequest) -> Result<ValidEvent, ApiError> {
 
 fn publish(shared: &Shared, app: &App, event: &ValidEvent) {
     for channel in &event.channels {
-        let frame = frames::channel_event(&event.name, channel, &event.data);
-        if crate::protocol::ChannelType::of(channel).cached {
-            app.cache.store(channel, &event.name, &event.data, &frame);
-        }
-        let frame = WireFrame::text(&frame);
+        let frame = event_frame(app, event, channel);
         shared
             .cluster
             .broadcast(app, channel, frame, event.except, &shared.metrics);
     }
+}
+
+/// Publishes a batch in order; a run of consecutive events for the same channel (and the same
+/// excluded socket) reaches each subscriber in one write instead of one write per event.
+fn publish_batch(shared: &Shared, app: &App, events: &[ValidEvent]) {
+    let mut run: Vec<WireFrame> = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        for channel in &event.channels {
+            run.push(event_frame(app, event, channel));
+            let next = events.get(i + 1);
+            let continues = event.channels.len() == 1
+                && next.is_some_and(|n| n.channels == event.channels && n.except == event.except);
+            if !continues {
+                let frame = match run.len() {
+                    1 => run.pop().expect("one frame"),
+                    _ => WireFrame::joined(&std::mem::take(&mut run)),
+                };
+                run.clear();
+                shared
+                    .cluster
+                    .broadcast(app, channel, frame, event.except, &shared.metrics);
+            }
+        }
+    }
+}
+
+/// The event's frame on `channel`, stored as the channel's last event on cache channels.
+fn event_frame(app: &App, event: &ValidEvent, channel: &str) -> WireFrame {
+    let frame = frames::channel_event(&event.name, channel, &event.data);
+    if crate::protocol::ChannelType::of(channel).cached {
+        app.cache.store(channel, &event.name, &event.data, &frame);
+    }
+    WireFrame::text(&frame)
 }
 
 async fn info_for(shared: &Shared, app: &App, event: &ValidEvent) -> Map<String, Value> {
@@ -178,9 +207,7 @@ pub async fn batch(
         .enumerate()
         .map(|(i, item)| validate(&app, item).map_err(|e| with_index(i, e)))
         .collect::<Result<Vec<_>, _>>()?;
-    for event in &events {
-        publish(&shared, &app, event);
-    }
+    publish_batch(&shared, &app, &events);
     if events.iter().all(|e| e.info.is_none()) {
         return Ok(Json(json!({})));
     }

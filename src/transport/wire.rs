@@ -10,9 +10,14 @@ const OPCODE_CLOSE: u8 = 0x8;
 const OPCODE_PING: u8 = 0x9;
 const FIN: u8 = 0x80;
 
-/// One complete, unmasked WebSocket frame (header and payload); clones share the bytes.
+/// One or more complete, unmasked WebSocket frames (headers and payloads); clones share the
+/// bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WireFrame(Bytes);
+pub struct WireFrame {
+    bytes: Bytes,
+    /// Pusher messages carried (more than one when a batch was joined into one write).
+    messages: usize,
+}
 
 impl WireFrame {
     /// A text frame carrying one Pusher JSON message.
@@ -22,7 +27,10 @@ impl WireFrame {
 
     /// An empty ping, the server's liveness probe.
     pub fn ping() -> WireFrame {
-        WireFrame(Bytes::from_static(&[FIN | OPCODE_PING, 0]))
+        WireFrame {
+            bytes: Bytes::from_static(&[FIN | OPCODE_PING, 0]),
+            messages: 1,
+        }
     }
 
     /// A close frame; the reason is cut to the 123 bytes a control frame can carry.
@@ -39,22 +47,42 @@ impl WireFrame {
 
     /// Bytes another encoder already framed (tungstenite's automatic pong and close replies).
     pub fn framed(bytes: &[u8]) -> WireFrame {
-        WireFrame(Bytes::copy_from_slice(bytes))
+        WireFrame {
+            bytes: Bytes::copy_from_slice(bytes),
+            messages: 1,
+        }
+    }
+
+    /// Several frames joined, to reach each socket in one write, in this order.
+    pub fn joined(frames: &[WireFrame]) -> WireFrame {
+        let mut out = BytesMut::with_capacity(frames.iter().map(WireFrame::len).sum());
+        for frame in frames {
+            out.put_slice(&frame.bytes);
+        }
+        WireFrame {
+            bytes: out.freeze(),
+            messages: frames.iter().map(|f| f.messages).sum(),
+        }
     }
 
     /// Bytes on the wire.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.bytes.len()
     }
 
     /// Whether the frame is empty (never true for an encoded frame).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.bytes.is_empty()
+    }
+
+    /// Pusher messages in these bytes.
+    pub fn messages(&self) -> usize {
+        self.messages
     }
 
     /// The frame as shared bytes.
     pub fn bytes(&self) -> &Bytes {
-        &self.0
+        &self.bytes
     }
 
     fn encode(opcode: u8, payload: &[u8]) -> WireFrame {
@@ -72,13 +100,16 @@ impl WireFrame {
             }
         }
         out.put_slice(payload);
-        WireFrame(out.freeze())
+        WireFrame {
+            bytes: out.freeze(),
+            messages: 1,
+        }
     }
 }
 
 impl AsRef<[u8]> for WireFrame {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 }
 
@@ -124,6 +155,14 @@ mod tests {
             WireFrame::close(4100, "over capacity").as_ref(),
             &reference(Frame::close(Some(close)))[..]
         );
+    }
+
+    #[test]
+    fn joined_frames_keep_their_order_and_count() {
+        let (a, b) = (WireFrame::text("a"), WireFrame::text("bb"));
+        let joined = WireFrame::joined(&[a.clone(), b.clone()]);
+        assert_eq!(joined.as_ref(), [a.as_ref(), b.as_ref()].concat());
+        assert_eq!(joined.messages(), 2);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Triggering events: fan-out, socket_id exclusion, batches, limits and info.
 
-use serde_json::json;
 use std::time::Duration;
+
+use serde_json::json;
 
 use crate::support::*;
 
@@ -76,6 +77,34 @@ async fn batch_events_are_all_delivered_in_order() {
     for expected in ["first", "second", "third"] {
         assert_eq!(client.recv().await["event"], expected);
     }
+}
+
+#[tokio::test]
+async fn batch_runs_for_one_channel_keep_order_and_exclusions() {
+    let server = TestServer::start().await;
+    let mut sender = server.client().await;
+    sender.subscribe("run").await;
+    let mut other = server.client().await;
+    other.subscribe("run").await;
+    other.subscribe("side").await;
+    let item = |name: &str, channel: &str| json!({"name": name, "channel": channel, "data": name});
+    let mut excluded = item("e3", "run");
+    excluded["socket_id"] = json!(sender.socket_id);
+    let batch = json!({"batch": [
+        item("e1", "run"), item("e2", "run"), excluded, item("e4", "run"),
+        item("e5", "side"), item("e6", "run"), item("e7", "run")
+    ]});
+    let (status, _) = Rest::new(&server)
+        .post(&format!("/apps/{APP_ID}/batch_events"), batch)
+        .await;
+    assert_eq!(status, 200);
+    for expected in ["e1", "e2", "e3", "e4", "e5", "e6", "e7"] {
+        assert_eq!(other.recv().await["event"], expected);
+    }
+    for expected in ["e1", "e2", "e4", "e6", "e7"] {
+        assert_eq!(sender.recv().await["event"], expected);
+    }
+    sender.expect_silence(Duration::from_millis(200)).await;
 }
 
 #[tokio::test]
