@@ -63,6 +63,8 @@ pub fn config(port: u16, webhook_url: Option<&str>) -> Value {
         "metrics": {"enabled": false},
         "webhooks": {"batching": {"enabled": true, "duration": 50}, "grace_period_ms": 0},
         "presence": {"max_members_per_channel": 100},
+        // Sockudo limits REST and WebSocket rates by default; a load test must not be throttled.
+        "rate_limiter": {"enabled": false},
         "app_manager": {"driver": "memory", "array": {"apps": [{
             "id": APP_ID, "key": KEY, "secret": SECRET,
             "enabled": true,
