@@ -54,11 +54,13 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         if let ApiError::UpgradeRequired(_) = self {
-            // RFC 6455 section 4.4: name the version this server speaks.
-            let version = HeaderValue::from_static("13");
-            response
-                .headers_mut()
-                .insert(header::SEC_WEBSOCKET_VERSION, version);
+            // RFC 6455 section 4.4 names the version; RFC 9110 requires the Upgrade header.
+            let headers = response.headers_mut();
+            headers.insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
         response
     }

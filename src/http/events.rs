@@ -112,44 +112,56 @@ fn validate(app: &App, request: EventRequest) -> Result<ValidEvent, ApiError> {
 
 fn publish(shared: &Shared, app: &App, event: &ValidEvent) {
     for channel in &event.channels {
-        let frame = event_frame(app, event, channel);
+        let frame = frames::channel_event(&event.name, channel, &event.data);
+        remember(app, event, channel, &frame);
+        let frame = WireFrame::text(&frame);
         shared
             .cluster
             .broadcast(app, channel, frame, event.except, &shared.metrics);
     }
 }
 
+/// Bytes of frames joined into one write at most: a run stays far below any outbound bound.
+const MAX_JOINED_BYTES: usize = 64 * 1024;
+
 /// Publishes a batch in order; a run of consecutive events for the same channel (and the same
 /// excluded socket) reaches each subscriber in one write instead of one write per event.
 fn publish_batch(shared: &Shared, app: &App, events: &[ValidEvent]) {
     let mut run: Vec<WireFrame> = Vec::new();
+    let mut run_bytes = 0;
     for (i, event) in events.iter().enumerate() {
         for channel in &event.channels {
-            run.push(event_frame(app, event, channel));
+            let text = frames::channel_event(&event.name, channel, &event.data);
+            let frame = WireFrame::text(&text);
+            run_bytes += frame.len();
+            run.push(frame);
             let next = events.get(i + 1);
             let continues = event.channels.len() == 1
+                && run_bytes < MAX_JOINED_BYTES
                 && next.is_some_and(|n| n.channels == event.channels && n.except == event.except);
-            if !continues {
-                let frame = match run.len() {
-                    1 => run.pop().expect("one frame"),
-                    _ => WireFrame::joined(&std::mem::take(&mut run)),
-                };
-                run.clear();
-                shared
-                    .cluster
-                    .broadcast(app, channel, frame, event.except, &shared.metrics);
+            if continues {
+                continue;
             }
+            // Cached when sent, so a socket joining meanwhile is not replayed an event it is
+            // about to receive ahead of the ones before it.
+            remember(app, event, channel, &text);
+            let frame = match run.len() {
+                1 => run.pop().expect("one frame"),
+                _ => WireFrame::joined(&std::mem::take(&mut run)),
+            };
+            run_bytes = 0;
+            shared
+                .cluster
+                .broadcast(app, channel, frame, event.except, &shared.metrics);
         }
     }
 }
 
-/// The event's frame on `channel`, stored as the channel's last event on cache channels.
-fn event_frame(app: &App, event: &ValidEvent, channel: &str) -> WireFrame {
-    let frame = frames::channel_event(&event.name, channel, &event.data);
+/// Keeps the event as the channel's last one, on cache channels.
+fn remember(app: &App, event: &ValidEvent, channel: &str, frame: &str) {
     if crate::protocol::ChannelType::of(channel).cached {
-        app.cache.store(channel, &event.name, &event.data, &frame);
+        app.cache.store(channel, &event.name, &event.data, frame);
     }
-    WireFrame::text(&frame)
 }
 
 async fn info_for(shared: &Shared, app: &App, event: &ValidEvent) -> Map<String, Value> {

@@ -49,6 +49,8 @@ enum Exit {
     Close(SocketError),
     /// Close with a plain WebSocket close code (1009: message too big).
     CloseCode(u16, &'static str),
+    /// The peer sent a close frame: answer it (with its code, when it may be echoed) and end.
+    ClosedByPeer(Option<u16>),
     /// The peer stopped reading: writes made no progress for the pong timeout.
     Stalled,
     /// The peer went away or the socket broke: nothing left to send.
@@ -108,6 +110,7 @@ pub async fn serve(
             finish(&outbound, &closing_frames(&error)).await
         }
         Exit::CloseCode(code, reason) => finish(&outbound, &[WireFrame::close(code, reason)]).await,
+        Exit::ClosedByPeer(code) => finish(&outbound, &[WireFrame::close_reply(code)]).await,
         Exit::Stalled => {
             shared.metrics.slow_consumer_disconnect();
             outbound.shut(&[]);
@@ -135,9 +138,10 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
     let timer = sleep_until(session.liveness.next_deadline());
     tokio::pin!(timer);
     // Frames that came with the upgrade request are already buffered: no readiness will say so.
-    if let Some(exit) = read_messages(reader, session) {
-        return exit;
-    }
+    let mut unread = match read_messages(reader, session) {
+        Ok(more) => more,
+        Err(exit) => return exit,
+    };
     loop {
         // No `biased`: a busy outbound queue must not starve inbound frames or the timer.
         tokio::select! {
@@ -151,9 +155,18 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
                 if readable.is_err() {
                     return Exit::Gone;
                 }
-                if let Some(exit) = read_messages(reader, session) {
-                    return exit;
-                }
+                unread = match read_messages(reader, session) {
+                    Ok(more) => more,
+                    Err(exit) => return exit,
+                };
+            }
+            // Complete messages still buffered after a full turn: no readiness will announce
+            // them (the socket may be drained), so come back after the other branches had a go.
+            _ = tokio::task::yield_now(), if unread => {
+                unread = match read_messages(reader, session) {
+                    Ok(more) => more,
+                    Err(exit) => return exit,
+                };
             }
             _ = &mut timer => {
                 match session.liveness.due(Instant::now()) {
@@ -172,8 +185,9 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
     }
 }
 
-/// Handles the messages that arrived; `Some` when the connection must end.
-fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Option<Exit> {
+/// Handles the messages that arrived: `Ok(true)` when it stopped at [`MESSAGES_PER_WAKE`] with
+/// more possibly buffered, `Ok(false)` when the socket is drained, `Err` when the connection ends.
+fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Result<bool, Exit> {
     let outbound = session.outbound.clone();
     let mut io = SocketIo {
         outbound: &outbound,
@@ -181,11 +195,13 @@ fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Option
     for _ in 0..MESSAGES_PER_WAKE {
         let message = match reader.read(&mut io) {
             Ok(message) => message,
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return None,
-            Err(tungstenite::Error::Capacity(_)) => {
-                return Some(Exit::CloseCode(1009, "Message too big"))
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Ok(false)
             }
-            Err(_) => return Some(Exit::Gone),
+            Err(tungstenite::Error::Capacity(_)) => {
+                return Err(Exit::CloseCode(1009, "Message too big"))
+            }
+            Err(_) => return Err(Exit::Gone),
         };
         session.liveness.seen(Instant::now());
         match message {
@@ -202,16 +218,15 @@ fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Option
                 );
                 session.send(frames::error(&error));
             }
-            Message::Close(_) => {
-                // Echo the close (tungstenite queued the reply), then end.
-                let _ = reader.flush(&mut io);
-                return Some(Exit::Gone);
+            Message::Close(frame) => {
+                // Answered by `finish`, after anything queued and before anything else is sent.
+                let code = frame.map(|f| f.code).filter(|c| c.is_allowed());
+                return Err(Exit::ClosedByPeer(code.map(u16::from)));
             }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
     }
-    // More may be buffered: the socket stays readable, so the loop comes straight back.
-    None
+    Ok(true)
 }
 
 /// Writes what is queued; `Some` when the connection must end.

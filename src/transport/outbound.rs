@@ -116,19 +116,18 @@ impl OutboundQueue {
                 }
             }
         }
+        // Queue first: a frame already partly on the wire must be finished even if it overflows.
         let rest = frame.bytes().slice(written..);
-        if state.bytes + rest.len() > self.limit_bytes {
-            state.overflow();
-            drop(state);
-            self.notify.notify_one();
-            return false;
-        }
         state.front_started |= written > 0;
         state.bytes += rest.len();
         state.frames.push_back(rest);
+        let overflowed = state.bytes > self.limit_bytes;
+        if overflowed {
+            state.overflow();
+        }
         drop(state);
         self.notify.notify_one();
-        true
+        !overflowed
     }
 
     /// Asks the connection to close after the frames already queued.
@@ -221,7 +220,7 @@ impl State {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpSocket};
 
     /// A connected loopback pair: the server side (ours) and the peer.
     async fn pair() -> (TcpStream, TcpStream) {
@@ -234,9 +233,13 @@ mod tests {
         (ours, peer)
     }
 
+    /// Reads `len` bytes, failing the test after 5 s rather than hanging.
     async fn read_exactly(peer: &mut TcpStream, len: usize) -> Vec<u8> {
         let mut buf = vec![0; len];
-        peer.read_exact(&mut buf).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), peer.read_exact(&mut buf))
+            .await
+            .expect("every byte within 5 s")
+            .unwrap();
         buf
     }
 
@@ -261,6 +264,76 @@ mod tests {
         assert_eq!(q.flush(), Flushed::Idle);
         let expected = [a.as_ref(), b.as_ref()].concat();
         assert_eq!(read_exactly(&mut peer, expected.len()).await, expected);
+    }
+
+    /// A pair whose peer takes little at a time, so large frames are written in parts.
+    async fn narrow_pair() -> (TcpStream, TcpStream) {
+        // Accepted sockets inherit the listener's send buffer size.
+        let listening = TcpSocket::new_v4().unwrap();
+        listening.set_send_buffer_size(4096).unwrap();
+        listening.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = listening.listen(16).unwrap();
+        let connecting = TcpSocket::new_v4().unwrap();
+        connecting.set_recv_buffer_size(4096).unwrap();
+        let peer = connecting
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        ours.writable().await.unwrap();
+        (ours, peer)
+    }
+
+    /// Flushes until the queue is empty (the peer reads meanwhile); returns the last result.
+    async fn flush_all(q: &OutboundQueue) -> Flushed {
+        let flushing = async {
+            loop {
+                match q.flush() {
+                    Flushed::Blocked => q.socket().writable().await.unwrap(),
+                    done => return done,
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), flushing)
+            .await
+            .expect("flushed within 5 s")
+    }
+
+    #[tokio::test]
+    async fn a_frame_too_big_for_the_socket_is_finished_by_flush() {
+        let (ours, mut peer) = narrow_pair().await;
+        let q = OutboundQueue::new(ours, 4 << 20);
+        let frame = WireFrame::text(&"z".repeat(1 << 20));
+        assert!(q.push(&frame));
+        assert_eq!(
+            q.flush(),
+            Flushed::Blocked,
+            "the socket took only part of it"
+        );
+        let expected = frame.as_ref().to_vec();
+        let reader = tokio::spawn(async move { read_exactly(&mut peer, expected.len()).await });
+        assert_eq!(flush_all(&q).await, Flushed::Idle);
+        assert_eq!(reader.await.unwrap(), frame.as_ref());
+    }
+
+    #[tokio::test]
+    async fn an_overflow_still_finishes_the_frame_already_started() {
+        let (ours, mut peer) = narrow_pair().await;
+        let q = OutboundQueue::new(ours, 64 * 1024);
+        // Bigger than the bound: part goes out at once, the rest overflows the queue.
+        let frame = WireFrame::text(&"z".repeat(1 << 20));
+        assert!(!q.push(&frame));
+        assert_eq!(q.flush(), Flushed::Close(SocketError::OverCapacity));
+        let last = WireFrame::close(4100, "over capacity");
+        q.shut(std::slice::from_ref(&last));
+        let expected = [frame.as_ref(), last.as_ref()].concat();
+        let reader = tokio::spawn(async move { read_exactly(&mut peer, expected.len()).await });
+        flush_all(&q).await;
+        assert_eq!(
+            reader.await.unwrap(),
+            [frame.as_ref(), last.as_ref()].concat(),
+            "the started frame is completed before the close frame"
+        );
     }
 
     #[tokio::test]

@@ -45,6 +45,14 @@ impl WireFrame {
         WireFrame::encode(OPCODE_CLOSE, &payload)
     }
 
+    /// The answer to a peer's close frame: its code echoed, or no code at all.
+    pub fn close_reply(code: Option<u16>) -> WireFrame {
+        match code {
+            Some(code) => WireFrame::close(code, ""),
+            None => WireFrame::encode(OPCODE_CLOSE, &[]),
+        }
+    }
+
     /// Bytes another encoder already framed (tungstenite's automatic pong and close replies).
     pub fn framed(bytes: &[u8]) -> WireFrame {
         WireFrame {

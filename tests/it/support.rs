@@ -110,6 +110,35 @@ impl Client {
         ws
     }
 
+    /// Connects with a 4 KiB receive buffer, so the server must queue what this client has not
+    /// read yet instead of handing it all to the kernel.
+    pub async fn connect_narrow(url: &str) -> Client {
+        let addr = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let (ws, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)),
+        )
+        .await
+        .expect("connect in time")
+        .expect("WebSocket handshake");
+        let mut client = Client {
+            ws,
+            socket_id: String::new(),
+        };
+        let established = client.recv().await;
+        assert_eq!(established["event"], "pusher:connection_established");
+        client
+    }
+
     /// Opens a socket whose first frame is still unread.
     pub async fn unestablished(url: &str) -> Client {
         Client {

@@ -7,6 +7,10 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
 use crate::support::*;
 
 #[tokio::test]
@@ -17,6 +21,7 @@ async fn plain_http_at_the_websocket_endpoint_gets_426_with_a_json_error() {
         .unwrap();
     assert_eq!(response.status(), 426);
     assert_eq!(response.headers()["sec-websocket-version"], "13");
+    assert_eq!(response.headers()["upgrade"], "websocket");
     let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
     assert_eq!(body["code"], 426);
     assert!(body["error"].as_str().unwrap().contains("WebSocket"));
@@ -49,12 +54,12 @@ fn masked_text(payload: &str) -> Vec<u8> {
     frame
 }
 
-/// Reads until `needle` has arrived; returns everything read.
-async fn read_until(stream: &mut TcpStream, needle: &str) -> String {
+/// Reads until `needle` has arrived `times` times; returns everything read.
+async fn read_until(stream: &mut TcpStream, needle: &str, times: usize) -> String {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     tokio::time::timeout(WAIT, async {
-        while !String::from_utf8_lossy(&seen).contains(needle) {
+        while String::from_utf8_lossy(&seen).matches(needle).count() < times {
             let n = stream.read(&mut buf).await.unwrap();
             assert!(
                 n > 0,
@@ -79,10 +84,13 @@ async fn a_frame_sent_together_with_the_upgrade_request_is_read() {
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     )
     .into_bytes();
-    // In the same write: the client does not wait for the 101 before its first frame.
-    bytes.extend(masked_text(r#"{"event":"pusher:ping","data":{}}"#));
+    // In the same write: the client does not wait for the 101 before its frames. More frames
+    // than the server handles in one turn, so the rest must be picked up without new input.
+    for _ in 0..70 {
+        bytes.extend(masked_text(r#"{"event":"pusher:ping","data":{}}"#));
+    }
     stream.write_all(&bytes).await.unwrap();
-    let seen = read_until(&mut stream, "pusher:pong").await;
+    let seen = read_until(&mut stream, "pusher:pong", 70).await;
     assert!(seen.starts_with("HTTP/1.1 101"), "{seen}");
     // RFC 6455's own example key and accept value.
     assert!(seen.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{seen}");
@@ -92,16 +100,18 @@ async fn a_frame_sent_together_with_the_upgrade_request_is_read() {
 #[tokio::test]
 async fn events_larger_than_the_socket_buffers_arrive_whole_and_in_order() {
     let server = TestServer::start_with(|c| {
-        c["outbound_buffer_kb"] = json!(16 * 1024);
+        c["outbound_buffer_kb"] = json!(32 * 1024);
     })
     .await;
-    let mut late_reader = server.client().await;
+    let mut late_reader = Client::connect_narrow(&server.ws_url(KEY)).await;
     late_reader.subscribe("bulk").await;
-    // About 2.7 MB while the client reads nothing: far more than loopback buffers hold, so
-    // frames are written in parts and queued, then finished when the client reads.
+    // About 8 MB while the client, with a 4 KiB receive buffer, reads nothing: more than the
+    // kernel's largest send buffer (4 MiB by default), so frames are written in parts and
+    // queued, then finished when the client reads.
+    const BATCHES: usize = 90;
     let rest = Rest::new(&server);
     let filler = "y".repeat(9_000);
-    for batch in 0..30 {
+    for batch in 0..BATCHES {
         let events: Vec<Value> = (0..10)
             .map(|i| json!({"name": "bulk", "channel": "bulk", "data": format!("{}:{filler}", batch * 10 + i)}))
             .collect();
@@ -114,10 +124,22 @@ async fn events_larger_than_the_socket_buffers_arrive_whole_and_in_order() {
         assert_eq!(status, 200, "{body}");
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    for expected in 0..300 {
+    for expected in 0..BATCHES * 10 {
         let frame = late_reader.recv().await;
         assert_eq!(frame["event"], "bulk");
         let data = frame["data"].as_str().unwrap();
         assert_eq!(data, format!("{expected}:{filler}"));
     }
+}
+
+#[tokio::test]
+async fn a_close_from_the_client_is_answered_with_its_code() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let close = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    };
+    client.send_raw(Message::Close(Some(close))).await;
+    assert_eq!(client.closed().await.code, Some(1000));
 }
