@@ -24,8 +24,8 @@ impl LocalAdapter {
         };
         let mut delivered = 0;
         for (socket, outbound) in subscribers.iter() {
-            if Some(*socket) != except {
-                outbound.push(&frame);
+            // A socket that is closing refuses the frame: it is not counted as delivered.
+            if Some(*socket) != except && outbound.push(&frame) {
                 delivered += 1;
             }
         }
