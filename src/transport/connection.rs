@@ -198,10 +198,7 @@ fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Result
             Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                 return Ok(false)
             }
-            Err(tungstenite::Error::Capacity(_)) => {
-                return Err(Exit::CloseCode(1009, "Message too big"))
-            }
-            Err(_) => return Err(Exit::Gone),
+            Err(error) => return Err(read_error(error)),
         };
         session.liveness.seen(Instant::now());
         match message {
@@ -227,6 +224,19 @@ fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Result
         }
     }
     Ok(true)
+}
+
+/// How a read error ends the connection (RFC 6455 section 7.4.1 codes where one applies).
+fn read_error(error: tungstenite::Error) -> Exit {
+    use tungstenite::error::ProtocolError;
+    match error {
+        tungstenite::Error::Capacity(_) => Exit::CloseCode(1009, "Message too big"),
+        tungstenite::Error::Utf8(_) => Exit::CloseCode(1007, "Invalid UTF-8 in a text message"),
+        // The peer hung up without a close frame: nobody is left to tell.
+        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Exit::Gone,
+        tungstenite::Error::Protocol(_) => Exit::CloseCode(1002, "Protocol error"),
+        _ => Exit::Gone,
+    }
 }
 
 /// Writes what is queued; `Some` when the connection must end.

@@ -143,3 +143,46 @@ async fn a_close_from_the_client_is_answered_with_its_code() {
     client.send_raw(Message::Close(Some(close))).await;
     assert_eq!(client.closed().await.code, Some(1000));
 }
+
+#[tokio::test]
+async fn an_unmasked_client_frame_is_closed_with_1002() {
+    let server = TestServer::start().await;
+    let mut stream = TcpStream::connect(server.running.addr).await.unwrap();
+    let request = format!(
+        "GET /app/{KEY}?protocol=7 HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_until(&mut stream, "pusher:connection_established", 1).await;
+    // Clients must mask every frame (RFC 6455 section 5.1).
+    let payload = br#"{"event":"pusher:ping","data":{}}"#;
+    let mut frame = vec![0x81, payload.len() as u8];
+    frame.extend_from_slice(payload);
+    stream.write_all(&frame).await.unwrap();
+    // A server close frame: opcode 0x88, then the code big-endian.
+    let seen = read_until_bytes(&mut stream, &[0x88]).await;
+    let at = seen.iter().position(|b| *b == 0x88).unwrap();
+    assert_eq!(u16::from_be_bytes([seen[at + 2], seen[at + 3]]), 1002);
+}
+
+/// Reads until `needle` appears in the raw bytes and two more bytes after it have arrived.
+async fn read_until_bytes(stream: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let found = |seen: &[u8]| {
+        seen.windows(needle.len())
+            .position(|w| w == needle)
+            .is_some_and(|at| seen.len() >= at + needle.len() + 3)
+    };
+    tokio::time::timeout(WAIT, async {
+        while !found(&seen) {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before {needle:?}");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {needle:?} in time"));
+    seen
+}
