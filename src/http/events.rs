@@ -110,23 +110,12 @@ fn validate(app: &App, request: EventRequest) -> Result<ValidEvent, ApiError> {
     })
 }
 
-fn publish(shared: &Shared, app: &App, event: &ValidEvent) {
-    for channel in &event.channels {
-        let frame = frames::channel_event(&event.name, channel, &event.data);
-        remember(app, event, channel, &frame);
-        let frame = WireFrame::text(&frame);
-        shared
-            .cluster
-            .broadcast(app, channel, frame, event.except, &shared.metrics);
-    }
-}
-
 /// Bytes of frames joined into one write at most: a run stays far below any outbound bound.
 const MAX_JOINED_BYTES: usize = 64 * 1024;
 
-/// Publishes a batch in order; a run of consecutive events for the same channel (and the same
+/// Publishes events in order; a run of consecutive events for the same channel (and the same
 /// excluded socket) reaches each subscriber in one write instead of one write per event.
-fn publish_batch(shared: &Shared, app: &App, events: &[ValidEvent]) {
+fn publish(shared: &Shared, app: &App, events: &[ValidEvent]) {
     let mut run: Vec<WireFrame> = Vec::new();
     let mut run_bytes = 0;
     for (i, event) in events.iter().enumerate() {
@@ -189,7 +178,7 @@ pub async fn trigger(
 ) -> Result<Json<Value>, ApiError> {
     let app: Arc<App> = auth.app;
     let event = validate(&app, parse_body(&auth.body)?)?;
-    publish(&shared, &app, &event);
+    publish(&shared, &app, std::slice::from_ref(&event));
     if event.info.is_some() {
         Ok(Json(
             json!({ "channels": info_for(&shared, &app, &event).await }),
@@ -219,7 +208,7 @@ pub async fn batch(
         .enumerate()
         .map(|(i, item)| validate(&app, item).map_err(|e| with_index(i, e)))
         .collect::<Result<Vec<_>, _>>()?;
-    publish_batch(&shared, &app, &events);
+    publish(&shared, &app, &events);
     if events.iter().all(|e| e.info.is_none()) {
         return Ok(Json(json!({})));
     }
