@@ -4,6 +4,7 @@
 //! `cargo run --release --bin herald-bench -- --scenario all` runs everything against the herald
 //! binary built beside it; `--server 'CMD {config}'` runs the same scenarios against another server.
 
+mod burst;
 mod clients;
 mod floor;
 mod pairs;
@@ -31,6 +32,7 @@ enum Scenario {
     ClientEvents,
     Idle,
     Slow,
+    WebhookBurst,
     All,
 }
 
@@ -84,6 +86,21 @@ struct Cli {
     /// Presence churn: seconds.
     #[arg(long, default_value_t = 10)]
     churn_secs: u64,
+    /// Webhook burst: sockets, each joining and leaving presence channels of its own at once.
+    #[arg(long, default_value_t = 200)]
+    burst_sockets: usize,
+    /// Webhook burst: presence channels each socket joins and leaves, one after the other.
+    #[arg(long, default_value_t = 50)]
+    burst_channels: usize,
+    /// Webhook burst: milliseconds the receiver takes per request.
+    #[arg(long, default_value_t = 20)]
+    receiver_delay_ms: u64,
+    /// Webhook burst: share of POSTs the receiver answers with 503 (independently per POST).
+    #[arg(long, default_value_t = 0.3)]
+    receiver_fail_rate: f64,
+    /// Webhook burst: seconds the receiver is down (connection refused) from the burst's start.
+    #[arg(long, default_value_t = 0)]
+    receiver_down_secs: u64,
     /// Idle: connections (capped by the file-descriptor limit).
     #[arg(long, default_value_t = 20000)]
     idle_connections: usize,
@@ -183,6 +200,24 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
             let target = Target::start(server, &target::config(port, Some(&url)), port)?;
             scenarios::presence_churn(&target, &counter, cli.churn_sockets, cli.churn_secs).await
         }
+        Scenario::WebhookBurst => {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let mut config = target::config(port, Some(&format!("http://{addr}/webhooks")));
+            // Retries from 200 ms, capped at 2 s (the target settings).
+            config["webhooks"]["retry"] =
+                json!({"initial_backoff_ms": 200, "max_backoff_ms": 2000});
+            let target = Target::start(server, &config, port)?;
+            let burst = burst::Burst {
+                sockets: cli.burst_sockets,
+                channels_per_socket: cli.burst_channels,
+            };
+            let behaviour = burst::Behaviour {
+                delay: std::time::Duration::from_millis(cli.receiver_delay_ms),
+                fail_rate: cli.receiver_fail_rate,
+                down_for: std::time::Duration::from_secs(cli.receiver_down_secs),
+            };
+            burst::webhook_burst(&target, addr, &burst, behaviour).await
+        }
         Scenario::Idle => {
             let target = Target::start(server, &target::config(port, None), port)?;
             let limit = fd_limit().saturating_sub(100);
@@ -210,6 +245,7 @@ async fn main() {
             Scenario::ClientEvents,
             Scenario::Idle,
             Scenario::Slow,
+            Scenario::WebhookBurst,
         ],
         one => vec![one],
     };

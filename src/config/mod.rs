@@ -74,6 +74,23 @@ pub struct WebhooksConfig {
     pub batching_max_events: usize,
     /// How long `channel_vacated` / `member_removed` are held (0 disables).
     pub grace_period: Duration,
+    /// `webhooks.queue.max_bytes`: serialized event bytes one app's queues may hold.
+    pub queue_max_bytes: usize,
+    /// `webhooks.queue.max_total_bytes`: the same, summed over every app of the process.
+    pub queue_max_total_bytes: usize,
+}
+
+/// Default of `webhooks.queue.max_bytes`: 256 MiB, about three million typical events.
+pub const DEFAULT_QUEUE_MAX_BYTES: usize = 256 << 20;
+/// Default of `webhooks.queue.max_total_bytes`: 1 GiB.
+pub const DEFAULT_QUEUE_MAX_TOTAL_BYTES: usize = 1 << 30;
+
+fn bytes(path: &str, value: Option<u64>, default: usize) -> Result<usize, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(ConfigError::invalid(path, "must be at least 1 byte")),
+        Some(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+    }
 }
 
 /// The validated server configuration.
@@ -189,6 +206,11 @@ impl Config {
                 Some(ms) => Duration::from_millis(ms),
                 None => pusher.request_timeout,
             },
+            max_in_flight: webhook::max_in_flight(
+                "webhooks.max_in_flight",
+                raw.webhooks.max_in_flight,
+                pusher.max_in_flight,
+            )?,
         };
         let batching_duration = match raw.webhooks.batching.duration {
             Some(ms) if ms < 0 => {
@@ -276,6 +298,16 @@ impl Config {
                 batching_max_events: raw.webhooks.batching.max_events.unwrap_or(100).max(1)
                     as usize,
                 grace_period: Duration::from_millis(raw.webhooks.grace_period_ms.unwrap_or(3000)),
+                queue_max_bytes: bytes(
+                    "webhooks.queue.max_bytes",
+                    raw.webhooks.queue.max_bytes,
+                    DEFAULT_QUEUE_MAX_BYTES,
+                )?,
+                queue_max_total_bytes: bytes(
+                    "webhooks.queue.max_total_bytes",
+                    raw.webhooks.queue.max_total_bytes,
+                    DEFAULT_QUEUE_MAX_TOTAL_BYTES,
+                )?,
             },
             apps,
             unknown_keys: Vec::new(),

@@ -153,6 +153,18 @@ pub(super) struct RawWebhooks {
     pub request_timeout_ms: Option<u64>,
     #[serde(deserialize_with = "lenient::opt")]
     pub grace_period_ms: Option<u64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub max_in_flight: Option<u64>,
+    pub queue: RawWebhookQueue,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawWebhookQueue {
+    #[serde(deserialize_with = "lenient::opt")]
+    pub max_bytes: Option<u64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub max_total_bytes: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -193,6 +205,8 @@ pub(super) struct RawWebhook {
     pub retry: Option<RawRetry>,
     #[serde(deserialize_with = "lenient::opt")]
     pub request_timeout_ms: Option<u64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub max_in_flight: Option<u64>,
     pub signature: Option<String>,
     pub standard_webhooks_secret: Option<String>,
 }

@@ -85,8 +85,29 @@ pub struct WebhookEndpoint {
     pub retry: RetryPolicy,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// Requests this endpoint may have in flight at once.
+    pub max_in_flight: usize,
     /// Signature scheme.
     pub signature: SignatureScheme,
+}
+
+/// Requests one endpoint may have in flight when neither the endpoint nor `webhooks` says.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
+
+/// `max_in_flight` (endpoint or global): at least 1, at most 1024.
+pub(super) fn max_in_flight(
+    path: &str,
+    value: Option<u64>,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(n @ 1..=1024) => Ok(n as usize),
+        Some(n) => Err(ConfigError::invalid(
+            path,
+            format!("must be between 1 and 1024, got {n}"),
+        )),
+    }
 }
 
 /// Global webhook settings that endpoints inherit.
@@ -94,6 +115,7 @@ pub struct WebhookEndpoint {
 pub(super) struct WebhookDefaults {
     pub retry: RetryPolicy,
     pub request_timeout: Duration,
+    pub max_in_flight: usize,
 }
 
 impl WebhookDefaults {
@@ -108,6 +130,7 @@ impl WebhookDefaults {
                 max_backoff: Duration::from_secs(60),
             },
             request_timeout: Duration::from_secs(4),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -306,6 +329,11 @@ pub(super) fn endpoint(
             &defaults.retry,
         )?,
         request_timeout,
+        max_in_flight: max_in_flight(
+            &format!("{path}.max_in_flight"),
+            raw.max_in_flight,
+            defaults.max_in_flight,
+        )?,
         signature: signature(path, raw)?,
     })
 }

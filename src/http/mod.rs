@@ -69,9 +69,23 @@ async fn health() -> &'static str {
     "OK"
 }
 
+/// `{"status": "ok", "webhooks": {...}}`: a degraded webhook queue shows here, never as a
+/// non-200 status, so a load balancer does not drain a node for it.
 async fn app_health(State(shared): State<SharedState>, Path(app_id): Path<String>) -> Response {
     match shared.apps.by_id(&app_id) {
-        Some(app) if app.enabled => "OK".into_response(),
+        Some(app) if app.enabled => {
+            let webhooks = shared.webhooks.health(&app_id).map(|health| {
+                serde_json::json!({
+                    "degraded": health.degraded,
+                    "queued_events": health.queue.events,
+                    "queued_bytes": health.queue.bytes,
+                    "oldest_undelivered_ms": health.queue.oldest_age.map_or(0, |age| age.as_millis() as u64),
+                    "dropped_events": health.queue.dropped,
+                    "suppressed_events": health.queue.suppressed,
+                })
+            });
+            axum::Json(serde_json::json!({"status": "ok", "webhooks": webhooks})).into_response()
+        }
         Some(_) => ApiError::AppDisabled.into_response(),
         None => ApiError::UnknownApp(app_id).into_response(),
     }

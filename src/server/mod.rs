@@ -124,13 +124,10 @@ impl Server {
             );
         }
         // The flush has a budget of its own, so a slow socket drain cannot starve it.
-        let grace = shared.config.shutdown_grace_period;
-        if tokio::time::timeout(grace, shared.webhooks.flush())
-            .await
-            .is_err()
-        {
-            tracing::warn!("webhook deliveries still in flight after the shutdown grace period; they are abandoned");
-        }
+        shared
+            .webhooks
+            .flush(shared.config.shutdown_grace_period)
+            .await;
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::event::WebhookEvent;
@@ -77,16 +78,34 @@ impl Deliverer {
     }
 
     /// Delivers one batch, retrying as the endpoint's policy allows; gives up loudly.
-    pub async fn deliver(&self, batch: Vec<WebhookEvent>) {
-        let events_json = serde_json::to_string(&batch).expect("events serialize");
+    ///
+    /// Each attempt holds one of the endpoint's in-flight permits (`permit` for the first); the
+    /// back-off between attempts holds none, so a failing batch never blocks others.
+    pub async fn deliver(
+        &self,
+        batch: &[WebhookEvent],
+        permit: OwnedSemaphorePermit,
+        in_flight: &Arc<Semaphore>,
+    ) {
+        let events_json = serde_json::to_string(batch).expect("events serialize");
         let id = delivery_id();
         let policy = &self.endpoint.retry;
         let started = Instant::now();
         let mut backoff = policy.initial_backoff;
         let mut attempts = 0u64;
+        let mut permit = Some(permit);
         loop {
             attempts += 1;
-            let failure = match self.attempt(&id, &events_json).await {
+            let held = match permit.take() {
+                Some(permit) => permit,
+                None => match in_flight.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
+            let result = self.attempt(&id, &events_json).await;
+            drop(held);
+            let failure = match result {
                 Ok(()) => {
                     self.metrics.webhook_delivered(batch.len());
                     return;

@@ -42,6 +42,38 @@ pub enum WebhookEvent {
     },
 }
 
+/// What a vacate/remove pairs with: a channel (occupied/vacated) or a member of one.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum PairKey {
+    /// `channel_occupied` / `channel_vacated` of this channel.
+    Channel(Arc<str>),
+    /// `member_added` / `member_removed` of this user on this channel.
+    Member(Arc<str>, Arc<str>),
+}
+
+/// Which half of a pair an event is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PairRole {
+    /// `channel_occupied`, `member_added`: something became live.
+    Opens,
+    /// `channel_vacated`, `member_removed`: it ended.
+    Closes,
+}
+
+/// Counts bytes written, so an event's JSON length is known without building the string.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The event types in [`crate::config::EVENT_TYPES`] order, as bit positions.
 const KINDS: [&str; 7] = crate::config::EVENT_TYPES;
 
@@ -64,8 +96,39 @@ impl WebhookEvent {
         }
     }
 
-    /// The channel the event happened on.
-    pub fn channel(&self) -> &str {
+    /// The length of the event's JSON, as it will appear in a webhook body.
+    pub fn json_len(&self) -> usize {
+        let mut count = ByteCount(0);
+        serde_json::to_writer(&mut count, self).expect("events serialize");
+        count.0
+    }
+
+    /// The pair this event belongs to, for occupancy and membership events.
+    pub fn pair(&self) -> Option<(PairKey, PairRole)> {
+        let channel_key = |channel: &Arc<str>| PairKey::Channel(channel.clone());
+        let member_key =
+            |channel: &Arc<str>, user: &Arc<str>| PairKey::Member(channel.clone(), user.clone());
+        match self {
+            WebhookEvent::ChannelOccupied { channel } => {
+                Some((channel_key(channel), PairRole::Opens))
+            }
+            WebhookEvent::ChannelVacated { channel } => {
+                Some((channel_key(channel), PairRole::Closes))
+            }
+            WebhookEvent::MemberAdded { channel, user_id } => {
+                Some((member_key(channel, user_id), PairRole::Opens))
+            }
+            WebhookEvent::MemberRemoved { channel, user_id } => {
+                Some((member_key(channel, user_id), PairRole::Closes))
+            }
+            WebhookEvent::ClientEvent { .. }
+            | WebhookEvent::CacheMiss { .. }
+            | WebhookEvent::SubscriptionCount { .. } => None,
+        }
+    }
+
+    /// The channel the event happened on, shared.
+    pub fn channel_name(&self) -> &Arc<str> {
         match self {
             WebhookEvent::ChannelOccupied { channel }
             | WebhookEvent::ChannelVacated { channel }
@@ -75,6 +138,17 @@ impl WebhookEvent {
             | WebhookEvent::CacheMiss { channel }
             | WebhookEvent::SubscriptionCount { channel, .. } => channel,
         }
+    }
+
+    /// The channel the event happened on.
+    pub fn channel(&self) -> &str {
+        self.channel_name()
+    }
+}
+
+impl AsRef<WebhookEvent> for WebhookEvent {
+    fn as_ref(&self) -> &WebhookEvent {
+        self
     }
 }
 
@@ -128,5 +202,6 @@ mod tests {
             json!({"name": "client_event", "channel": "private-a", "event": "client-x", "data": "{}", "socket_id": "1.2"})
         );
         assert_eq!(e.kind(), "client_event");
+        assert_eq!(e.json_len(), serde_json::to_string(&e).unwrap().len());
     }
 }

@@ -1,118 +1,93 @@
 //! The grace period: `channel_vacated` and `member_removed` are held, and a re-occupy or re-join
 //! within the period cancels both the held event and the new `channel_occupied` / `member_added`.
 //!
-//! Pure state: the app's pipeline task feeds events in and asks what is due.
+//! Pure state: the app's pipeline task feeds events in and asks what is due. Cancelled events are
+//! handed back so the queue budget they hold is returned.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::event::WebhookEvent;
+use super::event::{PairKey, PairRole, WebhookEvent};
 
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-enum HeldKey {
-    Channel(Arc<str>),
-    Member(Arc<str>, Arc<str>),
-}
-
-/// Held events of one app.
-pub struct GraceStage {
+/// Held events of one app; `T` is the event with whatever the pipeline carries beside it.
+pub struct GraceStage<T> {
     period: Duration,
     /// The generation of the live hold of each key; a re-hold gets a new generation.
-    held: HashMap<HeldKey, u64>,
+    held: HashMap<PairKey, u64>,
+    /// The held events by generation; a cancelled one is taken out at once.
+    items: HashMap<u64, T>,
     /// Holds in deadline order (the period is constant, so arrival order is deadline order).
-    queue: VecDeque<(Instant, HeldKey, u64, WebhookEvent)>,
+    queue: VecDeque<(Instant, PairKey, u64)>,
     next_generation: u64,
 }
 
-impl GraceStage {
+impl<T: AsRef<WebhookEvent>> GraceStage<T> {
     /// A stage holding events for `period` (zero releases everything at once).
-    pub fn new(period: Duration) -> GraceStage {
+    pub fn new(period: Duration) -> GraceStage<T> {
         GraceStage {
             period,
             held: HashMap::new(),
+            items: HashMap::new(),
             queue: VecDeque::new(),
             next_generation: 0,
         }
     }
 
-    /// Takes one event; appends to `out` whatever may be sent now.
-    pub fn accept(&mut self, event: WebhookEvent, now: Instant, out: &mut Vec<WebhookEvent>) {
+    /// Takes one event; appends to `out` whatever may be sent now and to `cancelled` the events
+    /// a re-occupy or re-join made void (the new opener and the held closer).
+    pub fn accept(&mut self, item: T, now: Instant, out: &mut Vec<T>, cancelled: &mut Vec<T>) {
         if self.period.is_zero() {
-            return out.push(event);
+            return out.push(item);
         }
-        match &event {
-            WebhookEvent::ChannelVacated { channel } => {
-                self.hold(HeldKey::Channel(channel.clone()), event, now)
-            }
-            WebhookEvent::MemberRemoved { channel, user_id } => self.hold(
-                HeldKey::Member(channel.clone(), user_id.clone()),
-                event,
-                now,
-            ),
-            WebhookEvent::ChannelOccupied { channel } => {
-                if self
-                    .held
-                    .remove(&HeldKey::Channel(channel.clone()))
-                    .is_none()
-                {
-                    out.push(event);
+        match item.as_ref().pair() {
+            Some((key, PairRole::Closes)) => self.hold(key, item, now),
+            Some((key, PairRole::Opens)) => match self.held.remove(&key) {
+                Some(generation) => {
+                    // Its deadline entry stays queued and finds nothing when it comes due.
+                    cancelled.extend(self.items.remove(&generation));
+                    cancelled.push(item);
                 }
-            }
-            WebhookEvent::MemberAdded { channel, user_id } => {
-                if self
-                    .held
-                    .remove(&HeldKey::Member(channel.clone(), user_id.clone()))
-                    .is_none()
-                {
-                    out.push(event);
-                }
-            }
-            _ => out.push(event),
+                None => out.push(item),
+            },
+            None => out.push(item),
         }
     }
 
-    fn hold(&mut self, key: HeldKey, event: WebhookEvent, now: Instant) {
+    fn hold(&mut self, key: PairKey, item: T, now: Instant) {
         let generation = self.next_generation;
         self.next_generation += 1;
         self.held.insert(key.clone(), generation);
-        self.queue
-            .push_back((now + self.period, key, generation, event));
+        self.items.insert(generation, item);
+        self.queue.push_back((now + self.period, key, generation));
     }
 
-    /// Appends every hold whose period ended by `now` and was not cancelled.
-    pub fn release_due(&mut self, now: Instant, out: &mut Vec<WebhookEvent>) {
+    /// Appends every hold whose period ended by `now`.
+    pub fn release_due(&mut self, now: Instant, out: &mut Vec<T>) {
         while self
             .queue
             .front()
             .is_some_and(|(deadline, ..)| *deadline <= now)
         {
-            if let Some((_, key, generation, event)) = self.queue.pop_front() {
-                self.release(key, generation, event, out);
+            if let Some((_, key, generation)) = self.queue.pop_front() {
+                self.release(key, generation, out);
             }
         }
     }
 
     /// Appends every live hold at once (shutdown).
-    pub fn release_all(&mut self, out: &mut Vec<WebhookEvent>) {
-        while let Some((_, key, generation, event)) = self.queue.pop_front() {
-            self.release(key, generation, event, out);
+    pub fn release_all(&mut self, out: &mut Vec<T>) {
+        while let Some((_, key, generation)) = self.queue.pop_front() {
+            self.release(key, generation, out);
         }
     }
 
-    fn release(
-        &mut self,
-        key: HeldKey,
-        generation: u64,
-        event: WebhookEvent,
-        out: &mut Vec<WebhookEvent>,
-    ) {
+    fn release(&mut self, key: PairKey, generation: u64, out: &mut Vec<T>) {
         if self.held.get(&key) == Some(&generation) {
             self.held.remove(&key);
-            out.push(event);
         }
+        out.extend(self.items.remove(&generation));
     }
 
     /// When the next hold ends, if any.
@@ -150,9 +125,9 @@ mod tests {
     fn vacate_is_held_then_released() {
         let t0 = Instant::now();
         let mut g = GraceStage::new(GRACE);
-        let mut out = Vec::new();
-        g.accept(occupied("a"), t0, &mut out);
-        g.accept(vacated("a"), t0, &mut out);
+        let (mut out, mut void) = (Vec::new(), Vec::new());
+        g.accept(occupied("a"), t0, &mut out, &mut void);
+        g.accept(vacated("a"), t0, &mut out, &mut void);
         assert_eq!(out, [occupied("a")]);
         assert_eq!(g.next_deadline(), Some(t0 + GRACE));
         out.clear();
@@ -166,27 +141,48 @@ mod tests {
     fn reoccupy_within_the_period_cancels_both() {
         let t0 = Instant::now();
         let mut g = GraceStage::new(GRACE);
-        let mut out = Vec::new();
-        g.accept(vacated("a"), t0, &mut out);
-        g.accept(removed("presence-a", "u"), t0, &mut out);
-        g.accept(occupied("a"), t0 + Duration::from_secs(1), &mut out);
+        let (mut out, mut void) = (Vec::new(), Vec::new());
+        g.accept(vacated("a"), t0, &mut out, &mut void);
+        g.accept(removed("presence-a", "u"), t0, &mut out, &mut void);
+        g.accept(
+            occupied("a"),
+            t0 + Duration::from_secs(1),
+            &mut out,
+            &mut void,
+        );
         g.accept(
             added("presence-a", "u"),
             t0 + Duration::from_secs(1),
             &mut out,
+            &mut void,
         );
         g.release_due(t0 + GRACE * 2, &mut out);
         assert!(out.is_empty());
+        assert_eq!(
+            void.len(),
+            4,
+            "both halves of both pairs come back: {void:?}"
+        );
     }
 
     #[test]
     fn a_second_vacate_after_a_cancel_is_held_afresh() {
         let t0 = Instant::now();
         let mut g = GraceStage::new(GRACE);
-        let mut out = Vec::new();
-        g.accept(vacated("a"), t0, &mut out);
-        g.accept(occupied("a"), t0 + Duration::from_secs(1), &mut out);
-        g.accept(vacated("a"), t0 + Duration::from_secs(2), &mut out);
+        let (mut out, mut void) = (Vec::new(), Vec::new());
+        g.accept(vacated("a"), t0, &mut out, &mut void);
+        g.accept(
+            occupied("a"),
+            t0 + Duration::from_secs(1),
+            &mut out,
+            &mut void,
+        );
+        g.accept(
+            vacated("a"),
+            t0 + Duration::from_secs(2),
+            &mut out,
+            &mut void,
+        );
         g.release_due(t0 + GRACE, &mut out);
         assert!(out.is_empty(), "the first hold was cancelled");
         g.release_due(t0 + Duration::from_secs(2) + GRACE, &mut out);
@@ -197,9 +193,9 @@ mod tests {
     fn other_users_are_not_cancelled() {
         let t0 = Instant::now();
         let mut g = GraceStage::new(GRACE);
-        let mut out = Vec::new();
-        g.accept(removed("presence-a", "u"), t0, &mut out);
-        g.accept(added("presence-a", "v"), t0, &mut out);
+        let (mut out, mut void) = (Vec::new(), Vec::new());
+        g.accept(removed("presence-a", "u"), t0, &mut out, &mut void);
+        g.accept(added("presence-a", "v"), t0, &mut out, &mut void);
         g.release_all(&mut out);
         assert_eq!(out, [added("presence-a", "v"), removed("presence-a", "u")]);
     }
@@ -207,8 +203,8 @@ mod tests {
     #[test]
     fn zero_period_passes_everything() {
         let mut g = GraceStage::new(Duration::ZERO);
-        let mut out = Vec::new();
-        g.accept(vacated("a"), Instant::now(), &mut out);
+        let (mut out, mut void) = (Vec::new(), Vec::new());
+        g.accept(vacated("a"), Instant::now(), &mut out, &mut void);
         assert_eq!(out, [vacated("a")]);
     }
 }
