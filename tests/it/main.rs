@@ -14,4 +14,5 @@ mod rest_events;
 mod signin;
 mod subscriptions;
 mod transport;
+mod webhook_burst;
 mod webhooks;
