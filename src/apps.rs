@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::config::AppConfig;
 use crate::engine::{ChannelCache, ChannelRegistry, UserRegistry};
 use crate::protocol::signing::Signer;
-use crate::transport::Outbound;
+use crate::transport::{CountThrottle, Outbound};
 
 /// One app: its configuration plus the engine state of its channels and users.
 pub struct App {
@@ -23,6 +23,8 @@ pub struct App {
     pub cache: ChannelCache,
     /// HMAC keyed with the app secret, for every signature check.
     pub signer: Signer,
+    /// When each channel's next subscription count may be announced.
+    pub subscription_counts: CountThrottle,
     connections: AtomicUsize,
 }
 
@@ -35,8 +37,9 @@ impl Deref for App {
 }
 
 impl App {
-    fn new(config: AppConfig, cache_ttl: Duration) -> App {
+    fn new(config: AppConfig, cache_ttl: Duration, count_interval: Duration) -> App {
         App {
+            subscription_counts: CountThrottle::new(count_interval),
             signer: Signer::new(&config.secret),
             config,
             channels: ChannelRegistry::default(),
@@ -75,11 +78,11 @@ pub struct AppRegistry {
 
 impl AppRegistry {
     /// Builds the registry; ids and keys were checked unique by the config.
-    pub fn new(apps: &[AppConfig], cache_ttl: Duration) -> AppRegistry {
+    pub fn new(apps: &[AppConfig], cache_ttl: Duration, count_interval: Duration) -> AppRegistry {
         let mut by_id = HashMap::new();
         let mut by_key = HashMap::new();
         for config in apps {
-            let app = Arc::new(App::new(config.clone(), cache_ttl));
+            let app = Arc::new(App::new(config.clone(), cache_ttl, count_interval));
             by_id.insert(config.id.clone(), app.clone());
             by_key.insert(config.key.clone(), app);
         }

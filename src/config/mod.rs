@@ -114,10 +114,20 @@ pub struct Config {
     pub websocket_max_payload: usize,
     /// Bytes queued for one socket before it counts as a slow consumer (closed with 4100).
     pub outbound_buffer: usize,
+    /// WebSocket connections the process accepts at once (`None`: unbounded).
+    pub max_connections: Option<usize>,
     /// Largest REST request body.
     pub http_request_limit: usize,
+    /// How long a REST request body may take to arrive once its headers have.
+    pub http_body_timeout: Duration,
+    /// How long request headers may take to arrive, on every listener.
+    pub http_header_timeout: Duration,
+    /// Bytes of REST request bodies being read at once, over every connection.
+    pub http_body_budget: usize,
     /// How long a cache channel keeps its last event.
     pub channel_cache_ttl: Duration,
+    /// At most one `subscription_count` per channel per this long (zero: every change).
+    pub subscription_count_interval: Duration,
     /// Channels one connection may be subscribed to at once.
     pub max_channels_per_connection: usize,
     /// Metrics endpoint.
@@ -263,16 +273,45 @@ impl Config {
                 64.0,
             )?,
             outbound_buffer: kb("outbound_buffer_kb", raw.outbound_buffer_kb, 1024.0)?,
+            max_connections: raw.max_connections.filter(|&n| n > 0).map(|n| n as usize),
             http_request_limit: kb(
                 "http_api.request_limit_in_mb",
                 raw.http_api.request_limit_in_mb.map(|mb| mb * KB),
                 10.0 * KB,
+            )?,
+            http_body_timeout: match raw.http_api.body_timeout_ms {
+                Some(0) => {
+                    return Err(ConfigError::invalid(
+                        "http_api.body_timeout_ms",
+                        "must be above 0",
+                    ))
+                }
+                other => Duration::from_millis(other.unwrap_or(5000)),
+            },
+            http_header_timeout: match raw.http_api.header_timeout_ms {
+                Some(0) => {
+                    return Err(ConfigError::invalid(
+                        "http_api.header_timeout_ms",
+                        "must be above 0",
+                    ))
+                }
+                other => Duration::from_millis(other.unwrap_or(30_000)),
+            },
+            http_body_budget: kb(
+                "http_api.max_buffered_body_mb",
+                raw.http_api.max_buffered_body_mb.map(|mb| mb * KB),
+                64.0 * KB,
             )?,
             channel_cache_ttl: seconds(
                 "channel_limits.cache_ttl",
                 raw.channel_limits.cache_ttl,
                 1800,
             )?,
+            subscription_count_interval: Duration::from_millis(
+                raw.channel_limits
+                    .subscription_count_interval_ms
+                    .unwrap_or(500),
+            ),
             max_channels_per_connection: match raw.channel_limits.max_channels_per_connection {
                 Some(0) => {
                     return Err(ConfigError::invalid(
@@ -284,7 +323,8 @@ impl Config {
             },
             metrics: MetricsConfig {
                 enabled: raw.metrics.enabled.unwrap_or(true),
-                host: raw.metrics.host.unwrap_or_else(|| "0.0.0.0".to_owned()),
+                // Metrics say a lot about the apps: only this machine sees them unless asked.
+                host: raw.metrics.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
                 port: raw.metrics.port.unwrap_or(9601),
                 prefix: raw
                     .metrics

@@ -15,6 +15,8 @@ pub(super) struct RawConfig {
     #[serde(deserialize_with = "lenient::opt")]
     pub port: Option<u16>,
     #[serde(deserialize_with = "lenient::opt")]
+    pub max_connections: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt")]
     pub activity_timeout: Option<u64>,
     #[serde(deserialize_with = "lenient::opt")]
     pub pong_timeout: Option<u64>,
@@ -104,6 +106,8 @@ pub(super) struct RawChannelLimits {
     pub cache_ttl: Option<u64>,
     #[serde(deserialize_with = "lenient::opt")]
     pub max_channels_per_connection: Option<u64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub subscription_count_interval_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -124,6 +128,12 @@ pub(super) struct RawEventLimits {
 pub(super) struct RawHttpApi {
     #[serde(deserialize_with = "lenient::opt")]
     pub request_limit_in_mb: Option<f64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub body_timeout_ms: Option<u64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub header_timeout_ms: Option<u64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub max_buffered_body_mb: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]

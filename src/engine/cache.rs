@@ -5,19 +5,25 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-/// The last event published on a cache channel.
+/// The last event published on a cache channel: only its frame, which holds the data too, so
+/// an event is stored once.
 #[derive(Clone, Debug)]
 pub struct CachedEvent {
-    /// The event name.
-    pub event: Arc<str>,
-    /// The data string as published.
-    pub data: Arc<str>,
     /// The serialized frame, replayed to new subscribers as is.
     pub frame: Arc<str>,
     expires_at: Instant,
 }
 
 impl CachedEvent {
+    /// The data string as published, read back from the frame (REST `info=cache` only).
+    pub fn data(&self) -> String {
+        #[derive(serde::Deserialize)]
+        struct Frame {
+            data: String,
+        }
+        serde_json::from_str::<Frame>(&self.frame).map_or_else(|_| String::new(), |f| f.data)
+    }
+
     /// Time left before the entry expires.
     pub fn ttl(&self) -> Duration {
         self.expires_at.saturating_duration_since(Instant::now())
@@ -40,10 +46,8 @@ impl ChannelCache {
     }
 
     /// Stores the channel's last event, replacing the previous one.
-    pub fn store(&self, channel: &str, event: &str, data: &str, frame: &str) {
+    pub fn store(&self, channel: &str, frame: &str) {
         let entry = CachedEvent {
-            event: Arc::from(event),
-            data: Arc::from(data),
             frame: Arc::from(frame),
             expires_at: Instant::now() + self.ttl,
         };
@@ -79,8 +83,8 @@ mod tests {
     fn stores_and_expires() {
         let cache = ChannelCache::new(Duration::from_millis(30));
         assert!(cache.get("cache-a").is_none());
-        cache.store("cache-a", "e", "d", "{}");
-        assert_eq!(&*cache.get("cache-a").unwrap().data, "d");
+        cache.store("cache-a", r#"{"event":"e","channel":"cache-a","data":"d"}"#);
+        assert_eq!(cache.get("cache-a").unwrap().data(), "d");
         std::thread::sleep(Duration::from_millis(40));
         assert!(cache.get("cache-a").is_none());
     }

@@ -5,9 +5,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
-use axum::http::{Method, Uri};
-use bytes::Bytes;
+use axum::http::{header, HeaderMap, Method, Uri};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 
 use super::error::ApiError;
 use crate::apps::App;
@@ -42,14 +44,17 @@ impl FromRequest<SharedState> for Authenticated {
                     .find(|(k, _)| *k == "app_id")
                     .map(|(_, v)| v.to_owned())
             });
-        let body = axum::body::to_bytes(body, shared.config.http_request_limit)
-            .await
-            .map_err(|_| {
-                ApiError::PayloadTooLarge(
-                    "request body is over http_api.request_limit_in_mb".into(),
-                )
-            })?;
-        let app = authenticate(shared, app_id.as_deref(), &parts.method, &parts.uri, &body)?;
+        // Everything the query can prove is checked before a byte of the body is read, so an
+        // unsigned request costs no memory and holds nothing open.
+        let (app, body_md5) = authenticate(shared, app_id.as_deref(), &parts.method, &parts.uri)?;
+        let body = read_body(shared, &parts.headers, body).await?;
+        match body_md5 {
+            Some(md5) if md5 != md5_hex(&body) => {
+                return Err(unauthorized("body_md5 does not match the body"))
+            }
+            None if !body.is_empty() => return Err(unauthorized("body_md5 is missing")),
+            _ => {}
+        }
         Ok(Authenticated {
             app,
             body,
@@ -71,14 +76,61 @@ fn unauthorized(why: impl Into<String>) -> ApiError {
     ApiError::Unauthorized(why.into())
 }
 
-/// Verifies a signed request for app `app_id` (or, without one, the app of `auth_key`).
+/// Reads a signed request's body: at most `http_api.request_limit_in_mb` (a larger declared
+/// `Content-Length` is refused at once), within `http_api.body_timeout_ms`, and only while the
+/// process-wide budget for bodies being read has room.
+async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let limit = shared.config.http_request_limit;
+    let too_large =
+        || ApiError::PayloadTooLarge("request body is over http_api.request_limit_in_mb".into());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    if declared == Some(0) {
+        return Ok(Bytes::new());
+    }
+    // Chunked bodies reserve the whole limit: their length is known only at the end.
+    let reserve = declared.map_or(limit, |length| length as usize).max(1);
+    let _reserved = shared
+        .body_budget
+        .try_reserve(reserve)
+        .ok_or(ApiError::Busy(
+            "too many request bodies are being read at once; retry shortly".into(),
+        ))?;
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut bytes = BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::BadRequest(format!("malformed request body: {e}")))?;
+            if bytes.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes.freeze())
+    };
+    tokio::time::timeout(shared.config.http_body_timeout, read)
+        .await
+        .map_err(|_| {
+            ApiError::Timeout(
+                "the request body did not arrive within http_api.body_timeout_ms".into(),
+            )
+        })?
+}
+
+/// Verifies a signed request for app `app_id` (or, without one, the app of `auth_key`) from
+/// its method, path and query alone; returns the app and the `body_md5` the body must match.
 fn authenticate(
     shared: &Shared,
     app_id: Option<&str>,
     method: &Method,
     uri: &Uri,
-    body: &[u8],
-) -> Result<Arc<App>, ApiError> {
+) -> Result<(Arc<App>, Option<String>), ApiError> {
     // Borrowed from the query unless a value needs decoding.
     let params: Vec<(Cow<'_, str>, Cow<'_, str>)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).collect();
@@ -123,14 +175,9 @@ fn authenticate(
             "auth_timestamp {timestamp} is more than {TIMESTAMP_WINDOW_SECS} s from the server time {now}"
         )));
     }
-    // pusher-http-python sends body_md5 on GET too: the MD5 of the empty body.
-    match get("body_md5") {
-        Some(md5) if md5 != md5_hex(body) => {
-            return Err(unauthorized("body_md5 does not match the body"))
-        }
-        None if !body.is_empty() => return Err(unauthorized("body_md5 is missing")),
-        _ => {}
-    }
+    // pusher-http-python sends body_md5 on GET too: the MD5 of the empty body. It is signed
+    // with the rest of the query, so it is checked against the body once that has been read.
+    let body_md5 = get("body_md5").map(str::to_owned);
     let signature =
         get("auth_signature").ok_or_else(|| unauthorized("auth_signature is missing"))?;
     let path = uri.path();
@@ -145,7 +192,7 @@ fn authenticate(
     if !app.enabled {
         return Err(ApiError::AppDisabled);
     }
-    Ok(app.clone())
+    Ok((app.clone(), body_md5))
 }
 
 /// Decodes `%XX` escapes (SDKs differ in whether they sign the escaped path).

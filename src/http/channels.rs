@@ -62,7 +62,7 @@ pub async fn show(
         let cache = app
             .cache
             .get(&channel)
-            .map(|cached| json!({ "data": &*cached.data, "ttl": cached.ttl().as_secs() }));
+            .map(|cached| json!({ "data": cached.data(), "ttl": cached.ttl().as_secs() }));
         body.insert("cache".into(), cache.unwrap_or(Value::Null));
     }
     Ok(Json(Value::Object(body)))

@@ -1,6 +1,8 @@
 //! REST API errors, each turned into a status code and a `{"error": ...}` body in one place.
 
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -26,6 +28,15 @@ pub enum ApiError {
     /// 404: no such endpoint.
     #[error("not found: {0}")]
     NotFound(String),
+    /// 405: the path exists but not with this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 408: the request body did not arrive in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// 503: a process-wide bound is reached; retrying later can succeed.
+    #[error("{0}")]
+    Busy(String),
     /// 426: a plain HTTP request (or an unsupported WebSocket version) at the WebSocket endpoint.
     #[error("{0}")]
     UpgradeRequired(String),
@@ -41,6 +52,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -64,4 +78,37 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Turns an error response that is not JSON (an extractor's rejection, a 405 from routing) into
+/// the `{"error", "code"}` shape every other error has.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = if message.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        message
+    };
+    let mut converted = (
+        status,
+        Json(json!({ "error": message, "code": status.as_u16() })),
+    )
+        .into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            converted.headers_mut().insert(name, value.clone());
+        }
+    }
+    converted
 }

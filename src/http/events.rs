@@ -4,6 +4,9 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
+use serde::de::{
+    DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -31,9 +34,100 @@ struct EventRequest {
     info: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct BatchRequest {
-    batch: Vec<EventRequest>,
+/// `{"batch": [...]}`, parsed so that an item past `max` stops the parse instead of being
+/// built: a huge batch costs no more memory than an allowed one.
+struct BatchSeed {
+    max: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for BatchSeed {
+    type Value = Vec<EventRequest>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed {
+    type Value = Vec<EventRequest>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(r#"an object {"batch": [...]}"#)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut batch = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "batch" {
+                batch = Some(map.next_value_seed(BatchItems { max: self.max })?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        batch.ok_or_else(|| A::Error::missing_field("batch"))
+    }
+}
+
+struct BatchItems {
+    max: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for BatchItems {
+    type Value = Vec<EventRequest>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchItems {
+    type Value = Vec<EventRequest>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while items.len() < self.max {
+            match seq.next_element()? {
+                Some(item) => items.push(item),
+                None => return Ok(items),
+            }
+        }
+        if seq.next_element::<IgnoredAny>()?.is_some() {
+            return Err(A::Error::custom(TooManyEvents(self.max)));
+        }
+        Ok(items)
+    }
+}
+
+/// The message of a batch over the limit, recognised after the parse fails.
+struct TooManyEvents(usize);
+
+impl std::fmt::Display for TooManyEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "batch has more than {0} events; at most {0} are allowed",
+            self.0
+        )
+    }
+}
+
+fn parse_batch(body: &[u8], max: usize) -> Result<Vec<EventRequest>, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let items = BatchSeed { max }
+        .deserialize(&mut deserializer)
+        .and_then(|items| deserializer.end().map(|()| items));
+    items.map_err(|e| {
+        let limit = TooManyEvents(max).to_string();
+        if e.to_string().starts_with(&limit) {
+            bad(limit)
+        } else {
+            bad(format!("invalid JSON body: {e}"))
+        }
+    })
 }
 
 /// An event that passed every check, ready to publish.
@@ -133,7 +227,7 @@ fn publish(shared: &Shared, app: &App, events: &[ValidEvent]) {
             }
             // Cached when sent, so a socket joining meanwhile is not replayed an event it is
             // about to receive ahead of the ones before it.
-            remember(app, event, channel, &text);
+            remember(app, channel, &text);
             let frame = match run.len() {
                 1 => run.pop().expect("one frame"),
                 _ => WireFrame::joined(&std::mem::take(&mut run)),
@@ -147,9 +241,9 @@ fn publish(shared: &Shared, app: &App, events: &[ValidEvent]) {
 }
 
 /// Keeps the event as the channel's last one, on cache channels.
-fn remember(app: &App, event: &ValidEvent, channel: &str, frame: &str) {
+fn remember(app: &App, channel: &str, frame: &str) {
     if crate::protocol::ChannelType::of(channel).cached {
-        app.cache.store(channel, &event.name, &event.data, frame);
+        app.cache.store(channel, frame);
     }
 }
 
@@ -194,16 +288,8 @@ pub async fn batch(
     auth: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
     let app = auth.app;
-    let request: BatchRequest = parse_body(&auth.body)?;
-    if request.batch.len() > app.max_event_batch_size {
-        return Err(bad(format!(
-            "batch has {} events; at most {} are allowed",
-            request.batch.len(),
-            app.max_event_batch_size
-        )));
-    }
-    let events = request
-        .batch
+    let batch = parse_batch(&auth.body, app.max_event_batch_size)?;
+    let events = batch
         .into_iter()
         .enumerate()
         .map(|(i, item)| validate(&app, item).map_err(|e| with_index(i, e)))
@@ -232,5 +318,24 @@ fn with_index(index: usize, error: ApiError) -> ApiError {
             ApiError::PayloadTooLarge(format!("batch[{index}]: {why}"))
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_over_the_limit_stops_the_parse() {
+        let items = (0..50).map(|i| format!(r#"{{"name":"e","channel":"c","data":"{i}"}}"#));
+        let body = format!(r#"{{"batch":[{}]}}"#, items.collect::<Vec<_>>().join(","));
+        assert_eq!(parse_batch(body.as_bytes(), 50).unwrap().len(), 50);
+        let error = parse_batch(body.as_bytes(), 10).err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "batch has more than 10 events; at most 10 are allowed"
+        );
+        assert!(parse_batch(br#"{"other":1}"#, 10).is_err());
+        assert!(parse_batch(br#"{"batch":[]} x"#, 10).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! health checks, and `/metrics` on its own listener.
 
 mod auth;
+mod body_budget;
 mod channels;
 mod error;
 mod events;
@@ -16,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use body_budget::BodyBudget;
 pub use error::ApiError;
 
 use crate::protocol::codes::SocketError;
@@ -49,6 +51,7 @@ pub fn router(shared: SharedState) -> Router {
         .route("/up/{app_id}", get(app_health))
         .merge(api)
         .fallback(fallback)
+        .layer(middleware::from_fn(error::json_errors))
         .with_state(shared)
 }
 
@@ -56,6 +59,10 @@ pub fn router(shared: SharedState) -> Router {
 pub fn metrics_router(shared: SharedState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .fallback(|request: Request| async move {
+            ApiError::NotFound(request.uri().path().to_owned()).into_response()
+        })
+        .layer(middleware::from_fn(error::json_errors))
         .with_state(shared)
 }
 

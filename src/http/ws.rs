@@ -81,13 +81,28 @@ fn check_request(request: &Request) -> Result<String, ApiError> {
             "Sec-WebSocket-Version must be 13".into(),
         ));
     }
-    match headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .map(HeaderValue::to_str)
-    {
-        Some(Ok(key)) if !key.trim().is_empty() => Ok(key.trim().to_owned()),
-        _ => Err(ApiError::BadRequest("Sec-WebSocket-Key is missing".into())),
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let (Some(key), None) = (keys.next(), keys.next()) else {
+        return Err(ApiError::BadRequest(
+            "exactly one Sec-WebSocket-Key header is required".into(),
+        ));
+    };
+    let key = key.to_str().unwrap_or("").trim();
+    if !valid_key(key) {
+        return Err(ApiError::BadRequest(
+            "Sec-WebSocket-Key must be the base64 encoding of 16 bytes".into(),
+        ));
     }
+    Ok(key.to_owned())
+}
+
+/// RFC 6455 section 4.2.1: the key is a base64-encoded 16-byte value.
+fn valid_key(key: &str) -> bool {
+    use base64::Engine;
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .is_ok_and(|bytes| bytes.len() == 16)
 }
 
 /// Whether a comma-separated header carries `token` (case-insensitive).
@@ -139,7 +154,16 @@ pub async fn connect(
 
 #[cfg(test)]
 mod tests {
-    use super::valid_version;
+    use super::{valid_key, valid_version};
+
+    #[test]
+    fn keys() {
+        assert!(valid_key("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(!valid_key("dGhlIHNhbXBsZSBub25jZQ"));
+        assert!(!valid_key("short"));
+        assert!(!valid_key("dGhlIHNhbXBsZSBub25jZSEh"), "18 bytes");
+        assert!(!valid_key("!!!!!!!!!!!!!!!!!!!!!!=="));
+    }
 
     #[test]
     fn versions() {

@@ -11,6 +11,8 @@ pub enum SocketError {
     AppDisabled,
     /// 4004: the app already has `max_connections` sockets.
     OverQuota,
+    /// 4004: the server already has its process-wide `max_connections` sockets.
+    ServerFull,
     /// 4005: the upgrade path is not `/app/{key}`.
     PathNotFound(String),
     /// 4006: the `version` query parameter does not parse.
@@ -41,7 +43,7 @@ impl SocketError {
         match self {
             SocketError::UnknownApp(_) => Some(4001),
             SocketError::AppDisabled => Some(4003),
-            SocketError::OverQuota => Some(4004),
+            SocketError::OverQuota | SocketError::ServerFull => Some(4004),
             SocketError::PathNotFound(_) => Some(4005),
             SocketError::InvalidVersion(_) => Some(4006),
             SocketError::UnsupportedProtocol(_) => Some(4007),
@@ -73,6 +75,7 @@ impl fmt::Display for SocketError {
             SocketError::UnknownApp(key) => write!(f, "App key {key} does not exist"),
             SocketError::AppDisabled => f.write_str("Application is disabled"),
             SocketError::OverQuota => f.write_str("Application is over connection quota"),
+            SocketError::ServerFull => f.write_str("Server is over its connection limit"),
             SocketError::PathNotFound(path) => write!(f, "Path not found: {path}"),
             SocketError::InvalidVersion(v) => write!(f, "Invalid version string format: {v:?}"),
             SocketError::UnsupportedProtocol(p) => {

@@ -16,22 +16,50 @@ use tokio_util::task::TaskTracker;
 
 /// After an accept error (out of file descriptors, say), wait this long before the next accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Accept errors are logged at most once per this period, with how many there were.
+const ACCEPT_WARNING_PERIOD: Duration = Duration::from_secs(10);
+
+/// Logs accept errors without flooding the log while the condition lasts.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<tokio::time::Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    fn record(&mut self, error: &std::io::Error) {
+        let now = tokio::time::Instant::now();
+        self.unlogged += 1;
+        if self
+            .last_logged
+            .is_none_or(|at| now.duration_since(at) >= ACCEPT_WARNING_PERIOD)
+        {
+            tracing::warn!(%error, errors = self.unlogged, "accept failed; retrying (logged at most every 10 s)");
+            self.last_logged = Some(now);
+            self.unlogged = 0;
+        }
+    }
+}
 
 /// Accepts connections until `stop` is cancelled; each HTTP connection runs on a task of
 /// `connections`, which finishes in-flight requests and closes once `stop` is cancelled.
+/// Request headers must arrive within `header_timeout`, on a new connection and between the
+/// requests of a kept-alive one.
 pub async fn accept(
     listener: TcpListener,
     router: Router,
     stop: CancellationToken,
     connections: TaskTracker,
+    header_timeout: Duration,
 ) {
+    let mut errors = AcceptErrors::default();
     loop {
         let stream = tokio::select! {
             _ = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
-                    tracing::warn!(%error, "accept failed; retrying");
+                    errors.record(&error);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
@@ -44,6 +72,7 @@ pub async fn accept(
         connections.spawn(async move {
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             tokio::pin!(connection);

@@ -48,12 +48,20 @@ impl Server {
         };
         let metrics = Arc::new(Metrics::new(&config.metrics.prefix));
         let shared = Arc::new(Shared {
-            apps: AppRegistry::new(&config.apps, config.channel_cache_ttl),
+            apps: AppRegistry::new(
+                &config.apps,
+                config.channel_cache_ttl,
+                config.subscription_count_interval,
+            ),
             webhooks: Webhooks::start(&config.apps, &config.webhooks, metrics.clone()),
             metrics,
             cluster: ClusterAdapter::Local(LocalAdapter),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
+            connection_limit: crate::transport::ConnectionLimit::new(config.max_connections),
+            body_budget: http::BodyBudget::new(
+                config.http_body_budget.max(config.http_request_limit),
+            ),
             config,
         });
         Ok(Server {
@@ -85,16 +93,17 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let shared = self.shared;
         let token = shared.shutdown.clone();
+        let header_timeout = shared.config.http_header_timeout;
         if let Some(listener) = self.metrics_listener {
-            let router = http::metrics_router(shared.clone());
-            let stop = token.clone();
-            tokio::spawn(async move {
-                let served =
-                    axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
-                if let Err(error) = served.await {
-                    tracing::error!(%error, "metrics listener failed");
-                }
-            });
+            // The same accept loop and header timeout as the main port: the two share the
+            // process's file descriptors, so an idle metrics connection must not live forever.
+            tokio::spawn(listener::accept(
+                listener,
+                http::metrics_router(shared.clone()),
+                token.clone(),
+                TaskTracker::new(),
+                header_timeout,
+            ));
         }
         tokio::spawn(purge_caches(shared.clone()));
         let requests = TaskTracker::new();
@@ -103,6 +112,7 @@ impl Server {
             http::router(shared.clone()),
             token.clone(),
             requests.clone(),
+            header_timeout,
         ));
         tokio::select! {
             _ = shutdown => token.cancel(),

@@ -9,7 +9,9 @@ use crate::apps::{App, AppRegistry};
 use crate::cluster::ClusterAdapter;
 use crate::config::Config;
 use crate::engine::Transition;
+use crate::http::BodyBudget;
 use crate::metrics::Metrics;
+use crate::transport::ConnectionLimit;
 use crate::webhooks::{WebhookEvent, Webhooks};
 
 /// Shared server state.
@@ -28,6 +30,10 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them.
     pub connections: TaskTracker,
+    /// Bytes of REST request bodies being read at once.
+    pub body_budget: BodyBudget,
+    /// Open WebSocket connections of the process, and `max_connections`.
+    pub connection_limit: ConnectionLimit,
 }
 
 /// The handle handlers receive.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
@@ -72,8 +72,9 @@ pub async fn serve(
     if !app.enabled {
         return finish(&outbound, &closing_frames(&SocketError::AppDisabled)).await;
     }
-    let Some(slot) = ConnectionSlot::acquire(&app, &shared.metrics) else {
-        return finish(&outbound, &closing_frames(&SocketError::OverQuota)).await;
+    let slot = match ConnectionSlot::acquire(&app, &shared) {
+        Ok(slot) => slot,
+        Err(refusal) => return finish(&outbound, &closing_frames(&refusal)).await,
     };
     let config = &shared.config;
     let signin_timeout = app
@@ -245,6 +246,7 @@ async fn write_queued(
     stall: Duration,
     mut shutdown: std::pin::Pin<&mut WaitForCancellationFutureOwned>,
 ) -> Option<Exit> {
+    let mut stalled_at = Instant::now() + stall;
     loop {
         match outbound.flush() {
             Flushed::Idle => return None,
@@ -252,12 +254,15 @@ async fn write_queued(
             Flushed::Broken => return Some(Exit::Gone),
             Flushed::Blocked => {}
         }
+        // Woken by the queue too: a producer that overflowed it must not wait for the stall
+        // timeout to see this socket leave its channels.
         tokio::select! {
-            writable = timeout(stall, outbound.socket().writable()) => match writable {
-                Ok(Ok(())) => {}
+            writable = timeout_at(stalled_at, outbound.socket().writable()) => match writable {
+                Ok(Ok(())) => stalled_at = Instant::now() + stall,
                 Ok(Err(_)) => return Some(Exit::Gone),
                 Err(_) => return Some(Exit::Stalled),
             },
+            _ = outbound.ready() => {}
             _ = &mut shutdown => return Some(Exit::Gone),
         }
     }

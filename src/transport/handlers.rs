@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use super::outbound::Outbound;
-use super::session::{publish_locked, Session, SignedInUser};
+use super::session::{announce_deferred, publish_locked, Session, SignedInUser};
 use super::wire::WireFrame;
 use crate::apps::App;
 use crate::engine::PresenceMember;
@@ -89,7 +89,7 @@ impl Session {
                 if kind.cached {
                     replay_cache(shared, app, outbound, channel);
                 }
-                if !joined.already_subscribed {
+                let deferred = (!joined.already_subscribed).then(|| {
                     publish_locked(
                         shared,
                         app,
@@ -98,13 +98,14 @@ impl Session {
                         &joined.transitions,
                         Some(joined.subscription_count),
                         view,
-                    );
-                }
-                joined.already_subscribed
+                    )
+                });
+                (joined.already_subscribed, deferred.flatten())
             },
         );
         match joined {
-            Ok(already_subscribed) => {
+            Ok((already_subscribed, deferred)) => {
+                announce_deferred(&self.shared, &self.app, channel, deferred);
                 if !already_subscribed {
                     self.channels
                         .insert(Arc::from(channel), member.map(|m| m.user_id));

@@ -7,8 +7,11 @@ mod handlers;
 mod liveness;
 mod outbound;
 mod session;
+mod subscription_counts;
 mod wire;
 
 pub use connection::{serve, Handshake};
 pub use outbound::{Outbound, OutboundQueue};
+pub use session::ConnectionLimit;
+pub use subscription_counts::CountThrottle;
 pub use wire::WireFrame;

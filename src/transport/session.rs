@@ -2,16 +2,18 @@
 //! the cleanup that runs when the session is dropped, whatever ended the connection.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
 use super::liveness::Liveness;
 use super::outbound::Outbound;
+use super::subscription_counts::{announce_later, Announce};
 use super::wire::WireFrame;
 use crate::apps::App;
 use crate::engine::{ChannelView, Transition};
-use crate::metrics::Metrics;
+use crate::protocol::codes::SocketError;
 use crate::protocol::{frames, ChannelKind, ChannelType, SocketId};
 use crate::server::state::{Shared, SharedState};
 use crate::webhooks::WebhookEvent;
@@ -44,21 +46,55 @@ impl RateWindow {
     }
 }
 
-/// A connection counted against its app's quota and the metrics; released on drop.
+/// The process-wide connection count and its optional bound (`max_connections`).
+pub struct ConnectionLimit {
+    open: AtomicUsize,
+    max: usize,
+}
+
+impl ConnectionLimit {
+    /// At most `max` connections at once (`None`: unbounded).
+    pub fn new(max: Option<usize>) -> ConnectionLimit {
+        ConnectionLimit {
+            open: AtomicUsize::new(0),
+            max: max.unwrap_or(usize::MAX),
+        }
+    }
+
+    fn try_add(&self) -> bool {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn remove(&self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection counted against the process limit, its app's quota and the metrics; released
+/// on drop.
 pub struct ConnectionSlot {
     app: Arc<App>,
-    metrics: Arc<Metrics>,
+    shared: SharedState,
 }
 
 impl ConnectionSlot {
-    /// Takes a slot, or `None` when the app is at `max_connections`.
-    pub fn acquire(app: &Arc<App>, metrics: &Arc<Metrics>) -> Option<ConnectionSlot> {
-        app.try_add_connection().then(|| {
-            metrics.connection(1);
-            ConnectionSlot {
-                app: app.clone(),
-                metrics: metrics.clone(),
-            }
+    /// Takes a slot, or the refusal when the server or the app is at `max_connections`.
+    pub fn acquire(app: &Arc<App>, shared: &SharedState) -> Result<ConnectionSlot, SocketError> {
+        if !shared.connection_limit.try_add() {
+            return Err(SocketError::ServerFull);
+        }
+        if !app.try_add_connection() {
+            shared.connection_limit.remove();
+            return Err(SocketError::OverQuota);
+        }
+        shared.metrics.connection(1);
+        Ok(ConnectionSlot {
+            app: app.clone(),
+            shared: shared.clone(),
         })
     }
 }
@@ -66,7 +102,8 @@ impl ConnectionSlot {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.app.remove_connection();
-        self.metrics.connection(-1);
+        self.shared.connection_limit.remove();
+        self.shared.metrics.connection(-1);
     }
 }
 
@@ -145,10 +182,11 @@ impl Session {
                 &left.transitions,
                 Some(left.subscription_count),
                 view,
-            );
+            )
         });
-        if left.is_some() {
+        if let Some(deferred) = left {
             shared.metrics.subscription(-1);
+            announce_deferred(shared, app, channel, deferred);
         }
     }
 
@@ -173,7 +211,8 @@ impl Drop for Session {
 /// Queues what a subscription change means for others, while the channel is locked: member
 /// notices, the subscription count (when `count` changed), and the webhook events.
 ///
-/// Frames are only queued here (no write under the lock), so holding the lock is short.
+/// Frames are only queued here (no write under the lock), so holding the lock is short. Returns
+/// when a throttled subscription count is due, for [`announce_deferred`] after the lock.
 pub(super) fn publish_locked(
     shared: &Shared,
     app: &App,
@@ -182,7 +221,7 @@ pub(super) fn publish_locked(
     transitions: &[Transition],
     count: Option<usize>,
     view: ChannelView<'_, Outbound>,
-) {
+) -> Option<Instant> {
     let mut queued = 0;
     let mut to_others = |frame: String, except: Option<SocketId>| {
         let frame = WireFrame::text(&frame);
@@ -215,15 +254,43 @@ pub(super) fn publish_locked(
         ChannelType::of(channel).kind,
         ChannelKind::Presence | ChannelKind::ServerToUser | ChannelKind::PrivateEncrypted
     );
+    let mut deferred = None;
     if let (Some(count), true, true) = (count, app.enable_subscription_count, counted) {
-        let event = WebhookEvent::SubscriptionCount {
-            channel: Arc::from(channel),
-            subscription_count: count,
-        };
-        shared.webhooks.submit(&app.id, event);
-        if count > 0 {
-            to_others(frames::subscription_count(channel, count), None);
+        match app
+            .subscription_counts
+            .changed(channel, count, Instant::now())
+        {
+            Announce::Now => {
+                let event = WebhookEvent::SubscriptionCount {
+                    channel: Arc::from(channel),
+                    subscription_count: count,
+                };
+                shared.webhooks.submit(&app.id, event);
+                if count > 0 {
+                    to_others(frames::subscription_count(channel, count), None);
+                }
+            }
+            Announce::Later(at) => deferred = Some(at),
+            Announce::Pending => {}
         }
     }
     shared.metrics.messages_out(queued);
+    deferred
+}
+
+/// Starts the deferred subscription-count announcement [`publish_locked`] asked for, if any.
+pub(super) fn announce_deferred(
+    shared: &SharedState,
+    app: &Arc<App>,
+    channel: &str,
+    at: Option<Instant>,
+) {
+    if let Some(at) = at {
+        tokio::spawn(announce_later(
+            shared.clone(),
+            app.clone(),
+            Arc::from(channel),
+            at,
+        ));
+    }
 }

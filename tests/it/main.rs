@@ -6,6 +6,7 @@ mod support;
 
 mod client_events;
 mod connection;
+mod hardening;
 mod operability;
 mod presence;
 mod rest_auth;

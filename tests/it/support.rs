@@ -136,6 +136,9 @@ impl Client {
         };
         let established = client.recv().await;
         assert_eq!(established["event"], "pusher:connection_established");
+        let data: Value =
+            serde_json::from_str(established["data"].as_str().expect("data is a string")).unwrap();
+        client.socket_id = data["socket_id"].as_str().unwrap().to_owned();
         client
     }
 

@@ -1,0 +1,60 @@
+//! The process-wide bound on request bytes being read before a handler runs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Bytes of request bodies being read at once, across every connection.
+#[derive(Clone)]
+pub struct BodyBudget {
+    used: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// Bytes taken from a [`BodyBudget`], returned on drop.
+pub struct Reservation {
+    used: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl BodyBudget {
+    /// A budget of `max` bytes.
+    pub fn new(max: usize) -> BodyBudget {
+        BodyBudget {
+            used: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// Takes `bytes`, or nothing when that would go over the budget.
+    pub fn try_reserve(&self, bytes: usize) -> Option<Reservation> {
+        let before = self.used.fetch_add(bytes, Ordering::Relaxed);
+        if before + bytes > self.max {
+            self.used.fetch_sub(bytes, Ordering::Relaxed);
+            return None;
+        }
+        Some(Reservation {
+            used: self.used.clone(),
+            bytes,
+        })
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_return_on_drop() {
+        let budget = BodyBudget::new(10);
+        let a = budget.try_reserve(6).unwrap();
+        assert!(budget.try_reserve(6).is_none());
+        drop(a);
+        assert!(budget.try_reserve(10).is_some());
+    }
+}
