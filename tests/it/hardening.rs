@@ -446,3 +446,116 @@ async fn a_process_wide_connection_limit_refuses_with_4004() {
     assert_eq!(refused.code, Some(4004), "{refused:?}");
     assert_eq!(refused.errors[0]["data"]["code"], 4004);
 }
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The herald binary in a child process with at most `fds` open files; killed on drop.
+struct LimitedHerald {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl LimitedHerald {
+    fn start(fds: u32, config: Value) -> LimitedHerald {
+        let dir = std::env::temp_dir().join(format!("herald-fd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let command = format!(
+            "ulimit -n {fds} && exec {} --config {}",
+            env!("CARGO_BIN_EXE_herald"),
+            path.display()
+        );
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        LimitedHerald { child, dir }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+    }
+}
+
+impl Drop for LimitedHerald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn up_within(port: u16, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        let attempt = async {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+            stream
+                .write_all(b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let mut head = [0u8; 12];
+            stream.read_exact(&mut head).await.ok()?;
+            Some(&head == b"HTTP/1.1 200")
+        };
+        if let Ok(Some(true)) = tokio::time::timeout(Duration::from_millis(500), attempt).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn descriptor_exhaustion_by_idle_connections_recovers() {
+    let (port, metrics_port) = (free_port(), free_port());
+    let mut config = base_config();
+    config["port"] = json!(port);
+    config["metrics"]["port"] = json!(metrics_port);
+    config["http_api"] = json!({"header_timeout_ms": 500, "body_timeout_ms": 500});
+    let server = LimitedHerald::start(64, config);
+    assert!(up_within(port, WAIT).await, "the server did not start");
+    // Idle connections on the metrics port and stalled bodies on the main one, far more than
+    // the 64 descriptors allow, all kept open by the attacker.
+    let mut held = Vec::new();
+    for i in 0..150 {
+        let target = if i % 2 == 0 { metrics_port } else { port };
+        if let Ok(Ok(mut stream)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            TcpStream::connect(("127.0.0.1", target)),
+        )
+        .await
+        {
+            if target == port {
+                let _ = stream
+                    .write_all(b"POST /apps/app-1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+                    .await;
+            }
+            held.push(stream);
+        }
+    }
+    assert!(
+        up_within(port, Duration::from_secs(10)).await,
+        "the main port did not recover while {} connections were held",
+        held.len()
+    );
+    let warnings = server.stderr().matches("accept failed").count();
+    assert!(
+        warnings <= 3,
+        "{warnings} accept warnings:\n{}",
+        server.stderr()
+    );
+    drop(held);
+}
