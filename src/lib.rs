@@ -19,6 +19,8 @@ pub mod apps;
 pub mod cluster;
 pub mod config;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod http;
 pub mod metrics;
 pub mod protocol;

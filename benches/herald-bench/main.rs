@@ -8,6 +8,7 @@ mod burst;
 mod clients;
 mod floor;
 mod pairs;
+mod probes;
 mod reader;
 mod receiver;
 mod report;
@@ -33,6 +34,9 @@ enum Scenario {
     Idle,
     Slow,
     WebhookBurst,
+    /// Not part of `all`: the cost of hostile peers (unsigned bodies, idle connections, a
+    /// consumer that stops reading, subscription-count amplification).
+    Hardening,
     All,
 }
 
@@ -229,6 +233,7 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
             }
             scenarios::idle(&target, cli.idle_connections.min(limit)).await
         }
+        Scenario::Hardening => probes::hardening(server).await,
         Scenario::All => unreachable!("expanded by main"),
     }
 }

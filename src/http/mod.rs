@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use auth::verify_query;
 pub use body_budget::BodyBudget;
 pub use error::ApiError;
 

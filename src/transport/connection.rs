@@ -120,7 +120,8 @@ pub async fn serve(
     }
 }
 
-fn websocket_config(max_message: usize) -> WebSocketConfig {
+/// The WebSocket limits every connection reads with.
+pub(crate) fn websocket_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)

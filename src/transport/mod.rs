@@ -10,6 +10,7 @@ mod session;
 mod subscription_counts;
 mod wire;
 
+pub(crate) use connection::websocket_config;
 pub use connection::{serve, Handshake};
 pub use outbound::{Outbound, OutboundQueue};
 pub use session::ConnectionLimit;

@@ -6,6 +6,7 @@ mod support;
 
 mod client_events;
 mod connection;
+mod fuzz_corpus;
 mod hardening;
 mod operability;
 mod presence;
