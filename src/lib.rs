@@ -11,6 +11,7 @@
 //! - [`http`]: the axum router: WebSocket upgrade, REST API, health and metrics.
 //! - [`webhooks`]: grace period, per-endpoint filter, batcher and signed delivery with retries.
 //! - [`metrics`]: Prometheus counters and gauges.
+//! - `fuzz_targets`: entry points for the fuzzer in `fuzz/` (hidden; not a server API).
 //! - [`server`]: the [`Server`] facade and the accept loop: binds, runs and shuts down all of the above.
 //!
 //! Data flows one way: socket → engine → (fan-out, transitions for webhooks).

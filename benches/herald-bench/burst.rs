@@ -46,8 +46,10 @@ struct Log {
     /// Each webhook id's `events`, as first seen: a retry must carry the same.
     events_of_id: HashMap<String, String>,
     changed_retries: u64,
-    /// For each event accepted with a 2xx: its arrival index and the ids it came under.
-    accepted: HashMap<EventKey, (u64, HashSet<String>)>,
+    posts_without_id: u64,
+    /// For each event accepted with a 2xx: its arrival index, the ids it came under, and how
+    /// often it came in a POST without an id (which cannot be told from a duplicate).
+    accepted: HashMap<EventKey, (u64, HashSet<String>, u64)>,
     arrivals: u64,
     last_new_event: Option<Instant>,
 }
@@ -77,11 +79,15 @@ async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Byt
             log.bad_signatures += 1;
         }
         let events = json["events"].to_string();
-        match log.events_of_id.get(&id) {
-            Some(first) if *first != events => log.changed_retries += 1,
-            Some(_) => {}
-            None => {
-                log.events_of_id.insert(id.clone(), events);
+        if id.is_empty() {
+            log.posts_without_id += 1;
+        } else {
+            match log.events_of_id.get(&id) {
+                Some(first) if *first != events => log.changed_retries += 1,
+                Some(_) => {}
+                None => {
+                    log.events_of_id.insert(id.clone(), events);
+                }
             }
         }
         if fail {
@@ -94,9 +100,13 @@ async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Byt
                 let entry = log
                     .accepted
                     .entry(key)
-                    .or_insert_with(|| (arrival, HashSet::new()));
-                let new = entry.1.is_empty();
-                entry.1.insert(id.clone());
+                    .or_insert_with(|| (arrival, HashSet::new(), 0));
+                let new = entry.1.is_empty() && entry.2 == 0;
+                if id.is_empty() {
+                    entry.2 += 1;
+                } else {
+                    entry.1.insert(id.clone());
+                }
                 if new {
                     log.arrivals += 1;
                     log.last_new_event = Some(Instant::now());
@@ -198,7 +208,7 @@ pub async fn webhook_burst(
     let arrival = |name: &str, channel: &str, user: &str| {
         log.accepted
             .get(&(name.to_owned(), channel.to_owned(), user.to_owned()))
-            .map(|(at, _)| *at)
+            .map(|(at, ..)| *at)
     };
     for i in 0..burst.sockets {
         let user = format!("u{i}");
@@ -222,7 +232,7 @@ pub async fn webhook_burst(
     let duplicated: u64 = log
         .accepted
         .values()
-        .map(|(_, ids)| ids.len() as u64 - 1)
+        .map(|(_, ids, anonymous)| ids.len() as u64 + anonymous - 1)
         .sum();
     let delivered = log.accepted.len() as u64;
     let tail = log

@@ -207,9 +207,13 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
         Scenario::WebhookBurst => {
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
             let mut config = target::config(port, Some(&format!("http://{addr}/webhooks")));
-            // Retries from 200 ms, capped at 2 s (the target settings).
+            // Retries from 200 ms, capped at 2 s (the target settings). Sockudo reads
+            // them from its queue's settings, and sends webhooks only with a queue configured.
             config["webhooks"]["retry"] =
                 json!({"initial_backoff_ms": 200, "max_backoff_ms": 2000});
+            config["queue"] = json!({"driver": "memory", "reliability": {
+                "retry_base_delay_ms": 200, "retry_max_delay_ms": 2000, "max_attempts": 1000,
+                "memory_capacity": 1_000_000}});
             let target = Target::start(server, &config, port)?;
             let burst = burst::Burst {
                 sockets: cli.burst_sockets,

@@ -104,12 +104,18 @@ pub async fn serve(
     // Leave every channel before the close handshake, so a slow peer delays nobody's events.
     drop(session);
     match exit {
-        Exit::Close(error) => {
-            if error == SocketError::OverCapacity {
-                shared.metrics.slow_consumer_disconnect();
+        Exit::Close(SocketError::OverCapacity) => {
+            // It has left its channels and is counted as gone already. What it was sent is
+            // dropped; the 4100 close waits (up to pong_timeout, or until shutdown) for the peer
+            // to read again, so a client that was only slow learns why it must back off.
+            shared.metrics.slow_consumer_disconnect();
+            let frames = closing_frames(&SocketError::OverCapacity);
+            tokio::select! {
+                _ = finish_within(&outbound, &frames, config.pong_timeout) => {}
+                _ = shared.shutdown.cancelled() => outbound.shut(&[]),
             }
-            finish(&outbound, &closing_frames(&error)).await
         }
+        Exit::Close(error) => finish(&outbound, &closing_frames(&error)).await,
         Exit::CloseCode(code, reason) => finish(&outbound, &[WireFrame::close(code, reason)]).await,
         Exit::ClosedByPeer(code) => finish(&outbound, &[WireFrame::close_reply(code)]).await,
         Exit::Stalled => {
@@ -280,8 +286,12 @@ fn closing_frames(error: &SocketError) -> Vec<WireFrame> {
 
 /// Writes the connection's last frames after everything queued, bounded in time.
 async fn finish(outbound: &Outbound, last: &[WireFrame]) {
+    finish_within(outbound, last, CLOSE_TIMEOUT).await
+}
+
+async fn finish_within(outbound: &Outbound, last: &[WireFrame], bound: Duration) {
     outbound.shut(last);
-    let _ = timeout(CLOSE_TIMEOUT, async {
+    let _ = timeout(bound, async {
         while outbound.flush() == Flushed::Blocked {
             if outbound.socket().writable().await.is_err() {
                 return;

@@ -652,3 +652,37 @@ async fn a_tiny_budget_drops_openers_and_suppresses_their_closers() {
         suppressed as f64
     );
 }
+
+#[tokio::test]
+async fn shutdown_counts_what_it_could_not_deliver() {
+    let receiver = Receiver::start().await;
+    receiver.hold();
+    let server = server(json!([endpoint(receiver.url("/h"), 8)]), 0, |c| {
+        c["shutdown_grace_period"] = json!(1);
+    })
+    .await;
+    let mut client = server.client().await;
+    for i in 0..3 {
+        client.subscribe(&format!("stuck-{i}")).await;
+    }
+    receiver.wait_until(|r| !r.is_empty()).await;
+    let shared = server.running.shared.clone();
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(WAIT, server.running.shutdown())
+        .await
+        .expect("shutdown within its bound")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    // Three occupied at once, three vacated when the socket closed at shutdown: none answered.
+    let text = shared.metrics.render();
+    assert_eq!(
+        metric(&text, "webhook_events_abandoned_total"),
+        6.0,
+        "{text}"
+    );
+    receiver.release();
+}

@@ -2,128 +2,15 @@
 //!
 //! Plain atomics: the hot path pays one relaxed add per fan-out (not per subscriber).
 
+mod webhook_queue;
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Within this long after a drop, an app's webhook queue reports itself degraded.
-const DEGRADED_AFTER_DROP: Duration = Duration::from_secs(60);
-
-/// Depth and age of one app's webhook queues. The byte count is also what the app's queue
-/// budget is checked against, so the gauge and the budget cannot disagree.
-pub struct WebhookQueueGauges {
-    app: String,
-    epoch: Instant,
-    events: AtomicU64,
-    bytes: AtomicU64,
-    dropped: AtomicU64,
-    suppressed: AtomicU64,
-    /// Microseconds since `epoch` of the last drop, plus one; 0 = never.
-    last_drop: AtomicU64,
-    /// Per endpoint: microseconds since `epoch` at which its oldest undelivered event was
-    /// queued, plus one; 0 = nothing undelivered.
-    oldest: Vec<AtomicU64>,
-}
-
-/// A reading of [`WebhookQueueGauges`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct WebhookQueueReading {
-    /// Events queued, held or in flight (one per endpoint queue that holds it).
-    pub events: u64,
-    /// Their serialized JSON bytes.
-    pub bytes: u64,
-    /// Age of the oldest event waiting for delivery, if any.
-    pub oldest_age: Option<Duration>,
-    /// Events dropped because a budget was exhausted.
-    pub dropped: u64,
-    /// Closing events not sent because their opening partner was dropped.
-    pub suppressed: u64,
-    /// A drop happened within the last minute.
-    pub dropped_recently: bool,
-}
-
-impl WebhookQueueGauges {
-    fn new(app: &str, endpoints: usize, epoch: Instant) -> WebhookQueueGauges {
-        WebhookQueueGauges {
-            app: app.to_owned(),
-            epoch,
-            events: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-            last_drop: AtomicU64::new(0),
-            oldest: (0..endpoints).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    fn stamp(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.epoch).as_micros() as u64 + 1
-    }
-
-    /// Queued bytes right now.
-    pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
-    }
-
-    /// Adds `bytes` to the queue if that keeps it within `max`; forced additions always succeed.
-    pub fn try_add(&self, events: u64, bytes: u64, max: u64, force: bool) -> bool {
-        let before = self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if !force && bytes > 0 && before + bytes > max {
-            self.bytes.fetch_sub(bytes, Ordering::Relaxed);
-            return false;
-        }
-        self.events.fetch_add(events, Ordering::Relaxed);
-        true
-    }
-
-    /// Takes delivered (or given-up) events off the queue.
-    pub fn remove(&self, events: u64, bytes: u64) {
-        self.events.fetch_sub(events, Ordering::Relaxed);
-        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
-    }
-
-    /// An event was dropped (`suppressed`: because its partner was).
-    pub fn record_drop(&self, suppressed: bool) {
-        let counter = if suppressed {
-            &self.suppressed
-        } else {
-            &self.dropped
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        self.last_drop
-            .store(self.stamp(Instant::now()), Ordering::Relaxed);
-    }
-
-    /// The queue time of endpoint `index`'s oldest undelivered event.
-    pub fn set_oldest(&self, index: usize, since: Option<Instant>) {
-        if let Some(slot) = self.oldest.get(index) {
-            slot.store(since.map_or(0, |at| self.stamp(at)), Ordering::Relaxed);
-        }
-    }
-
-    /// The current depth, age and drop counts.
-    pub fn read(&self) -> WebhookQueueReading {
-        let now = self.stamp(Instant::now());
-        let oldest = self
-            .oldest
-            .iter()
-            .map(|slot| slot.load(Ordering::Relaxed))
-            .filter(|&stamp| stamp != 0)
-            .min();
-        let last_drop = self.last_drop.load(Ordering::Relaxed);
-        WebhookQueueReading {
-            events: self.events.load(Ordering::Relaxed),
-            bytes: self.bytes(),
-            oldest_age: oldest.map(|stamp| Duration::from_micros(now.saturating_sub(stamp))),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            suppressed: self.suppressed.load(Ordering::Relaxed),
-            dropped_recently: last_drop != 0
-                && Duration::from_micros(now - last_drop) < DEGRADED_AFTER_DROP,
-        }
-    }
-}
+pub use webhook_queue::{WebhookQueueGauges, WebhookQueueReading};
 
 /// A Prometheus label value: backslash, quote and newline escaped.
 fn label(value: &str) -> String {
@@ -389,6 +276,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn renders_counters() {
