@@ -256,6 +256,11 @@ pub async fn webhook_burst(
         log.changed_retries as f64,
         "",
     );
+    report.add(
+        "POSTs without a webhook-id",
+        log.posts_without_id as f64,
+        "",
+    );
     report.add("POSTs with a bad signature", log.bad_signatures as f64, "");
     report.add("first event to last delivery", tail, "s");
     report.add(
