@@ -238,15 +238,7 @@ async fn a_socket_that_stops_reading_is_dropped_and_leaves_its_channels() {
         None => watcher.recv_event("pusher_internal:member_removed").await,
     };
     assert_eq!(data_of(&removed)["user_id"], "slow");
-    let metrics = reqwest::get(format!(
-        "http://{}/metrics",
-        server.running.metrics_addr.unwrap()
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let metrics = server.metrics_text().await;
     assert!(
         metrics.contains("herald_slow_consumer_disconnects_total 1"),
         "{metrics}"

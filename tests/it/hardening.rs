@@ -283,15 +283,7 @@ async fn an_overflowed_consumer_leaves_its_channels_at_once() {
         .get(&format!("/apps/{APP_ID}/channels/presence-slow/users"), &[])
         .await;
     assert_eq!(users, json!({"users": [{"id": "watcher"}]}));
-    let text = reqwest::get(format!(
-        "http://{}/metrics",
-        server.running.metrics_addr.unwrap()
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let text = server.metrics_text().await;
     assert!(
         text.lines()
             .any(|l| l == "herald_slow_consumer_disconnects_total 1"),

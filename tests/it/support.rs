@@ -78,6 +78,16 @@ impl TestServer {
         format!("http://{}{path}", self.running.addr)
     }
 
+    /// The metrics page as text.
+    pub async fn metrics_text(&self) -> String {
+        let url = format!("http://{}/metrics", self.running.metrics_addr.unwrap());
+        tokio::time::timeout(WAIT, async {
+            reqwest::get(url).await.unwrap().text().await.unwrap()
+        })
+        .await
+        .expect("metrics in time")
+    }
+
     pub async fn client(&self) -> Client {
         Client::connect(&self.ws_url(KEY)).await
     }

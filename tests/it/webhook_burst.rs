@@ -185,12 +185,7 @@ fn presence_life(user: &str) -> Vec<String> {
 }
 
 async fn metrics_text(server: &TestServer) -> String {
-    let url = format!("http://{}/metrics", server.running.metrics_addr.unwrap());
-    tokio::time::timeout(WAIT, async {
-        reqwest::get(url).await.unwrap().text().await.unwrap()
-    })
-    .await
-    .expect("metrics in time")
+    server.metrics_text().await
 }
 
 /// The value of `herald_{name}` for the test app (or the global one when it has no label).
