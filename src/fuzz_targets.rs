@@ -80,11 +80,7 @@ fn fuzz_app() -> &'static App {
         let json =
             r#"{"app_manager":{"array":{"apps":[{"id":"1","key":"key","secret":"secret"}]}}}"#;
         let config = Config::from_json(json).expect("the fuzz app config is valid");
-        AppRegistry::new(
-            &config.apps,
-            config.channel_cache_ttl,
-            config.subscription_count_interval,
-        )
+        AppRegistry::new(&config.apps)
     });
     apps.by_id("1").expect("the fuzz app")
 }

@@ -1,20 +1,27 @@
 //! Herald: a Pusher-compatible realtime pub/sub WebSocket server.
 //!
 //! # Layout
+//! Bottom to top (a module uses only those above it; `docs/architecture.md` has the flows):
 //! - [`config`]: the `config.json` schema (Sockudo-compatible), defaults, env overrides, validation.
-//! - [`apps`]: configured applications and their limits, looked up by id and key.
 //! - [`protocol`]: wire types, error codes, channel-name rules and HMAC signing. No I/O.
+//! - [`metrics`]: Prometheus counters, gauges and histograms.
+//! - [`apps`]: configured applications and their limits, looked up by id and key.
 //! - [`engine`]: channels, subscriptions, presence and cache; returns transitions. No I/O.
-//! - [`cluster`]: the adapter between the engine and the rest (`local` for a single node).
-//! - [`transport`]: one task per WebSocket connection; frames written straight to the socket,
-//!   with a bounded queue for what the socket cannot take at once.
+//! - [`outbound`]: a socket's write side: frames written straight to it, a bounded queue for
+//!   what it cannot take at once.
+//! - [`webhooks`]: per-endpoint filter, byte budgets, batches and signed delivery with retries.
+//! - [`cluster`]: the stage every channel operation goes through; it turns transitions into
+//!   replies, notices, counts and webhook events, in one ordered line per channel (`local` for
+//!   a single node).
+//! - [`limits`]: process-wide admission limits (connections, REST bodies being read).
+//! - [`state`]: the shared state handed to every connection and request.
+//! - [`transport`]: one task per WebSocket connection: the read loop and the event handlers.
 //! - [`http`]: the axum router: WebSocket upgrade, REST API, health and metrics.
-//! - [`webhooks`]: grace period, per-endpoint filter, batcher and signed delivery with retries.
-//! - [`metrics`]: Prometheus counters and gauges.
 //! - `fuzz_targets`: entry points for the fuzzer in `fuzz/` (hidden; not a server API).
 //! - [`server`]: the [`Server`] facade and the accept loop: binds, runs and shuts down all of the above.
 //!
-//! Data flows one way: socket → engine → (fan-out, transitions for webhooks).
+//! Data flows one way: socket or REST request → cluster stage → engine (under the channel lock)
+//! → cluster stage (after it: fan-out, notices, webhook events).
 
 pub mod apps;
 pub mod cluster;
@@ -23,9 +30,12 @@ pub mod engine;
 #[doc(hidden)]
 pub mod fuzz_targets;
 pub mod http;
+pub mod limits;
 pub mod metrics;
+pub mod outbound;
 pub mod protocol;
 pub mod server;
+pub mod state;
 pub mod transport;
 pub mod webhooks;
 

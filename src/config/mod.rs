@@ -6,6 +6,7 @@
 
 mod app;
 mod env;
+mod event_kind;
 mod lenient;
 mod raw;
 mod webhook;
@@ -15,10 +16,8 @@ use std::time::Duration;
 
 pub use app::AppConfig;
 pub use env::apply_env;
-pub use webhook::{
-    LambdaTarget, RetryPolicy, SignatureScheme, WebhookEndpoint, WebhookTarget, CHANNEL_TYPES,
-    EVENT_TYPES,
-};
+pub use event_kind::{ChannelTypeFilter, EventKind, EventKinds, EVENT_TYPES};
+pub use webhook::{LambdaTarget, RetryPolicy, SignatureScheme, WebhookEndpoint, WebhookTarget};
 
 use raw::RawConfig;
 use webhook::WebhookDefaults;

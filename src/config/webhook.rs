@@ -3,22 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::event_kind::{ChannelTypeFilter, EventKind, EventKinds, EVENT_TYPES};
 use super::raw::{RawFilter, RawRetry, RawWebhook};
 use super::ConfigError;
-
-/// The event types an endpoint may subscribe to.
-pub const EVENT_TYPES: [&str; 7] = [
-    "channel_occupied",
-    "channel_vacated",
-    "member_added",
-    "member_removed",
-    "client_event",
-    "cache_miss",
-    "subscription_count",
-];
-
-/// The `filter.channel_type` values: see DESIGN.md for how encrypted and cache channels count.
-pub const CHANNEL_TYPES: [&str; 5] = ["public", "private", "presence", "encrypted", "cache"];
 
 /// Where an endpoint's deliveries go.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,9 +61,9 @@ pub struct WebhookEndpoint {
     /// Where to deliver.
     pub target: WebhookTarget,
     /// The event types it receives.
-    pub event_types: Vec<String>,
-    /// `filter.channel_type`, one of [`CHANNEL_TYPES`].
-    pub channel_type: Option<String>,
+    pub event_types: EventKinds,
+    /// `filter.channel_type`.
+    pub channel_type: Option<ChannelTypeFilter>,
     /// `filter.channel_prefix`.
     pub channel_prefix: Option<String>,
     /// Custom headers added to every request of this endpoint.
@@ -237,22 +224,44 @@ fn target(path: &str, raw: &RawWebhook) -> Result<WebhookTarget, ConfigError> {
     Ok(WebhookTarget::Lambda(lambda))
 }
 
+fn event_types(path: &str, raw: Option<&[String]>) -> Result<EventKinds, ConfigError> {
+    let names =
+        raw.ok_or_else(|| ConfigError::invalid(&format!("{path}.event_types"), "is required"))?;
+    if names.is_empty() {
+        return Err(ConfigError::invalid(
+            &format!("{path}.event_types"),
+            "must list at least one event type",
+        ));
+    }
+    let kind = |(i, name): (usize, &String)| {
+        EventKind::from_name(name).ok_or_else(|| {
+            ConfigError::invalid(
+                &format!("{path}.event_types[{i}]"),
+                format!("{name:?} is not one of {}", EVENT_TYPES.join(", ")),
+            )
+        })
+    };
+    names.iter().enumerate().map(kind).collect()
+}
+
 fn filter(
     path: &str,
     raw: Option<&RawFilter>,
-) -> Result<(Option<String>, Option<String>), ConfigError> {
+) -> Result<(Option<ChannelTypeFilter>, Option<String>), ConfigError> {
     let Some(raw) = raw else {
         return Ok((None, None));
     };
-    if let Some(kind) = &raw.channel_type {
-        if !CHANNEL_TYPES.contains(&kind.as_str()) {
-            return Err(ConfigError::invalid(
+    let channel_type = match raw.channel_type.as_deref() {
+        None => None,
+        Some(name) => Some(ChannelTypeFilter::from_name(name).ok_or_else(|| {
+            let names = ChannelTypeFilter::ALL.map(ChannelTypeFilter::name);
+            ConfigError::invalid(
                 &format!("{path}.filter.channel_type"),
-                format!("{kind:?} is not one of {}", CHANNEL_TYPES.join(", ")),
-            ));
-        }
-    }
-    Ok((raw.channel_type.clone(), raw.channel_prefix.clone()))
+                format!("{name:?} is not one of {}", names.join(", ")),
+            )
+        })?),
+    };
+    Ok((channel_type, raw.channel_prefix.clone()))
 }
 
 fn signature(path: &str, raw: &RawWebhook) -> Result<SignatureScheme, ConfigError> {
@@ -288,24 +297,7 @@ pub(super) fn endpoint(
     defaults: &WebhookDefaults,
 ) -> Result<WebhookEndpoint, ConfigError> {
     let target = target(path, raw)?;
-    let event_types = raw
-        .event_types
-        .clone()
-        .ok_or_else(|| ConfigError::invalid(&format!("{path}.event_types"), "is required"))?;
-    if event_types.is_empty() {
-        return Err(ConfigError::invalid(
-            &format!("{path}.event_types"),
-            "must list at least one event type",
-        ));
-    }
-    for (i, kind) in event_types.iter().enumerate() {
-        if !EVENT_TYPES.contains(&kind.as_str()) {
-            return Err(ConfigError::invalid(
-                &format!("{path}.event_types[{i}]"),
-                format!("{kind:?} is not one of {}", EVENT_TYPES.join(", ")),
-            ));
-        }
-    }
+    let event_types = event_types(path, raw.event_types.as_deref())?;
     let (channel_type, channel_prefix) = filter(path, raw.filter.as_ref())?;
     let request_timeout = match raw.request_timeout_ms {
         Some(0) => {

@@ -46,12 +46,12 @@ impl ChannelCache {
     }
 
     /// Stores the channel's last event, replacing the previous one.
-    pub fn store(&self, channel: &str, frame: &str) {
+    pub fn store(&self, channel: Arc<str>, frame: Arc<str>) {
         let entry = CachedEvent {
-            frame: Arc::from(frame),
+            frame,
             expires_at: Instant::now() + self.ttl,
         };
-        self.entries.insert(Arc::from(channel), entry);
+        self.entries.insert(channel, entry);
     }
 
     /// The channel's last event, if one was stored and has not expired.
@@ -83,7 +83,8 @@ mod tests {
     fn stores_and_expires() {
         let cache = ChannelCache::new(Duration::from_millis(30));
         assert!(cache.get("cache-a").is_none());
-        cache.store("cache-a", r#"{"event":"e","channel":"cache-a","data":"d"}"#);
+        let frame = r#"{"event":"e","channel":"cache-a","data":"d"}"#;
+        cache.store("cache-a".into(), frame.into());
         assert_eq!(cache.get("cache-a").unwrap().data(), "d");
         std::thread::sleep(Duration::from_millis(40));
         assert!(cache.get("cache-a").is_none());

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
 use super::presence::{Members, PresenceMember};
@@ -66,22 +67,60 @@ pub struct ChannelSummary {
     pub user_count: Option<usize>,
 }
 
-/// The subscribers of a channel while it is locked.
+/// A channel while it is locked: what a caller may read to fix the order of what it caused.
 pub struct ChannelView<'a, S> {
-    subscribers: &'a HashMap<SocketId, Subscription<S>>,
+    name: &'a Arc<str>,
+    state: &'a Channel<S>,
 }
 
-impl<S> ChannelView<'_, S> {
+impl<'a, S> ChannelView<'a, S> {
+    fn new(name: &'a Arc<str>, state: &'a Channel<S>) -> Self {
+        ChannelView { name, state }
+    }
+
+    /// The channel's name, shared.
+    pub fn name(&self) -> &Arc<str> {
+        self.name
+    }
+
+    /// Sockets subscribed now.
+    pub fn subscription_count(&self) -> usize {
+        self.state.subscribers.len()
+    }
+
     /// Calls `deliver` with every subscriber's handle except `except`; returns how many.
     pub fn for_each(&self, except: Option<SocketId>, mut deliver: impl FnMut(&S)) -> usize {
         let mut delivered = 0;
-        for (socket, subscription) in self.subscribers {
+        for (socket, subscription) in &self.state.subscribers {
             if Some(*socket) != except {
                 deliver(&subscription.handle);
                 delivered += 1;
             }
         }
         delivered
+    }
+
+    /// The subscribers as they are now, to deliver to once the lock is released. Built once
+    /// per change of the channel and shared by every broadcast until the next one.
+    pub fn recipients(&self) -> Subscribers<S>
+    where
+        S: Clone,
+    {
+        self.state.fanout_list().clone()
+    }
+}
+
+impl<S> Channel<S> {
+    fn fanout_list(&self) -> &Subscribers<S>
+    where
+        S: Clone,
+    {
+        self.fanout.get_or_init(|| {
+            self.subscribers
+                .iter()
+                .map(|(socket, subscription)| (*socket, subscription.handle.clone()))
+                .collect()
+        })
     }
 }
 
@@ -111,7 +150,7 @@ impl<S> ChannelRegistry<S> {
         handle: S,
         member: Option<&PresenceMember>,
         max_members: usize,
-        then: impl FnOnce(&Joined, ChannelView<'_, S>) -> R,
+        then: impl FnOnce(Joined, ChannelView<'_, S>) -> R,
     ) -> Result<R, ChannelFull> {
         let mut entry = self
             .channels
@@ -130,12 +169,7 @@ impl<S> ChannelRegistry<S> {
                 subscription_count: state.subscribers.len(),
                 already_subscribed: true,
             };
-            return Ok(then(
-                &joined,
-                ChannelView {
-                    subscribers: &state.subscribers,
-                },
-            ));
+            return Ok(then(joined, ChannelView::new(&name, state)));
         }
         let mut transitions = Vec::new();
         if let (Some(member), Some(members)) = (member, state.members.as_mut()) {
@@ -157,7 +191,9 @@ impl<S> ChannelRegistry<S> {
                 });
             }
         } else if state.subscribers.is_empty() {
-            transitions.push(Transition::Occupied { channel: name });
+            transitions.push(Transition::Occupied {
+                channel: name.clone(),
+            });
         }
         state.fanout = OnceLock::new();
         state.subscribers.insert(
@@ -173,12 +209,7 @@ impl<S> ChannelRegistry<S> {
             subscription_count: state.subscribers.len(),
             already_subscribed: false,
         };
-        Ok(then(
-            &joined,
-            ChannelView {
-                subscribers: &state.subscribers,
-            },
-        ))
+        Ok(then(joined, ChannelView::new(&name, state)))
     }
 
     /// Unsubscribes `socket` from `channel`; `None` when it was not subscribed.
@@ -188,7 +219,7 @@ impl<S> ChannelRegistry<S> {
         &self,
         channel: &str,
         socket: SocketId,
-        then: impl FnOnce(&Left, ChannelView<'_, S>) -> R,
+        then: impl FnOnce(Left, ChannelView<'_, S>) -> R,
     ) -> Option<R> {
         let mut state = self.channels.get_mut(channel)?;
         let name = state.key().clone();
@@ -205,18 +236,15 @@ impl<S> ChannelRegistry<S> {
         }
         let subscription_count = state.subscribers.len();
         if subscription_count == 0 {
-            transitions.push(Transition::Vacated { channel: name });
+            transitions.push(Transition::Vacated {
+                channel: name.clone(),
+            });
         }
         let left = Left {
             transitions,
             subscription_count,
         };
-        let result = then(
-            &left,
-            ChannelView {
-                subscribers: &state.subscribers,
-            },
-        );
+        let result = then(left, ChannelView::new(&name, &state));
         drop(state);
         if subscription_count == 0 {
             self.remove_if_empty(channel);
@@ -229,21 +257,26 @@ impl<S> ChannelRegistry<S> {
             .remove_if(channel, |_, state| state.subscribers.is_empty());
     }
 
-    /// The channel's subscribers, to deliver to after the channel lock is released (a broadcast
-    /// to a large channel must not hold a shard lock for its whole fan-out).
-    pub fn subscribers(&self, channel: &str) -> Option<Subscribers<S>>
-    where
-        S: Clone,
-    {
-        let state = self.channels.get(channel)?;
-        let list = state.fanout.get_or_init(|| {
-            state
-                .subscribers
-                .iter()
-                .map(|(socket, subscription)| (*socket, subscription.handle.clone()))
-                .collect()
-        });
-        Some(list.clone())
+    /// Runs `then` while the channel is locked for reading (`None`: nobody is subscribed).
+    ///
+    /// With `lock_absent`, an unoccupied channel is locked too (a shard write lock, taken
+    /// without creating the channel), so nothing can subscribe to it until `then` returns.
+    pub fn with_channel<R>(
+        &self,
+        channel: &str,
+        lock_absent: bool,
+        then: impl FnOnce(Option<ChannelView<'_, S>>) -> R,
+    ) -> R {
+        if !lock_absent {
+            return match self.channels.get(channel) {
+                Some(state) => then(Some(ChannelView::new(state.key(), state.value()))),
+                None => then(None),
+            };
+        }
+        match self.channels.entry(Arc::from(channel)) {
+            Entry::Occupied(entry) => then(Some(ChannelView::new(entry.key(), entry.get()))),
+            Entry::Vacant(_held) => then(None),
+        }
     }
 
     /// Whether `socket` is subscribed to `channel`.
@@ -314,12 +347,12 @@ mod tests {
             handle,
             member.as_ref(),
             max,
-            |joined, _| joined.clone(),
+            |joined, _| joined,
         )
     }
 
     fn leave<S>(reg: &ChannelRegistry<S>, channel: &str, n: u64) -> Option<Left> {
-        reg.unsubscribe(channel, sid(n), |left, _| left.clone())
+        reg.unsubscribe(channel, sid(n), |left, _| left)
     }
 
     fn names(transitions: &[Transition]) -> Vec<String> {
@@ -412,7 +445,9 @@ mod tests {
     fn the_fan_out_list_follows_every_change() {
         let reg = ChannelRegistry::default();
         let handles = |reg: &ChannelRegistry<u64>| {
-            let list = reg.subscribers("c").expect("occupied");
+            let list = reg
+                .with_channel("c", false, |view| view.map(|v| v.recipients()))
+                .expect("occupied");
             let mut handles: Vec<u64> = list.iter().map(|(_, h)| *h).collect();
             handles.sort();
             handles
@@ -427,6 +462,6 @@ mod tests {
         assert_eq!(handles(&reg), [1, 3]);
         leave(&reg, "c", 1).unwrap();
         leave(&reg, "c", 3).unwrap();
-        assert!(reg.subscribers("c").is_none());
+        assert!(reg.with_channel("c", true, |view| view.is_none()));
     }
 }

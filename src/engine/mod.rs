@@ -1,7 +1,7 @@
 //! The channel engine: subscriptions, presence membership, occupancy and the cache of last events.
 //!
-//! No I/O happens here. Every operation returns the [`Transition`]s it caused; callers send the
-//! replies and hand the transitions on (to the cluster stage, then webhooks). Subscribers are
+//! No I/O happens here. Every operation returns the [`Transition`]s it caused; the cluster stage
+//! fixes their place in the channel's line under the lock and carries them out after it. Subscribers are
 //! stored as an opaque handle `S` so the rules are unit-testable without sockets.
 
 mod cache;
@@ -10,7 +10,9 @@ mod presence;
 mod users;
 
 pub use cache::{CachedEvent, ChannelCache};
-pub use channels::{ChannelRegistry, ChannelSummary, ChannelView, Joined, Left};
+pub use channels::{
+    ChannelFull, ChannelRegistry, ChannelSummary, ChannelView, Joined, Left, Subscribers,
+};
 pub use presence::PresenceMember;
 pub use users::UserRegistry;
 

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use super::error::ApiError;
 use crate::apps::App;
 use crate::protocol::signing::md5_hex;
-use crate::server::state::{Shared, SharedState};
+use crate::state::{Shared, SharedState};
 
 /// Requests whose `auth_timestamp` is further than this from the server clock are refused.
 const TIMESTAMP_WINDOW_SECS: u64 = 600;
@@ -80,7 +80,7 @@ fn unauthorized(why: impl Into<String>) -> ApiError {
 /// `Content-Length` is refused at once), within `http_api.body_timeout_ms`, and only while the
 /// process-wide budget for bodies being read has room.
 async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let limit = shared.config.http_request_limit;
+    let limit = shared.config().http_request_limit;
     let too_large =
         || ApiError::PayloadTooLarge("request body is over http_api.request_limit_in_mb".into());
     let declared = headers
@@ -96,7 +96,7 @@ async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<B
     // Chunked bodies reserve the whole limit: their length is known only at the end.
     let reserve = declared.map_or(limit, |length| length as usize).max(1);
     let _reserved = shared
-        .body_budget
+        .body_budget()
         .try_reserve(reserve)
         .ok_or(ApiError::Busy(
             "too many request bodies are being read at once; retry shortly".into(),
@@ -114,7 +114,7 @@ async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<B
         }
         Ok(bytes.freeze())
     };
-    tokio::time::timeout(shared.config.http_body_timeout, read)
+    tokio::time::timeout(shared.config().http_body_timeout, read)
         .await
         .map_err(|_| {
             ApiError::Timeout(
@@ -138,11 +138,11 @@ fn authenticate(
         .ok_or_else(|| unauthorized("auth_key is missing"))?;
     let app = match app_id {
         Some(id) => shared
-            .apps
+            .apps()
             .by_id(id)
             .ok_or_else(|| ApiError::UnknownApp(id.to_owned()))?,
         None => shared
-            .apps
+            .apps()
             .by_key(&auth_key)
             .ok_or_else(|| ApiError::UnknownApp(auth_key.into_owned()))?,
     };

@@ -9,7 +9,7 @@ use super::error::ApiError;
 use super::info::{channel_attributes, InfoAttributes};
 use crate::protocol::channel::validate_name;
 use crate::protocol::ChannelType;
-use crate::server::state::SharedState;
+use crate::state::SharedState;
 
 /// Lists occupied channels, optionally filtered by prefix, with the requested counts.
 pub async fn list(
@@ -25,7 +25,7 @@ pub async fn list(
         ));
     }
     let mut channels = Map::new();
-    for summary in shared.cluster.channels(&auth.app, prefix).await {
+    for summary in shared.cluster().channels(&auth.app, prefix).await {
         let attributes = channel_attributes(&summary.name, Some(&summary), &info);
         channels.insert(summary.name.to_string(), Value::Object(attributes));
     }
@@ -52,16 +52,17 @@ pub async fn show(
             "cache is only available for cache channels".into(),
         ));
     }
-    let summary = shared.cluster.channel(app, &channel).await;
+    let summary = shared.cluster().channel(app, &channel).await;
     let mut body = Map::new();
     body.insert("occupied".into(), json!(summary.is_some()));
     if summary.is_some() {
         body.extend(channel_attributes(&channel, summary.as_ref(), &info));
     }
     if info.cache {
-        let cache = app
-            .cache
-            .get(&channel)
+        let cache = shared
+            .cluster()
+            .cached(app, &channel)
+            .await
             .map(|cached| json!({ "data": cached.data(), "ttl": cached.ttl().as_secs() }));
         body.insert("cache".into(), cache.unwrap_or(Value::Null));
     }
@@ -82,7 +83,7 @@ pub async fn users(
         ));
     }
     let users: Vec<Value> = shared
-        .cluster
+        .cluster()
         .users(&auth.app, &channel)
         .await
         .iter()

@@ -15,10 +15,10 @@ use super::auth::Authenticated;
 use super::error::ApiError;
 use super::info::{channel_attributes, InfoAttributes};
 use crate::apps::App;
+use crate::outbound::WireFrame;
 use crate::protocol::channel::validate_name;
-use crate::protocol::{frames, SocketId};
-use crate::server::state::{Shared, SharedState};
-use crate::transport::WireFrame;
+use crate::protocol::{frames, ChannelType, SocketId};
+use crate::state::{Shared, SharedState};
 
 #[derive(Deserialize)]
 struct EventRequest {
@@ -225,25 +225,18 @@ fn publish(shared: &Shared, app: &App, events: &[ValidEvent]) {
             if continues {
                 continue;
             }
-            // Cached when sent, so a socket joining meanwhile is not replayed an event it is
-            // about to receive ahead of the ones before it.
-            remember(app, channel, &text);
+            // The cluster stage keeps it in line with joins: a socket joining meanwhile is
+            // replayed it or sent it, never both.
+            let cache = ChannelType::of(channel).cached.then(|| Arc::from(text));
             let frame = match run.len() {
                 1 => run.pop().expect("one frame"),
                 _ => WireFrame::joined(&std::mem::take(&mut run)),
             };
             run_bytes = 0;
             shared
-                .cluster
-                .broadcast(app, channel, frame, event.except, &shared.metrics);
+                .cluster()
+                .publish(app, channel, frame, event.except, cache);
         }
-    }
-}
-
-/// Keeps the event as the channel's last one, on cache channels.
-fn remember(app: &App, channel: &str, frame: &str) {
-    if crate::protocol::ChannelType::of(channel).cached {
-        app.cache.store(channel, frame);
     }
 }
 
@@ -251,7 +244,7 @@ async fn info_for(shared: &Shared, app: &App, event: &ValidEvent) -> Map<String,
     let mut channels = Map::new();
     if let Some(info) = &event.info {
         for channel in &event.channels {
-            let summary = shared.cluster.channel(app, channel).await;
+            let summary = shared.cluster().channel(app, channel).await;
             channels.insert(
                 channel.clone(),
                 Value::Object(channel_attributes(channel, summary.as_ref(), info)),

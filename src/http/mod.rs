@@ -2,7 +2,6 @@
 //! health checks, and `/metrics` on its own listener.
 
 mod auth;
-mod body_budget;
 mod channels;
 mod error;
 mod events;
@@ -18,11 +17,10 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use auth::verify_query;
-pub use body_budget::BodyBudget;
 pub use error::ApiError;
 
 use crate::protocol::codes::SocketError;
-use crate::server::state::SharedState;
+use crate::state::SharedState;
 use crate::transport::Handshake;
 
 /// The main router: WebSocket, REST API and health.
@@ -69,7 +67,7 @@ pub fn metrics_router(shared: SharedState) -> Router {
 
 async fn count_status(State(shared): State<SharedState>, request: Request, next: Next) -> Response {
     let response = next.run(request).await;
-    shared.metrics.rest_request(response.status().as_u16());
+    shared.metrics().rest_request(response.status().as_u16());
     response
 }
 
@@ -80,9 +78,9 @@ async fn health() -> &'static str {
 /// `{"status": "ok", "webhooks": {...}}`: a degraded webhook queue shows here, never as a
 /// non-200 status, so a load balancer does not drain a node for it.
 async fn app_health(State(shared): State<SharedState>, Path(app_id): Path<String>) -> Response {
-    match shared.apps.by_id(&app_id) {
+    match shared.apps().by_id(&app_id) {
         Some(app) if app.enabled => {
-            let webhooks = shared.webhooks.health(&app_id).map(|health| {
+            let webhooks = shared.cluster().webhook_health(&app_id).map(|health| {
                 serde_json::json!({
                     "degraded": health.degraded,
                     "queued_events": health.queue.events,
@@ -103,7 +101,7 @@ async fn metrics(State(shared): State<SharedState>) -> impl IntoResponse {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared.metrics.render(),
+        shared.metrics().render(),
     )
 }
 

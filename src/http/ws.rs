@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use super::error::ApiError;
 use crate::protocol::codes::SocketError;
-use crate::server::state::{Shared, SharedState};
+use crate::state::{Shared, SharedState};
 use crate::transport::{self, Handshake};
 
 /// Whether the request asks for a WebSocket upgrade at all.
@@ -32,7 +32,7 @@ pub fn upgrade(shared: SharedState, mut request: Request, handshake: Handshake) 
         return ApiError::UpgradeRequired("this connection cannot be upgraded".into())
             .into_response();
     };
-    let tracker = shared.connections.clone();
+    let tracker = shared.connections().clone();
     tokio::spawn(tracker.track_future(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
@@ -127,7 +127,7 @@ fn handshake(shared: &Shared, key: &str, query: &HashMap<String, String>) -> Han
             return Handshake::Refused(SocketError::InvalidVersion(version.clone()));
         }
     }
-    match shared.apps.by_key(key) {
+    match shared.apps().by_key(key) {
         Some(app) => Handshake::Accepted(app.clone()),
         None => Handshake::Refused(SocketError::UnknownApp(key.to_owned())),
     }

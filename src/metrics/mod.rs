@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub use webhook_queue::{WebhookQueueGauges, WebhookQueueReading};
+pub use webhook_queue::{WebhookHealth, WebhookQueueGauges, WebhookQueueReading};
 
 /// A Prometheus label value: backslash, quote and newline escaped.
 fn label(value: &str) -> String {

@@ -39,6 +39,15 @@ pub struct WebhookQueueReading {
     pub dropped_recently: bool,
 }
 
+/// The state of one app's webhook queues, for `GET /up/{app_id}`.
+#[derive(Clone, Debug)]
+pub struct WebhookHealth {
+    /// Depth, age and drop counts.
+    pub queue: WebhookQueueReading,
+    /// A drop within the last minute, or a budget at least 90% used.
+    pub degraded: bool,
+}
+
 impl WebhookQueueGauges {
     pub(super) fn new(app: &str, endpoints: usize, epoch: Instant) -> WebhookQueueGauges {
         WebhookQueueGauges {

@@ -3,26 +3,19 @@
 //! The binary, the tests and the benchmark all start Herald through this type.
 
 mod listener;
-pub mod state;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::apps::AppRegistry;
-use crate::cluster::{ClusterAdapter, LocalAdapter};
 use crate::config::Config;
 use crate::http;
-use crate::metrics::Metrics;
-use crate::webhooks::Webhooks;
-use state::{Shared, SharedState};
+use crate::state::{Shared, SharedState};
 
 /// How often expired cache-channel entries are dropped.
 const CACHE_PURGE_INTERVAL: Duration = Duration::from_secs(60);
@@ -46,24 +39,7 @@ impl Server {
         } else {
             None
         };
-        let metrics = Arc::new(Metrics::new(&config.metrics.prefix));
-        let shared = Arc::new(Shared {
-            apps: AppRegistry::new(
-                &config.apps,
-                config.channel_cache_ttl,
-                config.subscription_count_interval,
-            ),
-            webhooks: Webhooks::start(&config.apps, &config.webhooks, metrics.clone()),
-            metrics,
-            cluster: ClusterAdapter::Local(LocalAdapter),
-            shutdown: CancellationToken::new(),
-            connections: TaskTracker::new(),
-            connection_limit: crate::transport::ConnectionLimit::new(config.max_connections),
-            body_budget: http::BodyBudget::new(
-                config.http_body_budget.max(config.http_request_limit),
-            ),
-            config,
-        });
+        let shared = Shared::start(config);
         Ok(Server {
             shared,
             listener,
@@ -92,8 +68,8 @@ impl Server {
     /// and flushes the webhook pipelines (all bounded by `shutdown_grace_period`).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let shared = self.shared;
-        let token = shared.shutdown.clone();
-        let header_timeout = shared.config.http_header_timeout;
+        let token = shared.shutdown().clone();
+        let header_timeout = shared.config().http_header_timeout;
         if let Some(listener) = self.metrics_listener {
             // The same accept loop and header timeout as the main port: the two share the
             // process's file descriptors, so an idle metrics connection must not live forever.
@@ -120,24 +96,23 @@ impl Server {
         }
         let _ = accepting.await;
         requests.close();
-        shared.connections.close();
-        let deadline = tokio::time::Instant::now() + shared.config.shutdown_grace_period;
+        let connections = shared.connections();
+        connections.close();
+        let grace_period = shared.config().shutdown_grace_period;
+        let deadline = tokio::time::Instant::now() + grace_period;
         let drained = async {
             requests.wait().await;
-            shared.connections.wait().await;
+            connections.wait().await;
         };
         if tokio::time::timeout_at(deadline, drained).await.is_err() {
             tracing::warn!(
-                open = shared.connections.len(),
+                open = connections.len(),
                 requests = requests.len(),
                 "connections still open after the shutdown grace period"
             );
         }
         // The flush has a budget of its own, so a slow socket drain cannot starve it.
-        shared
-            .webhooks
-            .flush(shared.config.shutdown_grace_period)
-            .await;
+        shared.cluster().flush(grace_period).await;
         Ok(())
     }
 
@@ -146,7 +121,7 @@ impl Server {
         let addr = self.local_addr()?;
         let metrics_addr = self.metrics_addr();
         let shared = self.shared.clone();
-        let token = shared.shutdown.clone();
+        let token = shared.shutdown().clone();
         let task = tokio::spawn(self.run(async move { token.cancelled().await }));
         Ok(RunningServer {
             addr,
@@ -161,8 +136,8 @@ async fn purge_caches(shared: SharedState) {
     let mut interval = tokio::time::interval(CACHE_PURGE_INTERVAL);
     loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
-            _ = interval.tick() => shared.apps.iter().for_each(|app| app.cache.purge_expired()),
+            _ = shared.shutdown().cancelled() => return,
+            _ = interval.tick() => shared.cluster().purge_caches(),
         }
     }
 }
@@ -181,7 +156,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Shuts down and waits for the server to finish draining.
     pub async fn shutdown(mut self) -> io::Result<()> {
-        self.shared.shutdown.cancel();
+        self.shared.shutdown().cancel();
         match self.task.take() {
             Some(task) => task.await.map_err(io::Error::other)?,
             None => Ok(()),
@@ -191,6 +166,6 @@ impl RunningServer {
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
-        self.shared.shutdown.cancel();
+        self.shared.shutdown().cancel();
     }
 }

@@ -17,14 +17,13 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
 use super::liveness::{Due, Liveness};
-use super::outbound::{Flushed, Outbound, OutboundQueue};
 use super::session::{ConnectionSlot, Session};
-use super::wire::WireFrame;
 use crate::apps::App;
+use crate::outbound::{Flushed, Outbound, OutboundQueue, WireFrame};
 use crate::protocol::codes::SocketError;
 use crate::protocol::frames;
 use crate::protocol::incoming::ClientMessage;
-use crate::server::state::SharedState;
+use crate::state::SharedState;
 
 /// A close handshake gets this long; then the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -64,7 +63,7 @@ pub async fn serve(
     shared: SharedState,
     handshake: Handshake,
 ) {
-    let outbound = OutboundQueue::new(socket, shared.config.outbound_buffer);
+    let outbound = OutboundQueue::new(socket, shared.config().outbound_buffer);
     let app = match handshake {
         Handshake::Accepted(app) => app,
         Handshake::Refused(error) => return finish(&outbound, &closing_frames(&error)).await,
@@ -76,7 +75,7 @@ pub async fn serve(
         Ok(slot) => slot,
         Err(refusal) => return finish(&outbound, &closing_frames(&refusal)).await,
     };
-    let config = &shared.config;
+    let config = shared.config();
     let signin_timeout = app
         .enable_user_authentication
         .then_some(config.user_authentication_timeout);
@@ -108,18 +107,18 @@ pub async fn serve(
             // It has left its channels and is counted as gone already. What it was sent is
             // dropped; the 4100 close waits (up to pong_timeout, or until shutdown) for the peer
             // to read again, so a client that was only slow learns why it must back off.
-            shared.metrics.slow_consumer_disconnect();
+            shared.metrics().slow_consumer_disconnect();
             let frames = closing_frames(&SocketError::OverCapacity);
             tokio::select! {
                 _ = finish_within(&outbound, &frames, config.pong_timeout) => {}
-                _ = shared.shutdown.cancelled() => outbound.shut(&[]),
+                _ = shared.shutdown().cancelled() => outbound.shut(&[]),
             }
         }
         Exit::Close(error) => finish(&outbound, &closing_frames(&error)).await,
         Exit::CloseCode(code, reason) => finish(&outbound, &[WireFrame::close(code, reason)]).await,
         Exit::ClosedByPeer(code) => finish(&outbound, &[WireFrame::close_reply(code)]).await,
         Exit::Stalled => {
-            shared.metrics.slow_consumer_disconnect();
+            shared.metrics().slow_consumer_disconnect();
             outbound.shut(&[]);
         }
         Exit::Gone => outbound.shut(&[]),
@@ -139,9 +138,9 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
     let shared = session.shared.clone();
     let outbound = session.outbound.clone();
     // A peer that reads nothing for this long is gone or hostile; its writes are abandoned.
-    let stall = shared.config.pong_timeout;
+    let stall = shared.config().pong_timeout;
     // Registered once: a fresh `cancelled()` per turn would lock the token's shared waiter list.
-    let shutdown = shared.shutdown.clone().cancelled_owned();
+    let shutdown = shared.shutdown().clone().cancelled_owned();
     tokio::pin!(shutdown);
     let timer = sleep_until(session.liveness.next_deadline());
     tokio::pin!(timer);
@@ -211,7 +210,7 @@ fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Result
         session.liveness.seen(Instant::now());
         match message {
             Message::Text(text) => {
-                session.shared.metrics.message_in();
+                session.shared.metrics().message_in();
                 match ClientMessage::parse(text.as_str()) {
                     Ok(message) => session.handle(message),
                     Err(error) => session.send(frames::error(&error)),

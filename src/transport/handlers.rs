@@ -6,21 +6,14 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use super::outbound::Outbound;
-use super::session::{announce_deferred, publish_locked, Session, SignedInUser};
-use super::wire::WireFrame;
-use crate::apps::App;
+use super::session::{Session, SignedInUser};
+use crate::cluster::{ClientEvent, Subscription};
 use crate::engine::PresenceMember;
 use crate::protocol::channel::{server_to_user_id, validate_name};
 use crate::protocol::codes::{SocketError, SubscriptionError};
 use crate::protocol::incoming::{ClientMessage, SigninRequest, SubscribeRequest};
 use crate::protocol::signing::{verify_channel_auth, verify_user_auth};
 use crate::protocol::{frames, ChannelKind, ChannelType};
-use crate::server::state::Shared;
-use crate::webhooks::WebhookEvent;
-
-/// Index of `client_event` in `EVENT_TYPES`.
-const CLIENT_EVENT: usize = 4;
 
 /// Pusher's documented limit on presence user ids.
 const MAX_USER_ID_LENGTH: usize = 128;
@@ -62,7 +55,7 @@ impl Session {
 
     fn subscribe(&mut self, request: SubscribeRequest) {
         let channel = request.channel.as_str();
-        let max_channels = self.shared.config.max_channels_per_connection;
+        let max_channels = self.shared.config().max_channels_per_connection;
         if self.channels.len() >= max_channels && !self.channels.contains_key(channel) {
             let error = SubscriptionError::TooManyChannels(max_channels);
             return self.send(frames::subscription_error(channel, &error));
@@ -71,52 +64,26 @@ impl Session {
             Ok(authorized) => authorized,
             Err(error) => return self.send(frames::subscription_error(channel, &error)),
         };
-        let (shared, app, me, outbound) = (&self.shared, &self.app, self.socket_id, &self.outbound);
-        let max_members = app.max_presence_members_per_channel;
-        // Replies and notices are queued under the channel lock, so this socket's member list
-        // and every later member_added/removed arrive in the order they happened.
-        let joined = app.channels.subscribe(
+        let request = Subscription {
             channel,
-            me,
-            outbound.clone(),
-            member.as_ref(),
-            max_members,
-            |joined, view| {
-                let data = joined.presence_snapshot.as_deref().unwrap_or("{}");
-                outbound.push_queued(&WireFrame::text(&frames::subscription_succeeded(
-                    channel, data,
-                )));
-                if kind.cached {
-                    replay_cache(shared, app, outbound, channel);
-                }
-                let deferred = (!joined.already_subscribed).then(|| {
-                    publish_locked(
-                        shared,
-                        app,
-                        me,
-                        channel,
-                        &joined.transitions,
-                        Some(joined.subscription_count),
-                        view,
-                    )
-                });
-                (joined.already_subscribed, deferred.flatten())
-            },
-        );
-        match joined {
-            Ok((already_subscribed, deferred)) => {
-                announce_deferred(&self.shared, &self.app, channel, deferred);
-                if !already_subscribed {
+            socket: self.socket_id,
+            outbound: &self.outbound,
+            member: member.as_ref(),
+            cached: kind.cached,
+        };
+        match self.shared.cluster().subscribe(&self.app, request) {
+            Ok(newly) => {
+                if newly {
                     self.channels
                         .insert(Arc::from(channel), member.map(|m| m.user_id));
-                    self.shared.metrics.subscription(1);
                 }
                 if kind.needs_auth() {
                     self.liveness.authorized();
                 }
             }
             Err(_full) => {
-                let error = SubscriptionError::MembersLimit(max_members);
+                let max = self.app.max_presence_members_per_channel;
+                let error = SubscriptionError::MembersLimit(max);
                 self.send(frames::subscription_error(channel, &error));
             }
         }
@@ -202,9 +169,10 @@ impl Session {
         match self.verify_signin(&request) {
             Ok(user) => {
                 if self.user.is_none() {
-                    self.app
-                        .users
-                        .add(&user.id, self.socket_id, self.outbound.clone());
+                    let outbound = self.outbound.clone();
+                    self.shared
+                        .cluster()
+                        .sign_in(&self.app, &user.id, self.socket_id, outbound);
                     self.user = Some(user);
                 }
                 self.liveness.authorized();
@@ -277,47 +245,16 @@ impl Session {
                 return Err(SocketError::ClientEventRateLimited);
             }
         }
-        let frame = frames::client_event(event, channel, &data, presence_user.as_deref());
-        let webhook =
-            self.shared
-                .webhooks
-                .wants(&app.id, CLIENT_EVENT)
-                .then(|| WebhookEvent::ClientEvent {
-                    channel: Arc::from(channel),
-                    event: event.to_owned(),
-                    data: data_as_string(&data),
-                    socket_id: self.socket_id.to_string(),
-                    user_id: presence_user.clone(),
-                });
-        self.broadcast(channel, frame, Some(self.socket_id));
-        if let Some(webhook) = webhook {
-            self.shared.webhooks.submit(&app.id, webhook);
-        }
+        let event = ClientEvent {
+            channel,
+            name: event,
+            data: &data,
+            socket: self.socket_id,
+            user_id: presence_user.as_deref(),
+        };
+        self.shared.cluster().client_event(&app, event);
         Ok(())
     }
-}
-
-/// Sends the channel's cached event, or `pusher:cache_miss` (and its webhook).
-fn replay_cache(shared: &Shared, app: &App, outbound: &Outbound, channel: &str) {
-    match app.cache.get(channel) {
-        Some(cached) => {
-            outbound.push_queued(&WireFrame::text(&cached.frame));
-        }
-        None => {
-            outbound.push_queued(&WireFrame::text(&frames::cache_miss(channel)));
-            shared.webhooks.submit(
-                &app.id,
-                WebhookEvent::CacheMiss {
-                    channel: Arc::from(channel),
-                },
-            );
-        }
-    }
-}
-
-/// The `data` of a `client_event` webhook: the client's string, or its JSON encoded as a string.
-fn data_as_string(data: &RawValue) -> String {
-    serde_json::from_str::<String>(data.get()).unwrap_or_else(|_| data.get().to_owned())
 }
 
 /// A presence user id as a string: `1` and `"1"` are the same member.

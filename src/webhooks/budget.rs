@@ -130,7 +130,7 @@ impl AppBudget {
             self.metrics.webhook_events_dropped(1);
             tracing::warn!(
                 app = %self.app_id,
-                event = event.kind(),
+                event = event.kind().name(),
                 channel = event.channel(),
                 queued_bytes = self.gauges.bytes(),
                 outcome = ?admission,

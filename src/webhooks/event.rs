@@ -1,10 +1,10 @@
-//! Webhook events in Pusher's shapes, built from engine transitions and socket activity.
+//! Webhook events in Pusher's shapes, as the cluster stage decides them.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::engine::Transition;
+use crate::config::EventKind;
 
 /// One webhook event; serializes to Pusher's `{"name": ..., "channel": ..., ...}` shape.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -74,25 +74,17 @@ impl std::io::Write for ByteCount {
     }
 }
 
-/// The event types in [`crate::config::EVENT_TYPES`] order, as bit positions.
-const KINDS: [&str; 7] = crate::config::EVENT_TYPES;
-
 impl WebhookEvent {
-    /// The event's `name`.
-    pub fn kind(&self) -> &'static str {
-        KINDS[self.kind_index()]
-    }
-
-    /// The position of the event's name in [`crate::config::EVENT_TYPES`].
-    pub fn kind_index(&self) -> usize {
+    /// The event's kind (its `name`).
+    pub fn kind(&self) -> EventKind {
         match self {
-            WebhookEvent::ChannelOccupied { .. } => 0,
-            WebhookEvent::ChannelVacated { .. } => 1,
-            WebhookEvent::MemberAdded { .. } => 2,
-            WebhookEvent::MemberRemoved { .. } => 3,
-            WebhookEvent::ClientEvent { .. } => 4,
-            WebhookEvent::CacheMiss { .. } => 5,
-            WebhookEvent::SubscriptionCount { .. } => 6,
+            WebhookEvent::ChannelOccupied { .. } => EventKind::ChannelOccupied,
+            WebhookEvent::ChannelVacated { .. } => EventKind::ChannelVacated,
+            WebhookEvent::MemberAdded { .. } => EventKind::MemberAdded,
+            WebhookEvent::MemberRemoved { .. } => EventKind::MemberRemoved,
+            WebhookEvent::ClientEvent { .. } => EventKind::ClientEvent,
+            WebhookEvent::CacheMiss { .. } => EventKind::CacheMiss,
+            WebhookEvent::SubscriptionCount { .. } => EventKind::SubscriptionCount,
         }
     }
 
@@ -152,29 +144,6 @@ impl AsRef<WebhookEvent> for WebhookEvent {
     }
 }
 
-impl From<&Transition> for WebhookEvent {
-    fn from(transition: &Transition) -> Self {
-        match transition {
-            Transition::Occupied { channel } => WebhookEvent::ChannelOccupied {
-                channel: channel.clone(),
-            },
-            Transition::Vacated { channel } => WebhookEvent::ChannelVacated {
-                channel: channel.clone(),
-            },
-            Transition::MemberAdded {
-                channel, user_id, ..
-            } => WebhookEvent::MemberAdded {
-                channel: channel.clone(),
-                user_id: user_id.clone(),
-            },
-            Transition::MemberRemoved { channel, user_id } => WebhookEvent::MemberRemoved {
-                channel: channel.clone(),
-                user_id: user_id.clone(),
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,7 +170,7 @@ mod tests {
             serde_json::to_value(&e).unwrap(),
             json!({"name": "client_event", "channel": "private-a", "event": "client-x", "data": "{}", "socket_id": "1.2"})
         );
-        assert_eq!(e.kind(), "client_event");
+        assert_eq!(e.kind().name(), "client_event");
         assert_eq!(e.json_len(), serde_json::to_string(&e).unwrap().len());
     }
 }

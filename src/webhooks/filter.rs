@@ -1,63 +1,35 @@
 //! Which events an endpoint receives: `event_types` AND `filter.channel_type` AND `filter.channel_prefix`.
 
 use super::event::WebhookEvent;
-use crate::config::WebhookEndpoint;
+use crate::config::{ChannelTypeFilter, EventKinds, WebhookEndpoint};
 use crate::protocol::{ChannelKind, ChannelType};
-
-/// `filter.channel_type`, see DESIGN.md for how encrypted and cache channels are classified.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ChannelTypeFilter {
-    /// No prefix (`cache-` included).
-    Public,
-    /// Every `private-` channel (encrypted and cache ones included).
-    Private,
-    /// Every `presence-` channel.
-    Presence,
-    /// Only `private-encrypted-`.
-    Encrypted,
-    /// Any cache channel.
-    Cache,
-}
 
 /// An endpoint's filter, compiled once at start-up.
 #[derive(Clone, Debug)]
 pub struct EndpointFilter {
-    kinds: u8,
+    kinds: EventKinds,
     channel_type: Option<ChannelTypeFilter>,
     prefix: Option<String>,
 }
 
 impl EndpointFilter {
-    /// Compiles the endpoint's validated filter keys.
+    /// The endpoint's validated filter keys.
     pub fn new(endpoint: &WebhookEndpoint) -> EndpointFilter {
-        let kinds = endpoint
-            .event_types
-            .iter()
-            .filter_map(|t| crate::config::EVENT_TYPES.iter().position(|k| k == t))
-            .fold(0u8, |bits, i| bits | 1 << i);
-        let channel_type = endpoint.channel_type.as_deref().map(|t| match t {
-            "public" => ChannelTypeFilter::Public,
-            "private" => ChannelTypeFilter::Private,
-            "presence" => ChannelTypeFilter::Presence,
-            "encrypted" => ChannelTypeFilter::Encrypted,
-            // The config accepts only the five values of CHANNEL_TYPES.
-            _ => ChannelTypeFilter::Cache,
-        });
         EndpointFilter {
-            kinds,
-            channel_type,
+            kinds: endpoint.event_types,
+            channel_type: endpoint.channel_type,
             prefix: endpoint.channel_prefix.clone(),
         }
     }
 
-    /// The event types this endpoint wants, as a bit set over `EVENT_TYPES`.
-    pub fn kinds(&self) -> u8 {
+    /// The event types this endpoint wants.
+    pub fn kinds(&self) -> EventKinds {
         self.kinds
     }
 
     /// Whether the endpoint receives `event`.
     pub fn matches(&self, event: &WebhookEvent) -> bool {
-        if self.kinds & (1 << event.kind_index()) == 0 {
+        if !self.kinds.contains(event.kind()) {
             return false;
         }
         let channel = event.channel();

@@ -1,16 +1,17 @@
-//! Webhooks: engine events → per-app grace stage → per-endpoint filter → batches, several in
-//! flight per endpoint → signed delivery with retries (HTTP or AWS Lambda).
+//! Webhooks: admitted events → per-endpoint filter → batches, several in flight per endpoint →
+//! signed delivery with retries (HTTP or AWS Lambda).
 //!
-//! Every stage runs on its own task, so a slow or dead endpoint never delays sockets, other
-//! endpoints or other apps. The queues are bounded by bytes ([`budget`]): an event is dropped only
-//! when its app's or the process's budget is exhausted, under a policy that keeps receivers
-//! consistent. Per channel, events reach the receiver in order ([`schedule`]).
+//! The cluster stage decides which events happen (and holds vacates for the grace period); this
+//! module takes them from there. Every endpoint runs on its own task, so a slow or dead endpoint
+//! never delays sockets, other endpoints or other apps. The queues are bounded by bytes
+//! ([`budget`]): an event is dropped only when its app's or the process's budget is exhausted,
+//! under a policy that keeps receivers consistent. Per channel, events reach the receiver in
+//! order ([`schedule`]).
 
 mod budget;
 mod delivery;
 mod event;
 mod filter;
-mod grace;
 mod lambda;
 mod pipeline;
 mod schedule;
@@ -24,38 +25,48 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use event::WebhookEvent;
+pub use event::{PairKey, PairRole, WebhookEvent};
 
-use crate::config::{AppConfig, WebhooksConfig};
-use crate::metrics::{Metrics, WebhookQueueReading};
+use crate::config::{AppConfig, EventKind, EventKinds, WebhooksConfig};
+use crate::metrics::{Metrics, WebhookHealth};
 use budget::{Admission, AppBudget, ProcessBudget};
 use delivery::Deliverer;
 use filter::EndpointFilter;
-use pipeline::{EndpointWorker, Queued};
+use pipeline::{EndpointInput, EndpointWorker};
 
 struct AppPipeline {
-    events: mpsc::UnboundedSender<Queued>,
-    /// The endpoints' filters, in the same order as the app task's.
-    filters: Vec<EndpointFilter>,
-    /// Union of the event kinds the app's endpoints want, as bits over `EVENT_TYPES`.
-    wanted: u8,
+    /// Each endpoint's filter and the input of its task.
+    endpoints: Vec<(EndpointFilter, mpsc::UnboundedSender<EndpointInput>)>,
+    /// The event kinds the app's endpoints want, widened by the partners of paired kinds: the
+    /// grace period cancels a held vacate/remove with the occupy/add that follows, so it needs
+    /// both halves of a pair even when an endpoint wants only one of them.
+    wanted: EventKinds,
     budget: Arc<AppBudget>,
 }
 
-/// The state of one app's webhook queues, for `GET /up/{app_id}`.
-#[derive(Clone, Debug)]
-pub struct WebhookHealth {
-    /// Depth, age and drop counts.
-    pub queue: WebhookQueueReading,
-    /// A drop within the last minute, or a budget at least 90% used.
-    pub degraded: bool,
+/// An event admitted under its app's budget, on its way to the endpoints that take it.
+///
+/// Dispatch it or cancel it: either returns what it counts against the budget.
+#[derive(Debug)]
+pub struct Admitted {
+    event: WebhookEvent,
+    /// Its JSON length, counted once per endpoint copy.
+    bytes: usize,
+    /// How many endpoints take it.
+    copies: usize,
+}
+
+impl AsRef<WebhookEvent> for Admitted {
+    fn as_ref(&self) -> &WebhookEvent {
+        &self.event
+    }
 }
 
 /// The handle through which the rest of the server submits webhook events.
 pub struct Webhooks {
     apps: HashMap<String, AppPipeline>,
     metrics: Arc<Metrics>,
-    /// Cancelled once sockets are drained: pipelines release held events and flush.
+    /// Cancelled at shutdown: endpoint tasks take no more input and flush.
     close: CancellationToken,
     tasks: TaskTracker,
 }
@@ -78,10 +89,10 @@ impl Webhooks {
                 metrics.clone(),
             ));
             let mut endpoints = Vec::new();
-            let mut wanted = 0;
+            let mut wanted = EventKinds::default();
             for (index, endpoint) in app.webhooks.iter().enumerate() {
                 let filter = EndpointFilter::new(endpoint);
-                wanted |= filter.kinds();
+                wanted = wanted.union(filter.kinds());
                 let (tx, rx) = mpsc::unbounded_channel();
                 let worker = EndpointWorker {
                     index,
@@ -94,32 +105,16 @@ impl Webhooks {
                     settings: settings.clone(),
                     max_in_flight: endpoint.max_in_flight,
                     budget: budget.clone(),
+                    close: close.clone(),
                 };
                 tasks.spawn(pipeline::run_endpoint(rx, worker));
                 endpoints.push((filter, tx));
             }
-            // The grace stage cancels a held vacate/remove with the occupy/add that follows, so it
-            // needs both halves of a pair even when an endpoint wants only one of them.
-            for (a, b) in [(0, 1), (2, 3)] {
-                if wanted & (1 << a | 1 << b) != 0 {
-                    wanted |= 1 << a | 1 << b;
-                }
-            }
-            let filters = endpoints.iter().map(|(f, _)| f.clone()).collect();
-            let (tx, rx) = mpsc::unbounded_channel();
-            tasks.spawn(pipeline::run_app(
-                rx,
-                endpoints,
-                settings.grace_period,
-                close.clone(),
-                budget.clone(),
-            ));
             pipelines.insert(
                 app.id.clone(),
                 AppPipeline {
-                    events: tx,
-                    filters,
-                    wanted,
+                    endpoints,
+                    wanted: wanted.with_partners(),
                     budget,
                 },
             );
@@ -132,45 +127,74 @@ impl Webhooks {
         }
     }
 
-    /// Whether any endpoint of the app wants events of this kind (an index into `EVENT_TYPES`).
-    pub fn wants(&self, app_id: &str, kind_index: usize) -> bool {
-        self.apps
-            .get(app_id)
-            .is_some_and(|p| p.wanted & (1 << kind_index) != 0)
+    /// Whether the app has any endpoint at all.
+    pub fn has_endpoints(&self, app_id: &str) -> bool {
+        self.apps.contains_key(app_id)
     }
 
-    /// Submits one event without waiting. It is dropped only when a queue budget is exhausted
-    /// (logged and counted, see [`budget`]).
-    pub fn submit(&self, app_id: &str, event: WebhookEvent) {
+    /// Whether any endpoint of the app wants events of this kind (or its partner).
+    pub fn wants(&self, app_id: &str, kind: EventKind) -> bool {
+        self.apps
+            .get(app_id)
+            .is_some_and(|p| p.wanted.contains(kind))
+    }
+
+    /// Counts one event against the app's budget, without waiting; `None` when no endpoint
+    /// wants it or a budget is exhausted (logged and counted, see [`budget`]).
+    pub fn admit(&self, app_id: &str, event: WebhookEvent) -> Option<Admitted> {
+        let pipeline = self.apps.get(app_id)?;
+        if !pipeline.wanted.contains(event.kind()) {
+            return None;
+        }
+        let copies = pipeline
+            .endpoints
+            .iter()
+            .filter(|(f, _)| f.matches(&event))
+            .count();
+        // An opener or closer no endpoint takes is still admitted (counting nothing), so the
+        // grace period can cancel its partner with it.
+        if copies == 0 && event.pair().is_none() {
+            return None;
+        }
+        let bytes = if copies == 0 { 0 } else { event.json_len() };
+        match pipeline.budget.admit(&event, bytes, copies) {
+            Admission::Admitted => Some(Admitted {
+                event,
+                bytes,
+                copies,
+            }),
+            Admission::Dropped | Admission::Suppressed => None,
+        }
+    }
+
+    /// Hands an admitted event to every endpoint whose filter takes it.
+    pub fn dispatch(&self, app_id: &str, admitted: Admitted) {
         let Some(pipeline) = self.apps.get(app_id) else {
             return;
         };
-        if pipeline.wanted & (1 << event.kind_index()) == 0 {
-            return;
+        let mut sent = 0;
+        for (filter, queue) in &pipeline.endpoints {
+            if filter.matches(&admitted.event)
+                && queue.send((admitted.event.clone(), admitted.bytes)).is_ok()
+            {
+                sent += 1;
+            }
         }
-        let copies = pipeline
-            .filters
-            .iter()
-            .filter(|f| f.matches(&event))
-            .count();
-        // An opener or closer no endpoint takes still goes to the grace stage, to cancel its
-        // partner there.
-        if copies == 0 && event.pair().is_none() {
-            return;
-        }
-        let bytes = if copies == 0 { 0 } else { event.json_len() };
-        if pipeline.budget.admit(&event, bytes, copies) != Admission::Admitted {
-            return;
-        }
-        let queued = Queued {
-            event,
-            bytes,
-            copies,
-        };
-        if pipeline.events.send(queued).is_err() {
-            pipeline.budget.release(copies, copies * bytes);
-            self.metrics.webhook_events_abandoned(copies as u64);
+        // Only when an endpoint task has stopped taking input (shutdown).
+        let unsent = admitted.copies.saturating_sub(sent);
+        if unsent > 0 {
+            pipeline.budget.release(unsent, unsent * admitted.bytes);
+            self.metrics.webhook_events_abandoned(unsent as u64);
             tracing::warn!(app = app_id, "webhook event after shutdown began; not sent");
+        }
+    }
+
+    /// Returns the budget of an admitted event that will not be sent (the grace period
+    /// cancelled it).
+    pub fn cancel(&self, app_id: &str, admitted: Admitted) {
+        if let Some(pipeline) = self.apps.get(app_id) {
+            let Admitted { bytes, copies, .. } = admitted;
+            pipeline.budget.release(copies, copies * bytes);
         }
     }
 
@@ -184,10 +208,10 @@ impl Webhooks {
         })
     }
 
-    /// Releases held events, flushes batches and waits for deliveries, for at most `bound`;
-    /// what is still undelivered then is logged with its count and counted as abandoned.
+    /// Flushes batches and waits for deliveries, for at most `bound`; what is still
+    /// undelivered then is logged with its count and counted as abandoned.
     ///
-    /// Call after the sockets have been drained, so their vacate/remove events are included.
+    /// Call once nothing more is dispatched (sockets drained, held events released).
     pub async fn flush(&self, bound: Duration) {
         self.close.cancel();
         self.tasks.close();

@@ -1,10 +1,8 @@
-//! The two kinds of webhook tasks: one per app (grace stage, filter, fan-out to endpoints) and
-//! one per endpoint (batches from its [`EndpointQueue`], several in flight, each delivered with
-//! retries on a task of its own).
+//! One task per endpoint: batches from its [`EndpointQueue`], several in flight, each delivered
+//! with retries on a task of its own.
 //!
-//! The queues between them are unbounded channels; what bounds them is the byte budget every
-//! event was admitted under at submission ([`super::budget`]), returned when it is delivered,
-//! given up on or cancelled by the grace stage.
+//! Its input is an unbounded channel; what bounds it is the byte budget every event was admitted
+//! under ([`super::budget`]), returned when it is delivered or given up on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,97 +16,11 @@ use tokio_util::sync::CancellationToken;
 use super::budget::AppBudget;
 use super::delivery::Deliverer;
 use super::event::WebhookEvent;
-use super::filter::EndpointFilter;
-use super::grace::GraceStage;
 use super::schedule::EndpointQueue;
 use crate::config::WebhooksConfig;
 
-/// An event on its way through an app's pipeline, with what it counts against the budget.
-pub struct Queued {
-    /// The event.
-    pub event: WebhookEvent,
-    /// Its JSON length, counted once per endpoint copy.
-    pub bytes: usize,
-    /// How many endpoints take it.
-    pub copies: usize,
-}
-
-impl AsRef<WebhookEvent> for Queued {
-    fn as_ref(&self) -> &WebhookEvent {
-        &self.event
-    }
-}
-
 /// What an endpoint task receives: the event and the bytes its copy counts.
 pub type EndpointInput = (WebhookEvent, usize);
-
-/// An app's endpoints as the app task sees them.
-pub type Endpoints = Vec<(EndpointFilter, mpsc::UnboundedSender<EndpointInput>)>;
-
-async fn sleep_until_some(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn dispatch(released: &mut Vec<Queued>, endpoints: &Endpoints, budget: &AppBudget) {
-    for queued in released.drain(..) {
-        let mut sent = 0;
-        for (filter, queue) in endpoints {
-            if filter.matches(&queued.event)
-                && queue.send((queued.event.clone(), queued.bytes)).is_ok()
-            {
-                sent += 1;
-            }
-        }
-        // Only when an endpoint task is gone (shutdown): what it would hold is returned.
-        let unsent = queued.copies.saturating_sub(sent);
-        if unsent > 0 {
-            budget.release(unsent, unsent * queued.bytes);
-        }
-    }
-}
-
-fn release_cancelled(cancelled: &mut Vec<Queued>, budget: &AppBudget) {
-    for queued in cancelled.drain(..) {
-        budget.release(queued.copies, queued.copies * queued.bytes);
-    }
-}
-
-/// One app's pipeline: holds vacate/remove events for the grace period, then hands each
-/// released event to every endpoint whose filter matches, in release order.
-pub async fn run_app(
-    mut events: mpsc::UnboundedReceiver<Queued>,
-    endpoints: Endpoints,
-    grace: Duration,
-    close: CancellationToken,
-    budget: Arc<AppBudget>,
-) {
-    let mut stage = GraceStage::new(grace);
-    let (mut released, mut cancelled) = (Vec::new(), Vec::new());
-    loop {
-        tokio::select! {
-            biased;
-            event = events.recv() => match event {
-                Some(event) => stage.accept(event, Instant::now(), &mut released, &mut cancelled),
-                None => break,
-            },
-            _ = sleep_until_some(stage.next_deadline()) => stage.release_due(Instant::now(), &mut released),
-            _ = close.cancelled() => break,
-        }
-        dispatch(&mut released, &endpoints, &budget);
-        release_cancelled(&mut cancelled, &budget);
-    }
-    // Shutdown: take what is still queued, then release every hold at once.
-    events.close();
-    while let Ok(event) = events.try_recv() {
-        stage.accept(event, Instant::now(), &mut released, &mut cancelled);
-    }
-    stage.release_all(&mut released);
-    dispatch(&mut released, &endpoints, &budget);
-    release_cancelled(&mut cancelled, &budget);
-}
 
 /// What an endpoint task needs besides its input.
 pub struct EndpointWorker {
@@ -122,6 +34,8 @@ pub struct EndpointWorker {
     pub max_in_flight: usize,
     /// Where delivered bytes are returned.
     pub budget: Arc<AppBudget>,
+    /// Cancelled at shutdown: take what is in the input, then no more.
+    pub close: CancellationToken,
 }
 
 /// Waits until `at`, then for an in-flight permit.
@@ -185,6 +99,8 @@ pub async fn run_endpoint(
                 Some((event, bytes)) => queue.push(event, bytes, Instant::now()),
                 None => open = false,
             },
+            // Closing the input lets `recv` hand over what is buffered, then end it.
+            _ = worker.close.cancelled(), if open => input.close(),
             else => break,
         }
         worker

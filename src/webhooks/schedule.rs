@@ -205,7 +205,7 @@ mod tests {
         batch
             .events
             .iter()
-            .map(|e| format!("{} {}", e.kind(), e.channel()))
+            .map(|e| format!("{} {}", e.kind().name(), e.channel()))
             .collect()
     }
 

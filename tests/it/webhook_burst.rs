@@ -673,7 +673,7 @@ async fn shutdown_counts_what_it_could_not_deliver() {
         started.elapsed()
     );
     // Three occupied at once, three vacated when the socket closed at shutdown: none answered.
-    let text = shared.metrics.render();
+    let text = shared.metrics().render();
     assert_eq!(
         metric(&text, "webhook_events_abandoned_total"),
         6.0,

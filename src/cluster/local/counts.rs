@@ -10,13 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use tokio::time::{sleep_until, Instant};
-
-use crate::apps::App;
-use crate::protocol::frames;
-use crate::server::state::SharedState;
-use crate::transport::WireFrame;
-use crate::webhooks::WebhookEvent;
+use tokio::time::Instant;
 
 struct Slot {
     last_sent: Instant,
@@ -28,7 +22,7 @@ struct Slot {
 pub enum Announce {
     /// Now, by the caller, with the count it holds.
     Now,
-    /// At this instant, by a task the caller starts ([`announce_later`]).
+    /// At this instant, by a task the caller starts, with the count it reads then.
     Later(Instant),
     /// An announcement is already due; it will carry this change.
     Pending,
@@ -81,7 +75,7 @@ impl CountThrottle {
     }
 
     /// A deferred announcement is being made at `now`: later changes start a new window.
-    fn announcing(&self, channel: &str, now: Instant) {
+    pub fn announcing(&self, channel: &str, now: Instant) {
         if let Some(mut slot) = self.channels.get_mut(channel) {
             slot.pending = false;
             slot.last_sent = now;
@@ -89,32 +83,9 @@ impl CountThrottle {
     }
 
     /// Forgets a channel that emptied with nothing due.
-    fn forget_if_idle(&self, channel: &str) {
+    pub fn forget_if_idle(&self, channel: &str) {
         self.channels.remove_if(channel, |_, slot| !slot.pending);
     }
-}
-
-/// Announces the channel's current count at `at`: to its subscribers and as a webhook.
-pub async fn announce_later(shared: SharedState, app: Arc<App>, channel: Arc<str>, at: Instant) {
-    sleep_until(at).await;
-    app.subscription_counts.announcing(&channel, Instant::now());
-    let count = app
-        .channels
-        .summary(&channel)
-        .map_or(0, |summary| summary.subscription_count);
-    if count == 0 {
-        app.subscription_counts.forget_if_idle(&channel);
-    } else {
-        let frame = WireFrame::text(&frames::subscription_count(&channel, count));
-        shared
-            .cluster
-            .broadcast(&app, &channel, frame, None, &shared.metrics);
-    }
-    let event = WebhookEvent::SubscriptionCount {
-        channel,
-        subscription_count: count,
-    };
-    shared.webhooks.submit(&app.id, event);
 }
 
 #[cfg(test)]

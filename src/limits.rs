@@ -1,4 +1,5 @@
-//! The process-wide bound on request bytes being read before a handler runs.
+//! Process-wide admission limits: open WebSocket connections (`max_connections`) and REST
+//! request bytes being read before a handler runs (`http_api.max_buffered_body_mb`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -42,6 +43,36 @@ impl BodyBudget {
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.used.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// The process-wide connection count and its optional bound (`max_connections`).
+pub struct ConnectionLimit {
+    open: AtomicUsize,
+    max: usize,
+}
+
+impl ConnectionLimit {
+    /// At most `max` connections at once (`None`: unbounded).
+    pub fn new(max: Option<usize>) -> ConnectionLimit {
+        ConnectionLimit {
+            open: AtomicUsize::new(0),
+            max: max.unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Counts one more connection; false (and nothing counted) at the bound.
+    pub fn try_add(&self) -> bool {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Releases a connection counted by [`ConnectionLimit::try_add`].
+    pub fn remove(&self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

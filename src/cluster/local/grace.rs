@@ -1,15 +1,16 @@
 //! The grace period: `channel_vacated` and `member_removed` are held, and a re-occupy or re-join
 //! within the period cancels both the held event and the new `channel_occupied` / `member_added`.
 //!
-//! Pure state: the app's pipeline task feeds events in and asks what is due. Cancelled events are
-//! handed back so the queue budget they hold is returned.
+//! Pure state: the app's grace task ([`super::webhook_sink`]) feeds events in and asks what is
+//! due. Cancelled events are handed back so the queue budget they hold is returned. This is the
+//! single-node rule; a cluster keeps the holds where every node sees them.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::event::{PairKey, PairRole, WebhookEvent};
+use crate::webhooks::{PairKey, PairRole, WebhookEvent};
 
 /// Held events of one app; `T` is the event with whatever the pipeline carries beside it.
 pub struct GraceStage<T> {

@@ -1,0 +1,280 @@
+//! The live state of one app on this node, and the operations that fix each channel change's
+//! place in line while the channel is locked.
+//!
+//! Under a channel lock only the engine's bookkeeping runs and a [`Step`] is put in line (plus,
+//! when others must hear of the change, the channel's recipient list, shared with broadcasts);
+//! nothing is written and nothing waits. The step is carried out after the lock is released.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::time::{sleep_until, Instant};
+
+use super::counts::CountThrottle;
+use super::steps::{Change, Join, Step};
+use super::webhook_sink::WebhookSink;
+use crate::apps::App;
+use crate::cluster::sequence::{ChannelSequence, Ran};
+use crate::cluster::{ClientEvent, Subscription};
+use crate::config::EventKind;
+use crate::engine::{ChannelCache, ChannelFull, ChannelRegistry, UserRegistry};
+use crate::metrics::Metrics;
+use crate::outbound::{Outbound, Reservation, WireFrame};
+use crate::protocol::{frames, ChannelKind, ChannelType, SocketId};
+use crate::webhooks::WebhookEvent;
+
+/// Steps one caller carries out before the rest of the line moves to a task of its own.
+const STEPS_PER_RUN: usize = 256;
+
+/// One app on this node: channels, signed-in users, cache, connections, the ordered lines of
+/// its channels, and where its webhook events go.
+pub struct AppChannels {
+    pub(super) app: Arc<App>,
+    pub(super) channels: ChannelRegistry<Outbound>,
+    pub(super) users: UserRegistry<Outbound>,
+    pub(super) cache: ChannelCache,
+    pub(super) counts: CountThrottle,
+    pub(super) sequence: ChannelSequence<Step>,
+    pub(super) webhooks: Option<WebhookSink>,
+    pub(super) metrics: Arc<Metrics>,
+    connections: AtomicUsize,
+}
+
+impl AppChannels {
+    /// The app's empty state; `webhooks` is `None` for an app without endpoints.
+    pub fn new(
+        app: Arc<App>,
+        cache: ChannelCache,
+        counts: CountThrottle,
+        webhooks: Option<WebhookSink>,
+        metrics: Arc<Metrics>,
+    ) -> AppChannels {
+        AppChannels {
+            app,
+            channels: ChannelRegistry::default(),
+            users: UserRegistry::default(),
+            cache,
+            counts,
+            sequence: ChannelSequence::default(),
+            webhooks,
+            metrics,
+            connections: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether a webhook of this kind is wanted (so it is worth building).
+    pub(super) fn wants(&self, kind: EventKind) -> bool {
+        self.webhooks.as_ref().is_some_and(|sink| sink.wants(kind))
+    }
+
+    /// Submits a webhook event, in the order of the steps that caused it.
+    pub(super) fn submit(&self, event: WebhookEvent) {
+        if let Some(sink) = &self.webhooks {
+            sink.submit(event);
+        }
+    }
+
+    /// Whether `pusher_internal:subscription_count` is sent on this channel: not on presence
+    /// (the member count is the count), server-to-user or encrypted channels
+    /// (pusher-websocket-java tries to decrypt any internal event there that is not "{}").
+    pub(super) fn counts_subscriptions(&self, channel: &str) -> bool {
+        self.app.enable_subscription_count
+            && match ChannelType::of(channel).kind {
+                ChannelKind::Public | ChannelKind::Private => true,
+                ChannelKind::Presence
+                | ChannelKind::ServerToUser
+                | ChannelKind::PrivateEncrypted => false,
+            }
+    }
+
+    /// Subscribes; `Ok(true)` when the socket was not subscribed before.
+    pub fn subscribe(self: &Arc<Self>, request: Subscription<'_>) -> Result<bool, ChannelFull> {
+        let Subscription {
+            channel,
+            socket,
+            outbound,
+            member,
+            cached,
+        } = request;
+        let line = self.sequence.line_of(channel);
+        let counted = self.counts_subscriptions(channel);
+        let max_members = self.app.max_presence_members_per_channel;
+        // Taken before the channel's line: the socket's later frames wait behind its reply.
+        let reply = Reservation::new(outbound);
+        let handle = outbound.clone();
+        let joined = self.channels.subscribe(
+            channel,
+            socket,
+            handle,
+            member,
+            max_members,
+            |joined, view| {
+                let newly = !joined.already_subscribed;
+                let change = newly.then(|| {
+                    let count = joined.subscription_count;
+                    Change::new(joined.transitions, count, Some(socket), counted, &view)
+                });
+                let join = Join {
+                    channel: view.name().clone(),
+                    reply,
+                    snapshot: joined.presence_snapshot,
+                    cached,
+                    change,
+                };
+                self.sequence.push(line, Step::Joined(Box::new(join)));
+                newly
+            },
+        );
+        if joined == Ok(true) {
+            self.metrics.subscription(1);
+        }
+        self.run(line);
+        joined
+    }
+
+    /// Unsubscribes; false when the socket was not subscribed.
+    pub fn leave(self: &Arc<Self>, channel: &str, socket: SocketId) -> bool {
+        let line = self.sequence.line_of(channel);
+        let counted = self.counts_subscriptions(channel);
+        let left = self.channels.unsubscribe(channel, socket, |left, view| {
+            let change = Change::new(
+                left.transitions,
+                left.subscription_count,
+                None,
+                counted,
+                &view,
+            );
+            let channel = view.name().clone();
+            self.sequence.push(line, Step::Left { channel, change });
+        });
+        if left.is_none() {
+            return false;
+        }
+        self.metrics.subscription(-1);
+        self.run(line);
+        true
+    }
+
+    /// Sends `frame` to every subscriber except `except`; on cache channels `cache` (the last
+    /// event's frame) becomes the channel's cached event, in line with joins.
+    pub fn publish(
+        self: &Arc<Self>,
+        channel: &str,
+        frame: WireFrame,
+        except: Option<SocketId>,
+        cache: Option<Arc<str>>,
+    ) {
+        let line = self.sequence.line_of(channel);
+        // A cache channel is locked even when empty: a join must not slip between the store
+        // and the choice of recipients (it would miss the event, or see it twice).
+        let pushed = self
+            .channels
+            .with_channel(channel, cache.is_some(), |view| {
+                let recipients = view.as_ref().map(|v| v.recipients());
+                if recipients.is_none() && cache.is_none() {
+                    return false;
+                }
+                let cache = cache.map(|text| (Arc::from(channel), text));
+                let step = Step::Published {
+                    frame,
+                    except,
+                    cache,
+                    recipients,
+                };
+                self.sequence.push(line, step);
+                true
+            });
+        if pushed {
+            self.run(line);
+        }
+    }
+
+    /// Relays a client event to the channel's other subscribers, with its webhook.
+    pub fn client_event(self: &Arc<Self>, event: ClientEvent<'_>) {
+        let ClientEvent {
+            channel,
+            name,
+            data,
+            socket,
+            user_id,
+        } = event;
+        let line = self.sequence.line_of(channel);
+        let frame = WireFrame::text(&frames::client_event(name, channel, data, user_id));
+        let webhook = self
+            .wants(EventKind::ClientEvent)
+            .then(|| WebhookEvent::ClientEvent {
+                channel: Arc::from(channel),
+                event: name.to_owned(),
+                data: data_as_string(data),
+                socket_id: socket.to_string(),
+                user_id: user_id.map(Arc::from),
+            });
+        let pushed = self.channels.with_channel(channel, false, |view| {
+            let Some(view) = view else { return false };
+            let step = Step::ClientEvent {
+                frame,
+                except: socket,
+                webhook,
+                recipients: view.recipients(),
+            };
+            self.sequence.push(line, step);
+            true
+        });
+        if pushed {
+            self.run(line);
+        }
+    }
+
+    /// Announces the channel's count at `at`, reading it then (a throttled change).
+    pub(super) async fn announce_count_at(self: Arc<Self>, channel: Arc<str>, at: Instant) {
+        sleep_until(at).await;
+        self.counts.announcing(&channel, Instant::now());
+        let line = self.sequence.line_of(&channel);
+        self.channels.with_channel(&channel, false, |view| {
+            let count = view.as_ref().map_or(0, |v| v.subscription_count());
+            let recipients = view.map(|v| v.recipients());
+            let step = Step::CountDue {
+                channel: channel.clone(),
+                count,
+                recipients,
+            };
+            self.sequence.push(line, step);
+        });
+        self.run(line);
+    }
+
+    /// Carries out the line's steps; a long line moves on to a task of its own.
+    pub(super) fn run(self: &Arc<Self>, line: usize) {
+        while self
+            .sequence
+            .run(line, STEPS_PER_RUN, |step| self.carry_out(step))
+            == Ran::More
+        {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let app = self.clone();
+                runtime.spawn(async move { app.run(line) });
+                return;
+            }
+        }
+    }
+
+    /// Counts a new connection against the app's quota; false (nothing counted) when full.
+    pub fn try_add_connection(&self) -> bool {
+        let max = self.app.max_connections.unwrap_or(usize::MAX);
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Releases a connection counted by [`AppChannels::try_add_connection`].
+    pub fn remove_connection(&self) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The `data` of a `client_event` webhook: the client's string, or its JSON encoded as a string.
+fn data_as_string(data: &serde_json::value::RawValue) -> String {
+    serde_json::from_str::<String>(data.get()).unwrap_or_else(|_| data.get().to_owned())
+}

@@ -1,0 +1,141 @@
+//! The single-node implementation: this node's engine state is the whole truth, the grace
+//! period is held in this process, and broadcasts reach this node's sockets only.
+
+mod app;
+mod counts;
+mod grace;
+mod steps;
+mod webhook_sink;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use app::AppChannels;
+
+use crate::apps::{App, AppRegistry};
+use crate::config::Config;
+use crate::engine::{CachedEvent, ChannelCache, ChannelSummary};
+use crate::metrics::{Metrics, WebhookHealth};
+use crate::outbound::Outbound;
+use crate::protocol::codes::SocketError;
+use crate::protocol::SocketId;
+use crate::webhooks::Webhooks;
+use counts::CountThrottle;
+use webhook_sink::WebhookSink;
+
+/// The stage of a server that runs alone.
+pub struct LocalCluster {
+    /// Per app, in [`App::index`] order.
+    apps: Vec<Arc<AppChannels>>,
+    webhooks: Arc<Webhooks>,
+    /// Cancelled at shutdown: the grace tasks release what they hold.
+    close: CancellationToken,
+    grace_tasks: TaskTracker,
+}
+
+impl LocalCluster {
+    /// The state of every app, with a grace task for each app that has webhook endpoints.
+    pub fn start(config: &Config, apps: &AppRegistry, metrics: Arc<Metrics>) -> LocalCluster {
+        let webhooks = Arc::new(Webhooks::start(
+            &config.apps,
+            &config.webhooks,
+            metrics.clone(),
+        ));
+        let close = CancellationToken::new();
+        let grace_tasks = TaskTracker::new();
+        let apps = apps
+            .iter()
+            .map(|app| {
+                let sink = webhooks.has_endpoints(&app.id).then(|| {
+                    WebhookSink::start(
+                        &app.id,
+                        webhooks.clone(),
+                        config.webhooks.grace_period,
+                        close.clone(),
+                        &grace_tasks,
+                    )
+                });
+                Arc::new(AppChannels::new(
+                    app.clone(),
+                    ChannelCache::new(config.channel_cache_ttl),
+                    CountThrottle::new(config.subscription_count_interval),
+                    sink,
+                    metrics.clone(),
+                ))
+            })
+            .collect();
+        LocalCluster {
+            apps,
+            webhooks,
+            close,
+            grace_tasks,
+        }
+    }
+
+    /// The live state of `app`.
+    pub fn app(&self, app: &App) -> &Arc<AppChannels> {
+        &self.apps[app.index()]
+    }
+
+    /// Records that `socket` signed in as `user_id`.
+    pub fn sign_in(&self, app: &App, user_id: &Arc<str>, socket: SocketId, outbound: Outbound) {
+        self.app(app).users.add(user_id, socket, outbound);
+    }
+
+    /// Forgets `socket`'s sign-in.
+    pub fn sign_out(&self, app: &App, user_id: &str, socket: SocketId) {
+        self.app(app).users.remove(user_id, socket);
+    }
+
+    /// The channel's counts; `None` when unoccupied.
+    pub fn channel(&self, app: &App, channel: &str) -> Option<ChannelSummary> {
+        self.app(app).channels.summary(channel)
+    }
+
+    /// Every occupied channel whose name starts with `prefix`.
+    pub fn channels(&self, app: &App, prefix: &str) -> Vec<ChannelSummary> {
+        self.app(app).channels.summaries(prefix)
+    }
+
+    /// The user ids present in a presence channel.
+    pub fn users(&self, app: &App, channel: &str) -> Vec<Arc<str>> {
+        self.app(app).channels.user_ids(channel)
+    }
+
+    /// The channel's cached event, if one is live.
+    pub fn cached(&self, app: &App, channel: &str) -> Option<CachedEvent> {
+        self.app(app).cache.get(channel)
+    }
+
+    /// Closes every connection signed in as the user with 4009; returns how many.
+    pub fn terminate_connections(&self, app: &App, user_id: &str) -> usize {
+        let connections = self.app(app).users.connections(user_id);
+        for outbound in &connections {
+            outbound.close(SocketError::Unauthorized(
+                "connections terminated by the server".into(),
+            ));
+        }
+        connections.len()
+    }
+
+    /// Drops expired cache entries of every app.
+    pub fn purge_caches(&self) {
+        self.apps.iter().for_each(|app| app.cache.purge_expired());
+    }
+
+    /// The state of an app's webhook queues, when it has endpoints.
+    pub fn webhook_health(&self, app_id: &str) -> Option<WebhookHealth> {
+        self.webhooks.health(app_id)
+    }
+
+    /// Releases held webhook events at once, then flushes the webhook queues within `bound`.
+    pub async fn flush(&self, bound: Duration) {
+        self.close.cancel();
+        self.grace_tasks.close();
+        self.grace_tasks.wait().await;
+        self.webhooks.flush(bound).await;
+    }
+}

@@ -1,0 +1,265 @@
+//! Carrying out a channel's steps, in line order and with no lock held: the joiner's
+//! `subscription_succeeded` and cache replay, member notices to the others, subscription
+//! counts, broadcasts, and the webhook events of every transition.
+
+use std::sync::Arc;
+
+use super::app::AppChannels;
+use super::counts::Announce;
+use crate::engine::{Subscribers, Transition};
+use crate::outbound::{Outbound, Reservation, WireFrame};
+use crate::protocol::{frames, SocketId};
+use crate::webhooks::WebhookEvent;
+
+/// One thing that happened on a channel, in the order the channel's lock gave it.
+pub enum Step {
+    /// A socket subscribed (boxed: the largest step by far).
+    Joined(Box<Join>),
+    /// A socket left.
+    Left { channel: Arc<str>, change: Change },
+    /// A server event; `cache` is `(channel, frame)` to keep as the channel's last event.
+    Published {
+        frame: WireFrame,
+        except: Option<SocketId>,
+        cache: Option<(Arc<str>, Arc<str>)>,
+        recipients: Option<Subscribers<Outbound>>,
+    },
+    /// A client event, never echoed to its sender.
+    ClientEvent {
+        frame: WireFrame,
+        except: SocketId,
+        webhook: Option<WebhookEvent>,
+        recipients: Subscribers<Outbound>,
+    },
+    /// A throttled subscription count fell due; `count` was read in line.
+    CountDue {
+        channel: Arc<str>,
+        count: usize,
+        recipients: Option<Subscribers<Outbound>>,
+    },
+}
+
+/// A subscription, as its joiner and the others are to hear of it.
+pub struct Join {
+    pub channel: Arc<str>,
+    /// The joiner's place for `subscription_succeeded` (and the cache replay).
+    pub reply: Reservation,
+    /// The presence member list for `subscription_succeeded`, as of the join.
+    pub snapshot: Option<String>,
+    /// A cache channel: replay its last event (or `pusher:cache_miss`).
+    pub cached: bool,
+    /// `None` when the socket was subscribed already: it only hears `subscription_succeeded`.
+    pub change: Option<Change>,
+}
+
+/// What a subscription change means for the channel's other sockets and for webhooks.
+pub struct Change {
+    transitions: Vec<Transition>,
+    count: usize,
+    /// The socket the change is about, which gets no notice of it.
+    except: Option<SocketId>,
+    counted: bool,
+    /// Everyone subscribed once the change was made; only taken when someone must hear of it.
+    recipients: Option<Subscribers<Outbound>>,
+}
+
+impl Change {
+    /// Fixes what a change means while the channel is locked (`view` shows it after the change).
+    pub fn new(
+        transitions: Vec<Transition>,
+        count: usize,
+        except: Option<SocketId>,
+        counted: bool,
+        view: &crate::engine::ChannelView<'_, Outbound>,
+    ) -> Change {
+        let notices = transitions.iter().any(|t| match t {
+            Transition::MemberAdded { .. } | Transition::MemberRemoved { .. } => true,
+            Transition::Occupied { .. } | Transition::Vacated { .. } => false,
+        });
+        Change {
+            recipients: (notices || counted).then(|| view.recipients()),
+            transitions,
+            count,
+            except,
+            counted,
+        }
+    }
+}
+
+/// The webhook event of a transition.
+fn webhook_event(transition: &Transition) -> WebhookEvent {
+    match transition {
+        Transition::Occupied { channel } => WebhookEvent::ChannelOccupied {
+            channel: channel.clone(),
+        },
+        Transition::Vacated { channel } => WebhookEvent::ChannelVacated {
+            channel: channel.clone(),
+        },
+        Transition::MemberAdded {
+            channel, user_id, ..
+        } => WebhookEvent::MemberAdded {
+            channel: channel.clone(),
+            user_id: user_id.clone(),
+        },
+        Transition::MemberRemoved { channel, user_id } => WebhookEvent::MemberRemoved {
+            channel: channel.clone(),
+            user_id: user_id.clone(),
+        },
+    }
+}
+
+/// The `pusher_internal:` notice other members get of a transition, if any.
+fn member_notice(transition: &Transition) -> Option<String> {
+    match transition {
+        Transition::MemberAdded {
+            channel,
+            user_id,
+            user_info,
+        } => Some(frames::member_added(channel, user_id, user_info.as_deref())),
+        Transition::MemberRemoved { channel, user_id } => {
+            Some(frames::member_removed(channel, user_id))
+        }
+        Transition::Occupied { .. } | Transition::Vacated { .. } => None,
+    }
+}
+
+impl AppChannels {
+    /// Carries out one step.
+    pub(super) fn carry_out(self: &Arc<Self>, step: Step) {
+        match step {
+            Step::Joined(join) => self.joined(*join),
+            Step::Left { channel, change } => self.changed(&channel, change),
+            Step::Published {
+                frame,
+                except,
+                cache,
+                recipients,
+            } => {
+                if let Some((channel, text)) = cache {
+                    self.cache.store(channel, text);
+                }
+                if let Some(recipients) = recipients {
+                    self.deliver(&recipients, &frame, except);
+                }
+            }
+            Step::ClientEvent {
+                frame,
+                except,
+                webhook,
+                recipients,
+            } => {
+                self.deliver(&recipients, &frame, Some(except));
+                if let Some(webhook) = webhook {
+                    self.submit(webhook);
+                }
+            }
+            Step::CountDue {
+                channel,
+                count,
+                recipients,
+            } => self.count_due(channel, count, recipients),
+        }
+    }
+
+    fn joined(self: &Arc<Self>, join: Join) {
+        let Join {
+            channel,
+            reply,
+            snapshot,
+            cached,
+            change,
+        } = join;
+        let data = snapshot.as_deref().unwrap_or("{}");
+        let succeeded = WireFrame::text(&frames::subscription_succeeded(&channel, data));
+        match cached {
+            true => reply.fill(&[succeeded, self.replay_cache(&channel)]),
+            false => reply.fill(&[succeeded]),
+        }
+        if let Some(change) = change {
+            self.changed(&channel, change);
+        }
+    }
+
+    /// The channel's cached event, or `pusher:cache_miss` (and its webhook).
+    fn replay_cache(&self, channel: &Arc<str>) -> WireFrame {
+        match self.cache.get(channel) {
+            Some(cached) => WireFrame::text(&cached.frame),
+            None => {
+                self.submit(WebhookEvent::CacheMiss {
+                    channel: channel.clone(),
+                });
+                WireFrame::text(&frames::cache_miss(channel))
+            }
+        }
+    }
+
+    /// Member notices, webhook events and the subscription count of one change.
+    fn changed(self: &Arc<Self>, channel: &Arc<str>, change: Change) {
+        if let Some(recipients) = &change.recipients {
+            for notice in change.transitions.iter().filter_map(member_notice) {
+                self.deliver(recipients, &WireFrame::text(&notice), change.except);
+            }
+        }
+        for transition in &change.transitions {
+            self.submit(webhook_event(transition));
+        }
+        if !change.counted {
+            return;
+        }
+        match self
+            .counts
+            .changed(channel, change.count, tokio::time::Instant::now())
+        {
+            Announce::Now => {
+                if let (Some(recipients), true) = (&change.recipients, change.count > 0) {
+                    let frame = frames::subscription_count(channel, change.count);
+                    self.deliver(recipients, &WireFrame::text(&frame), None);
+                }
+                self.submit(WebhookEvent::SubscriptionCount {
+                    channel: channel.clone(),
+                    subscription_count: change.count,
+                });
+            }
+            Announce::Later(at) => {
+                tokio::spawn(self.clone().announce_count_at(channel.clone(), at));
+            }
+            Announce::Pending => {}
+        }
+    }
+
+    fn count_due(
+        &self,
+        channel: Arc<str>,
+        count: usize,
+        recipients: Option<Subscribers<Outbound>>,
+    ) {
+        match recipients {
+            Some(recipients) if count > 0 => {
+                let frame = frames::subscription_count(&channel, count);
+                self.deliver(&recipients, &WireFrame::text(&frame), None);
+            }
+            Some(_) | None => self.counts.forget_if_idle(&channel),
+        }
+        self.submit(WebhookEvent::SubscriptionCount {
+            channel,
+            subscription_count: count,
+        });
+    }
+
+    /// Writes the shared frame to every recipient but `except`; one counter update per call.
+    fn deliver(
+        &self,
+        recipients: &Subscribers<Outbound>,
+        frame: &WireFrame,
+        except: Option<SocketId>,
+    ) {
+        let mut delivered = 0;
+        for (socket, outbound) in recipients.iter() {
+            // A socket that is closing refuses the frame: it is not counted as delivered.
+            if Some(*socket) != except && outbound.push(frame) {
+                delivered += 1;
+            }
+        }
+        self.metrics.messages_out(delivered * frame.messages());
+    }
+}

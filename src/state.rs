@@ -1,0 +1,89 @@
+//! The state every connection and request handler shares, behind one cheap-clone `Arc`.
+//!
+//! Fields are private: handlers read what they need through the methods, so what the state
+//! holds can change without touching them.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::apps::AppRegistry;
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::limits::{BodyBudget, ConnectionLimit};
+use crate::metrics::Metrics;
+
+/// Shared server state.
+pub struct Shared {
+    config: Config,
+    apps: AppRegistry,
+    metrics: Arc<Metrics>,
+    cluster: Cluster,
+    shutdown: CancellationToken,
+    connections: TaskTracker,
+    body_budget: BodyBudget,
+    connection_limit: ConnectionLimit,
+}
+
+/// The handle handlers receive.
+pub type SharedState = Arc<Shared>;
+
+impl Shared {
+    /// The state of a server on `config`: its apps, metrics and the single-node cluster stage
+    /// (which starts the webhook pipelines).
+    pub fn start(config: Config) -> SharedState {
+        let metrics = Arc::new(Metrics::new(&config.metrics.prefix));
+        let apps = AppRegistry::new(&config.apps);
+        Arc::new(Shared {
+            cluster: Cluster::local(&config, &apps, metrics.clone()),
+            apps,
+            metrics,
+            shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
+            connection_limit: ConnectionLimit::new(config.max_connections),
+            body_budget: BodyBudget::new(config.http_body_budget.max(config.http_request_limit)),
+            config,
+        })
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The configured apps.
+    pub fn apps(&self) -> &AppRegistry {
+        &self.apps
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The stage every channel operation goes through.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Cancelled when the server shuts down; every connection loop watches it.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub fn connections(&self) -> &TaskTracker {
+        &self.connections
+    }
+
+    /// Bytes of REST request bodies being read at once.
+    pub fn body_budget(&self) -> &BodyBudget {
+        &self.body_budget
+    }
+
+    /// Open WebSocket connections of the process, and `max_connections`.
+    pub fn connection_limit(&self) -> &ConnectionLimit {
+        &self.connection_limit
+    }
+}
