@@ -26,18 +26,50 @@ use crate::metrics::{Metrics, WebhookHealth};
 use crate::outbound::{Outbound, WireFrame};
 use crate::protocol::SocketId;
 
-/// A socket's subscription request, authorized already.
-pub struct Subscription<'a> {
+/// A socket's subscription request, authorized already (`R`: the socket's handle).
+pub struct Subscription<'a, R = Outbound> {
     /// The channel name, validated.
     pub channel: &'a str,
     /// The subscribing socket.
     pub socket: SocketId,
     /// Its outbound side, kept as the channel's handle to it.
-    pub outbound: &'a Outbound,
+    pub outbound: &'a R,
     /// The member it joins as, on presence channels.
     pub member: Option<&'a PresenceMember>,
     /// A cache channel: the joiner gets the last event or `pusher:cache_miss`.
     pub cached: bool,
+}
+
+/// A subscription made.
+pub struct Subscribed {
+    /// The socket was not subscribed before.
+    pub newly: bool,
+    /// Set when the joiner's reply is not sent yet (another thread is carrying out the
+    /// channel's line): the socket waits for it before it handles anything else, so its own
+    /// frames keep their order.
+    pub pending: Option<Pending>,
+}
+
+/// A joiner's reply still to be sent.
+pub struct Pending(tokio::sync::oneshot::Receiver<()>);
+
+impl Pending {
+    /// `None` when the reply has been sent (or will never be) already.
+    pub fn unless_done(replied: tokio::sync::oneshot::Receiver<()>) -> Option<Pending> {
+        let mut pending = Pending(replied);
+        (!pending.is_sent()).then_some(pending)
+    }
+
+    /// Whether the reply has been sent by now.
+    pub fn is_sent(&mut self) -> bool {
+        use tokio::sync::oneshot::error::TryRecvError;
+        !matches!(self.0.try_recv(), Err(TryRecvError::Empty))
+    }
+
+    /// Resolves once the reply has been sent (cancel-safe: wait again after a drop).
+    pub async fn sent(&mut self) {
+        let _ = (&mut self.0).await;
+    }
 }
 
 /// A client event that passed the socket's checks.
@@ -80,9 +112,13 @@ impl Cluster {
         }
     }
 
-    /// Subscribes a socket; `Ok(true)` when it was not subscribed before. The joiner's
-    /// `subscription_succeeded` and every notice follow in the channel's line.
-    pub fn subscribe(&self, app: &App, request: Subscription<'_>) -> Result<bool, ChannelFull> {
+    /// Subscribes a socket. The joiner's `subscription_succeeded` and every notice follow in
+    /// the channel's line.
+    pub fn subscribe(
+        &self,
+        app: &App,
+        request: Subscription<'_>,
+    ) -> Result<Subscribed, ChannelFull> {
         match self {
             Cluster::Local(local) => local.app(app).subscribe(request),
         }

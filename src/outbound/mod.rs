@@ -6,9 +6,7 @@
 //! has to know the other.
 
 mod queue;
-mod reservation;
 mod wire;
 
 pub use queue::{Flushed, Outbound, OutboundQueue};
-pub use reservation::Reservation;
 pub use wire::WireFrame;

@@ -38,12 +38,7 @@ pub enum Flushed {
 }
 
 struct State {
-    /// Frames ready to be written, in order.
     frames: VecDeque<Bytes>,
-    /// What waits behind a reply whose place is reserved but whose content is not known yet.
-    waiting: VecDeque<Waiting>,
-    next_reservation: u64,
-    /// Bytes in `frames` and `waiting`.
     bytes: usize,
     /// The first queued frame is partly written: it must be finished before anything else.
     front_started: bool,
@@ -52,13 +47,6 @@ struct State {
     broken: bool,
     /// The connection ended: nobody writes any more.
     shut: bool,
-}
-
-/// An entry behind the first unfilled reservation.
-enum Waiting {
-    Frame(Bytes),
-    Reserved(u64),
-    Filled(Vec<Bytes>),
 }
 
 /// The outbound side of one connection.
@@ -75,8 +63,6 @@ impl OutboundQueue {
         Arc::new(OutboundQueue {
             state: Mutex::new(State {
                 frames: VecDeque::new(),
-                waiting: VecDeque::new(),
-                next_reservation: 0,
                 bytes: 0,
                 front_started: false,
                 close: None,
@@ -116,13 +102,6 @@ impl OutboundQueue {
         if state.close.is_some() || state.shut || state.broken {
             return false;
         }
-        if !state.waiting.is_empty() {
-            state.bytes += frame.len();
-            state
-                .waiting
-                .push_back(Waiting::Frame(frame.bytes().clone()));
-            return state.check_bound(self.limit_bytes);
-        }
         let mut written = 0;
         if write_now && state.frames.is_empty() {
             match self.socket.try_write(frame.as_ref()) {
@@ -142,55 +121,13 @@ impl OutboundQueue {
         state.front_started |= written > 0;
         state.bytes += rest.len();
         state.frames.push_back(rest);
-        let within = state.check_bound(self.limit_bytes);
-        drop(state);
-        self.notify.notify_one();
-        within
-    }
-
-    /// Reserves the place of a frame whose content is not known yet: whatever is pushed later
-    /// waits behind it until [`OutboundQueue::fill`] (or the reservation's drop) releases it.
-    pub(super) fn reserve(&self) -> Option<u64> {
-        let mut state = self.lock();
-        if state.close.is_some() || state.shut || state.broken {
-            return None;
-        }
-        let id = state.next_reservation;
-        state.next_reservation += 1;
-        state.waiting.push_back(Waiting::Reserved(id));
-        Some(id)
-    }
-
-    /// Puts `frames` in the reserved place and sends what is no longer waiting.
-    pub(super) fn fill(&self, id: u64, frames: &[WireFrame]) {
-        let mut state = self.lock();
-        let Some(entry) = state
-            .waiting
-            .iter_mut()
-            .find(|entry| matches!(entry, Waiting::Reserved(r) if *r == id))
-        else {
-            // Dropped by an overflow or the end of the connection.
-            return;
-        };
-        *entry = Waiting::Filled(frames.iter().map(|f| f.bytes().clone()).collect());
-        state.bytes += frames.iter().map(WireFrame::len).sum::<usize>();
-        let was_idle = state.frames.is_empty();
-        while let Some(entry) = state.waiting.pop_front() {
-            match entry {
-                Waiting::Frame(bytes) => state.frames.push_back(bytes),
-                Waiting::Filled(list) => state.frames.extend(list),
-                reserved @ Waiting::Reserved(_) => {
-                    state.waiting.push_front(reserved);
-                    break;
-                }
-            }
-        }
-        if state.check_bound(self.limit_bytes) && was_idle {
-            // What the connection task would write on its next turn goes out now.
-            let _ = self.write_ready(&mut state);
+        let overflowed = state.bytes > self.limit_bytes;
+        if overflowed {
+            state.overflow();
         }
         drop(state);
         self.notify.notify_one();
+        !overflowed
     }
 
     /// Asks the connection to close after the frames already queued.
@@ -210,7 +147,6 @@ impl OutboundQueue {
     pub fn shut(&self, last: &[WireFrame]) {
         let mut state = self.lock();
         state.shut = true;
-        state.drop_waiting();
         for frame in last {
             state.bytes += frame.len();
             state.frames.push_back(frame.bytes().clone());
@@ -240,50 +176,27 @@ impl OutboundQueue {
                     None => Flushed::Idle,
                 };
             }
-            if self.write_ready(&mut state).is_err() {
-                return Flushed::Blocked;
+            let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
+            let count = state.frames.len().min(WRITE_BATCH);
+            for (slice, frame) in slices.iter_mut().zip(state.frames.iter()) {
+                *slice = IoSlice::new(frame);
+            }
+            match self.socket.try_write_vectored(&slices[..count]) {
+                Ok(n) => state.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
+                Err(_) => state.broken = true,
             }
         }
-    }
-
-    /// One vectored write of the ready frames; `Err` when the socket takes nothing now.
-    fn write_ready(&self, state: &mut State) -> Result<(), ()> {
-        let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
-        let count = state.frames.len().min(WRITE_BATCH);
-        for (slice, frame) in slices.iter_mut().zip(state.frames.iter()) {
-            *slice = IoSlice::new(frame);
-        }
-        match self.socket.try_write_vectored(&slices[..count]) {
-            Ok(n) => state.consume(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(()),
-            Err(_) => state.broken = true,
-        }
-        Ok(())
     }
 }
 
 impl State {
-    /// False (after dropping what is queued, see [`State::overflow`]) when over `limit` bytes.
-    fn check_bound(&mut self, limit: usize) -> bool {
-        if self.bytes > limit {
-            self.overflow();
-            return false;
-        }
-        true
-    }
-
     /// Drops everything not yet started and asks for a 4100 close.
     fn overflow(&mut self) {
         let keep = usize::from(self.front_started);
         self.frames.truncate(keep);
-        self.drop_waiting();
-        self.close = Some(SocketError::OverCapacity);
-    }
-
-    /// Forgets whatever waits behind a reservation (the connection is ending).
-    fn drop_waiting(&mut self) {
-        self.waiting.clear();
         self.bytes = self.frames.iter().map(Bytes::len).sum();
+        self.close = Some(SocketError::OverCapacity);
     }
 
     /// Forgets the first `written` bytes of the queue.
@@ -462,8 +375,6 @@ mod tests {
     fn consume_tracks_a_half_written_frame() {
         let mut state = State {
             frames: VecDeque::from([Bytes::from_static(b"abc"), Bytes::from_static(b"de")]),
-            waiting: VecDeque::new(),
-            next_reservation: 0,
             bytes: 5,
             front_started: false,
             close: None,

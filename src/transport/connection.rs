@@ -19,6 +19,7 @@ use tungstenite::Message;
 use super::liveness::{Due, Liveness};
 use super::session::{ConnectionSlot, Session};
 use crate::apps::App;
+use crate::cluster::Pending;
 use crate::outbound::{Flushed, Outbound, OutboundQueue, WireFrame};
 use crate::protocol::codes::SocketError;
 use crate::protocol::frames;
@@ -145,11 +146,12 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
     let timer = sleep_until(session.liveness.next_deadline());
     tokio::pin!(timer);
     // Frames that came with the upgrade request are already buffered: no readiness will say so.
-    let mut unread = match read_messages(reader, session) {
-        Ok(more) => more,
-        Err(exit) => return exit,
-    };
+    let mut reading = Reading::default();
+    if let Some(exit) = reading.after(read_messages(reader, session)) {
+        return exit;
+    }
     loop {
+        let (unread, waiting) = (reading.unread, reading.waiting.is_some());
         // No `biased`: a busy outbound queue must not starve inbound frames or the timer.
         tokio::select! {
             _ = &mut shutdown => return Exit::Close(SocketError::ServerShutdown),
@@ -158,23 +160,23 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
                     return exit;
                 }
             }
-            readable = outbound.socket().readable() => {
+            readable = outbound.socket().readable(), if !waiting => {
                 if readable.is_err() {
                     return Exit::Gone;
                 }
-                unread = match read_messages(reader, session) {
-                    Ok(more) => more,
-                    Err(exit) => return exit,
-                };
+                if let Some(exit) = reading.after(read_messages(reader, session)) {
+                    return exit;
+                }
             }
             // Complete messages still buffered after a full turn: no readiness will announce
             // them (the socket may be drained), so come back after the other branches had a go.
-            _ = tokio::task::yield_now(), if unread => {
-                unread = match read_messages(reader, session) {
-                    Ok(more) => more,
-                    Err(exit) => return exit,
-                };
+            _ = tokio::task::yield_now(), if unread && !waiting => {
+                if let Some(exit) = reading.after(read_messages(reader, session)) {
+                    return exit;
+                }
             }
+            // A subscription's reply is being sent by another thread: the next frame waits.
+            _ = Reading::sent(&mut reading.waiting), if waiting => reading.waiting = None,
             _ = &mut timer => {
                 match session.liveness.due(Instant::now()) {
                     Due::Nothing => {}
@@ -192,9 +194,50 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
     }
 }
 
-/// Handles the messages that arrived: `Ok(true)` when it stopped at [`MESSAGES_PER_WAKE`] with
-/// more possibly buffered, `Ok(false)` when the socket is drained, `Err` when the connection ends.
-fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Result<bool, Exit> {
+/// Where reading stands between turns of the loop.
+#[derive(Default)]
+struct Reading {
+    /// Complete messages may still be buffered.
+    unread: bool,
+    /// A subscription's reply still to be sent; nothing more is handled until it is.
+    waiting: Option<Pending>,
+}
+
+/// How a call of [`read_messages`] ended.
+enum ReadEnd {
+    /// The socket is drained.
+    Drained,
+    /// It stopped at [`MESSAGES_PER_WAKE`]; more may be buffered.
+    More,
+    /// It stopped after a subscription whose reply is still to be sent.
+    Waiting(Pending),
+}
+
+impl Reading {
+    /// Records how a read ended; `Some` when the connection ends.
+    fn after(&mut self, read: Result<ReadEnd, Exit>) -> Option<Exit> {
+        match read {
+            Ok(ReadEnd::Drained) => self.unread = false,
+            Ok(ReadEnd::More) => self.unread = true,
+            Ok(ReadEnd::Waiting(pending)) => {
+                self.unread = true;
+                self.waiting = Some(pending);
+            }
+            Err(exit) => return Some(exit),
+        }
+        None
+    }
+
+    async fn sent(waiting: &mut Option<Pending>) {
+        if let Some(pending) = waiting {
+            pending.sent().await;
+        }
+    }
+}
+
+/// Handles the messages that arrived, in order, until the socket is drained, the per-wake limit
+/// is reached or a subscription's reply is still to be sent; `Err` when the connection ends.
+fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Result<ReadEnd, Exit> {
     let outbound = session.outbound.clone();
     let mut io = SocketIo {
         outbound: &outbound,
@@ -203,7 +246,7 @@ fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Result
         let message = match reader.read(&mut io) {
             Ok(message) => message,
             Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Ok(false)
+                return Ok(ReadEnd::Drained)
             }
             Err(error) => return Err(read_error(error)),
         };
@@ -212,7 +255,11 @@ fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Result
             Message::Text(text) => {
                 session.shared.metrics().message_in();
                 match ClientMessage::parse(text.as_str()) {
-                    Ok(message) => session.handle(message),
+                    Ok(message) => {
+                        if let Some(pending) = session.handle(message) {
+                            return Ok(ReadEnd::Waiting(pending));
+                        }
+                    }
                     Err(error) => session.send(frames::error(&error)),
                 }
             }
@@ -230,7 +277,7 @@ fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Result
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
     }
-    Ok(true)
+    Ok(ReadEnd::More)
 }
 
 /// How a read error ends the connection (RFC 6455 section 7.4.1 codes where one applies).

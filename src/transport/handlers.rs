@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use super::session::{Session, SignedInUser};
-use crate::cluster::{ClientEvent, Subscription};
+use crate::cluster::{ClientEvent, Pending, Subscription};
 use crate::engine::PresenceMember;
 use crate::protocol::channel::{server_to_user_id, validate_name};
 use crate::protocol::codes::{SocketError, SubscriptionError};
@@ -33,12 +33,13 @@ struct UserData {
 }
 
 impl Session {
-    /// Handles one parsed client frame.
-    pub fn handle(&mut self, message: ClientMessage) {
+    /// Handles one parsed client frame; a subscription whose reply is still to be sent returns
+    /// what to wait for before the next frame is handled.
+    pub fn handle(&mut self, message: ClientMessage) -> Option<Pending> {
         match message {
             ClientMessage::Ping => self.send(frames::pong()),
             ClientMessage::Pong => {}
-            ClientMessage::Subscribe(request) => self.subscribe(request),
+            ClientMessage::Subscribe(request) => return self.subscribe(request),
             ClientMessage::Unsubscribe { channel } => self.leave(&channel),
             ClientMessage::Signin(request) => self.signin(request),
             ClientMessage::ClientEvent {
@@ -51,18 +52,23 @@ impl Session {
                 }
             }
         }
+        None
     }
 
-    fn subscribe(&mut self, request: SubscribeRequest) {
+    fn subscribe(&mut self, request: SubscribeRequest) -> Option<Pending> {
         let channel = request.channel.as_str();
         let max_channels = self.shared.config().max_channels_per_connection;
         if self.channels.len() >= max_channels && !self.channels.contains_key(channel) {
             let error = SubscriptionError::TooManyChannels(max_channels);
-            return self.send(frames::subscription_error(channel, &error));
+            self.send(frames::subscription_error(channel, &error));
+            return None;
         }
         let (kind, member) = match self.authorize(&request) {
             Ok(authorized) => authorized,
-            Err(error) => return self.send(frames::subscription_error(channel, &error)),
+            Err(error) => {
+                self.send(frames::subscription_error(channel, &error));
+                return None;
+            }
         };
         let request = Subscription {
             channel,
@@ -72,19 +78,21 @@ impl Session {
             cached: kind.cached,
         };
         match self.shared.cluster().subscribe(&self.app, request) {
-            Ok(newly) => {
-                if newly {
+            Ok(subscribed) => {
+                if subscribed.newly {
                     self.channels
                         .insert(Arc::from(channel), member.map(|m| m.user_id));
                 }
                 if kind.needs_auth() {
                     self.liveness.authorized();
                 }
+                subscribed.pending
             }
             Err(_full) => {
                 let max = self.app.max_presence_members_per_channel;
                 let error = SubscriptionError::MembersLimit(max);
                 self.send(frames::subscription_error(channel, &error));
+                None
             }
         }
     }

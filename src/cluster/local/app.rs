@@ -8,18 +8,19 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Instant};
 
 use super::counts::CountThrottle;
+use super::recipient::{Recipient, WebhookOut};
 use super::steps::{Change, Join, Step};
-use super::webhook_sink::WebhookSink;
 use crate::apps::App;
 use crate::cluster::sequence::{ChannelSequence, Ran};
-use crate::cluster::{ClientEvent, Subscription};
+use crate::cluster::{ClientEvent, Pending, Subscribed, Subscription};
 use crate::config::EventKind;
 use crate::engine::{ChannelCache, ChannelFull, ChannelRegistry, UserRegistry};
 use crate::metrics::Metrics;
-use crate::outbound::{Outbound, Reservation, WireFrame};
+use crate::outbound::WireFrame;
 use crate::protocol::{frames, ChannelKind, ChannelType, SocketId};
 use crate::webhooks::WebhookEvent;
 
@@ -28,27 +29,27 @@ const STEPS_PER_RUN: usize = 256;
 
 /// One app on this node: channels, signed-in users, cache, connections, the ordered lines of
 /// its channels, and where its webhook events go.
-pub struct AppChannels {
+pub struct AppChannels<R: Recipient> {
     pub(super) app: Arc<App>,
-    pub(super) channels: ChannelRegistry<Outbound>,
-    pub(super) users: UserRegistry<Outbound>,
+    pub(super) channels: ChannelRegistry<R>,
+    pub(super) users: UserRegistry<R>,
     pub(super) cache: ChannelCache,
     pub(super) counts: CountThrottle,
-    pub(super) sequence: ChannelSequence<Step>,
-    pub(super) webhooks: Option<WebhookSink>,
+    pub(super) sequence: ChannelSequence<Step<R>>,
+    pub(super) webhooks: Option<Box<dyn WebhookOut>>,
     pub(super) metrics: Arc<Metrics>,
     connections: AtomicUsize,
 }
 
-impl AppChannels {
+impl<R: Recipient> AppChannels<R> {
     /// The app's empty state; `webhooks` is `None` for an app without endpoints.
     pub fn new(
         app: Arc<App>,
         cache: ChannelCache,
         counts: CountThrottle,
-        webhooks: Option<WebhookSink>,
+        webhooks: Option<Box<dyn WebhookOut>>,
         metrics: Arc<Metrics>,
-    ) -> AppChannels {
+    ) -> AppChannels<R> {
         AppChannels {
             app,
             channels: ChannelRegistry::default(),
@@ -87,8 +88,12 @@ impl AppChannels {
             }
     }
 
-    /// Subscribes; `Ok(true)` when the socket was not subscribed before.
-    pub fn subscribe(self: &Arc<Self>, request: Subscription<'_>) -> Result<bool, ChannelFull> {
+    /// Subscribes. The joiner's reply is sent in the channel's line; when another thread is
+    /// carrying the line out, [`Subscribed::pending`] resolves once the reply has been sent.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        request: Subscription<'_, R>,
+    ) -> Result<Subscribed, ChannelFull> {
         let Subscription {
             channel,
             socket,
@@ -99,8 +104,7 @@ impl AppChannels {
         let line = self.sequence.line_of(channel);
         let counted = self.counts_subscriptions(channel);
         let max_members = self.app.max_presence_members_per_channel;
-        // Taken before the channel's line: the socket's later frames wait behind its reply.
-        let reply = Reservation::new(outbound);
+        let (done, replied) = oneshot::channel();
         let handle = outbound.clone();
         let joined = self.channels.subscribe(
             channel,
@@ -116,7 +120,8 @@ impl AppChannels {
                 });
                 let join = Join {
                     channel: view.name().clone(),
-                    reply,
+                    joiner: outbound.clone(),
+                    done,
                     snapshot: joined.presence_snapshot,
                     cached,
                     change,
@@ -125,11 +130,15 @@ impl AppChannels {
                 newly
             },
         );
-        if joined == Ok(true) {
+        let newly = joined?;
+        if newly {
             self.metrics.subscription(1);
         }
         self.run(line);
-        joined
+        Ok(Subscribed {
+            newly,
+            pending: Pending::unless_done(replied),
+        })
     }
 
     /// Unsubscribes; false when the socket was not subscribed.

@@ -4,7 +4,10 @@
 mod app;
 mod counts;
 mod grace;
+mod recipient;
 mod steps;
+#[cfg(test)]
+mod tests;
 mod webhook_sink;
 
 use std::sync::Arc;
@@ -24,12 +27,13 @@ use crate::protocol::codes::SocketError;
 use crate::protocol::SocketId;
 use crate::webhooks::Webhooks;
 use counts::CountThrottle;
+use recipient::Recipient;
 use webhook_sink::WebhookSink;
 
 /// The stage of a server that runs alone.
 pub struct LocalCluster {
     /// Per app, in [`App::index`] order.
-    apps: Vec<Arc<AppChannels>>,
+    apps: Vec<Arc<AppChannels<Outbound>>>,
     webhooks: Arc<Webhooks>,
     /// Cancelled at shutdown: the grace tasks release what they hold.
     close: CancellationToken,
@@ -50,13 +54,14 @@ impl LocalCluster {
             .iter()
             .map(|app| {
                 let sink = webhooks.has_endpoints(&app.id).then(|| {
-                    WebhookSink::start(
+                    let sink = WebhookSink::start(
                         &app.id,
                         webhooks.clone(),
                         config.webhooks.grace_period,
                         close.clone(),
                         &grace_tasks,
-                    )
+                    );
+                    Box::new(sink) as Box<dyn recipient::WebhookOut>
                 });
                 Arc::new(AppChannels::new(
                     app.clone(),
@@ -76,7 +81,7 @@ impl LocalCluster {
     }
 
     /// The live state of `app`.
-    pub fn app(&self, app: &App) -> &Arc<AppChannels> {
+    pub fn app(&self, app: &App) -> &Arc<AppChannels<Outbound>> {
         &self.apps[app.index()]
     }
 
@@ -114,9 +119,10 @@ impl LocalCluster {
     pub fn terminate_connections(&self, app: &App, user_id: &str) -> usize {
         let connections = self.app(app).users.connections(user_id);
         for outbound in &connections {
-            outbound.close(SocketError::Unauthorized(
-                "connections terminated by the server".into(),
-            ));
+            Recipient::close(
+                outbound,
+                SocketError::Unauthorized("connections terminated by the server".into()),
+            );
         }
         connections.len()
     }

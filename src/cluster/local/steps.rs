@@ -6,72 +6,77 @@ use std::sync::Arc;
 
 use super::app::AppChannels;
 use super::counts::Announce;
+use super::recipient::Recipient;
 use crate::engine::{Subscribers, Transition};
-use crate::outbound::{Outbound, Reservation, WireFrame};
+use crate::outbound::WireFrame;
 use crate::protocol::{frames, SocketId};
 use crate::webhooks::WebhookEvent;
 
 /// One thing that happened on a channel, in the order the channel's lock gave it.
-pub enum Step {
+pub enum Step<R: Recipient> {
     /// A socket subscribed (boxed: the largest step by far).
-    Joined(Box<Join>),
+    Joined(Box<Join<R>>),
     /// A socket left.
-    Left { channel: Arc<str>, change: Change },
+    Left {
+        channel: Arc<str>,
+        change: Change<R>,
+    },
     /// A server event; `cache` is `(channel, frame)` to keep as the channel's last event.
     Published {
         frame: WireFrame,
         except: Option<SocketId>,
         cache: Option<(Arc<str>, Arc<str>)>,
-        recipients: Option<Subscribers<Outbound>>,
+        recipients: Option<Subscribers<R>>,
     },
     /// A client event, never echoed to its sender.
     ClientEvent {
         frame: WireFrame,
         except: SocketId,
         webhook: Option<WebhookEvent>,
-        recipients: Subscribers<Outbound>,
+        recipients: Subscribers<R>,
     },
     /// A throttled subscription count fell due; `count` was read in line.
     CountDue {
         channel: Arc<str>,
         count: usize,
-        recipients: Option<Subscribers<Outbound>>,
+        recipients: Option<Subscribers<R>>,
     },
 }
 
 /// A subscription, as its joiner and the others are to hear of it.
-pub struct Join {
+pub struct Join<R: Recipient> {
     pub channel: Arc<str>,
-    /// The joiner's place for `subscription_succeeded` (and the cache replay).
-    pub reply: Reservation,
+    pub joiner: R,
+    /// Told once the joiner's reply is sent: the socket handles nothing else before.
+    pub done: tokio::sync::oneshot::Sender<()>,
     /// The presence member list for `subscription_succeeded`, as of the join.
     pub snapshot: Option<String>,
     /// A cache channel: replay its last event (or `pusher:cache_miss`).
     pub cached: bool,
     /// `None` when the socket was subscribed already: it only hears `subscription_succeeded`.
-    pub change: Option<Change>,
+    pub change: Option<Change<R>>,
 }
 
 /// What a subscription change means for the channel's other sockets and for webhooks.
-pub struct Change {
+pub struct Change<R: Recipient> {
     transitions: Vec<Transition>,
     count: usize,
     /// The socket the change is about, which gets no notice of it.
     except: Option<SocketId>,
     counted: bool,
     /// Everyone subscribed once the change was made; only taken when someone must hear of it.
-    recipients: Option<Subscribers<Outbound>>,
+    recipients: Option<Subscribers<R>>,
 }
 
-impl Change {
+impl<R: Recipient> Change<R> {
     /// Fixes what a change means while the channel is locked (`view` shows it after the change).
     pub fn new(
         transitions: Vec<Transition>,
         count: usize,
         except: Option<SocketId>,
         counted: bool,
-        view: &crate::engine::ChannelView<'_, Outbound>,
-    ) -> Change {
+        view: &crate::engine::ChannelView<'_, R>,
+    ) -> Change<R> {
         let notices = transitions.iter().any(|t| match t {
             Transition::MemberAdded { .. } | Transition::MemberRemoved { .. } => true,
             Transition::Occupied { .. } | Transition::Vacated { .. } => false,
@@ -123,9 +128,9 @@ fn member_notice(transition: &Transition) -> Option<String> {
     }
 }
 
-impl AppChannels {
+impl<R: Recipient> AppChannels<R> {
     /// Carries out one step.
-    pub(super) fn carry_out(self: &Arc<Self>, step: Step) {
+    pub(super) fn carry_out(self: &Arc<Self>, step: Step<R>) {
         match step {
             Step::Joined(join) => self.joined(*join),
             Step::Left { channel, change } => self.changed(&channel, change),
@@ -161,20 +166,24 @@ impl AppChannels {
         }
     }
 
-    fn joined(self: &Arc<Self>, join: Join) {
+    fn joined(self: &Arc<Self>, join: Join<R>) {
         let Join {
             channel,
-            reply,
+            joiner,
+            done,
             snapshot,
             cached,
             change,
         } = join;
         let data = snapshot.as_deref().unwrap_or("{}");
-        let succeeded = WireFrame::text(&frames::subscription_succeeded(&channel, data));
-        match cached {
-            true => reply.fill(&[succeeded, self.replay_cache(&channel)]),
-            false => reply.fill(&[succeeded]),
+        joiner.push(&WireFrame::text(&frames::subscription_succeeded(
+            &channel, data,
+        )));
+        if cached {
+            joiner.push(&self.replay_cache(&channel));
         }
+        // The socket's own next frame (a pong, the next reply) may go out from here on.
+        let _ = done.send(());
         if let Some(change) = change {
             self.changed(&channel, change);
         }
@@ -194,7 +203,7 @@ impl AppChannels {
     }
 
     /// Member notices, webhook events and the subscription count of one change.
-    fn changed(self: &Arc<Self>, channel: &Arc<str>, change: Change) {
+    fn changed(self: &Arc<Self>, channel: &Arc<str>, change: Change<R>) {
         if let Some(recipients) = &change.recipients {
             for notice in change.transitions.iter().filter_map(member_notice) {
                 self.deliver(recipients, &WireFrame::text(&notice), change.except);
@@ -227,12 +236,7 @@ impl AppChannels {
         }
     }
 
-    fn count_due(
-        &self,
-        channel: Arc<str>,
-        count: usize,
-        recipients: Option<Subscribers<Outbound>>,
-    ) {
+    fn count_due(&self, channel: Arc<str>, count: usize, recipients: Option<Subscribers<R>>) {
         match recipients {
             Some(recipients) if count > 0 => {
                 let frame = frames::subscription_count(&channel, count);
@@ -247,12 +251,7 @@ impl AppChannels {
     }
 
     /// Writes the shared frame to every recipient but `except`; one counter update per call.
-    fn deliver(
-        &self,
-        recipients: &Subscribers<Outbound>,
-        frame: &WireFrame,
-        except: Option<SocketId>,
-    ) {
+    fn deliver(&self, recipients: &Subscribers<R>, frame: &WireFrame, except: Option<SocketId>) {
         let mut delivered = 0;
         for (socket, outbound) in recipients.iter() {
             // A socket that is closing refuses the frame: it is not counted as delivered.

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::grace::GraceStage;
+use super::recipient::WebhookOut;
 use crate::config::EventKind;
 use crate::webhooks::{Admitted, WebhookEvent, Webhooks};
 
@@ -45,15 +46,16 @@ impl WebhookSink {
             grace: tx,
         }
     }
+}
 
-    /// Whether any endpoint wants events of this kind (building one costs work: ask first).
-    pub fn wants(&self, kind: EventKind) -> bool {
+impl WebhookOut for WebhookSink {
+    fn wants(&self, kind: EventKind) -> bool {
         self.webhooks.wants(&self.app_id, kind)
     }
 
     /// Admits the event under the budget (or drops it, logged and counted) and passes it on to
     /// the grace task, in the order of submission.
-    pub fn submit(&self, event: WebhookEvent) {
+    fn submit(&self, event: WebhookEvent) {
         let Some(admitted) = self.webhooks.admit(&self.app_id, event) else {
             return;
         };
