@@ -12,8 +12,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
-echo "== cargo build (herald binary for the compatibility suites)"
+echo "== cargo build (herald binary for the compatibility suites; the benchmark crate, so it keeps building)"
 cargo build --bin herald
+cargo build -p herald-bench
 
 echo "== Rust unit and integration tests"
 cargo nextest run --no-fail-fast

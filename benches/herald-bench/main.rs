@@ -1,8 +1,9 @@
 //! herald-bench: load scenarios against Herald (or any Pusher-compatible server that reads a
 //! Sockudo-schema config.json), with real WebSocket clients and the signed REST API on loopback.
 //!
-//! `cargo run --release --bin herald-bench -- --scenario all` runs everything against the herald
-//! binary built beside it; `--server 'CMD {config}'` runs the same scenarios against another server.
+//! `cargo build --release --workspace && target/release/herald-bench --scenario all` runs
+//! everything against the herald binary built beside it; `--server 'CMD {config}'` runs the same
+//! scenarios against another server.
 
 mod burst;
 mod clients;

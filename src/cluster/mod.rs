@@ -17,11 +17,12 @@ pub mod sequence;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::engine::{CachedEvent, ChannelSummary};
 pub use local::LocalCluster;
 
 use crate::apps::{App, AppRegistry};
 use crate::config::Config;
-use crate::engine::{CachedEvent, ChannelFull, ChannelSummary, PresenceMember};
+use crate::engine::{ChannelFull, PresenceMember};
 use crate::metrics::{Metrics, WebhookHealth};
 use crate::outbound::{Outbound, WireFrame};
 use crate::protocol::SocketId;

@@ -3,7 +3,7 @@
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
-use crate::engine::ChannelSummary;
+use crate::cluster::ChannelSummary;
 use crate::protocol::ChannelType;
 
 /// Which attributes a request asked for.

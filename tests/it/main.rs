@@ -4,6 +4,7 @@
 mod receiver;
 mod support;
 
+mod architecture;
 mod client_events;
 mod connection;
 mod fuzz_corpus;
