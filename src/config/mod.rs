@@ -153,6 +153,79 @@ fn kb(path: &str, value: Option<f64>, default_kb: f64) -> Result<usize, ConfigEr
 }
 
 /// Timeouts are at least a second and at most a day.
+/// The `webhooks` section's own settings.
+fn webhooks_config(
+    raw: &RawConfig,
+    batching_duration: Duration,
+) -> Result<WebhooksConfig, ConfigError> {
+    Ok(WebhooksConfig {
+        batching_enabled: raw.webhooks.batching.enabled.unwrap_or(true),
+        batching_duration,
+        batching_max_events: raw.webhooks.batching.max_events.unwrap_or(100).max(1) as usize,
+        grace_period: Duration::from_millis(raw.webhooks.grace_period_ms.unwrap_or(3000)),
+        queue_max_bytes: bytes(
+            "webhooks.queue.max_bytes",
+            raw.webhooks.queue.max_bytes,
+            DEFAULT_QUEUE_MAX_BYTES,
+        )?,
+        queue_max_total_bytes: bytes(
+            "webhooks.queue.max_total_bytes",
+            raw.webhooks.queue.max_total_bytes,
+            DEFAULT_QUEUE_MAX_TOTAL_BYTES,
+        )?,
+    })
+}
+
+/// A duration in milliseconds that must be above zero.
+fn positive_millis(
+    path: &str,
+    value: Option<u64>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        Some(0) => Err(ConfigError::invalid(path, "must be above 0")),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+        None => Ok(default),
+    }
+}
+
+/// The endpoint defaults under `webhooks`, from Pusher's values.
+fn webhook_defaults(raw: &RawConfig) -> Result<WebhookDefaults, ConfigError> {
+    let pusher = WebhookDefaults::pusher();
+    Ok(WebhookDefaults {
+        retry: webhook::retry_policy("webhooks.retry", raw.webhooks.retry.as_ref(), &pusher.retry)?,
+        request_timeout: positive_millis(
+            "webhooks.request_timeout_ms",
+            raw.webhooks.request_timeout_ms,
+            pusher.request_timeout,
+        )?,
+        max_in_flight: webhook::max_in_flight(
+            "webhooks.max_in_flight",
+            raw.webhooks.max_in_flight,
+            pusher.max_in_flight,
+        )?,
+    })
+}
+
+/// The apps of `app_manager` (only the memory driver's array).
+fn apps(raw: &RawConfig, defaults: &WebhookDefaults) -> Result<Vec<AppConfig>, ConfigError> {
+    let apps = raw.app_manager.array.apps.iter().enumerate();
+    let apps = apps
+        .map(|(i, app)| {
+            AppConfig::from_raw(&format!("app_manager.array.apps[{i}]"), app, raw, defaults)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(driver) = raw.app_manager.driver.as_deref() {
+        if driver != "memory" && driver != "array" {
+            return Err(ConfigError::invalid(
+                "app_manager.driver",
+                format!("{driver:?} is not supported; Herald reads apps from app_manager.array (driver \"memory\")"),
+            ));
+        }
+    }
+    Ok(apps)
+}
+
 fn seconds(path: &str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
     match value.unwrap_or(default) {
         0 => Err(ConfigError::invalid(path, "must be at least 1 second")),
@@ -198,29 +271,7 @@ impl Config {
     }
 
     fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
-        let pusher = WebhookDefaults::pusher();
-        let webhook_defaults = WebhookDefaults {
-            retry: webhook::retry_policy(
-                "webhooks.retry",
-                raw.webhooks.retry.as_ref(),
-                &pusher.retry,
-            )?,
-            request_timeout: match raw.webhooks.request_timeout_ms {
-                Some(0) => {
-                    return Err(ConfigError::invalid(
-                        "webhooks.request_timeout_ms",
-                        "must be above 0",
-                    ))
-                }
-                Some(ms) => Duration::from_millis(ms),
-                None => pusher.request_timeout,
-            },
-            max_in_flight: webhook::max_in_flight(
-                "webhooks.max_in_flight",
-                raw.webhooks.max_in_flight,
-                pusher.max_in_flight,
-            )?,
-        };
+        let webhook_defaults = webhook_defaults(&raw)?;
         let batching_duration = match raw.webhooks.batching.duration {
             Some(ms) if ms < 0 => {
                 return Err(ConfigError::invalid(
@@ -231,29 +282,8 @@ impl Config {
             Some(ms) => Duration::from_millis(ms as u64),
             None => Duration::from_millis(50),
         };
-        let apps = raw
-            .app_manager
-            .array
-            .apps
-            .iter()
-            .enumerate()
-            .map(|(i, app)| {
-                AppConfig::from_raw(
-                    &format!("app_manager.array.apps[{i}]"),
-                    app,
-                    &raw,
-                    &webhook_defaults,
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(driver) = raw.app_manager.driver.as_deref() {
-            if driver != "memory" && driver != "array" {
-                return Err(ConfigError::invalid(
-                    "app_manager.driver",
-                    format!("{driver:?} is not supported; Herald reads apps from app_manager.array (driver \"memory\")"),
-                ));
-            }
-        }
+        let apps = apps(&raw, &webhook_defaults)?;
+        let webhooks = webhooks_config(&raw, batching_duration)?;
         let config = Config {
             host: raw.host.unwrap_or_else(|| "0.0.0.0".to_owned()),
             port: raw.port.unwrap_or(6001),
@@ -278,24 +308,16 @@ impl Config {
                 raw.http_api.request_limit_in_mb.map(|mb| mb * KB),
                 10.0 * KB,
             )?,
-            http_body_timeout: match raw.http_api.body_timeout_ms {
-                Some(0) => {
-                    return Err(ConfigError::invalid(
-                        "http_api.body_timeout_ms",
-                        "must be above 0",
-                    ))
-                }
-                other => Duration::from_millis(other.unwrap_or(5000)),
-            },
-            http_header_timeout: match raw.http_api.header_timeout_ms {
-                Some(0) => {
-                    return Err(ConfigError::invalid(
-                        "http_api.header_timeout_ms",
-                        "must be above 0",
-                    ))
-                }
-                other => Duration::from_millis(other.unwrap_or(30_000)),
-            },
+            http_body_timeout: positive_millis(
+                "http_api.body_timeout_ms",
+                raw.http_api.body_timeout_ms,
+                Duration::from_millis(5000),
+            )?,
+            http_header_timeout: positive_millis(
+                "http_api.header_timeout_ms",
+                raw.http_api.header_timeout_ms,
+                Duration::from_millis(30_000),
+            )?,
             http_body_budget: kb(
                 "http_api.max_buffered_body_mb",
                 raw.http_api.max_buffered_body_mb.map(|mb| mb * KB),
@@ -331,23 +353,7 @@ impl Config {
                     .prefix
                     .unwrap_or_else(|| "herald_".to_owned()),
             },
-            webhooks: WebhooksConfig {
-                batching_enabled: raw.webhooks.batching.enabled.unwrap_or(true),
-                batching_duration,
-                batching_max_events: raw.webhooks.batching.max_events.unwrap_or(100).max(1)
-                    as usize,
-                grace_period: Duration::from_millis(raw.webhooks.grace_period_ms.unwrap_or(3000)),
-                queue_max_bytes: bytes(
-                    "webhooks.queue.max_bytes",
-                    raw.webhooks.queue.max_bytes,
-                    DEFAULT_QUEUE_MAX_BYTES,
-                )?,
-                queue_max_total_bytes: bytes(
-                    "webhooks.queue.max_total_bytes",
-                    raw.webhooks.queue.max_total_bytes,
-                    DEFAULT_QUEUE_MAX_TOTAL_BYTES,
-                )?,
-            },
+            webhooks,
             apps,
             unknown_keys: Vec::new(),
         };

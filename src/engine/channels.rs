@@ -111,6 +111,42 @@ impl<'a, S> ChannelView<'a, S> {
 }
 
 impl<S> Channel<S> {
+    /// Adds a socket that is not subscribed yet; returns `Occupied` and/or `MemberAdded`.
+    fn join(
+        &mut self,
+        name: &Arc<str>,
+        socket: SocketId,
+        handle: S,
+        member: Option<&PresenceMember>,
+        max_members: usize,
+    ) -> Result<Vec<Transition>, ChannelFull> {
+        let mut transitions = Vec::new();
+        if let (Some(member), Some(members)) = (member, self.members.as_ref()) {
+            if !members.contains(&member.user_id) && members.len() >= max_members {
+                return Err(ChannelFull);
+            }
+        }
+        if self.subscribers.is_empty() {
+            transitions.push(Transition::Occupied {
+                channel: name.clone(),
+            });
+        }
+        if let (Some(member), Some(members)) = (member, self.members.as_mut()) {
+            if members.add_socket(member) {
+                transitions.push(Transition::MemberAdded {
+                    channel: name.clone(),
+                    user_id: member.user_id.clone(),
+                    user_info: member.user_info.clone(),
+                });
+            }
+        }
+        self.fanout = OnceLock::new();
+        let user_id = member.map(|m| m.user_id.clone());
+        self.subscribers
+            .insert(socket, Subscription { handle, user_id });
+        Ok(transitions)
+    }
+
     fn fanout_list(&self) -> &Subscribers<S>
     where
         S: Clone,
@@ -162,52 +198,24 @@ impl<S> ChannelRegistry<S> {
             });
         let name = entry.key().clone();
         let state = entry.value_mut();
-        if state.subscribers.contains_key(&socket) {
-            let joined = Joined {
-                transitions: Vec::new(),
-                presence_snapshot: state.members.as_ref().map(Members::snapshot_json),
-                subscription_count: state.subscribers.len(),
-                already_subscribed: true,
-            };
-            return Ok(then(joined, ChannelView::new(&name, state)));
-        }
-        let mut transitions = Vec::new();
-        if let (Some(member), Some(members)) = (member, state.members.as_mut()) {
-            if !members.contains(&member.user_id) && members.len() >= max_members {
-                drop(entry);
-                self.remove_if_empty(channel);
-                return Err(ChannelFull);
+        let already_subscribed = state.subscribers.contains_key(&socket);
+        let transitions = if already_subscribed {
+            Vec::new()
+        } else {
+            match state.join(&name, socket, handle, member, max_members) {
+                Ok(transitions) => transitions,
+                Err(full) => {
+                    drop(entry);
+                    self.remove_if_empty(channel);
+                    return Err(full);
+                }
             }
-            if state.subscribers.is_empty() {
-                transitions.push(Transition::Occupied {
-                    channel: name.clone(),
-                });
-            }
-            if members.add_socket(member) {
-                transitions.push(Transition::MemberAdded {
-                    channel: name.clone(),
-                    user_id: member.user_id.clone(),
-                    user_info: member.user_info.clone(),
-                });
-            }
-        } else if state.subscribers.is_empty() {
-            transitions.push(Transition::Occupied {
-                channel: name.clone(),
-            });
-        }
-        state.fanout = OnceLock::new();
-        state.subscribers.insert(
-            socket,
-            Subscription {
-                handle,
-                user_id: member.map(|m| m.user_id.clone()),
-            },
-        );
+        };
         let joined = Joined {
             transitions,
             presence_snapshot: state.members.as_ref().map(Members::snapshot_json),
             subscription_count: state.subscribers.len(),
-            already_subscribed: false,
+            already_subscribed,
         };
         Ok(then(joined, ChannelView::new(&name, state)))
     }
