@@ -2,23 +2,34 @@
 
 use std::time::{Duration, SystemTime};
 
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::credentials;
 use super::delivery::{classify, discard_body, Failure};
-use super::sigv4::{resolve_credentials, sign, uri_encode, Request};
 use crate::config::LambdaTarget;
+
+/// RFC 3986 unreserved characters stay; everything else in a path segment or query value is
+/// escaped, as the Lambda API expects.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn uri_encode(text: &str) -> String {
+    utf8_percent_encode(text, SEGMENT).to_string()
+}
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// Invokes the function once; a function error (`X-Amz-Function-Error`) is a failed attempt.
-pub(super) async fn invoke_lambda(
-    client: &reqwest::Client,
-    lambda: &LambdaTarget,
-    timeout: Duration,
-    body: String,
-) -> Result<(), Failure> {
+/// The request URL of `lambda`'s `Invoke`, and its region.
+fn invoke_url(lambda: &LambdaTarget) -> Result<(reqwest::Url, String), Failure> {
     let region = lambda
         .region
         .clone()
@@ -31,55 +42,79 @@ pub(super) async fn invoke_lambda(
         .endpoint_url
         .clone()
         .unwrap_or_else(|| format!("https://lambda.{region}.amazonaws.com"));
-    let path = format!(
-        "/2015-03-31/functions/{}/invocations",
-        uri_encode(&lambda.function_name, false)
-    );
-    let query = lambda
-        .qualifier
-        .as_deref()
-        .map(|q| format!("Qualifier={}", uri_encode(q, false)))
-        .unwrap_or_default();
     let mut url = reqwest::Url::parse(&base)
         .map_err(|e| Failure::Final(format!("lambda endpoint {base:?}: {e}")))?;
-    url.set_path(&path);
-    url.set_query((!query.is_empty()).then_some(query.as_str()));
-    let host = match (url.host_str(), url.port()) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_owned(),
-        (None, _) => {
-            return Err(Failure::Final(format!(
-                "lambda endpoint {base:?} has no host"
-            )))
-        }
-    };
-    let credentials = resolve_credentials(&env).map_err(Failure::Final)?;
-    let signed_headers = [
-        ("content-type", "application/json"),
-        ("x-amz-invocation-type", lambda.invocation_type.as_str()),
-    ];
-    let request = Request {
-        method: "POST",
-        host: &host,
-        path: url.path(),
-        query: &query,
-        headers: &signed_headers,
-        body: body.as_bytes(),
-    };
-    let mut headers = HeaderMap::new();
-    let added = sign(&request, &credentials, &region, "lambda", SystemTime::now());
-    for (name, value) in signed_headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .chain(added)
-    {
-        let value =
-            HeaderValue::from_str(&value).map_err(|e| Failure::Final(format!("{name}: {e}")))?;
-        headers.insert(
-            HeaderName::from_bytes(name.as_bytes()).expect("static header names"),
-            value,
-        );
+    if url.host_str().is_none() {
+        return Err(Failure::Final(format!(
+            "lambda endpoint {base:?} has no host"
+        )));
     }
+    let function = uri_encode(&lambda.function_name);
+    url.set_path(&format!("/2015-03-31/functions/{function}/invocations"));
+    let qualifier = lambda.qualifier.as_deref().map(uri_encode);
+    url.set_query(qualifier.map(|q| format!("Qualifier={q}")).as_deref());
+    Ok((url, region))
+}
+
+/// The request's headers with the SigV4 ones (`authorization`, `x-amz-date`, the session
+/// token) added by `aws-sigv4`.
+fn signed_headers(
+    url: &reqwest::Url,
+    region: &str,
+    credentials: credentials::Credentials,
+    invocation_type: &str,
+    body: &[u8],
+) -> Result<HeaderMap, Failure> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| Failure::Final(format!("{what}: {e}"));
+    let identity: Identity = aws_credential_types::Credentials::from(credentials).into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("lambda")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| fail("SigV4 parameters", &e))?
+        .into();
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-amz-invocation-type", invocation_type),
+    ];
+    let signable = SignableRequest::new(
+        "POST",
+        url.as_str(),
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| fail("SigV4 request", &e))?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| fail("SigV4 signing", &e))?
+        .into_parts();
+    let mut map = HeaderMap::new();
+    for (name, value) in headers.into_iter().chain(instructions.headers()) {
+        let value = HeaderValue::from_str(value).map_err(|e| fail(name, &e))?;
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| fail(name, &e))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// Invokes the function once; a function error (`X-Amz-Function-Error`) is a failed attempt.
+pub(super) async fn invoke_lambda(
+    client: &reqwest::Client,
+    lambda: &LambdaTarget,
+    timeout: Duration,
+    body: String,
+) -> Result<(), Failure> {
+    let (url, region) = invoke_url(lambda)?;
+    let credentials = credentials::current().await.map_err(Failure::Final)?;
+    let headers = signed_headers(
+        &url,
+        &region,
+        credentials,
+        &lambda.invocation_type,
+        body.as_bytes(),
+    )?;
     let response = client
         .post(url)
         .timeout(timeout)

@@ -9,13 +9,13 @@
 //! order ([`schedule`]).
 
 mod budget;
+mod credentials;
 mod delivery;
 mod event;
 mod filter;
 mod lambda;
 mod pipeline;
 mod schedule;
-mod sigv4;
 
 use std::collections::HashMap;
 use std::sync::Arc;
