@@ -103,6 +103,11 @@ pub async fn serve(
     let exit = run(&mut reader, &mut session).await;
     // Leave every channel before the close handshake, so a slow peer delays nobody's events.
     drop(session);
+    close(exit, &outbound, &shared).await;
+}
+
+/// Ends the connection the way `exit` asks, after it has left its channels.
+async fn close(exit: Exit, outbound: &Outbound, shared: &SharedState) {
     match exit {
         Exit::Close(SocketError::OverCapacity) => {
             // It has left its channels and is counted as gone already. What it was sent is
@@ -110,14 +115,15 @@ pub async fn serve(
             // to read again, so a client that was only slow learns why it must back off.
             shared.metrics().slow_consumer_disconnect();
             let frames = closing_frames(&SocketError::OverCapacity);
+            let linger = shared.config().pong_timeout;
             tokio::select! {
-                _ = finish_within(&outbound, &frames, config.pong_timeout) => {}
+                _ = finish_within(outbound, &frames, linger) => {}
                 _ = shared.shutdown().cancelled() => outbound.shut(&[]),
             }
         }
-        Exit::Close(error) => finish(&outbound, &closing_frames(&error)).await,
-        Exit::CloseCode(code, reason) => finish(&outbound, &[WireFrame::close(code, reason)]).await,
-        Exit::ClosedByPeer(code) => finish(&outbound, &[WireFrame::close_reply(code)]).await,
+        Exit::Close(error) => finish(outbound, &closing_frames(&error)).await,
+        Exit::CloseCode(code, reason) => finish(outbound, &[WireFrame::close(code, reason)]).await,
+        Exit::ClosedByPeer(code) => finish(outbound, &[WireFrame::close_reply(code)]).await,
         Exit::Stalled => {
             shared.metrics().slow_consumer_disconnect();
             outbound.shut(&[]);
