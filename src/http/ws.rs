@@ -1,7 +1,7 @@
 //! The WebSocket upgrade at `/app/{key}`: path, app and protocol checks before the first frame.
 //!
 //! The upgrade is done here rather than by axum's extractor because the connection needs the
-//! socket itself: fan-out writes frames straight to it (see `transport::outbound`).
+//! socket itself: fan-out writes frames straight to it (see `crate::outbound`).
 
 use std::collections::HashMap;
 
