@@ -77,18 +77,25 @@ impl<T> ChannelSequence<T> {
             }
             state.running = true;
         }
+        // A step that panics must not leave the line marked running: nobody would run it again.
+        let unwinding = Unwinding {
+            sequence: self,
+            line,
+        };
         let mut done = 0;
         loop {
             let step = {
                 let mut state = self.lock(line);
                 if done == limit && !state.steps.is_empty() {
                     state.running = false;
+                    std::mem::forget(unwinding);
                     return Ran::More;
                 }
                 match state.steps.pop_front() {
                     Some(step) => step,
                     None => {
                         state.running = false;
+                        std::mem::forget(unwinding);
                         return Ran::Done;
                     }
                 }
@@ -96,6 +103,18 @@ impl<T> ChannelSequence<T> {
             carry_out(step);
             done += 1;
         }
+    }
+}
+
+/// Clears a line's running mark if carrying out one of its steps panics.
+struct Unwinding<'a, T> {
+    sequence: &'a ChannelSequence<T>,
+    line: usize,
+}
+
+impl<T> Drop for Unwinding<'_, T> {
+    fn drop(&mut self) {
+        self.sequence.lock(self.line).running = false;
     }
 }
 
@@ -122,6 +141,20 @@ mod tests {
         });
         assert_eq!(ran, Ran::Done);
         assert_eq!(seen, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_panicking_step_leaves_the_line_runnable() {
+        let sequence = ChannelSequence::default();
+        sequence.push(0, 1);
+        sequence.push(0, 2);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            sequence.run(0, 10, |_| panic!("a bug in a step"))
+        }));
+        assert!(panicked.is_err());
+        let mut seen = Vec::new();
+        assert_eq!(sequence.run(0, 10, |s| seen.push(s)), Ran::Done);
+        assert_eq!(seen, [2], "the rest of the line still runs");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Instant};
+use tokio_util::task::TaskTracker;
 
 use super::counts::CountThrottle;
 use super::recipient::{Recipient, WebhookOut};
@@ -38,6 +39,9 @@ pub struct AppChannels<R: Recipient> {
     pub(super) sequence: ChannelSequence<Step<R>>,
     pub(super) webhooks: Option<Box<dyn WebhookOut>>,
     pub(super) metrics: Arc<Metrics>,
+    /// Lines handed to a task of their own and throttled count announcements: shutdown waits
+    /// for them, so the vacates and removals they carry reach the webhooks.
+    pub(super) tasks: TaskTracker,
     connections: AtomicUsize,
 }
 
@@ -49,6 +53,7 @@ impl<R: Recipient> AppChannels<R> {
         counts: CountThrottle,
         webhooks: Option<Box<dyn WebhookOut>>,
         metrics: Arc<Metrics>,
+        tasks: TaskTracker,
     ) -> AppChannels<R> {
         AppChannels {
             app,
@@ -59,6 +64,7 @@ impl<R: Recipient> AppChannels<R> {
             sequence: ChannelSequence::default(),
             webhooks,
             metrics,
+            tasks,
             connections: AtomicUsize::new(0),
         }
     }
@@ -261,7 +267,7 @@ impl<R: Recipient> AppChannels<R> {
         {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 let app = self.clone();
-                runtime.spawn(async move { app.run(line) });
+                runtime.spawn(self.tasks.track_future(async move { app.run(line) }));
                 return;
             }
         }

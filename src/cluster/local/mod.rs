@@ -38,6 +38,8 @@ pub struct LocalCluster {
     /// Cancelled at shutdown: the grace tasks release what they hold.
     close: CancellationToken,
     grace_tasks: TaskTracker,
+    /// Line runs and count announcements on tasks of their own.
+    line_tasks: TaskTracker,
 }
 
 impl LocalCluster {
@@ -50,6 +52,7 @@ impl LocalCluster {
         ));
         let close = CancellationToken::new();
         let grace_tasks = TaskTracker::new();
+        let line_tasks = TaskTracker::new();
         let apps = apps
             .iter()
             .map(|app| {
@@ -69,6 +72,7 @@ impl LocalCluster {
                     CountThrottle::new(config.subscription_count_interval),
                     sink,
                     metrics.clone(),
+                    line_tasks.clone(),
                 ))
             })
             .collect();
@@ -77,6 +81,7 @@ impl LocalCluster {
             webhooks,
             close,
             grace_tasks,
+            line_tasks,
         }
     }
 
@@ -137,8 +142,16 @@ impl LocalCluster {
         self.webhooks.health(app_id)
     }
 
-    /// Releases held webhook events at once, then flushes the webhook queues within `bound`.
+    /// Waits for lines still being carried out (the sockets' last leaves), releases held
+    /// webhook events at once, then flushes the webhook queues, all within `bound`.
     pub async fn flush(&self, bound: Duration) {
+        self.line_tasks.close();
+        if tokio::time::timeout(bound, self.line_tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("channel lines still busy when the shutdown grace period ran out");
+        }
         self.close.cancel();
         self.grace_tasks.close();
         self.grace_tasks.wait().await;

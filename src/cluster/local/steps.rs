@@ -230,7 +230,8 @@ impl<R: Recipient> AppChannels<R> {
                 });
             }
             Announce::Later(at) => {
-                tokio::spawn(self.clone().announce_count_at(channel.clone(), at));
+                let announce = self.clone().announce_count_at(channel.clone(), at);
+                tokio::spawn(self.tasks.track_future(announce));
             }
             Announce::Pending => {}
         }

@@ -89,6 +89,7 @@ fn stage(app_keys: &str) -> Stage {
         CountThrottle::new(Duration::ZERO),
         Some(Box::new(recorded)),
         Arc::new(Metrics::new("t_")),
+        tokio_util::task::TaskTracker::new(),
     );
     Stage {
         app: Arc::new(app),
