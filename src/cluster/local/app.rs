@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::task::TaskTracker;
 
-use super::counts::CountThrottle;
+use super::counts::{Announce, CountThrottle};
 use super::recipient::{Recipient, WebhookOut};
 use super::steps::{Change, Join, Step};
 use crate::apps::App;
@@ -94,6 +94,12 @@ impl<R: Recipient> AppChannels<R> {
             }
     }
 
+    /// When a changed count goes out (`None`: this channel announces no counts). Called under
+    /// the channel lock, so the decisions follow the order of the changes.
+    fn announce(&self, counted: bool, channel: &str, count: usize) -> Option<Announce> {
+        counted.then(|| self.counts.changed(channel, count, Instant::now()))
+    }
+
     /// Subscribes. The joiner's reply is sent in the channel's line; when another thread is
     /// carrying the line out, [`Subscribed::pending`] resolves once the reply has been sent.
     pub fn subscribe(
@@ -122,7 +128,8 @@ impl<R: Recipient> AppChannels<R> {
                 let newly = !joined.already_subscribed;
                 let change = newly.then(|| {
                     let count = joined.subscription_count;
-                    Change::new(joined.transitions, count, Some(socket), counted, &view)
+                    let announce = self.announce(counted, view.name(), count);
+                    Change::new(joined.transitions, count, Some(socket), announce, &view)
                 });
                 let join = Join {
                     channel: view.name().clone(),
@@ -152,13 +159,9 @@ impl<R: Recipient> AppChannels<R> {
         let line = self.sequence.line_of(channel);
         let counted = self.counts_subscriptions(channel);
         let left = self.channels.unsubscribe(channel, socket, |left, view| {
-            let change = Change::new(
-                left.transitions,
-                left.subscription_count,
-                None,
-                counted,
-                &view,
-            );
+            let count = left.subscription_count;
+            let announce = self.announce(counted, view.name(), count);
+            let change = Change::new(left.transitions, count, None, announce, &view);
             let channel = view.name().clone();
             self.sequence.push(line, Step::Left { channel, change });
         });

@@ -63,7 +63,9 @@ pub struct Change<R: Recipient> {
     count: usize,
     /// The socket the change is about, which gets no notice of it.
     except: Option<SocketId>,
-    counted: bool,
+    /// When the new subscription count goes out, on channels that announce counts; decided
+    /// under the lock, so the recipient list is only taken when it goes out now.
+    announce: Option<Announce>,
     /// Everyone subscribed once the change was made; only taken when someone must hear of it.
     recipients: Option<Subscribers<R>>,
 }
@@ -74,7 +76,7 @@ impl<R: Recipient> Change<R> {
         transitions: Vec<Transition>,
         count: usize,
         except: Option<SocketId>,
-        counted: bool,
+        announce: Option<Announce>,
         view: &crate::engine::ChannelView<'_, R>,
     ) -> Change<R> {
         let notices = transitions.iter().any(|t| match t {
@@ -82,11 +84,11 @@ impl<R: Recipient> Change<R> {
             Transition::Occupied { .. } | Transition::Vacated { .. } => false,
         });
         Change {
-            recipients: (notices || counted).then(|| view.recipients()),
+            recipients: (notices || announce == Some(Announce::Now)).then(|| view.recipients()),
             transitions,
             count,
             except,
-            counted,
+            announce,
         }
     }
 }
@@ -212,13 +214,10 @@ impl<R: Recipient> AppChannels<R> {
         for transition in &change.transitions {
             self.submit(webhook_event(transition));
         }
-        if !change.counted {
+        let Some(announce) = change.announce else {
             return;
-        }
-        match self
-            .counts
-            .changed(channel, change.count, tokio::time::Instant::now())
-        {
+        };
+        match announce {
             Announce::Now => {
                 if let (Some(recipients), true) = (&change.recipients, change.count > 0) {
                     let frame = frames::subscription_count(channel, change.count);
