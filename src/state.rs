@@ -33,7 +33,8 @@ impl Shared {
     /// The state of a server on `config`: its apps, metrics and the single-node cluster stage
     /// (which starts the webhook pipelines).
     pub fn start(config: Config) -> SharedState {
-        let metrics = Arc::new(Metrics::new(&config.metrics.prefix));
+        let app_ids = config.apps.iter().map(|app| app.id.as_str());
+        let metrics = Arc::new(Metrics::new(&config.metrics.prefix, app_ids));
         let apps = AppRegistry::new(&config.apps);
         Arc::new(Shared {
             cluster: Cluster::local(&config, &apps, metrics.clone()),

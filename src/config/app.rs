@@ -53,11 +53,24 @@ fn required(path: &str, key: &str, value: &Option<String>) -> Result<String, Con
     }
 }
 
-fn positive(path: &str, value: Option<u64>) -> Result<Option<usize>, ConfigError> {
+/// A count that must be at least 1 when given.
+fn at_least_one(path: &str, value: Option<u64>, default: usize) -> Result<usize, ConfigError> {
     match value {
         Some(0) => Err(ConfigError::invalid(path, "must be at least 1")),
-        other => Ok(other.map(|v| v as usize)),
+        other => Ok(other.map_or(default, |v| v as usize)),
     }
+}
+
+/// The app's webhook endpoints, each filled in from the `webhooks` defaults.
+fn endpoints(
+    path: &str,
+    raw: &RawApp,
+    defaults: &WebhookDefaults,
+) -> Result<Vec<WebhookEndpoint>, ConfigError> {
+    let endpoints = raw.webhooks.iter().flatten().enumerate();
+    endpoints
+        .map(|(i, w)| webhook::endpoint(&format!("{path}.webhooks[{i}]"), w, defaults))
+        .collect()
 }
 
 /// Zero or negative means unlimited, as in soketi (-1) and Sockudo (0).
@@ -72,14 +85,11 @@ impl AppConfig {
         global: &RawConfig,
         webhook_defaults: &WebhookDefaults,
     ) -> Result<AppConfig, ConfigError> {
-        let webhooks = raw
-            .webhooks
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, w)| webhook::endpoint(&format!("{path}.webhooks[{i}]"), w, webhook_defaults))
-            .collect::<Result<Vec<_>, _>>()?;
-        let key_path = |key: &str| format!("{path}.{key}");
+        let key = |name: &str| format!("{path}.{name}");
+        let count = |name, value, default| at_least_one(&key(name), value, default);
+        let size = |name, value, default_kb| kb(&key(name), value, default_kb);
+        let (presence, events) = (&global.presence, &global.event_limits);
+        let webhooks = endpoints(path, raw, webhook_defaults)?;
         Ok(AppConfig {
             id: required(path, "id", &raw.id)?,
             key: required(path, "key", &raw.key)?,
@@ -91,48 +101,45 @@ impl AppConfig {
             enable_subscription_count: raw.enable_subscription_count.unwrap_or(false),
             max_client_events_per_second: limit(raw.max_client_events_per_second)
                 .map(|v| v.min(u32::MAX as usize) as u32),
-            max_presence_members_per_channel: positive(
-                &key_path("max_presence_members_per_channel"),
+            max_presence_members_per_channel: count(
+                "max_presence_members_per_channel",
                 raw.max_presence_members_per_channel
-                    .or(global.presence.max_members_per_channel),
-            )?
-            .unwrap_or(100),
-            max_presence_member_size: kb(
-                &key_path("max_presence_member_size_in_kb"),
+                    .or(presence.max_members_per_channel),
+                100,
+            )?,
+            max_presence_member_size: size(
+                "max_presence_member_size_in_kb",
                 raw.max_presence_member_size_in_kb
-                    .or(global.presence.max_member_size_in_kb),
+                    .or(presence.max_member_size_in_kb),
                 2.0,
             )?,
-            max_channel_name_length: positive(
-                &key_path("max_channel_name_length"),
+            max_channel_name_length: count(
+                "max_channel_name_length",
                 raw.max_channel_name_length
                     .or(global.channel_limits.max_name_length),
-            )?
-            .unwrap_or(200),
-            max_event_channels_at_once: positive(
-                &key_path("max_event_channels_at_once"),
+                200,
+            )?,
+            max_event_channels_at_once: count(
+                "max_event_channels_at_once",
                 raw.max_event_channels_at_once
-                    .or(global.event_limits.max_channels_at_once),
-            )?
-            .unwrap_or(100),
-            max_event_name_length: positive(
-                &key_path("max_event_name_length"),
-                raw.max_event_name_length
-                    .or(global.event_limits.max_name_length),
-            )?
-            .unwrap_or(200),
-            max_event_payload: kb(
-                &key_path("max_event_payload_in_kb"),
-                raw.max_event_payload_in_kb
-                    .or(global.event_limits.max_payload_in_kb),
+                    .or(events.max_channels_at_once),
+                100,
+            )?,
+            max_event_name_length: count(
+                "max_event_name_length",
+                raw.max_event_name_length.or(events.max_name_length),
+                200,
+            )?,
+            max_event_payload: size(
+                "max_event_payload_in_kb",
+                raw.max_event_payload_in_kb.or(events.max_payload_in_kb),
                 100.0,
             )?,
-            max_event_batch_size: positive(
-                &key_path("max_event_batch_size"),
-                raw.max_event_batch_size
-                    .or(global.event_limits.max_batch_size),
-            )?
-            .unwrap_or(10),
+            max_event_batch_size: count(
+                "max_event_batch_size",
+                raw.max_event_batch_size.or(events.max_batch_size),
+                10,
+            )?,
             webhooks,
         })
     }

@@ -19,7 +19,7 @@ pub use env::apply_env;
 pub use event_kind::{ChannelTypeFilter, EventKind, EventKinds, EVENT_TYPES};
 pub use webhook::{LambdaTarget, RetryPolicy, SignatureScheme, WebhookEndpoint, WebhookTarget};
 
-use raw::RawConfig;
+use raw::{RawConfig, RawMetrics};
 use webhook::WebhookDefaults;
 
 /// A config value Herald cannot use, with the key path (and file) that holds it.
@@ -152,7 +152,6 @@ fn kb(path: &str, value: Option<f64>, default_kb: f64) -> Result<usize, ConfigEr
     Ok((value * KB) as usize)
 }
 
-/// Timeouts are at least a second and at most a day.
 /// The `webhooks` section's own settings.
 fn webhooks_config(
     raw: &RawConfig,
@@ -207,6 +206,30 @@ fn webhook_defaults(raw: &RawConfig) -> Result<WebhookDefaults, ConfigError> {
     })
 }
 
+/// The `metrics` section; the prefix must start a valid Prometheus metric name.
+fn metrics_config(raw: RawMetrics) -> Result<MetricsConfig, ConfigError> {
+    let prefix = raw
+        .prometheus
+        .prefix
+        .unwrap_or_else(|| "herald_".to_owned());
+    let valid = prefix.chars().enumerate().all(|(i, c)| {
+        c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+    });
+    if !valid {
+        return Err(ConfigError::invalid(
+            "metrics.prometheus.prefix",
+            format!("{prefix:?} is not a valid metric name prefix (letters, digits, '_' and ':', not starting with a digit)"),
+        ));
+    }
+    Ok(MetricsConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        // Metrics say a lot about the apps: only this machine sees them unless asked.
+        host: raw.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
+        port: raw.port.unwrap_or(9601),
+        prefix,
+    })
+}
+
 /// The apps of `app_manager` (only the memory driver's array).
 fn apps(raw: &RawConfig, defaults: &WebhookDefaults) -> Result<Vec<AppConfig>, ConfigError> {
     let apps = raw.app_manager.array.apps.iter().enumerate();
@@ -226,6 +249,7 @@ fn apps(raw: &RawConfig, defaults: &WebhookDefaults) -> Result<Vec<AppConfig>, C
     Ok(apps)
 }
 
+/// Timeouts are at least a second and at most a day.
 fn seconds(path: &str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
     match value.unwrap_or(default) {
         0 => Err(ConfigError::invalid(path, "must be at least 1 second")),
@@ -342,17 +366,7 @@ impl Config {
                 }
                 other => other.unwrap_or(1000) as usize,
             },
-            metrics: MetricsConfig {
-                enabled: raw.metrics.enabled.unwrap_or(true),
-                // Metrics say a lot about the apps: only this machine sees them unless asked.
-                host: raw.metrics.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
-                port: raw.metrics.port.unwrap_or(9601),
-                prefix: raw
-                    .metrics
-                    .prometheus
-                    .prefix
-                    .unwrap_or_else(|| "herald_".to_owned()),
-            },
+            metrics: metrics_config(raw.metrics)?,
             webhooks,
             apps,
             unknown_keys: Vec::new(),

@@ -131,3 +131,15 @@ fn env_overrides_and_demo_app() {
         .then(|| "x".into()))
     .is_err());
 }
+
+#[test]
+fn a_metric_prefix_must_start_a_metric_name() {
+    let e = error_of(r#"{"metrics":{"prometheus":{"prefix":"my-app_"}}}"#);
+    assert_eq!(e.path, "metrics.prometheus.prefix");
+    assert!(error_of(r#"{"metrics":{"prometheus":{"prefix":"9x"}}}"#)
+        .to_string()
+        .contains("metrics.prometheus.prefix"));
+    let config = Config::from_json(r#"{"metrics":{"prometheus":{"prefix":"sockudo_"}}}"#).unwrap();
+    assert_eq!(config.metrics.prefix, "sockudo_");
+    assert_eq!(Config::defaults().metrics.prefix, "herald_");
+}

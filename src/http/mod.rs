@@ -66,8 +66,11 @@ pub fn metrics_router(shared: SharedState) -> Router {
 }
 
 async fn count_status(State(shared): State<SharedState>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let response = next.run(request).await;
-    shared.metrics().rest_request(response.status().as_u16());
+    shared
+        .metrics()
+        .rest_request(response.status().as_u16(), started.elapsed());
     response
 }
 
@@ -100,7 +103,7 @@ async fn app_health(State(shared): State<SharedState>, Path(app_id): Path<String
 async fn metrics(State(shared): State<SharedState>) -> impl IntoResponse {
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         shared.metrics().render(),
     )
 }

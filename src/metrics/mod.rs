@@ -1,275 +1,205 @@
-//! Prometheus counters and gauges, rendered in the text exposition format.
+//! Prometheus counters, gauges and histograms on `prometheus-client`, rendered in the text
+//! exposition format (0.0.4).
 //!
-//! Plain atomics: the hot path pays one relaxed add per fan-out (not per subscriber).
+//! Server-wide series keep the names they always had; per-app series carry an `app_id` label.
+//! The hot path holds [`AppMetrics`] handles: one relaxed add per series per fan-out (not per
+//! subscriber), no lookup.
 
+mod app;
 mod webhook_queue;
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+pub use app::AppMetrics;
 pub use webhook_queue::{WebhookHealth, WebhookQueueGauges, WebhookQueueReading};
 
-/// A Prometheus label value: backslash, quote and newline escaped.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+use app::{AppFamilies, Totals};
+use webhook_queue::WebhookQueues;
+
+/// The `Content-Type` of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: u16,
 }
 
 /// The server's metrics.
 pub struct Metrics {
-    prefix: String,
-    connections: AtomicI64,
-    connections_total: AtomicU64,
-    subscriptions: AtomicI64,
-    messages_in: AtomicU64,
-    messages_out: AtomicU64,
-    slow_consumer_disconnects: AtomicU64,
-    rest_requests: Mutex<BTreeMap<u16, u64>>,
-    webhook_events_delivered: AtomicU64,
-    webhook_posts_delivered: AtomicU64,
-    webhook_attempts_failed: AtomicU64,
-    webhook_events_dead: AtomicU64,
-    webhook_events_dropped: AtomicU64,
-    webhook_events_abandoned: AtomicU64,
-    webhook_queues: Mutex<Vec<Arc<WebhookQueueGauges>>>,
+    registry: Registry,
+    totals: Totals,
+    families: AppFamilies,
+    apps: HashMap<String, Arc<AppMetrics>>,
+    slow_consumer_disconnects: Counter,
+    rest_requests: Family<StatusLabel, Counter>,
+    rest_latency: Histogram,
+    webhook_requests_delivered: Counter,
+    webhook_attempts_failed: Counter,
+    webhook_events_abandoned: Counter,
+    webhook_queues: Arc<WebhookQueues>,
     epoch: Instant,
 }
 
 impl Metrics {
-    /// Metrics whose names start with `prefix`.
-    pub fn new(prefix: &str) -> Metrics {
-        Metrics {
-            prefix: prefix.to_owned(),
-            connections: AtomicI64::new(0),
-            connections_total: AtomicU64::new(0),
-            subscriptions: AtomicI64::new(0),
-            messages_in: AtomicU64::new(0),
-            messages_out: AtomicU64::new(0),
-            slow_consumer_disconnects: AtomicU64::new(0),
-            rest_requests: Mutex::new(BTreeMap::new()),
-            webhook_events_delivered: AtomicU64::new(0),
-            webhook_posts_delivered: AtomicU64::new(0),
-            webhook_attempts_failed: AtomicU64::new(0),
-            webhook_events_dead: AtomicU64::new(0),
-            webhook_events_dropped: AtomicU64::new(0),
-            webhook_events_abandoned: AtomicU64::new(0),
-            webhook_queues: Mutex::new(Vec::new()),
+    /// Metrics whose names start with `prefix` (joined with `_`), with per-app series for
+    /// `app_ids` present from the start.
+    pub fn new<'a>(prefix: &str, app_ids: impl IntoIterator<Item = &'a str>) -> Metrics {
+        let mut registry = match prefix.trim_end_matches('_') {
+            "" => Registry::default(),
+            prefix => Registry::with_prefix(prefix),
+        };
+        let totals = Totals::default();
+        register_totals(&mut registry, &totals);
+        let families = AppFamilies::register(&mut registry);
+        let apps = app_ids
+            .into_iter()
+            .map(|id| (id.to_owned(), Arc::new(families.of(id, &totals))))
+            .collect();
+        let metrics = Metrics {
+            totals,
+            families,
+            apps,
+            slow_consumer_disconnects: Counter::default(),
+            rest_requests: Family::default(),
+            // 0.1 ms to about 3 s.
+            rest_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
+            webhook_requests_delivered: Counter::default(),
+            webhook_attempts_failed: Counter::default(),
+            webhook_events_abandoned: Counter::default(),
+            webhook_queues: Arc::new(WebhookQueues::default()),
             epoch: Instant::now(),
+            registry,
+        };
+        metrics.register_server_series()
+    }
+
+    fn register_server_series(mut self) -> Metrics {
+        let r = &mut self.registry;
+        let counters = [
+            (
+                "slow_consumer_disconnects",
+                "Sockets closed with 4100 because their outbound queue overflowed.",
+                &self.slow_consumer_disconnects,
+            ),
+            (
+                "webhook_requests_delivered",
+                "Webhook requests answered with 2xx.",
+                &self.webhook_requests_delivered,
+            ),
+            (
+                "webhook_attempts_failed",
+                "Webhook attempts that failed (retried or not).",
+                &self.webhook_attempts_failed,
+            ),
+            (
+                "webhook_events_abandoned",
+                "Webhook events still undelivered when the shutdown bound ran out.",
+                &self.webhook_events_abandoned,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.clone());
         }
+        r.register(
+            "http_requests",
+            "REST API requests by status.",
+            self.rest_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "REST API request latency, from the request head to the response head.",
+            self.rest_latency.clone(),
+        );
+        r.register_collector(Box::new(self.webhook_queues.clone()));
+        self
     }
 
-    /// A connection opened (`+1`) or closed (`-1`).
-    pub fn connection(&self, delta: i64) {
-        self.connections.fetch_add(delta, Ordering::Relaxed);
-        if delta > 0 {
-            self.connections_total.fetch_add(1, Ordering::Relaxed);
+    /// The series of one app; an app not given to [`Metrics::new`] gets its series now.
+    pub fn app(&self, app_id: &str) -> Arc<AppMetrics> {
+        match self.apps.get(app_id) {
+            Some(app) => app.clone(),
+            None => Arc::new(self.families.of(app_id, &self.totals)),
         }
-    }
-
-    /// A subscription added (`+1`) or removed (`-1`).
-    pub fn subscription(&self, delta: i64) {
-        self.subscriptions.fetch_add(delta, Ordering::Relaxed);
-    }
-
-    /// One frame received from a client.
-    pub fn message_in(&self) {
-        self.messages_in.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// `count` frames queued to sockets.
-    pub fn messages_out(&self, count: usize) {
-        self.messages_out.fetch_add(count as u64, Ordering::Relaxed);
     }
 
     /// A socket closed because its outbound queue overflowed.
     pub fn slow_consumer_disconnect(&self) {
-        self.slow_consumer_disconnects
-            .fetch_add(1, Ordering::Relaxed);
+        self.slow_consumer_disconnects.inc();
     }
 
-    /// A REST API request answered with `status`.
-    pub fn rest_request(&self, status: u16) {
-        let mut by_status = self.rest_requests.lock().unwrap_or_else(|e| e.into_inner());
-        *by_status.entry(status).or_default() += 1;
+    /// A REST API request answered with `status` after `elapsed`.
+    pub fn rest_request(&self, status: u16, elapsed: Duration) {
+        self.rest_requests
+            .get_or_create(&StatusLabel { status })
+            .inc();
+        self.rest_latency.observe(elapsed.as_secs_f64());
     }
 
-    /// A webhook request carrying `events` events succeeded.
-    pub fn webhook_delivered(&self, events: usize) {
-        self.webhook_posts_delivered.fetch_add(1, Ordering::Relaxed);
-        self.webhook_events_delivered
-            .fetch_add(events as u64, Ordering::Relaxed);
+    /// A webhook request succeeded.
+    pub fn webhook_request_delivered(&self) {
+        self.webhook_requests_delivered.inc();
     }
 
     /// One webhook attempt failed (it may be retried).
     pub fn webhook_attempt_failed(&self) {
-        self.webhook_attempts_failed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Webhook events given up on after their retry window or a final error.
-    pub fn webhook_events_dead(&self, events: usize) {
-        self.webhook_events_dead
-            .fetch_add(events as u64, Ordering::Relaxed);
-    }
-
-    /// Webhook events dropped because a queue was full.
-    pub fn webhook_events_dropped(&self, events: usize) {
-        self.webhook_events_dropped
-            .fetch_add(events as u64, Ordering::Relaxed);
+        self.webhook_attempts_failed.inc();
     }
 
     /// Webhook events still undelivered when the shutdown bound ran out.
     pub fn webhook_events_abandoned(&self, events: u64) {
-        self.webhook_events_abandoned
-            .fetch_add(events, Ordering::Relaxed);
+        self.webhook_events_abandoned.inc_by(events);
     }
 
     /// Registers the webhook queue gauges of an app with `endpoints` endpoints.
     pub fn register_webhook_queue(&self, app: &str, endpoints: usize) -> Arc<WebhookQueueGauges> {
         let gauges = Arc::new(WebhookQueueGauges::new(app, endpoints, self.epoch));
-        self.webhook_queues
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(gauges.clone());
+        self.webhook_queues.add(gauges.clone());
         gauges
     }
 
     /// The webhook queue reading of one app, when it has endpoints.
     pub fn webhook_queue(&self, app: &str) -> Option<WebhookQueueReading> {
-        self.webhook_queues
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|g| g.app == app)
-            .map(|g| g.read())
-    }
-
-    fn render_webhook_queues(&self, out: &mut String) {
-        let p = &self.prefix;
-        let readings: Vec<(String, WebhookQueueReading)> = self
-            .webhook_queues
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|g| (label(&g.app), g.read()))
-            .collect();
-        type Field = fn(&WebhookQueueReading) -> String;
-        let families: [(&str, &str, &str, Field); 5] = [
-            ("webhook_queue_events", "gauge", "Webhook events queued, held or in flight, per app (one per endpoint queue).", |r| r.events.to_string()),
-            ("webhook_queue_bytes", "gauge", "Serialized bytes of those events, per app.", |r| r.bytes.to_string()),
-            ("webhook_queue_oldest_age_seconds", "gauge", "Age of the oldest undelivered webhook event, per app (0 when none).", |r| format!("{:.3}", r.oldest_age.unwrap_or_default().as_secs_f64())),
-            ("webhook_queue_dropped_total", "counter", "Webhook events dropped because a queue budget was exhausted, per app.", |r| r.dropped.to_string()),
-            ("webhook_queue_suppressed_total", "counter", "Closing webhook events not sent because their opening partner was dropped, per app.", |r| r.suppressed.to_string()),
-        ];
-        for (name, kind, help, field) in families {
-            let _ = writeln!(out, "# HELP {p}{name} {help}\n# TYPE {p}{name} {kind}");
-            for (app, reading) in &readings {
-                let _ = writeln!(out, "{p}{name}{{app=\"{app}\"}} {}", field(reading));
-            }
-        }
+        self.webhook_queues.read(app)
     }
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
-        let p = &self.prefix;
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = writeln!(
-                out,
-                "# HELP {p}{name} {help}\n# TYPE {p}{name} {kind}\n{p}{name} {value}"
-            );
-        };
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
-        metric(
-            "connected",
-            "gauge",
-            "Open WebSocket connections.",
-            self.connections.load(Ordering::Relaxed).to_string(),
-        );
-        metric(
-            "connections_total",
-            "counter",
-            "WebSocket connections accepted.",
-            load(&self.connections_total),
-        );
-        metric(
-            "subscriptions",
-            "gauge",
-            "Channel subscriptions.",
-            self.subscriptions.load(Ordering::Relaxed).to_string(),
-        );
-        metric(
-            "ws_messages_received_total",
-            "counter",
-            "Frames received from clients.",
-            load(&self.messages_in),
-        );
-        metric(
-            "ws_messages_sent_total",
-            "counter",
-            "Frames queued to clients.",
-            load(&self.messages_out),
-        );
-        metric(
-            "slow_consumer_disconnects_total",
-            "counter",
-            "Sockets closed with 4100 because their outbound queue overflowed.",
-            load(&self.slow_consumer_disconnects),
-        );
-        metric(
-            "webhook_events_delivered_total",
-            "counter",
-            "Webhook events delivered.",
-            load(&self.webhook_events_delivered),
-        );
-        metric(
-            "webhook_requests_delivered_total",
-            "counter",
-            "Webhook requests answered with 2xx.",
-            load(&self.webhook_posts_delivered),
-        );
-        metric(
-            "webhook_attempts_failed_total",
-            "counter",
-            "Webhook attempts that failed (retried or not).",
-            load(&self.webhook_attempts_failed),
-        );
-        metric(
-            "webhook_events_dead_total",
-            "counter",
-            "Webhook events given up on after retries or a final error.",
-            load(&self.webhook_events_dead),
-        );
-        metric(
-            "webhook_events_dropped_total",
-            "counter",
-            "Webhook events dropped because a queue budget was exhausted (partners suppressed included).",
-            load(&self.webhook_events_dropped),
-        );
-        metric(
-            "webhook_events_abandoned_total",
-            "counter",
-            "Webhook events still undelivered when the shutdown bound ran out.",
-            load(&self.webhook_events_abandoned),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP {p}http_requests_total REST API requests by status.\n# TYPE {p}http_requests_total counter"
-        );
-        for (status, count) in self
-            .rest_requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(out, "{p}http_requests_total{{status=\"{status}\"}} {count}");
-        }
-        self.render_webhook_queues(&mut out);
+        prometheus_text::encode(&mut out, &self.registry).expect("writing to a String");
         out
+    }
+}
+
+/// Registers the server-wide sums of the per-app series under their historical names.
+fn register_totals(registry: &mut Registry, totals: &Totals) {
+    registry.register(
+        "connected",
+        "Open WebSocket connections.",
+        totals.connections.clone(),
+    );
+    registry.register(
+        "subscriptions",
+        "Channel subscriptions.",
+        totals.subscriptions.clone(),
+    );
+    let counters = [
+        ("connections", "WebSocket connections accepted.", &totals.connections_total),
+        ("ws_messages_received", "Frames received from clients.", &totals.messages_in),
+        ("ws_messages_sent", "Frames queued to clients.", &totals.messages_out),
+        ("webhook_events_delivered", "Webhook events delivered.", &totals.webhook_delivered),
+        ("webhook_events_dead", "Webhook events given up on after retries or a final error.", &totals.webhook_dead),
+        ("webhook_events_dropped", "Webhook events dropped because a queue budget was exhausted (partners suppressed included).", &totals.webhook_dropped),
+    ];
+    for (name, help, counter) in counters {
+        registry.register(name, help, counter.clone());
     }
 }
 
@@ -278,28 +208,85 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn has(text: &str, line: &str) -> bool {
+        text.lines().any(|l| l == line)
+    }
+
     #[test]
-    fn renders_counters() {
-        let m = Metrics::new("h_");
-        m.connection(1);
-        m.rest_request(200);
-        m.rest_request(200);
-        m.rest_request(401);
+    fn renders_server_series_under_their_names() {
+        let m = Metrics::new("h_", ["a"]);
+        m.app("a").connection(1);
+        m.rest_request(200, Duration::from_millis(3));
+        m.rest_request(200, Duration::from_millis(3));
+        m.rest_request(401, Duration::from_millis(1));
         let text = m.render();
-        assert!(text.contains("h_connected 1\n"), "{text}");
-        assert!(
-            text.contains("h_http_requests_total{status=\"200\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("h_http_requests_total{status=\"401\"} 1\n"),
-            "{text}"
-        );
+        for line in [
+            "h_connected 1",
+            "h_connections_total 1",
+            "h_http_requests_total{status=\"200\"} 2",
+            "h_http_requests_total{status=\"401\"} 1",
+            "h_http_request_duration_seconds_count 3",
+            "# TYPE h_http_request_duration_seconds histogram",
+        ] {
+            assert!(has(&text, line), "{line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn per_app_series_start_at_zero_and_add_up_to_the_totals() {
+        let m = Metrics::new("herald_", ["a", "b"]);
+        let text = m.render();
+        for app in ["a", "b"] {
+            for name in [
+                "app_connected",
+                "app_ws_messages_sent_total",
+                "app_webhook_events_delivered_total",
+            ] {
+                let line = format!("herald_{name}{{app_id=\"{app}\"}} 0");
+                assert!(has(&text, &line), "{line:?} in\n{text}");
+            }
+        }
+        let (a, b) = (m.app("a"), m.app("b"));
+        a.connection(1);
+        b.connection(1);
+        b.connection(-1);
+        a.message_in();
+        a.messages_out(5);
+        b.messages_out(2);
+        a.webhook_submitted(2);
+        a.webhook_delivered([Duration::from_millis(10), Duration::from_millis(30)].into_iter());
+        a.webhook_retried(1);
+        b.webhook_dead(1);
+        b.webhook_dropped();
+        let text = m.render();
+        for line in [
+            "herald_app_connected{app_id=\"a\"} 1",
+            "herald_app_connected{app_id=\"b\"} 0",
+            "herald_connected 1",
+            "herald_connections_total 2",
+            "herald_app_ws_messages_received_total{app_id=\"a\"} 1",
+            "herald_ws_messages_received_total 1",
+            "herald_app_ws_messages_sent_total{app_id=\"a\"} 5",
+            "herald_app_ws_messages_sent_total{app_id=\"b\"} 2",
+            "herald_ws_messages_sent_total 7",
+            "herald_app_webhook_events_submitted_total{app_id=\"a\"} 2",
+            "herald_app_webhook_events_delivered_total{app_id=\"a\"} 2",
+            "herald_webhook_events_delivered_total 2",
+            "herald_app_webhook_events_retried_total{app_id=\"a\"} 1",
+            "herald_app_webhook_events_dead_total{app_id=\"b\"} 1",
+            "herald_webhook_events_dead_total 1",
+            "herald_app_webhook_events_dropped_total{app_id=\"b\"} 1",
+            "herald_webhook_events_dropped_total 1",
+            "herald_app_webhook_delivery_latency_seconds_count{app_id=\"a\"} 2",
+            "herald_app_webhook_delivery_latency_seconds_bucket{app_id=\"a\",le=\"0.02\"} 1",
+        ] {
+            assert!(has(&text, line), "{line:?} in\n{text}");
+        }
     }
 
     #[test]
     fn webhook_queue_gauges_count_and_bound() {
-        let m = Metrics::new("h_");
+        let m = Metrics::new("h_", []);
         let g = m.register_webhook_queue("a\"b", 2);
         assert!(g.try_add(2, 100, 150, false));
         assert!(!g.try_add(1, 60, 150, false), "over the budget");
@@ -309,17 +296,21 @@ mod tests {
         let reading = m.webhook_queue("a\"b").unwrap();
         assert_eq!((reading.events, reading.bytes), (3, 160));
         assert!(reading.oldest_age.unwrap() >= Duration::from_millis(20));
+        assert!(has(
+            &m.render(),
+            "h_app_webhook_queue_depth{app_id=\"a\\\"b\"} 3"
+        ));
         g.remove(3, 160);
         g.record_drop(false);
         let text = m.render();
-        assert!(
-            text.contains("h_webhook_queue_bytes{app=\"a\\\"b\"} 0\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("h_webhook_queue_dropped_total{app=\"a\\\"b\"} 1\n"),
-            "{text}"
-        );
+        for line in [
+            "h_webhook_queue_bytes{app=\"a\\\"b\"} 0",
+            "h_webhook_queue_dropped_total{app=\"a\\\"b\"} 1",
+            "# TYPE h_webhook_queue_dropped_total counter",
+            "# TYPE h_webhook_queue_oldest_age_seconds gauge",
+        ] {
+            assert!(has(&text, line), "{line:?} in\n{text}");
+        }
         assert!(m.webhook_queue("a\"b").unwrap().dropped_recently);
     }
 }

@@ -1,7 +1,14 @@
 //! Depth, age and drops of one app's webhook queues.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 
 /// Within this long after a drop, an app's webhook queue reports itself degraded.
 const DEGRADED_AFTER_DROP: Duration = Duration::from_secs(60);
@@ -23,7 +30,7 @@ pub struct WebhookQueueGauges {
 }
 
 /// A reading of [`WebhookQueueGauges`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct WebhookQueueReading {
     /// Events queued, held or in flight (one per endpoint queue that holds it).
     pub events: u64,
@@ -126,5 +133,105 @@ impl WebhookQueueGauges {
             dropped_recently: last_drop != 0
                 && Duration::from_micros(now - last_drop) < DEGRADED_AFTER_DROP,
         }
+    }
+}
+
+/// Every app's [`WebhookQueueGauges`], read on each scrape.
+#[derive(Default)]
+pub(super) struct WebhookQueues(Mutex<Vec<Arc<WebhookQueueGauges>>>);
+
+impl std::fmt::Debug for WebhookQueues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookQueues")
+    }
+}
+
+type Field = fn(&WebhookQueueReading) -> Value;
+
+enum Value {
+    Gauge(u64),
+    Seconds(f64),
+    Counter(u64),
+}
+
+/// Each family: name, help, and its value in a reading.
+const FAMILIES: [(&str, &str, Field); 5] = [
+    (
+        "webhook_queue_events",
+        "Webhook events queued, held or in flight, per app (one per endpoint queue).",
+        |r| Value::Gauge(r.events),
+    ),
+    (
+        "webhook_queue_bytes",
+        "Serialized bytes of those events, per app.",
+        |r| Value::Gauge(r.bytes),
+    ),
+    (
+        "webhook_queue_oldest_age_seconds",
+        "Age of the oldest undelivered webhook event, per app (0 when none).",
+        |r| Value::Seconds(r.oldest_age.unwrap_or_default().as_secs_f64()),
+    ),
+    (
+        "webhook_queue_dropped",
+        "Webhook events dropped because a queue budget was exhausted, per app.",
+        |r| Value::Counter(r.dropped),
+    ),
+    (
+        "webhook_queue_suppressed",
+        "Closing webhook events not sent because their opening partner was dropped, per app.",
+        |r| Value::Counter(r.suppressed),
+    ),
+];
+
+impl WebhookQueues {
+    pub(super) fn add(&self, gauges: Arc<WebhookQueueGauges>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(gauges);
+    }
+
+    pub(super) fn read(&self, app: &str) -> Option<WebhookQueueReading> {
+        let queues = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        queues.iter().find(|g| g.app == app).map(|g| g.read())
+    }
+
+    fn readings(&self) -> Vec<(String, WebhookQueueReading)> {
+        let queues = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        queues.iter().map(|g| (g.app.clone(), g.read())).collect()
+    }
+}
+
+impl Collector for WebhookQueues {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let readings = self.readings();
+        for (name, help, field) in FAMILIES {
+            let kind = match field(&WebhookQueueReading::default()) {
+                Value::Gauge(_) | Value::Seconds(_) => MetricType::Gauge,
+                Value::Counter(_) => MetricType::Counter,
+            };
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for (app, reading) in &readings {
+                let label = [("app", app.as_str())];
+                let series = family.encode_family(&label)?;
+                match field(reading) {
+                    Value::Gauge(value) => ConstGauge::new(value).encode(series)?,
+                    Value::Seconds(value) => ConstGauge::new(value).encode(series)?,
+                    Value::Counter(value) => ConstCounter::new(value).encode(series)?,
+                }
+            }
+        }
+        // Queue depth, also as a per-app series under the `app_id` label the others use.
+        let mut depth = encoder.encode_descriptor(
+            "app_webhook_queue_depth",
+            "Webhook events queued, held or in flight, per app (one per endpoint queue).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (app, reading) in &readings {
+            let label = [("app_id", app.as_str())];
+            ConstGauge::new(reading.events).encode(depth.encode_family(&label)?)?;
+        }
+        Ok(())
     }
 }

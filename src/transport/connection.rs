@@ -259,7 +259,7 @@ fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Result
         session.liveness.seen(Instant::now());
         match message {
             Message::Text(text) => {
-                session.shared.metrics().message_in();
+                session.slot.metrics().message_in();
                 match ClientMessage::parse(text.as_str()) {
                     Ok(message) => {
                         if let Some(pending) = session.handle(message) {

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::liveness::Liveness;
 use crate::apps::App;
+use crate::metrics::AppMetrics;
 use crate::outbound::{Outbound, WireFrame};
 use crate::protocol::codes::SocketError;
 use crate::protocol::SocketId;
@@ -46,6 +47,7 @@ impl RateWindow {
 pub struct ConnectionSlot {
     app: Arc<App>,
     shared: SharedState,
+    metrics: Arc<AppMetrics>,
 }
 
 impl ConnectionSlot {
@@ -58,11 +60,18 @@ impl ConnectionSlot {
             shared.connection_limit().remove();
             return Err(SocketError::OverQuota);
         }
-        shared.metrics().connection(1);
+        let metrics = shared.metrics().app(&app.id);
+        metrics.connection(1);
         Ok(ConnectionSlot {
             app: app.clone(),
             shared: shared.clone(),
+            metrics,
         })
+    }
+
+    /// The app's metrics.
+    pub fn metrics(&self) -> &AppMetrics {
+        &self.metrics
     }
 }
 
@@ -70,7 +79,7 @@ impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.shared.cluster().remove_connection(&self.app);
         self.shared.connection_limit().remove();
-        self.shared.metrics().connection(-1);
+        self.metrics.connection(-1);
     }
 }
 
@@ -93,7 +102,7 @@ pub(super) struct Session {
     pub liveness: Liveness,
     pub client_events: RateWindow,
     /// Dropped after [`Session::drop`] has left every channel.
-    _slot: ConnectionSlot,
+    pub slot: ConnectionSlot,
 }
 
 impl Session {
@@ -113,7 +122,7 @@ impl Session {
             user: None,
             liveness,
             client_events: RateWindow::new(Instant::now()),
-            _slot: slot,
+            slot,
         }
     }
 

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::event::{PairKey, PairRole, WebhookEvent};
-use crate::metrics::{Metrics, WebhookQueueGauges};
+use crate::metrics::{AppMetrics, WebhookQueueGauges};
 
 /// The process-wide budget, shared by every app.
 pub struct ProcessBudget {
@@ -70,7 +70,7 @@ pub struct AppBudget {
     max: u64,
     process: Arc<ProcessBudget>,
     gauges: Arc<WebhookQueueGauges>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<AppMetrics>,
     /// Pairs whose opener was dropped; their closer is suppressed.
     suppressed: Mutex<HashSet<PairKey>>,
     /// `suppressed.len()`, so the common path takes no lock.
@@ -84,7 +84,7 @@ impl AppBudget {
         max: usize,
         process: Arc<ProcessBudget>,
         gauges: Arc<WebhookQueueGauges>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<AppMetrics>,
     ) -> AppBudget {
         AppBudget {
             app_id: app_id.to_owned(),
@@ -127,7 +127,7 @@ impl AppBudget {
         };
         if admission != Admission::Admitted {
             self.gauges.record_drop(admission == Admission::Suppressed);
-            self.metrics.webhook_events_dropped(1);
+            self.metrics.webhook_dropped();
             tracing::warn!(
                 app = %self.app_id,
                 event = event.kind().name(),
@@ -179,9 +179,15 @@ mod tests {
     use super::*;
 
     fn budget(max: usize, total: usize) -> AppBudget {
-        let metrics = Arc::new(Metrics::new("t_"));
+        let metrics = crate::metrics::Metrics::new("t_", ["a"]);
         let gauges = metrics.register_webhook_queue("a", 1);
-        AppBudget::new("a", max, ProcessBudget::new(total), gauges, metrics)
+        AppBudget::new(
+            "a",
+            max,
+            ProcessBudget::new(total),
+            gauges,
+            metrics.app("a"),
+        )
     }
 
     fn occupied(c: &str) -> WebhookEvent {

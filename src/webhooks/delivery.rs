@@ -11,10 +11,10 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::event::WebhookEvent;
 use super::lambda::invoke_lambda;
+use super::schedule::Batch;
 use crate::config::{AppConfig, SignatureScheme, WebhookEndpoint, WebhookTarget};
-use crate::metrics::Metrics;
+use crate::metrics::{AppMetrics, Metrics};
 use crate::protocol::signing::{standard_webhooks_signature, Signer};
 
 /// Why one attempt failed.
@@ -57,6 +57,7 @@ pub struct Deliverer {
     signer: Signer,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
+    app_metrics: Arc<AppMetrics>,
 }
 
 impl Deliverer {
@@ -73,6 +74,7 @@ impl Deliverer {
             app_key: app.key.clone(),
             signer: Signer::new(&app.secret),
             client,
+            app_metrics: metrics.app(&app.id),
             metrics,
         }
     }
@@ -83,10 +85,15 @@ impl Deliverer {
     /// back-off between attempts holds none, so a failing batch never blocks others.
     pub async fn deliver(
         &self,
-        batch: &[WebhookEvent],
+        batch: &Batch,
         permit: OwnedSemaphorePermit,
         in_flight: &Arc<Semaphore>,
     ) {
+        let Batch {
+            events: batch,
+            queued_at,
+            ..
+        } = batch;
         let events_json = serde_json::to_string(batch).expect("events serialize");
         let id = delivery_id();
         let policy = &self.endpoint.retry;
@@ -107,7 +114,10 @@ impl Deliverer {
             drop(held);
             let failure = match result {
                 Ok(()) => {
-                    self.metrics.webhook_delivered(batch.len());
+                    self.metrics.webhook_request_delivered();
+                    let now = tokio::time::Instant::now();
+                    self.app_metrics
+                        .webhook_delivered(queued_at.iter().map(|at| now - *at));
                     return;
                 }
                 Err(failure) => failure,
@@ -123,10 +133,11 @@ impl Deliverer {
                 && policy.max_attempts.is_none_or(|max| attempts < max)
                 && started.elapsed() + wait <= policy.max_elapsed;
             if !may_retry {
-                self.metrics.webhook_events_dead(batch.len());
+                self.app_metrics.webhook_dead(batch.len());
                 tracing::error!(app = %self.app_id, webhook_id = %id, attempts, events = batch.len(), %why, "webhook delivery failed for good");
                 return;
             }
+            self.app_metrics.webhook_retried(batch.len());
             tracing::warn!(app = %self.app_id, webhook_id = %id, attempts, %why, retry_in_ms = wait.as_millis() as u64, "webhook delivery failed; retrying");
             tokio::time::sleep(wait).await;
             backoff = (backoff * 2).min(policy.max_backoff);

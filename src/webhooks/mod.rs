@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 pub use event::{PairKey, PairRole, WebhookEvent};
 
 use crate::config::{AppConfig, EventKind, EventKinds, WebhooksConfig};
-use crate::metrics::{Metrics, WebhookHealth};
+use crate::metrics::{AppMetrics, Metrics, WebhookHealth};
 use budget::{Admission, AppBudget, ProcessBudget};
 use delivery::Deliverer;
 use filter::EndpointFilter;
@@ -42,6 +42,7 @@ struct AppPipeline {
     /// both halves of a pair even when an endpoint wants only one of them.
     wanted: EventKinds,
     budget: Arc<AppBudget>,
+    metrics: Arc<AppMetrics>,
 }
 
 /// An event admitted under its app's budget, on its way to the endpoints that take it.
@@ -86,7 +87,7 @@ impl Webhooks {
                 settings.queue_max_bytes,
                 process.clone(),
                 gauges,
-                metrics.clone(),
+                metrics.app(&app.id),
             ));
             let mut endpoints = Vec::new();
             let mut wanted = EventKinds::default();
@@ -116,6 +117,7 @@ impl Webhooks {
                     endpoints,
                     wanted: wanted.with_partners(),
                     budget,
+                    metrics: metrics.app(&app.id),
                 },
             );
         }
@@ -180,6 +182,7 @@ impl Webhooks {
                 sent += 1;
             }
         }
+        pipeline.metrics.webhook_submitted(sent);
         // Only when an endpoint task has stopped taking input (shutdown).
         let unsent = admitted.copies.saturating_sub(sent);
         if unsent > 0 {

@@ -89,10 +89,11 @@ pub async fn run_endpoint(
                 if let Some(batch) = queue.take_batch(max_events) {
                     let deliverer = worker.deliverer.clone();
                     let in_flight = in_flight.clone();
+                    let id = batch.id;
                     let task = batches.spawn(async move {
-                        deliverer.deliver(&batch.events, permit, &in_flight).await;
+                        deliverer.deliver(&batch, permit, &in_flight).await;
                     });
-                    batch_of_task.insert(task.id(), batch.id);
+                    batch_of_task.insert(task.id(), id);
                 }
             }
             event = input.recv(), if open => match event {

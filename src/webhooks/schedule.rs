@@ -46,6 +46,8 @@ pub struct Batch {
     pub id: u64,
     /// Its events, in release order.
     pub events: Vec<WebhookEvent>,
+    /// When each event entered the queue.
+    pub queued_at: Vec<Instant>,
 }
 
 /// The events of one endpoint that are waiting or outstanding.
@@ -134,9 +136,11 @@ impl EndpointQueue {
         };
         self.outstanding_by_age.insert((outstanding.oldest_seq, id));
         self.outstanding.insert(id, outstanding);
+        let queued_at = picked.iter().map(|w| w.since).collect();
         Some(Batch {
             id,
             events: picked.into_iter().map(|w| w.event).collect(),
+            queued_at,
         })
     }
 

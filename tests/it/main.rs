@@ -9,6 +9,7 @@ mod client_events;
 mod connection;
 mod fuzz_corpus;
 mod hardening;
+mod metrics;
 mod operability;
 mod presence;
 mod rest_auth;

@@ -20,7 +20,7 @@ use crate::cluster::sequence::{ChannelSequence, Ran};
 use crate::cluster::{ClientEvent, Pending, Subscribed, Subscription};
 use crate::config::EventKind;
 use crate::engine::{ChannelCache, ChannelFull, ChannelRegistry, UserRegistry};
-use crate::metrics::Metrics;
+use crate::metrics::AppMetrics;
 use crate::outbound::WireFrame;
 use crate::protocol::{frames, ChannelKind, ChannelType, SocketId};
 use crate::webhooks::WebhookEvent;
@@ -38,7 +38,7 @@ pub struct AppChannels<R: Recipient> {
     pub(super) counts: CountThrottle,
     pub(super) sequence: ChannelSequence<Step<R>>,
     pub(super) webhooks: Option<Box<dyn WebhookOut>>,
-    pub(super) metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<AppMetrics>,
     /// Lines handed to a task of their own and throttled count announcements: shutdown waits
     /// for them, so the vacates and removals they carry reach the webhooks.
     pub(super) tasks: TaskTracker,
@@ -52,7 +52,7 @@ impl<R: Recipient> AppChannels<R> {
         cache: ChannelCache,
         counts: CountThrottle,
         webhooks: Option<Box<dyn WebhookOut>>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<AppMetrics>,
         tasks: TaskTracker,
     ) -> AppChannels<R> {
         AppChannels {

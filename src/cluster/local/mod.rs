@@ -71,7 +71,7 @@ impl LocalCluster {
                     ChannelCache::new(config.channel_cache_ttl),
                     CountThrottle::new(config.subscription_count_interval),
                     sink,
-                    metrics.clone(),
+                    metrics.app(&app.id),
                     line_tasks.clone(),
                 ))
             })

@@ -88,7 +88,7 @@ fn stage(app_keys: &str) -> Stage {
         ChannelCache::new(Duration::from_secs(60)),
         CountThrottle::new(Duration::ZERO),
         Some(Box::new(recorded)),
-        Arc::new(Metrics::new("t_")),
+        Metrics::new("t_", []).app("a"),
         tokio_util::task::TaskTracker::new(),
     );
     Stage {
