@@ -51,25 +51,33 @@ pub struct Subscribed {
     pub pending: Option<Pending>,
 }
 
-/// A joiner's reply still to be sent.
+/// A step of the caller's still to be carried out in its channel's line (another thread is
+/// carrying the line out): a joiner's reply, a published event, a client event. The caller
+/// waits for it before it goes on, so what it does next cannot overtake it.
+#[must_use = "the caller must not go on before the step is carried out"]
 pub struct Pending(tokio::sync::oneshot::Receiver<()>);
 
 impl Pending {
-    /// `None` when the reply has been sent (or will never be) already.
-    pub fn unless_done(replied: tokio::sync::oneshot::Receiver<()>) -> Option<Pending> {
-        let mut pending = Pending(replied);
-        (!pending.is_sent()).then_some(pending)
+    fn new(done: tokio::sync::oneshot::Receiver<()>) -> Pending {
+        Pending(done)
     }
 
-    /// Whether the reply has been sent by now.
-    pub fn is_sent(&mut self) -> bool {
+    /// Whether the step has been carried out by now.
+    pub fn is_done(&mut self) -> bool {
         use tokio::sync::oneshot::error::TryRecvError;
         !matches!(self.0.try_recv(), Err(TryRecvError::Empty))
     }
 
-    /// Resolves once the reply has been sent (cancel-safe: wait again after a drop).
-    pub async fn sent(&mut self) {
+    /// Resolves once the step has been carried out (cancel-safe: wait again after a drop).
+    pub async fn done(&mut self) {
         let _ = (&mut self.0).await;
+    }
+
+    /// Waits for `pending`, if there is one.
+    pub async fn wait(pending: Option<Pending>) {
+        if let Some(mut pending) = pending {
+            pending.done().await;
+        }
     }
 }
 
@@ -134,7 +142,9 @@ impl Cluster {
     }
 
     /// Delivers a serialized frame to every subscriber of `channel` except `except`; `cache` is
-    /// kept as the last event of a cache channel. Never waits on a subscriber.
+    /// kept as the last event of a cache channel. Never waits on a subscriber. `Some` when the
+    /// channel's line is busy on another thread: wait for it before publishing anything else or
+    /// answering, so events keep their order across channels and a read sees the write.
     pub fn publish(
         &self,
         app: &App,
@@ -142,14 +152,14 @@ impl Cluster {
         frame: WireFrame,
         except: Option<SocketId>,
         cache: Option<Arc<str>>,
-    ) {
+    ) -> Option<Pending> {
         match self {
             Cluster::Local(local) => local.app(app).publish(channel, frame, except, cache),
         }
     }
 
-    /// Relays a client event (and its webhook).
-    pub fn client_event(&self, app: &App, event: ClientEvent<'_>) {
+    /// Relays a client event (and its webhook); see [`Cluster::publish`] for the `Pending`.
+    pub fn client_event(&self, app: &App, event: ClientEvent<'_>) -> Option<Pending> {
         match self {
             Cluster::Local(local) => local.app(app).client_event(event),
         }

@@ -6,10 +6,17 @@
 //! idle line carries out everything in it (a publisher, a socket task); others only append and
 //! go on. A line is never removed, so a channel that empties and fills again keeps its order
 //! (its vacate is carried out before the next occupy).
+//!
+//! Each step gets a ticket when it is put in line; whoever put it there and must not go on
+//! before it is carried out (a joiner waiting for its member list, a REST trigger that answers
+//! only once its event is in every subscriber's queue) waits on the ticket. Waiting costs
+//! nothing when the pusher carried the line out itself, which is the common case.
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
 
 /// Lines per app: enough that busy channels rarely share one, few enough to cost nothing idle.
 const LINES: usize = 64;
@@ -18,6 +25,38 @@ struct Line<T> {
     steps: VecDeque<T>,
     /// Someone is carrying out this line's steps.
     running: bool,
+    /// Steps ever put in this line; the last one's ticket.
+    pushed: u64,
+    /// Steps carried out (or that panicked): tickets up to this one are done.
+    carried: u64,
+    /// Who waits for which ticket.
+    waiters: Vec<(u64, oneshot::Sender<()>)>,
+}
+
+impl<T> Line<T> {
+    /// One more step is behind us: wake whoever waited for it.
+    fn finish_step(&mut self) {
+        self.carried += 1;
+        if !self.waiters.is_empty() {
+            let carried = self.carried;
+            // Dropping a waiter's sender is what wakes it.
+            self.waiters.retain(|(ticket, _)| *ticket > carried);
+        }
+    }
+}
+
+/// A step's place in its line, for [`ChannelSequence::wait_for`].
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket {
+    line: usize,
+    number: u64,
+}
+
+impl Ticket {
+    /// The line the step is in.
+    pub fn line(&self) -> usize {
+        self.line
+    }
 }
 
 /// The lines of one app.
@@ -43,6 +82,9 @@ impl<T> Default for ChannelSequence<T> {
                     Mutex::new(Line {
                         steps: VecDeque::new(),
                         running: false,
+                        pushed: 0,
+                        carried: 0,
+                        waiters: Vec::new(),
                     })
                 })
                 .collect(),
@@ -63,8 +105,25 @@ impl<T> ChannelSequence<T> {
     }
 
     /// Puts a step at the end of a line; call while the channel's lock fixes its place.
-    pub fn push(&self, line: usize, step: T) {
-        self.lock(line).steps.push_back(step);
+    pub fn push(&self, line: usize, step: T) -> Ticket {
+        let mut state = self.lock(line);
+        state.steps.push_back(step);
+        state.pushed += 1;
+        Ticket {
+            line,
+            number: state.pushed,
+        }
+    }
+
+    /// `None` when the ticket's step has been carried out; otherwise what resolves once it is.
+    pub fn wait_for(&self, ticket: Ticket) -> Option<oneshot::Receiver<()>> {
+        let mut state = self.lock(ticket.line);
+        if state.carried >= ticket.number {
+            return None;
+        }
+        let (done, wait) = oneshot::channel();
+        state.waiters.push((ticket.number, done));
+        Some(wait)
     }
 
     /// Carries out the line's steps in order with `carry_out`, at most `limit` of them, unless
@@ -86,6 +145,9 @@ impl<T> ChannelSequence<T> {
         loop {
             let step = {
                 let mut state = self.lock(line);
+                if done > 0 {
+                    state.finish_step();
+                }
                 if done == limit && !state.steps.is_empty() {
                     state.running = false;
                     std::mem::forget(unwinding);
@@ -114,7 +176,10 @@ struct Unwinding<'a, T> {
 
 impl<T> Drop for Unwinding<'_, T> {
     fn drop(&mut self) {
-        self.sequence.lock(self.line).running = false;
+        let mut state = self.sequence.lock(self.line);
+        // The step that panicked is over too: nobody may wait for it forever.
+        state.finish_step();
+        state.running = false;
     }
 }
 
@@ -196,5 +261,38 @@ mod tests {
                 .collect();
             assert_eq!(mine, (0..1000).collect::<Vec<_>>(), "thread {t} in order");
         }
+    }
+
+    #[test]
+    fn a_ticket_is_done_once_its_step_is_carried_out_even_by_a_panic() {
+        let sequence = ChannelSequence::default();
+        let first = sequence.push(3, 1);
+        let second = sequence.push(3, 2);
+        let mut first_wait = sequence.wait_for(first).expect("not carried out yet");
+        let mut second_wait = sequence.wait_for(second).expect("not carried out yet");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            sequence.run(3, 10, |step| {
+                if step == 2 {
+                    assert!(first_wait
+                        .try_recv()
+                        .is_err_and(|e| e == oneshot::error::TryRecvError::Closed));
+                    panic!("a bug in a step");
+                }
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(
+            second_wait.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed),
+            "the waiter of a step that panicked is released"
+        );
+        assert!(sequence.wait_for(first).is_none());
+        assert!(sequence.wait_for(second).is_none());
+        let third = sequence.push(3, 3);
+        assert_eq!(sequence.run(3, 10, |_| {}), Ran::Done);
+        assert!(
+            sequence.wait_for(third).is_none(),
+            "carried out by the caller itself"
+        );
     }
 }

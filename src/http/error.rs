@@ -40,6 +40,9 @@ pub enum ApiError {
     /// 426: a plain HTTP request (or an unsupported WebSocket version) at the WebSocket endpoint.
     #[error("{0}")]
     UpgradeRequired(String),
+    /// 500: a bug on our side (a publishing task panicked); logged.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -15,6 +15,7 @@ use super::auth::Authenticated;
 use super::error::ApiError;
 use super::info::{channel_attributes, InfoAttributes};
 use crate::apps::App;
+use crate::cluster::Pending;
 use crate::outbound::WireFrame;
 use crate::protocol::channel::validate_name;
 use crate::protocol::{frames, ChannelType, SocketId};
@@ -207,9 +208,31 @@ fn validate(app: &App, request: EventRequest) -> Result<ValidEvent, ApiError> {
 /// Bytes of frames joined into one write at most: a run stays far below any outbound bound.
 const MAX_JOINED_BYTES: usize = 64 * 1024;
 
+/// Publishes on a task of its own, so the events go out in full even when the client hangs up
+/// while one waits for a busy channel line (hyper drops a handler whose client went away).
+async fn publish_all(
+    shared: &SharedState,
+    app: &Arc<App>,
+    events: Vec<ValidEvent>,
+) -> Result<Vec<ValidEvent>, ApiError> {
+    let (shared, app) = (shared.clone(), app.clone());
+    let task = tokio::spawn(async move {
+        publish(&shared, &app, &events).await;
+        events
+    });
+    task.await.map_err(|error| {
+        tracing::error!(%error, "publishing REST events failed");
+        ApiError::Internal("the events could not be published".into())
+    })
+}
+
 /// Publishes events in order; a run of consecutive events for the same channel (and the same
 /// excluded socket) reaches each subscriber in one write instead of one write per event.
-fn publish(shared: &Shared, app: &App, events: &[ValidEvent]) {
+///
+/// Each publish is carried out before the next starts (waiting when another thread carries its
+/// channel's line out), so a socket on two channels gets the events in the order given, and the
+/// response goes out only once every event is in its subscribers' queues and caches.
+async fn publish(shared: &Shared, app: &App, events: &[ValidEvent]) {
     let mut run: Vec<WireFrame> = Vec::new();
     let mut run_bytes = 0;
     for (i, event) in events.iter().enumerate() {
@@ -233,9 +256,10 @@ fn publish(shared: &Shared, app: &App, events: &[ValidEvent]) {
                 _ => WireFrame::joined(&std::mem::take(&mut run)),
             };
             run_bytes = 0;
-            shared
+            let pending = shared
                 .cluster()
                 .publish(app, channel, frame, event.except, cache);
+            Pending::wait(pending).await;
         }
     }
 }
@@ -265,7 +289,7 @@ pub async fn trigger(
 ) -> Result<Json<Value>, ApiError> {
     let app: Arc<App> = auth.app;
     let event = validate(&app, parse_body(&auth.body)?)?;
-    publish(&shared, &app, std::slice::from_ref(&event));
+    let event = publish_all(&shared, &app, vec![event]).await?.remove(0);
     if event.info.is_some() {
         Ok(Json(
             json!({ "channels": info_for(&shared, &app, &event).await }),
@@ -287,7 +311,7 @@ pub async fn batch(
         .enumerate()
         .map(|(i, item)| validate(&app, item).map_err(|e| with_index(i, e)))
         .collect::<Result<Vec<_>, _>>()?;
-    publish(&shared, &app, &events);
+    let events = publish_all(&shared, &app, events).await?;
     if events.iter().all(|e| e.info.is_none()) {
         return Ok(Json(json!({})));
     }

@@ -181,7 +181,8 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
                     return exit;
                 }
             }
-            // A subscription's reply is being sent by another thread: the next frame waits.
+            // A subscription's reply or a client event is being carried out by another thread:
+            // the next frame waits, so nothing of this socket's overtakes it.
             _ = Reading::sent(&mut reading.waiting), if waiting => reading.waiting = None,
             _ = &mut timer => {
                 match session.liveness.due(Instant::now()) {
@@ -205,7 +206,8 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
 struct Reading {
     /// Complete messages may still be buffered.
     unread: bool,
-    /// A subscription's reply still to be sent; nothing more is handled until it is.
+    /// A subscription's reply or a client event still to be carried out in its channel's line;
+    /// nothing more is handled until it is.
     waiting: Option<Pending>,
 }
 
@@ -215,7 +217,7 @@ enum ReadEnd {
     Drained,
     /// It stopped at [`MESSAGES_PER_WAKE`]; more may be buffered.
     More,
-    /// It stopped after a subscription whose reply is still to be sent.
+    /// It stopped after a subscription or client event still to be carried out.
     Waiting(Pending),
 }
 
@@ -236,13 +238,14 @@ impl Reading {
 
     async fn sent(waiting: &mut Option<Pending>) {
         if let Some(pending) = waiting {
-            pending.sent().await;
+            pending.done().await;
         }
     }
 }
 
 /// Handles the messages that arrived, in order, until the socket is drained, the per-wake limit
-/// is reached or a subscription's reply is still to be sent; `Err` when the connection ends.
+/// is reached or a subscription or client event is still to be carried out; `Err` when the
+/// connection ends.
 fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Result<ReadEnd, Exit> {
     let outbound = session.outbound.clone();
     let mut io = SocketIo {

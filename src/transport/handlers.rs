@@ -33,7 +33,8 @@ struct UserData {
 }
 
 impl Session {
-    /// Handles one parsed client frame; a subscription whose reply is still to be sent returns
+    /// Handles one parsed client frame; a subscription or client event still to be carried out in
+    /// its channel's line returns
     /// what to wait for before the next frame is handled.
     pub fn handle(&mut self, message: ClientMessage) -> Option<Pending> {
         match message {
@@ -46,11 +47,10 @@ impl Session {
                 event,
                 channel,
                 data,
-            } => {
-                if let Err(error) = self.client_event(&event, &channel, data) {
-                    self.send(frames::error(&error));
-                }
-            }
+            } => match self.client_event(&event, &channel, data) {
+                Ok(pending) => return pending,
+                Err(error) => self.send(frames::error(&error)),
+            },
         }
         None
     }
@@ -222,7 +222,7 @@ impl Session {
         event: &str,
         channel: &str,
         data: Box<RawValue>,
-    ) -> Result<(), SocketError> {
+    ) -> Result<Option<Pending>, SocketError> {
         let reject = |why: String| Err(SocketError::ClientEventRejected(why));
         let app = self.app.clone();
         if !app.enable_client_messages {
@@ -260,8 +260,7 @@ impl Session {
             socket: self.socket_id,
             user_id: presence_user.as_deref(),
         };
-        self.shared.cluster().client_event(&app, event);
-        Ok(())
+        Ok(self.shared.cluster().client_event(&app, event))
     }
 }
 

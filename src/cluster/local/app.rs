@@ -8,7 +8,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::task::TaskTracker;
 
@@ -16,7 +15,7 @@ use super::counts::{Announce, CountThrottle};
 use super::recipient::{Recipient, WebhookOut};
 use super::steps::{Change, Join, Step};
 use crate::apps::App;
-use crate::cluster::sequence::{ChannelSequence, Ran};
+use crate::cluster::sequence::{ChannelSequence, Ran, Ticket};
 use crate::cluster::{ClientEvent, Pending, Subscribed, Subscription};
 use crate::config::EventKind;
 use crate::engine::{ChannelCache, ChannelFull, ChannelRegistry, UserRegistry};
@@ -116,7 +115,7 @@ impl<R: Recipient> AppChannels<R> {
         let line = self.sequence.line_of(channel);
         let counted = self.counts_subscriptions(channel);
         let max_members = self.app.max_presence_members_per_channel;
-        let (done, replied) = oneshot::channel();
+        let mut ticket = None;
         let handle = outbound.clone();
         let joined = self.channels.subscribe(
             channel,
@@ -134,12 +133,11 @@ impl<R: Recipient> AppChannels<R> {
                 let join = Join {
                     channel: view.name().clone(),
                     joiner: outbound.clone(),
-                    done,
                     snapshot: joined.presence_snapshot,
                     cached,
                     change,
                 };
-                self.sequence.push(line, Step::Joined(Box::new(join)));
+                ticket = Some(self.sequence.push(line, Step::Joined(Box::new(join))));
                 newly
             },
         );
@@ -150,7 +148,7 @@ impl<R: Recipient> AppChannels<R> {
         self.run(line);
         Ok(Subscribed {
             newly,
-            pending: Pending::unless_done(replied),
+            pending: self.pending(ticket),
         })
     }
 
@@ -181,16 +179,16 @@ impl<R: Recipient> AppChannels<R> {
         frame: WireFrame,
         except: Option<SocketId>,
         cache: Option<Arc<str>>,
-    ) {
+    ) -> Option<Pending> {
         let line = self.sequence.line_of(channel);
         // A cache channel is locked even when empty: a join must not slip between the store
         // and the choice of recipients (it would miss the event, or see it twice).
-        let pushed = self
+        let ticket = self
             .channels
             .with_channel(channel, cache.is_some(), |view| {
                 let recipients = view.as_ref().map(|v| v.recipients());
                 if recipients.is_none() && cache.is_none() {
-                    return false;
+                    return None;
                 }
                 let cache = cache.map(|text| (Arc::from(channel), text));
                 let step = Step::Published {
@@ -199,16 +197,13 @@ impl<R: Recipient> AppChannels<R> {
                     cache,
                     recipients,
                 };
-                self.sequence.push(line, step);
-                true
+                Some(self.sequence.push(line, step))
             });
-        if pushed {
-            self.run(line);
-        }
+        self.run_for(ticket)
     }
 
     /// Relays a client event to the channel's other subscribers, with its webhook.
-    pub fn client_event(self: &Arc<Self>, event: ClientEvent<'_>) {
+    pub fn client_event(self: &Arc<Self>, event: ClientEvent<'_>) -> Option<Pending> {
         let ClientEvent {
             channel,
             name,
@@ -227,28 +222,27 @@ impl<R: Recipient> AppChannels<R> {
                 socket_id: socket.to_string(),
                 user_id: user_id.map(Arc::from),
             });
-        let pushed = self.channels.with_channel(channel, false, |view| {
-            let Some(view) = view else { return false };
+        let ticket = self.channels.with_channel(channel, false, |view| {
+            let view = view?;
             let step = Step::ClientEvent {
                 frame,
                 except: socket,
                 webhook,
                 recipients: view.recipients(),
             };
-            self.sequence.push(line, step);
-            true
+            Some(self.sequence.push(line, step))
         });
-        if pushed {
-            self.run(line);
-        }
+        self.run_for(ticket)
     }
 
     /// Announces the channel's count at `at`, reading it then (a throttled change).
     pub(super) async fn announce_count_at(self: Arc<Self>, channel: Arc<str>, at: Instant) {
         sleep_until(at).await;
-        self.counts.announcing(&channel, Instant::now());
         let line = self.sequence.line_of(&channel);
         self.channels.with_channel(&channel, false, |view| {
+            // Under the lock that orders the changes: each one before this reads the count
+            // below, each one after starts the next window.
+            self.counts.announcing(&channel, Instant::now());
             let count = view.as_ref().map_or(0, |v| v.subscription_count());
             let recipients = view.map(|v| v.recipients());
             let step = Step::CountDue {
@@ -259,6 +253,17 @@ impl<R: Recipient> AppChannels<R> {
             self.sequence.push(line, step);
         });
         self.run(line);
+    }
+
+    /// Runs the ticket's line; `Some` when its step is still to be carried out by another thread.
+    fn run_for(self: &Arc<Self>, ticket: Option<Ticket>) -> Option<Pending> {
+        let ticket = ticket?;
+        self.run(ticket.line());
+        self.pending(Some(ticket))
+    }
+
+    fn pending(&self, ticket: Option<Ticket>) -> Option<Pending> {
+        self.sequence.wait_for(ticket?).map(Pending::new)
     }
 
     /// Carries out the line's steps; a long line moves on to a task of its own.

@@ -47,8 +47,6 @@ pub enum Step<R: Recipient> {
 pub struct Join<R: Recipient> {
     pub channel: Arc<str>,
     pub joiner: R,
-    /// Told once the joiner's reply is sent: the socket handles nothing else before.
-    pub done: tokio::sync::oneshot::Sender<()>,
     /// The presence member list for `subscription_succeeded`, as of the join.
     pub snapshot: Option<String>,
     /// A cache channel: replay its last event (or `pusher:cache_miss`).
@@ -172,7 +170,6 @@ impl<R: Recipient> AppChannels<R> {
         let Join {
             channel,
             joiner,
-            done,
             snapshot,
             cached,
             change,
@@ -184,8 +181,6 @@ impl<R: Recipient> AppChannels<R> {
         if cached {
             joiner.push(&self.replay_cache(&channel));
         }
-        // The socket's own next frame (a pong, the next reply) may go out from here on.
-        let _ = done.send(());
         if let Some(change) = change {
             self.changed(&channel, change);
         }

@@ -1,7 +1,7 @@
 //! The local stage without sockets: recording subscribers and a recording webhook side.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -23,6 +23,45 @@ use crate::webhooks::WebhookEvent;
 #[derive(Clone, Default)]
 struct Recorder {
     stream: Arc<Mutex<Vec<Value>>>,
+    gate: Option<Gate>,
+}
+
+/// Holds a recorder's `push` while closed, so the thread carrying its line out stays busy.
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<GateState>, Condvar)>);
+
+#[derive(Default)]
+struct GateState {
+    closed: bool,
+    held: bool,
+}
+
+impl Gate {
+    fn set(&self, closed: bool) {
+        let (state, changed) = &*self.0;
+        state.lock().unwrap().closed = closed;
+        changed.notify_all();
+    }
+
+    /// Blocks while the gate is closed; says so to [`Gate::wait_held`].
+    fn pass(&self) {
+        let (state, changed) = &*self.0;
+        let mut state = state.lock().unwrap();
+        while state.closed {
+            state.held = true;
+            changed.notify_all();
+            state = changed.wait(state).unwrap();
+        }
+    }
+
+    /// Waits until a push is held at the gate.
+    fn wait_held(&self) {
+        let (state, changed) = &*self.0;
+        let mut state = state.lock().unwrap();
+        while !state.held {
+            state = changed.wait(state).unwrap();
+        }
+    }
 }
 
 /// The payload of an unmasked server text frame, as JSON.
@@ -38,6 +77,9 @@ fn payload(frame: &WireFrame) -> Value {
 
 impl Recipient for Recorder {
     fn push(&self, frame: &WireFrame) -> bool {
+        if let Some(gate) = &self.gate {
+            gate.pass();
+        }
         self.stream.lock().unwrap().push(payload(frame));
         true
     }
@@ -117,7 +159,7 @@ impl Stage {
         let subscribed = self.app.subscribe(request).expect("room for the member");
         // A socket handles nothing before its reply is sent; the tests' sockets wait here.
         if let Some(mut pending) = subscribed.pending {
-            while !pending.is_sent() {
+            while !pending.is_done() {
                 std::thread::yield_now();
             }
         }
@@ -344,4 +386,57 @@ fn concurrent_joins_and_leaves_stay_ordered_per_channel() {
         }
     }
     assert!(!occupied && present.is_empty(), "everyone left in the end");
+}
+
+fn event_frame(name: &str, channel: &str) -> WireFrame {
+    WireFrame::text(&format!(
+        r#"{{"event":"{name}","channel":"{channel}","data":"1"}}"#
+    ))
+}
+
+#[test]
+fn a_publish_on_a_busy_line_is_pending_until_it_is_delivered() {
+    let stage = stage("");
+    let gate = Gate::default();
+    let slow = Recorder {
+        gate: Some(gate.clone()),
+        ..Recorder::default()
+    };
+    let other = Recorder::default();
+    stage.join("cache-a", 1, &slow, None);
+    stage.join("cache-a", 2, &other, None);
+    gate.set(true);
+    let app = stage.app.clone();
+    let runner = std::thread::spawn(move || {
+        let pending = app.publish("cache-a", event_frame("e0", "cache-a"), None, None);
+        pending.is_none()
+    });
+    gate.wait_held();
+    let cached = r#"{"event":"e1","channel":"cache-a","data":"1"}"#;
+    let mut pending = stage
+        .app
+        .publish(
+            "cache-a",
+            WireFrame::text(cached),
+            None,
+            Some(cached.into()),
+        )
+        .expect("the line is busy on the runner's thread");
+    assert!(!pending.is_done());
+    assert!(!other.events().contains(&"e1".to_owned()));
+    assert!(stage.app.cache.get("cache-a").is_none(), "not stored yet");
+    gate.set(false);
+    assert!(
+        runner.join().unwrap(),
+        "the runner carried out its own step"
+    );
+    while !pending.is_done() {
+        std::thread::yield_now();
+    }
+    // Done means delivered and stored: a caller that waited reads its own write.
+    assert!(other
+        .events()
+        .ends_with(&["e0".to_owned(), "e1".to_owned()]));
+    assert!(slow.events().ends_with(&["e0".to_owned(), "e1".to_owned()]));
+    assert!(stage.app.cache.get("cache-a").is_some());
 }
