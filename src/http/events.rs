@@ -208,17 +208,31 @@ fn validate(app: &App, request: EventRequest) -> Result<ValidEvent, ApiError> {
 /// Bytes of frames joined into one write at most: a run stays far below any outbound bound.
 const MAX_JOINED_BYTES: usize = 64 * 1024;
 
-/// Publishes on a task of its own, so the events go out in full even when the client hangs up
-/// while one waits for a busy channel line (hyper drops a handler whose client went away).
+/// Publishes the events in order, each carried out before the next starts: a socket on two
+/// channels gets them in the order given, and the response goes out only once every event is in
+/// its subscribers' queues and caches.
+///
+/// Usually every line is idle and all is done here, at once. When one is busy on another thread,
+/// the rest goes on a task of its own, so it completes even if the client hangs up meanwhile
+/// (hyper drops a handler whose client went away).
 async fn publish_all(
     shared: &SharedState,
     app: &Arc<App>,
     events: Vec<ValidEvent>,
 ) -> Result<Vec<ValidEvent>, ApiError> {
+    let Some(mut waiting) = publish_from(shared, app, &events, Cursor::default()) else {
+        return Ok(events);
+    };
     let (shared, app) = (shared.clone(), app.clone());
     let task = tokio::spawn(async move {
-        publish(&shared, &app, &events).await;
-        events
+        loop {
+            let (mut pending, next) = waiting;
+            pending.done().await;
+            match publish_from(&shared, &app, &events, next) {
+                Some(more) => waiting = more,
+                None => return events,
+            }
+        }
     });
     task.await.map_err(|error| {
         tracing::error!(%error, "publishing REST events failed");
@@ -226,17 +240,30 @@ async fn publish_all(
     })
 }
 
-/// Publishes events in order; a run of consecutive events for the same channel (and the same
-/// excluded socket) reaches each subscriber in one write instead of one write per event.
+/// The next event, and channel of it, to publish.
+#[derive(Clone, Copy, Default)]
+struct Cursor {
+    event: usize,
+    channel: usize,
+}
+
+/// Publishes from `from` on, until all are published (`None`) or one must be waited for: then
+/// its `Pending` and where to go on once it is done.
 ///
-/// Each publish is carried out before the next starts (waiting when another thread carries its
-/// channel's line out), so a socket on two channels gets the events in the order given, and the
-/// response goes out only once every event is in its subscribers' queues and caches.
-async fn publish(shared: &Shared, app: &App, events: &[ValidEvent]) {
+/// A run of consecutive events for the same channel (and the same excluded socket) reaches each
+/// subscriber in one write instead of one write per event; a run ends with its publish, so a
+/// wait never splits one.
+fn publish_from(
+    shared: &Shared,
+    app: &App,
+    events: &[ValidEvent],
+    from: Cursor,
+) -> Option<(Pending, Cursor)> {
     let mut run: Vec<WireFrame> = Vec::new();
     let mut run_bytes = 0;
-    for (i, event) in events.iter().enumerate() {
-        for channel in &event.channels {
+    for (i, event) in events.iter().enumerate().skip(from.event) {
+        let first_channel = if i == from.event { from.channel } else { 0 };
+        for (j, channel) in event.channels.iter().enumerate().skip(first_channel) {
             let text = frames::channel_event(&event.name, channel, &event.data);
             let frame = WireFrame::text(&text);
             run_bytes += frame.len();
@@ -250,7 +277,8 @@ async fn publish(shared: &Shared, app: &App, events: &[ValidEvent]) {
             }
             // The cluster stage keeps it in line with joins: a socket joining meanwhile is
             // replayed it or sent it, never both.
-            let cache = ChannelType::of(channel).cached.then(|| Arc::from(text));
+            let cached = ChannelType::of(channel).cached;
+            let cache = cached.then(|| Arc::from(text));
             let frame = match run.len() {
                 1 => run.pop().expect("one frame"),
                 _ => WireFrame::joined(&std::mem::take(&mut run)),
@@ -259,9 +287,19 @@ async fn publish(shared: &Shared, app: &App, events: &[ValidEvent]) {
             let pending = shared
                 .cluster()
                 .publish(app, channel, frame, event.except, cache);
-            Pending::wait(pending).await;
+            let last = next.is_none() && j + 1 == event.channels.len();
+            // The last event of a request on a plain channel needs no wait: nothing of this
+            // request can overtake it, and nothing reads it back.
+            if let (Some(pending), false) = (pending, last && !cached) {
+                let next = Cursor {
+                    event: i,
+                    channel: j + 1,
+                };
+                return Some((pending, next));
+            }
         }
     }
+    None
 }
 
 async fn info_for(shared: &Shared, app: &App, event: &ValidEvent) -> Map<String, Value> {
