@@ -12,6 +12,17 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# The cluster tests start private redis-server instances (on free loopback ports, killed by PID).
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "== installing redis-server (Debian package) for the cluster tests"
+  sudo_if_needed=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_if_needed="sudo"; fi
+  $sudo_if_needed apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq redis-server >/dev/null
+  # The package starts a system-wide instance on 6379; the tests use their own, so stop it.
+  $sudo_if_needed systemctl stop redis-server >/dev/null 2>&1 || $sudo_if_needed service redis-server stop >/dev/null 2>&1 || true
+fi
+
 echo "== cargo build (herald binary for the compatibility suites; the benchmark crate, so it keeps building)"
 cargo build --bin herald
 cargo build -p herald-bench

@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let server = Server::bind(config)
         .await
-        .context("cannot bind the listeners")?;
+        .context("cannot start the server")?;
     tracing::info!(addr = %server.local_addr()?, metrics = ?server.metrics_addr(), "Herald listening");
     server.run(shutdown_signal()).await?;
     Ok(())

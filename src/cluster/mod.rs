@@ -12,6 +12,7 @@
 //! Queries are `async` because the Redis one will wait on Redis.
 
 mod local;
+pub mod redis;
 pub mod sequence;
 
 use std::sync::Arc;

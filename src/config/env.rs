@@ -1,6 +1,7 @@
 //! Environment overrides, applied after the file (see the README for the list).
 
-use super::{AppConfig, Config, ConfigError};
+use super::cluster::check_node_id;
+use super::{AppConfig, ClusterConfig, Config, ConfigError};
 
 /// Built-in demo credentials used when no app is configured anywhere.
 pub const DEMO_APP: (&str, &str, &str) = ("app-id", "app-key", "app-secret");
@@ -52,6 +53,13 @@ pub fn apply_env(
     }
     if let Some(enabled) = boolean("HERALD_METRICS_ENABLED", var("HERALD_METRICS_ENABLED"))? {
         config.metrics.enabled = enabled;
+    }
+    if let Some(node_id) = var("HERALD_NODE_ID") {
+        // Only a cluster node has an id; alone, the variable means nothing.
+        if let ClusterConfig::Redis(redis) = &mut config.cluster {
+            check_node_id("$HERALD_NODE_ID", &node_id)?;
+            redis.node_id = Some(node_id);
+        }
     }
     let id = var("HERALD_APP_ID");
     let key = var("HERALD_APP_KEY");

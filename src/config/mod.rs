@@ -5,6 +5,7 @@
 //! value of a known key fails start-up with the file and the key path.
 
 mod app;
+mod cluster;
 mod env;
 mod event_kind;
 mod lenient;
@@ -15,6 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use app::AppConfig;
+pub use cluster::{redacted, ClusterConfig, RedisConfig};
 pub use env::apply_env;
 pub use event_kind::{ChannelTypeFilter, EventKind, EventKinds, EVENT_TYPES};
 pub use webhook::{LambdaTarget, RetryPolicy, SignatureScheme, WebhookEndpoint, WebhookTarget};
@@ -133,6 +135,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Webhook settings.
     pub webhooks: WebhooksConfig,
+    /// Alone, or one node of a cluster on Redis (`adapter`).
+    pub cluster: ClusterConfig,
     /// The apps (`app_manager.array.apps`).
     pub apps: Vec<AppConfig>,
     /// Keys of the file that Herald ignored, with their full path.
@@ -367,6 +371,7 @@ impl Config {
                 other => other.unwrap_or(1000) as usize,
             },
             metrics: metrics_config(raw.metrics)?,
+            cluster: cluster::cluster_config(&raw.adapter, &raw.database)?,
             webhooks,
             apps,
             unknown_keys: Vec::new(),

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::cluster::{RawAdapter, RawDatabase};
 use super::lenient;
 
 #[derive(Deserialize, Default)]
@@ -35,6 +36,8 @@ pub(super) struct RawConfig {
     pub http_api: RawHttpApi,
     pub metrics: RawMetrics,
     pub webhooks: RawWebhooks,
+    pub adapter: RawAdapter,
+    pub database: RawDatabase,
 }
 
 #[derive(Deserialize, Default)]

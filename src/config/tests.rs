@@ -143,3 +143,20 @@ fn a_metric_prefix_must_start_a_metric_name() {
     assert_eq!(config.metrics.prefix, "sockudo_");
     assert_eq!(Config::defaults().metrics.prefix, "herald_");
 }
+
+#[test]
+fn herald_node_id_names_a_cluster_node() {
+    let clustered = Config::from_json(r#"{"adapter":{"driver":"redis","node_id":"a"}}"#).unwrap();
+    let node_id = |c: &Config| match &c.cluster {
+        ClusterConfig::Redis(redis) => redis.node_id.clone(),
+        ClusterConfig::Local => None,
+    };
+    let env =
+        |value: &'static str| move |n: &str| (n == "HERALD_NODE_ID").then(|| value.to_owned());
+    let c = apply_env(clustered.clone(), &env("node-b")).unwrap();
+    assert_eq!(node_id(&c).as_deref(), Some("node-b"));
+    let e = apply_env(clustered, &env("no spaces")).unwrap_err();
+    assert_eq!(e.path, "$HERALD_NODE_ID");
+    let alone = apply_env(Config::defaults(), &env("node-b")).unwrap();
+    assert_eq!(alone.cluster, ClusterConfig::Local);
+}

@@ -2,10 +2,12 @@
 //! One binary with modules, because each `tests/*.rs` file links separately.
 
 mod receiver;
+mod redis_server;
 mod support;
 
 mod architecture;
 mod client_events;
+mod cluster_nodes;
 mod connection;
 mod fuzz_corpus;
 mod hardening;

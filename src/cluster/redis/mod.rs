@@ -1,0 +1,21 @@
+//! The cluster stage on Redis (being built): nodes that share one Redis behave as one server.
+//!
+//! What is here so far is the node registry: membership, heartbeats, dead-node detection and
+//! fencing ([`node`]). The shared channel state, cross-node fan-out and the webhook streams come
+//! next; until they do, a config with `adapter.driver: "redis"` is refused at start-up rather
+//! than run as independent nodes.
+
+pub mod node;
+
+pub use node::{Beat, JoinError, NodeMembership};
+
+/// A connection manager for the configured Redis: one multiplexed connection, reconnected in the
+/// background with back-off; every command is bounded by a response timeout.
+pub async fn connect(url: &str) -> Result<::redis::aio::ConnectionManager, ::redis::RedisError> {
+    let client = ::redis::Client::open(url)?;
+    let config = ::redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
+        .set_response_timeout(Some(std::time::Duration::from_secs(5)))
+        .set_max_delay(std::time::Duration::from_secs(2));
+    client.get_connection_manager_with_config(config).await
+}

@@ -1,0 +1,254 @@
+//! A node's membership of the cluster: its id, its incarnation, its heartbeat, and how a node is
+//! found dead (its heartbeat key expired) or fenced (it finds its own key gone).
+//!
+//! Keys, under one hash tag so each script touches one slot:
+//! - `{prefix}:{nodes}:id:{node_id}`: the live incarnation holding that id, with a TTL of the
+//!   node timeout, renewed by every heartbeat;
+//! - `{prefix}:{nodes}:live`: a sorted set of incarnations by the Redis time of their last
+//!   heartbeat, which is how the others find a dead node's incarnation to clean up after.
+//!
+//! An incarnation is new at every start, so a node restarting with the same id never adds to
+//! the counts of the one before it: the old incarnation is cleaned up as dead.
+
+use std::time::{Duration, Instant};
+
+use ::redis::aio::ConnectionManager;
+use ::redis::{RedisError, Script};
+use rand::Rng;
+
+use crate::config::RedisConfig;
+
+/// Registers an incarnation under an id unless a live one holds it.
+/// KEYS: id key, live set. ARGV: incarnation, node id, timeout ms.
+/// Returns `{1, '', 0}` when registered, `{0, holder, pttl}` when the id is held.
+const REGISTER: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder then
+  return {0, holder, redis.call('PTTL', KEYS[1])}
+end
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], ms, ARGV[1])
+return {1, '', 0}
+";
+
+/// Renews a heartbeat when the incarnation still holds its id; 0 when it does not (fenced).
+/// KEYS: id key, live set. ARGV: incarnation, timeout ms.
+const HEARTBEAT: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ms, ARGV[1])
+return 1
+";
+
+/// Incarnations whose last heartbeat is older than the timeout, by Redis time.
+/// KEYS: live set. ARGV: timeout ms.
+const DEAD: &str = r"
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms - tonumber(ARGV[1]))
+";
+
+/// Why a node could not join the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// Redis refused or could not be reached.
+    #[error("Redis: {0}")]
+    Redis(#[from] RedisError),
+    /// A live node holds the id.
+    #[error(
+        "node id {id:?} is in use by a live node (incarnation {holder}); give this node another \
+         adapter.node_id / HERALD_NODE_ID, or leave both unset to have one generated"
+    )]
+    IdInUse {
+        /// The id asked for.
+        id: String,
+        /// The live incarnation holding it.
+        holder: String,
+    },
+}
+
+/// What a heartbeat found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Beat {
+    /// The node still holds its id.
+    Alive,
+    /// The id is no longer this incarnation's: the others took it for dead (a pause longer than
+    /// the timeout, a lost Redis). Its sockets must close so their clients reconnect.
+    Fenced,
+}
+
+/// This node's place in the cluster.
+pub struct NodeMembership {
+    id: String,
+    incarnation: String,
+    keys: NodeKeys,
+    timeout: Duration,
+    heartbeat: Duration,
+}
+
+/// The key names of the node registry.
+#[derive(Clone)]
+struct NodeKeys {
+    prefix: String,
+}
+
+impl NodeKeys {
+    fn id(&self, id: &str) -> String {
+        format!("{}:{{nodes}}:id:{id}", self.prefix)
+    }
+
+    fn live(&self) -> String {
+        format!("{}:{{nodes}}:live", self.prefix)
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut rng = rand::rng();
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
+impl NodeMembership {
+    /// Joins under the configured id (or a generated one). A held id is waited on for one
+    /// timeout: a live holder renews it and this node is refused; a dead one's key expires.
+    pub async fn join(
+        con: &mut ConnectionManager,
+        config: &RedisConfig,
+    ) -> Result<NodeMembership, JoinError> {
+        let id = config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("node-{}", random_hex(6)));
+        let membership = NodeMembership {
+            incarnation: format!("{id}.{}", random_hex(8)),
+            id,
+            keys: NodeKeys {
+                prefix: config.prefix.clone(),
+            },
+            timeout: config.node_timeout,
+            heartbeat: config.heartbeat_interval,
+        };
+        membership.register(con).await?;
+        Ok(membership)
+    }
+
+    async fn register(&self, con: &mut ConnectionManager) -> Result<(), JoinError> {
+        // The holder and its key's TTL when last read, to tell a renewing holder from a dead one.
+        let mut seen: Option<(String, i64, Instant)> = None;
+        loop {
+            let Some((holder, pttl)) = self.try_register(con).await? else {
+                return Ok(());
+            };
+            if let Some((before, pttl_before, at)) = &seen {
+                let elapsed = at.elapsed().as_millis() as i64;
+                // A TTL that went down by less than the time that passed was renewed.
+                if *before == holder && pttl > pttl_before - elapsed + 20 {
+                    return Err(JoinError::IdInUse {
+                        id: self.id.clone(),
+                        holder,
+                    });
+                }
+            } else {
+                tracing::warn!(
+                    node_id = %self.id,
+                    %holder,
+                    "node id held by another incarnation; waiting to see whether it is alive"
+                );
+            }
+            seen = Some((holder, pttl, Instant::now()));
+            // Two heartbeats show a live holder; a dead one's key is gone after its TTL.
+            let wait = Duration::from_millis(pttl.max(0) as u64 + 10).min(self.heartbeat * 2);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// `None` when registered; otherwise the incarnation holding the id and its key's TTL.
+    async fn try_register(
+        &self,
+        con: &mut ConnectionManager,
+    ) -> Result<Option<(String, i64)>, JoinError> {
+        let (registered, holder, pttl): (i64, String, i64) = Script::new(REGISTER)
+            .key(self.keys.id(&self.id))
+            .key(self.keys.live())
+            .arg(&self.incarnation)
+            .arg(&self.id)
+            .arg(self.timeout.as_millis() as u64)
+            .invoke_async(con)
+            .await?;
+        Ok((registered == 0).then_some((holder, pttl)))
+    }
+
+    /// Renews the heartbeat.
+    pub async fn beat(&self, con: &mut ConnectionManager) -> Result<Beat, RedisError> {
+        let alive: i64 = Script::new(HEARTBEAT)
+            .key(self.keys.id(&self.id))
+            .key(self.keys.live())
+            .arg(&self.incarnation)
+            .arg(self.timeout.as_millis() as u64)
+            .invoke_async(con)
+            .await?;
+        Ok(if alive == 1 {
+            Beat::Alive
+        } else {
+            Beat::Fenced
+        })
+    }
+
+    /// Incarnations (other than this one) whose heartbeat is older than the timeout.
+    pub async fn dead_incarnations(
+        &self,
+        con: &mut ConnectionManager,
+    ) -> Result<Vec<String>, RedisError> {
+        let dead: Vec<String> = Script::new(DEAD)
+            .key(self.keys.live())
+            .arg(self.timeout.as_millis() as u64)
+            .invoke_async(con)
+            .await?;
+        Ok(dead
+            .into_iter()
+            .filter(|i| *i != self.incarnation)
+            .collect())
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// This start's incarnation: the id plus a random suffix.
+    pub fn incarnation(&self) -> &str {
+        &self.incarnation
+    }
+}
+
+/// Redis's `maxmemory-policy`, when the server lets us read it (`CONFIG` may be disabled).
+pub async fn maxmemory_policy(con: &mut ConnectionManager) -> Option<String> {
+    let reply: Result<Vec<String>, _> = ::redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(con)
+        .await;
+    reply.ok()?.into_iter().nth(1)
+}
+
+/// Warns unless Redis never evicts: an evicted heartbeat or state key means a false reap.
+pub async fn check_eviction_policy(con: &mut ConnectionManager) {
+    match maxmemory_policy(con).await.as_deref() {
+        Some("noeviction") => {}
+        Some(policy) => tracing::warn!(
+            policy,
+            "Redis maxmemory-policy is not noeviction: an evicted heartbeat or channel key makes \
+             the cluster take live nodes for dead; set maxmemory-policy noeviction"
+        ),
+        None => tracing::warn!(
+            "could not read Redis maxmemory-policy (CONFIG GET refused); make sure it is noeviction"
+        ),
+    }
+}

@@ -1,0 +1,313 @@
+//! `adapter` and `database.redis`: whether this node runs alone or as one of a cluster on Redis.
+//!
+//! Sockudo's keys: `adapter.driver` (`local` or `redis`), `adapter.redis.prefix`, the connection
+//! from `database.redis` or `adapter.redis.url` (the URL wins). Any other driver stops start-up:
+//! N nodes that each believed they were alone would each send every webhook.
+
+use std::fmt;
+use std::time::Duration;
+
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use serde::Deserialize;
+
+use super::{lenient, ConfigError};
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawAdapter {
+    pub driver: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub node_id: Option<String>,
+    pub redis: RawAdapterRedis,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawAdapterRedis {
+    pub url: Option<String>,
+    pub prefix: Option<String>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub heartbeat_interval_ms: Option<u64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub node_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawDatabase {
+    pub redis: RawDatabaseRedis,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawDatabaseRedis {
+    pub host: Option<String>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub port: Option<u16>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub db: Option<u32>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub username: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub password: Option<String>,
+}
+
+/// How this node shares its state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClusterConfig {
+    /// One node: its memory is the whole truth (`adapter.driver` absent or `local`).
+    Local,
+    /// One of several nodes sharing one Redis (`adapter.driver` `redis`).
+    Redis(RedisConfig),
+}
+
+/// The Redis a cluster shares, and this node's place in it.
+#[derive(Clone, PartialEq)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` (TLS) with credentials and database.
+    pub url: String,
+    /// Prefix of every key and pub/sub channel (`adapter.redis.prefix`, default `herald`).
+    pub prefix: String,
+    /// This node's id (`adapter.node_id` / `HERALD_NODE_ID`); generated when absent.
+    pub node_id: Option<String>,
+    /// How often the node renews its heartbeat (`adapter.redis.heartbeat_interval_ms`).
+    pub heartbeat_interval: Duration,
+    /// A node silent this long is dead: its sockets are removed by the others
+    /// (`adapter.redis.node_timeout_ms`).
+    pub node_timeout: Duration,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redacted(&self.url))
+            .field("prefix", &self.prefix)
+            .field("node_id", &self.node_id)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("node_timeout", &self.node_timeout)
+            .finish()
+    }
+}
+
+/// The URL with its password replaced, for logs.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split_once(':').map_or(credentials, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The `adapter` section, with the connection from `database.redis` when it has no URL.
+pub(super) fn cluster_config(
+    adapter: &RawAdapter,
+    database: &RawDatabase,
+) -> Result<ClusterConfig, ConfigError> {
+    match adapter.driver.as_deref().unwrap_or("local") {
+        "local" => Ok(ClusterConfig::Local),
+        "redis" => redis_config(adapter, database).map(ClusterConfig::Redis),
+        other => Err(ConfigError::invalid(
+            "adapter.driver",
+            format!(
+                "{other:?} is not supported: Herald runs alone (\"local\") or as a cluster on one Redis (\"redis\"); \
+                 nodes that each ran alone would each send every webhook"
+            ),
+        )),
+    }
+}
+
+fn redis_config(adapter: &RawAdapter, database: &RawDatabase) -> Result<RedisConfig, ConfigError> {
+    let url = match &adapter.redis.url {
+        Some(url) => {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError::invalid(
+                    "adapter.redis.url",
+                    format!("{:?} must start with redis:// or rediss://", redacted(url)),
+                ));
+            }
+            url.clone()
+        }
+        None => url_of(&database.redis),
+    };
+    let prefix = adapter
+        .redis
+        .prefix
+        .clone()
+        .unwrap_or_else(|| "herald".to_owned());
+    if prefix.is_empty() || prefix.contains(|c: char| c.is_whitespace() || "{}".contains(c)) {
+        return Err(ConfigError::invalid(
+            "adapter.redis.prefix",
+            format!("{prefix:?} must be non-empty, without spaces or braces (braces mark Redis hash tags)"),
+        ));
+    }
+    if let Some(id) = &adapter.node_id {
+        check_node_id("adapter.node_id", id)?;
+    }
+    let millis = |path: &str, value: Option<u64>, default: u64| match value {
+        Some(0) => Err(ConfigError::invalid(path, "must be above 0")),
+        value => Ok(Duration::from_millis(value.unwrap_or(default))),
+    };
+    let heartbeat_interval = millis(
+        "adapter.redis.heartbeat_interval_ms",
+        adapter.redis.heartbeat_interval_ms,
+        1000,
+    )?;
+    let node_timeout = millis(
+        "adapter.redis.node_timeout_ms",
+        adapter.redis.node_timeout_ms,
+        8000,
+    )?;
+    if node_timeout < heartbeat_interval * 3 {
+        return Err(ConfigError::invalid(
+            "adapter.redis.node_timeout_ms",
+            format!(
+                "{} ms must be at least three heartbeats ({} ms): a node one late heartbeat away would be taken for dead",
+                node_timeout.as_millis(),
+                heartbeat_interval.as_millis() * 3
+            ),
+        ));
+    }
+    Ok(RedisConfig {
+        url,
+        prefix,
+        node_id: adapter.node_id.clone(),
+        heartbeat_interval,
+        node_timeout,
+    })
+}
+
+/// A node id names keys and logs: short, and of characters that need no quoting.
+pub(super) fn check_node_id(path: &str, id: &str) -> Result<(), ConfigError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    if id.is_empty() || id.len() > 64 || !id.chars().all(allowed) {
+        return Err(ConfigError::invalid(
+            path,
+            format!("{id:?} must be 1 to 64 letters, digits, '-', '_' or '.'"),
+        ));
+    }
+    Ok(())
+}
+
+/// `redis://[user[:password]@]host:port/db` from Sockudo's `database.redis`.
+fn url_of(redis: &RawDatabaseRedis) -> String {
+    let encode = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+    let credentials = match (&redis.username, &redis.password) {
+        (Some(user), Some(password)) => format!("{}:{}@", encode(user), encode(password)),
+        (None, Some(password)) => format!(":{}@", encode(password)),
+        (Some(user), None) => format!("{}@", encode(user)),
+        (None, None) => String::new(),
+    };
+    let host = redis.host.as_deref().unwrap_or("127.0.0.1");
+    // An IPv6 literal needs brackets in a URL.
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    format!(
+        "redis://{credentials}{host}:{}/{}",
+        redis.port.unwrap_or(6379),
+        redis.db.unwrap_or(0)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn cluster(json: &str) -> Result<ClusterConfig, ConfigError> {
+        Config::from_json(json).map(|c| c.cluster)
+    }
+
+    fn redis(json: &str) -> RedisConfig {
+        match cluster(json).unwrap() {
+            ClusterConfig::Redis(redis) => redis,
+            ClusterConfig::Local => panic!("not a cluster: {json}"),
+        }
+    }
+
+    #[test]
+    fn no_adapter_or_local_is_one_node() {
+        assert_eq!(cluster("{}").unwrap(), ClusterConfig::Local);
+        assert_eq!(
+            cluster(r#"{"adapter":{"driver":"local"}}"#).unwrap(),
+            ClusterConfig::Local
+        );
+    }
+
+    #[test]
+    fn other_drivers_stop_start_up() {
+        for driver in ["redis-cluster", "nats", "Redis"] {
+            let json = format!(r#"{{"adapter":{{"driver":"{driver}"}}}}"#);
+            let error = cluster(&json).unwrap_err();
+            assert_eq!(error.path, "adapter.driver", "{driver}");
+            assert!(error.to_string().contains("every webhook"), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_connection_comes_from_database_redis_unless_a_url_is_given() {
+        let config = redis(r#"{"adapter":{"driver":"redis","redis":{"prefix":"sockudo"}}}"#);
+        assert_eq!(config.url, "redis://127.0.0.1:6379/0");
+        assert_eq!(config.prefix, "sockudo");
+        assert_eq!(
+            (config.heartbeat_interval, config.node_timeout),
+            (Duration::from_secs(1), Duration::from_secs(8))
+        );
+        let config = redis(
+            r#"{"adapter":{"driver":"redis"},"database":{"redis":{"host":"cache.local","port":"6380","db":2,"username":"herald","password":"p@ss:word"}}}"#,
+        );
+        assert_eq!(
+            config.url,
+            "redis://herald:p%40ss%3Aword@cache.local:6380/2"
+        );
+        assert_eq!(config.prefix, "herald");
+        assert!(
+            !format!("{config:?}").contains("p%40ss"),
+            "the password stays out of logs"
+        );
+        let config = redis(
+            r#"{"adapter":{"driver":"redis","redis":{"url":"rediss://u:secret@r.example:6390/1"}},"database":{"redis":{"host":"ignored"}}}"#,
+        );
+        assert_eq!(config.url, "rediss://u:secret@r.example:6390/1");
+        assert_eq!(redacted(&config.url), "rediss://u:***@r.example:6390/1");
+        let config = redis(r#"{"adapter":{"driver":"redis"},"database":{"redis":{"host":"::1"}}}"#);
+        assert_eq!(config.url, "redis://[::1]:6379/0");
+    }
+
+    #[test]
+    fn wrong_values_name_their_key() {
+        for (json, path) in [
+            (
+                r#"{"adapter":{"driver":"redis","redis":{"url":"http://x"}}}"#,
+                "adapter.redis.url",
+            ),
+            (
+                r#"{"adapter":{"driver":"redis","redis":{"prefix":"a{b}"}}}"#,
+                "adapter.redis.prefix",
+            ),
+            (
+                r#"{"adapter":{"driver":"redis","node_id":"a b"}}"#,
+                "adapter.node_id",
+            ),
+            (
+                r#"{"adapter":{"driver":"redis","redis":{"node_timeout_ms":2000}}}"#,
+                "adapter.redis.node_timeout_ms",
+            ),
+            (
+                r#"{"adapter":{"driver":"redis","redis":{"heartbeat_interval_ms":0}}}"#,
+                "adapter.redis.heartbeat_interval_ms",
+            ),
+        ] {
+            assert_eq!(cluster(json).unwrap_err().path, path, "{json}");
+        }
+        let config = redis(r#"{"adapter":{"driver":"redis","node_id":"node-1.eu"}}"#);
+        assert_eq!(config.node_id.as_deref(), Some("node-1.eu"));
+    }
+}
