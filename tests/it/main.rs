@@ -7,6 +7,7 @@ mod support;
 
 mod architecture;
 mod client_events;
+mod cluster_channels;
 mod cluster_nodes;
 mod connection;
 mod fuzz_corpus;

@@ -1,10 +1,13 @@
 //! The cluster stage on Redis (being built): nodes that share one Redis behave as one server.
 //!
-//! What is here so far is the node registry: membership, heartbeats, dead-node detection and
-//! fencing ([`node`]). The shared channel state, cross-node fan-out and the webhook streams come
-//! next; until they do, a config with `adapter.driver: "redis"` is refused at start-up rather
-//! than run as independent nodes.
+//! What is here so far: the node registry (membership, heartbeats, dead-node detection and
+//! fencing, [`node`]) and the cluster-wide channel state (scripts that return the transition and
+//! append its webhook event to the channel's partition stream, with the grace period held in
+//! Redis, [`channel_state`]). Cross-node fan-out, the reaper, the stream consumers and the wiring
+//! into [`crate::cluster::Cluster`] come next; until they do, a config with
+//! `adapter.driver: "redis"` is refused at start-up rather than run as independent nodes.
 
+pub mod channel_state;
 pub mod node;
 
 pub use node::{Beat, JoinError, NodeMembership};
