@@ -232,3 +232,88 @@ async fn the_grace_period_is_held_in_redis_and_cancelled_from_another_node() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_dead_nodes_sockets_are_removed_once_and_channels_occupied_elsewhere_get_nothing() {
+    let redis = RedisServer::start();
+    let mut con = connect(&redis.url()).await.unwrap();
+    let dead = ChannelState::new("t", "a.1", 0);
+    let alive = ChannelState::new("t", "b.1", 0);
+    dead.join(&mut con, &join("room", "1.1", None))
+        .await
+        .unwrap();
+    dead.join(&mut con, &join("alone", "1.2", None))
+        .await
+        .unwrap();
+    dead.join(
+        &mut con,
+        &join("presence-p", "1.3", Some(("u1", r#"{"n":1}"#))),
+    )
+    .await
+    .unwrap();
+    dead.join(
+        &mut con,
+        &join("presence-p", "1.4", Some(("u2", r#"{"n":2}"#))),
+    )
+    .await
+    .unwrap();
+    alive
+        .join(&mut con, &join("room", "2.1", None))
+        .await
+        .unwrap();
+    alive
+        .join(
+            &mut con,
+            &join("presence-p", "2.2", Some(("u2", r#"{"n":2}"#))),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(alive.reap(&mut con, "a.1").await.unwrap(), 4);
+    assert_eq!(
+        alive.reap(&mut con, "a.1").await.unwrap(),
+        0,
+        "a second reap finds nothing"
+    );
+    assert_eq!(
+        alive.reap(&mut con, "c.1").await.unwrap(),
+        0,
+        "an incarnation that owns nothing"
+    );
+
+    assert_eq!(
+        events(&mut con, &alive, "a", "room").await,
+        ["channel_occupied room"]
+    );
+    assert_eq!(
+        events(&mut con, &alive, "a", "alone").await,
+        ["channel_occupied alone", "channel_vacated alone"]
+    );
+    assert_eq!(
+        events(&mut con, &alive, "a", "presence-p").await,
+        [
+            "channel_occupied presence-p",
+            "member_added presence-p u1",
+            "member_added presence-p u2",
+            "member_removed presence-p u1",
+        ]
+    );
+    assert_eq!(
+        alive
+            .subscription_count(&mut con, "a", "room")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        alive
+            .subscription_count(&mut con, "a", "presence-p")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        alive.members(&mut con, "a", "presence-p").await.unwrap(),
+        [("u2".to_owned(), r#"{"n":2}"#.to_owned())]
+    );
+}

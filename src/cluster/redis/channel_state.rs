@@ -15,114 +15,10 @@
 use ::redis::aio::ConnectionManager;
 use ::redis::{RedisError, Script};
 
+use super::channel_scripts::{JOIN, LEAVE, PRELUDE, REAP, SWEEP};
+
 /// Partitions: the unit of webhook ordering and of leases, and the hash tag of channel keys.
 pub const PARTITIONS: u32 = 64;
-
-/// Helpers every script shares: the time, and appending one webhook event to the stream.
-const PRELUDE: &str = r"
-local function now_ms()
-  local t = redis.call('TIME')
-  return t[1] * 1000 + math.floor(t[2] / 1000)
-end
-local function emit(stream, name, app, channel, user)
-  if user and user ~= '' then
-    redis.call('XADD', stream, '*', 'name', name, 'app', app, 'channel', channel, 'user_id', user, 'time_ms', now_ms())
-  else
-    redis.call('XADD', stream, '*', 'name', name, 'app', app, 'channel', channel, 'time_ms', now_ms())
-  end
-end
-";
-
-/// KEYS: sockets, users, infos, flags, owned, pending, stream.
-/// ARGV: socket, incarnation, user id ('' off presence), user info, app, channel, owned entry.
-/// Returns {changed, subscription count, occupied now, member added now}.
-const JOIN: &str = r"
-local socket, inc, user, info, app, channel, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-if redis.call('HSETNX', KEYS[1], socket, inc .. '|' .. user) == 0 then
-  return {0, redis.call('HLEN', KEYS[1]), 0, 0}
-end
-redis.call('SADD', KEYS[5], entry)
-local count = redis.call('HLEN', KEYS[1])
-local occupied, added = 0, 0
-if count == 1 then
-  occupied = 1
-  local held = redis.call('ZREM', KEYS[6], 'v\n' .. app .. '\n' .. channel)
-  if held == 0 and redis.call('HSETNX', KEYS[4], 'occupied', '1') == 1 then
-    emit(KEYS[7], 'channel_occupied', app, channel)
-  end
-end
-if user ~= '' and redis.call('HINCRBY', KEYS[2], user, 1) == 1 then
-  added = 1
-  redis.call('HSET', KEYS[3], user, info)
-  local held = redis.call('ZREM', KEYS[6], 'r\n' .. app .. '\n' .. channel .. '\n' .. user)
-  if held == 0 then
-    emit(KEYS[7], 'member_added', app, channel, user)
-  end
-end
-return {1, count, occupied, added}
-";
-
-/// KEYS: as JOIN. ARGV: socket, app, channel, owned entry, grace ms.
-/// Returns {changed, subscription count, vacated now, member removed now}.
-const LEAVE: &str = r"
-local socket, app, channel, entry, grace = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local held = redis.call('HGET', KEYS[1], socket)
-if not held then
-  return {0, redis.call('HLEN', KEYS[1]), 0, 0}
-end
-redis.call('HDEL', KEYS[1], socket)
-redis.call('SREM', KEYS[5], entry)
-local user = string.sub(held, string.find(held, '|', 1, true) + 1)
-local count = redis.call('HLEN', KEYS[1])
-local vacated, removed = 0, 0
-local due = now_ms() + grace
-if user ~= '' and redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
-  removed = 1
-  redis.call('HDEL', KEYS[2], user)
-  redis.call('HDEL', KEYS[3], user)
-  if grace > 0 then
-    redis.call('ZADD', KEYS[6], due, 'r\n' .. app .. '\n' .. channel .. '\n' .. user)
-  else
-    emit(KEYS[7], 'member_removed', app, channel, user)
-  end
-end
-if count == 0 then
-  vacated = 1
-  if grace > 0 then
-    redis.call('ZADD', KEYS[6], due, 'v\n' .. app .. '\n' .. channel)
-  elseif redis.call('HDEL', KEYS[4], 'occupied') == 1 then
-    emit(KEYS[7], 'channel_vacated', app, channel)
-  end
-end
-return {1, count, vacated, removed}
-";
-
-/// Releases the partition's due holds whose channel is still empty or user still absent.
-/// KEYS: pending, stream. ARGV: the partition's key prefix (`{prefix}:{pN}:ch:`), limit.
-/// Returns the number of events emitted. The channel keys are derived here; they share the
-/// partition's hash tag, so they are in the script's slot.
-const SWEEP: &str = r"
-local base, limit = ARGV[1], tonumber(ARGV[2])
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, limit)
-local emitted = 0
-for _, hold in ipairs(due) do
-  redis.call('ZREM', KEYS[1], hold)
-  local kind, app, channel, user = string.match(hold, '^(%a)\n([^\n]*)\n([^\n]*)\n?(.*)$')
-  local keys = base .. app .. ':' .. channel
-  if kind == 'v' then
-    if redis.call('HLEN', keys .. ':sockets') == 0 and redis.call('HDEL', keys .. ':flags', 'occupied') == 1 then
-      emit(KEYS[2], 'channel_vacated', app, channel)
-      emitted = emitted + 1
-    end
-  elseif kind == 'r' then
-    if redis.call('HEXISTS', keys .. ':users', user) == 0 then
-      emit(KEYS[2], 'member_removed', app, channel, user)
-      emitted = emitted + 1
-    end
-  end
-end
-return emitted
-";
 
 /// What a join or leave changed, cluster-wide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +63,7 @@ pub struct ChannelState {
     grace_ms: u64,
     join: Script,
     leave: Script,
+    reap: Script,
     sweep: Script,
 }
 
@@ -199,6 +96,7 @@ impl ChannelState {
             grace_ms,
             join: script(JOIN),
             leave: script(LEAVE),
+            reap: script(REAP),
             sweep: script(SWEEP),
         }
     }
@@ -207,10 +105,16 @@ impl ChannelState {
         format!("{}:{{p{partition}}}:", self.prefix)
     }
 
-    /// The keys of one channel, in the order JOIN and LEAVE take them.
+    /// The stem of a channel's keys: `{prefix}:{pN}:ch:{app}:{channel}`.
+    fn channel_stem(&self, app: &str, channel: &str) -> String {
+        let base = self.partition_base(partition_of(app, channel));
+        format!("{base}ch:{app}:{channel}")
+    }
+
+    /// The keys of one channel, in the order JOIN takes them.
     fn channel_keys(&self, app: &str, channel: &str) -> [String; 7] {
         let base = self.partition_base(partition_of(app, channel));
-        let keys = format!("{base}ch:{app}:{channel}");
+        let keys = self.channel_stem(app, channel);
         [
             format!("{keys}:sockets"),
             format!("{keys}:users"),
@@ -267,11 +171,13 @@ impl ChannelState {
         channel: &str,
         socket: &str,
     ) -> Result<Transition, RedisError> {
-        let mut invocation = self.leave.prepare_invoke();
-        for key in self.channel_keys(app, channel) {
-            invocation.key(key);
-        }
-        let reply = invocation
+        let [_, _, _, _, owned, pending, stream] = self.channel_keys(app, channel);
+        let reply = self
+            .leave
+            .key(self.channel_stem(app, channel))
+            .key(owned)
+            .key(pending)
+            .key(stream)
             .arg(socket)
             .arg(app)
             .arg(channel)
@@ -280,6 +186,61 @@ impl ChannelState {
             .invoke_async(con)
             .await?;
         Ok(Transition::from_reply(reply))
+    }
+
+    /// Removes every socket a dead incarnation left, partition by partition, as if each had
+    /// left (the grace period applies); returns how many it removed. Idempotent: a reap cut
+    /// short by a failure is simply run again, by this node or another.
+    pub async fn reap(&self, con: &mut ConnectionManager, dead: &str) -> Result<u64, RedisError> {
+        const BATCH: usize = 500;
+        let mut removed = 0;
+        for partition in 0..PARTITIONS {
+            let base = self.partition_base(partition);
+            loop {
+                let (done, left): (u64, u64) = self
+                    .reap
+                    .key(format!("{base}owned:{dead}"))
+                    .key(format!("{base}pending"))
+                    .key(self.stream(partition))
+                    .arg(format!("{base}ch:"))
+                    .arg(dead)
+                    .arg(self.grace_ms)
+                    .arg(BATCH)
+                    .invoke_async(con)
+                    .await?;
+                removed += done;
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The channel's subscription count across the cluster.
+    pub async fn subscription_count(
+        &self,
+        con: &mut ConnectionManager,
+        app: &str,
+        channel: &str,
+    ) -> Result<u64, RedisError> {
+        ::redis::cmd("HLEN")
+            .arg(format!("{}:sockets", self.channel_stem(app, channel)))
+            .query_async(con)
+            .await
+    }
+
+    /// The channel's presence members across the cluster, with their `user_info` JSON.
+    pub async fn members(
+        &self,
+        con: &mut ConnectionManager,
+        app: &str,
+        channel: &str,
+    ) -> Result<Vec<(String, String)>, RedisError> {
+        ::redis::cmd("HGETALL")
+            .arg(format!("{}:infos", self.channel_stem(app, channel)))
+            .query_async(con)
+            .await
     }
 
     /// Releases up to `limit` due holds of one partition; returns the events emitted.

@@ -1,12 +1,14 @@
 //! The cluster stage on Redis (being built): nodes that share one Redis behave as one server.
 //!
 //! What is here so far: the node registry (membership, heartbeats, dead-node detection and
-//! fencing, [`node`]) and the cluster-wide channel state (scripts that return the transition and
-//! append its webhook event to the channel's partition stream, with the grace period held in
-//! Redis, [`channel_state`]). Cross-node fan-out, the reaper, the stream consumers and the wiring
-//! into [`crate::cluster::Cluster`] come next; until they do, a config with
-//! `adapter.driver: "redis"` is refused at start-up rather than run as independent nodes.
+//! fencing, [`node`]) and the cluster-wide channel state ([`channel_state`]: scripts that return
+//! the transition and append its webhook event to the channel's partition stream, the grace
+//! period held in Redis, the reaping of a dead incarnation's sockets). Cross-node fan-out, the
+//! heartbeat and reaper tasks, the stream consumers and the wiring into
+//! [`crate::cluster::Cluster`] come next; until they do, a config with `adapter.driver: "redis"`
+//! is refused at start-up rather than run as independent nodes.
 
+mod channel_scripts;
 pub mod channel_state;
 pub mod node;
 

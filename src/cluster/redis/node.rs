@@ -217,6 +217,15 @@ impl NodeMembership {
             .collect())
     }
 
+    /// Drops a dead incarnation from the live set, once its sockets have been reaped.
+    pub async fn forget(&self, con: &mut ConnectionManager, dead: &str) -> Result<(), RedisError> {
+        ::redis::cmd("ZREM")
+            .arg(self.keys.live())
+            .arg(dead)
+            .query_async(con)
+            .await
+    }
+
     /// This node's id.
     pub fn id(&self) -> &str {
         &self.id

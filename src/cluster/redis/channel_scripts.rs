@@ -1,0 +1,138 @@
+//! The Lua of [`super::channel_state`]: every change of the cluster-wide channel state, each
+//! one atomic, returning the transition it made and appending its webhook events.
+//!
+//! Keys of a channel: `{prefix}:{pN}:ch:{app}:{channel}:` + `sockets` (socket id → incarnation
+//! `|` user id), `users` (user id → socket count), `infos` (user id → `user_info`), `flags`
+//! (`occupied`: its `channel_occupied` was emitted). Of a partition: `owned:{incarnation}` (the
+//! sockets an incarnation added), `pending` (held vacates and removes by due time), `events`
+//! (the webhook stream).
+
+/// Helpers every script shares: the time, and appending one webhook event to the stream.
+pub const PRELUDE: &str = r"
+local function now_ms()
+  local t = redis.call('TIME')
+  return t[1] * 1000 + math.floor(t[2] / 1000)
+end
+local function emit(stream, name, app, channel, user)
+  if user and user ~= '' then
+    redis.call('XADD', stream, '*', 'name', name, 'app', app, 'channel', channel, 'user_id', user, 'time_ms', now_ms())
+  else
+    redis.call('XADD', stream, '*', 'name', name, 'app', app, 'channel', channel, 'time_ms', now_ms())
+  end
+end
+
+-- Removes a socket from a channel whose keys start with `ch` (`...:ch:{app}:{channel}`); with
+-- `owner`, only if that incarnation holds it. Returns {changed, count, vacated, removed}.
+local function leave_socket(ch, pending, stream, socket, app, channel, grace, owner)
+  local sockets = ch .. ':sockets'
+  local held = redis.call('HGET', sockets, socket)
+  local bar = held and string.find(held, '|', 1, true)
+  if not held or (owner and string.sub(held, 1, bar - 1) ~= owner) then
+    return {0, redis.call('HLEN', sockets), 0, 0}
+  end
+  redis.call('HDEL', sockets, socket)
+  local user = string.sub(held, bar + 1)
+  local count = redis.call('HLEN', sockets)
+  local vacated, removed = 0, 0
+  local due = now_ms() + grace
+  if user ~= '' and redis.call('HINCRBY', ch .. ':users', user, -1) <= 0 then
+    removed = 1
+    redis.call('HDEL', ch .. ':users', user)
+    redis.call('HDEL', ch .. ':infos', user)
+    if grace > 0 then
+      redis.call('ZADD', pending, due, 'r\n' .. app .. '\n' .. channel .. '\n' .. user)
+    else
+      emit(stream, 'member_removed', app, channel, user)
+    end
+  end
+  if count == 0 then
+    vacated = 1
+    if grace > 0 then
+      redis.call('ZADD', pending, due, 'v\n' .. app .. '\n' .. channel)
+    elseif redis.call('HDEL', ch .. ':flags', 'occupied') == 1 then
+      emit(stream, 'channel_vacated', app, channel)
+    end
+  end
+  return {1, count, vacated, removed}
+end
+";
+
+/// KEYS: sockets, users, infos, flags, owned, pending, stream.
+/// ARGV: socket, incarnation, user id ('' off presence), user info, app, channel, owned entry.
+/// Returns {changed, subscription count, occupied now, member added now}.
+pub const JOIN: &str = r"
+local socket, inc, user, info, app, channel, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+if redis.call('HSETNX', KEYS[1], socket, inc .. '|' .. user) == 0 then
+  return {0, redis.call('HLEN', KEYS[1]), 0, 0}
+end
+redis.call('SADD', KEYS[5], entry)
+local count = redis.call('HLEN', KEYS[1])
+local occupied, added = 0, 0
+if count == 1 then
+  occupied = 1
+  local held = redis.call('ZREM', KEYS[6], 'v\n' .. app .. '\n' .. channel)
+  if held == 0 and redis.call('HSETNX', KEYS[4], 'occupied', '1') == 1 then
+    emit(KEYS[7], 'channel_occupied', app, channel)
+  end
+end
+if user ~= '' and redis.call('HINCRBY', KEYS[2], user, 1) == 1 then
+  added = 1
+  redis.call('HSET', KEYS[3], user, info)
+  local held = redis.call('ZREM', KEYS[6], 'r\n' .. app .. '\n' .. channel .. '\n' .. user)
+  if held == 0 then
+    emit(KEYS[7], 'member_added', app, channel, user)
+  end
+end
+return {1, count, occupied, added}
+";
+
+/// KEYS: the channel's key stem (`...:ch:{app}:{channel}`), owned, pending, stream.
+/// ARGV: socket, app, channel, owned entry, grace ms.
+/// Returns {changed, subscription count, vacated now, member removed now}.
+pub const LEAVE: &str = r"
+redis.call('SREM', KEYS[2], ARGV[4])
+return leave_socket(KEYS[1], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[5]))
+";
+
+/// Removes up to `limit` sockets a dead incarnation left in one partition, as if each left.
+/// KEYS: the dead incarnation's owned set, pending, stream. ARGV: the partition's channel key
+/// prefix (`{prefix}:{pN}:ch:`), the dead incarnation, grace ms, limit.
+/// Returns {sockets removed, entries left}.
+pub const REAP: &str = r"
+local base, dead, grace = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local entries = redis.call('SPOP', KEYS[1], tonumber(ARGV[4]))
+local removed = 0
+for _, entry in ipairs(entries) do
+  local app, channel, socket = string.match(entry, '^([^\n]*)\n([^\n]*)\n(.*)$')
+  local ch = base .. app .. ':' .. channel
+  removed = removed + leave_socket(ch, KEYS[2], KEYS[3], socket, app, channel, grace, dead)[1]
+end
+return {removed, redis.call('SCARD', KEYS[1])}
+";
+
+/// Releases the partition's due holds whose channel is still empty or user still absent.
+/// KEYS: pending, stream. ARGV: the partition's key prefix (`{prefix}:{pN}:ch:`), limit.
+/// Returns the number of events emitted. The channel keys are derived here; they share the
+/// partition's hash tag, so they are in the script's slot.
+pub const SWEEP: &str = r"
+local base, limit = ARGV[1], tonumber(ARGV[2])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, limit)
+local emitted = 0
+for _, hold in ipairs(due) do
+  redis.call('ZREM', KEYS[1], hold)
+  local kind, app, channel, user = string.match(hold, '^(%a)\n([^\n]*)\n([^\n]*)\n?(.*)$')
+  local keys = base .. app .. ':' .. channel
+  if kind == 'v' then
+    if redis.call('HLEN', keys .. ':sockets') == 0 and redis.call('HDEL', keys .. ':flags', 'occupied') == 1 then
+      emit(KEYS[2], 'channel_vacated', app, channel)
+      emitted = emitted + 1
+    end
+  elseif kind == 'r' then
+    if redis.call('HEXISTS', keys .. ':users', user) == 0 then
+      emit(KEYS[2], 'member_removed', app, channel, user)
+      emitted = emitted + 1
+    end
+  end
+end
+return emitted
+";
