@@ -145,3 +145,115 @@ async fn a_redis_cluster_config_is_refused_at_start_until_cluster_mode_is_comple
         .expect("refused");
     assert!(error.to_string().contains("adapter.driver"), "{error}");
 }
+
+/// Waits until `done` holds, polling every 20 ms, for at most `bound`; returns how long it took.
+async fn within(bound: Duration, mut done: impl AsyncFnMut() -> bool) -> Duration {
+    let started = tokio::time::Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < bound, "not within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_surviving_node_reaps_a_dead_one_and_the_dead_one_finds_itself_fenced() {
+    use herald::cluster::redis::channel_state::{partition_of, ChannelState, Joining};
+    use herald::cluster::redis::liveness::{Liveness, NodeHealth};
+    use std::sync::Arc;
+    use tokio_util::sync::CancellationToken;
+
+    let redis = RedisServer::start();
+    let mut con = connect(&redis.url()).await.unwrap();
+    let config = config(&redis, None);
+    let dead = Arc::new(NodeMembership::join(&mut con, &config).await.unwrap());
+    let alive = Arc::new(NodeMembership::join(&mut con, &config).await.unwrap());
+    let dead_state = ChannelState::new("t", dead.incarnation(), 0);
+    let alive_state = Arc::new(ChannelState::new("t", alive.incarnation(), 0));
+    let join = |channel, socket| Joining {
+        app: "a",
+        channel,
+        socket,
+        member: None,
+    };
+    dead_state
+        .join(&mut con, &join("alone", "1.1"))
+        .await
+        .unwrap();
+    dead_state
+        .join(&mut con, &join("shared", "1.2"))
+        .await
+        .unwrap();
+    alive_state
+        .join(&mut con, &join("shared", "2.1"))
+        .await
+        .unwrap();
+
+    // The first node dies without a word; the second goes about its duties.
+    let close = CancellationToken::new();
+    let duties = Liveness::start(
+        con.clone(),
+        alive.clone(),
+        alive_state.clone(),
+        Duration::from_millis(100),
+        close.clone(),
+    );
+    let stream = alive_state.stream(partition_of("a", "alone"));
+    let took = within(Duration::from_secs(3), async || {
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(&stream)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        entries
+            .iter()
+            .any(|(_, f)| f.contains(&"channel_vacated".to_owned()))
+    })
+    .await;
+    assert!(
+        took < Duration::from_millis(400 + 500),
+        "cleanup {took:?} after the death"
+    );
+    assert_eq!(
+        alive_state
+            .subscription_count(&mut con, "a", "alone")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        alive_state
+            .subscription_count(&mut con, "a", "shared")
+            .await
+            .unwrap(),
+        1,
+        "occupied elsewhere"
+    );
+    assert!(
+        alive.dead_incarnations(&mut con).await.unwrap().is_empty(),
+        "forgotten once reaped"
+    );
+    assert_eq!(*duties.health.borrow(), NodeHealth::Alive);
+
+    // The dead node was only paused: when it wakes, its first heartbeat finds it fenced.
+    let woken = Liveness::start(
+        con.clone(),
+        dead.clone(),
+        Arc::new(dead_state),
+        Duration::from_millis(100),
+        close.clone(),
+    );
+    let mut health = woken.health.clone();
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        health.wait_for(|h| *h == NodeHealth::Fenced),
+    )
+    .await
+    .expect("fenced within a heartbeat")
+    .unwrap();
+    woken.task.await.unwrap();
+    close.cancel();
+    duties.task.await.unwrap();
+}
