@@ -4,13 +4,14 @@
 //! fencing, [`node`]) and the cluster-wide channel state ([`channel_state`]: scripts that return
 //! the transition and append its webhook event to the channel's partition stream, the grace
 //! period held in Redis, the reaping of a dead incarnation's sockets), and the node's duties
-//! each heartbeat ([`liveness`]: beat, notice fencing, reap the dead, sweep due holds).
-//! Cross-node fan-out, the stream consumers and the wiring into
+//! each heartbeat ([`liveness`]: beat, notice fencing, reap the dead, sweep due holds), and
+//! cross-node fan-out on pub/sub ([`fanout`]). The stream consumers and the wiring into
 //! [`crate::cluster::Cluster`] come next; until they do, a config with `adapter.driver: "redis"`
 //! is refused at start-up rather than run as independent nodes.
 
 mod channel_scripts;
 pub mod channel_state;
+pub mod fanout;
 pub mod liveness;
 pub mod node;
 

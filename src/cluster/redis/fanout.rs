@@ -1,0 +1,172 @@
+//! Cross-node fan-out on Redis pub/sub: one PUBLISH per event, the frame serialized once; each
+//! node delivers to its own sockets and applies the `socket_id` exclusion there.
+//!
+//! A node listens only to the topics of channels it has local subscribers for, so a publish
+//! nobody remote listens to costs nothing remote. One Redis connection receives every topic of
+//! the node, in the order Redis published them, which is what keeps a channel's order across
+//! nodes. [`Fanout::listen`] resolves once Redis confirmed the subscription: a node replies
+//! `subscription_succeeded` only after it, so an event published after the client saw the reply
+//! reaches it.
+
+use ::redis::aio::{ConnectionManager, PubSubSink};
+use ::redis::RedisError;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// The wire format's version, first on every message: a node refuses what it cannot read.
+const VERSION: &str = "h1";
+
+/// One event received from the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broadcast {
+    /// The app.
+    pub app: String,
+    /// The channel.
+    pub channel: String,
+    /// The incarnation that published it.
+    pub origin: String,
+    /// The socket that must not get it (`socket_id` of a trigger, a client event's sender).
+    pub except: Option<String>,
+    /// The frame's JSON text.
+    pub payload: String,
+}
+
+/// A node's side of the fan-out.
+pub struct Fanout {
+    prefix: String,
+    origin: String,
+    publisher: ConnectionManager,
+    listener: PubSubSink,
+}
+
+/// Where a node's received broadcasts go, and the task reading them.
+pub struct Received {
+    /// Every broadcast of the topics listened to, in Redis order.
+    pub broadcasts: mpsc::UnboundedReceiver<Broadcast>,
+    /// Ends when the pub/sub connection does.
+    pub task: JoinHandle<()>,
+}
+
+impl Fanout {
+    /// Connects the node's pub/sub connection; `publisher` sends the PUBLISH commands.
+    pub async fn start(
+        url: &str,
+        prefix: &str,
+        origin: &str,
+        publisher: ConnectionManager,
+    ) -> Result<(Fanout, Received), RedisError> {
+        let pubsub = ::redis::Client::open(url)?.get_async_pubsub().await?;
+        let (listener, mut messages) = pubsub.split();
+        let (deliver, broadcasts) = mpsc::unbounded_channel();
+        let topic_prefix = format!("{prefix}:bc:");
+        let task = tokio::spawn(async move {
+            while let Some(message) = messages.next().await {
+                match decode(&topic_prefix, message.get_channel_name(), message.get_payload_bytes()) {
+                    Some(broadcast) => {
+                        if deliver.send(broadcast).is_err() {
+                            return;
+                        }
+                    }
+                    None => tracing::warn!(
+                        topic = message.get_channel_name(),
+                        "a cluster broadcast this node cannot read (another Herald version?); dropped"
+                    ),
+                }
+            }
+        });
+        let fanout = Fanout {
+            prefix: prefix.to_owned(),
+            origin: origin.to_owned(),
+            publisher,
+            listener,
+        };
+        Ok((fanout, Received { broadcasts, task }))
+    }
+
+    fn topic(&self, app: &str, channel: &str) -> String {
+        format!("{}:bc:{app}:{channel}", self.prefix)
+    }
+
+    /// Starts receiving a channel's broadcasts; resolves once Redis confirmed it.
+    pub async fn listen(&self, app: &str, channel: &str) -> Result<(), RedisError> {
+        self.listener
+            .clone()
+            .subscribe(self.topic(app, channel))
+            .await
+    }
+
+    /// Stops receiving a channel's broadcasts (its last local subscriber left).
+    pub async fn unlisten(&self, app: &str, channel: &str) -> Result<(), RedisError> {
+        self.listener
+            .clone()
+            .unsubscribe(self.topic(app, channel))
+            .await
+    }
+
+    /// Publishes one event to every node listening to its channel; returns how many received it.
+    pub async fn publish(
+        &self,
+        app: &str,
+        channel: &str,
+        except: Option<&str>,
+        payload: &str,
+    ) -> Result<u64, RedisError> {
+        let message = format!(
+            "{VERSION}\n{}\n{}\n{payload}",
+            self.origin,
+            except.unwrap_or("")
+        );
+        ::redis::cmd("PUBLISH")
+            .arg(self.topic(app, channel))
+            .arg(message)
+            .query_async(&mut self.publisher.clone())
+            .await
+    }
+}
+
+/// A message of topic `{prefix}:bc:{app}:{channel}`: version, origin, except and payload, one
+/// per line (the payload last, so it may hold anything).
+fn decode(topic_prefix: &str, topic: &str, message: &[u8]) -> Option<Broadcast> {
+    // App ids may hold ':' but channel names may not (Pusher's rules): split at the last one.
+    let (app, channel) = topic.strip_prefix(topic_prefix)?.rsplit_once(':')?;
+    let mut parts = std::str::from_utf8(message).ok()?.splitn(4, '\n');
+    if parts.next()? != VERSION {
+        return None;
+    }
+    let origin = parts.next()?.to_owned();
+    let except = Some(parts.next()?)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned);
+    Some(Broadcast {
+        app: app.to_owned(),
+        channel: channel.to_owned(),
+        origin,
+        except,
+        payload: parts.next()?.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_decode_with_their_topic() {
+        let message = b"h1\nn1.ab\n12.34\n{\"event\":\"e\",\"data\":\"a\\nb\"}";
+        let broadcast = decode("t:bc:", "t:bc:my:app:presence-room", message).unwrap();
+        assert_eq!(broadcast.app, "my:app");
+        assert_eq!(broadcast.channel, "presence-room");
+        assert_eq!(broadcast.origin, "n1.ab");
+        assert_eq!(broadcast.except.as_deref(), Some("12.34"));
+        assert_eq!(broadcast.payload, r#"{"event":"e","data":"a\nb"}"#);
+        let no_except = decode("t:bc:", "t:bc:a:c", b"h1\nn1\n\n{}").unwrap();
+        assert_eq!(no_except.except, None);
+        assert_eq!(
+            decode("t:bc:", "t:bc:a:c", b"h2\nn1\n\n{}"),
+            None,
+            "another version"
+        );
+        assert_eq!(decode("t:bc:", "other:a:c", b"h1\nn1\n\n{}"), None);
+    }
+}

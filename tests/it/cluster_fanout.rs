@@ -1,0 +1,74 @@
+//! Cross-node fan-out against a real Redis: one PUBLISH reaches every node listening to the
+//! channel, once and in order, with the exclusion carried along; a node not listening gets
+//! nothing, and stops getting a channel once it unlistens.
+
+use std::time::Duration;
+
+use herald::cluster::redis::connect;
+use herald::cluster::redis::fanout::{Broadcast, Fanout, Received};
+
+use crate::redis_server::RedisServer;
+
+async fn node(redis: &RedisServer, origin: &str) -> (Fanout, Received) {
+    let publisher = connect(&redis.url()).await.unwrap();
+    Fanout::start(&redis.url(), "t", origin, publisher)
+        .await
+        .unwrap()
+}
+
+async fn next(received: &mut Received) -> Broadcast {
+    tokio::time::timeout(Duration::from_secs(5), received.broadcasts.recv())
+        .await
+        .expect("a broadcast in time")
+        .expect("the pub/sub connection is open")
+}
+
+#[tokio::test]
+async fn a_publish_reaches_every_listening_node_once_and_in_order() {
+    let redis = RedisServer::start();
+    let (a, mut from_a) = node(&redis, "a.1").await;
+    let (b, mut at_b) = node(&redis, "b.1").await;
+    let (c, mut at_c) = node(&redis, "c.1").await;
+    a.listen("app", "room").await.unwrap();
+    b.listen("app", "room").await.unwrap();
+    c.listen("app", "elsewhere").await.unwrap();
+    for i in 0..200 {
+        let except = (i % 2 == 0).then_some("9.9");
+        let receivers = a
+            .publish("app", "room", except, &format!(r#"{{"n":{i}}}"#))
+            .await
+            .unwrap();
+        assert_eq!(
+            receivers, 2,
+            "both listening nodes, the publisher's own included"
+        );
+    }
+    for received in [&mut from_a, &mut at_b] {
+        for i in 0..200 {
+            let broadcast = next(received).await;
+            assert_eq!(broadcast.payload, format!(r#"{{"n":{i}}}"#), "in order");
+            assert_eq!(
+                (broadcast.app.as_str(), broadcast.channel.as_str()),
+                ("app", "room")
+            );
+            assert_eq!(broadcast.origin, "a.1");
+            assert_eq!(broadcast.except.as_deref(), (i % 2 == 0).then_some("9.9"));
+        }
+    }
+    c.publish("app", "elsewhere", None, "{}").await.unwrap();
+    assert_eq!(
+        next(&mut at_c).await.channel,
+        "elsewhere",
+        "nothing of room came before"
+    );
+
+    b.unlisten("app", "room").await.unwrap();
+    assert_eq!(a.publish("app", "room", None, "{}").await.unwrap(), 1);
+    assert_eq!(next(&mut from_a).await.payload, "{}");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), at_b.broadcasts.recv())
+            .await
+            .is_err(),
+        "a node that unlistened gets nothing more"
+    );
+}
