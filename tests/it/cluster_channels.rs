@@ -62,13 +62,15 @@ async fn joins_and_leaves_are_idempotent_and_emit_once() {
     let first = state
         .join(&mut con, &join("room", "1.1", None))
         .await
-        .unwrap();
+        .unwrap()
+        .transition;
     assert!(first.changed && first.occupancy_changed);
     assert_eq!(first.subscription_count, 1);
     let again = state
         .join(&mut con, &join("room", "1.1", None))
         .await
-        .unwrap();
+        .unwrap()
+        .transition;
     assert!(
         !again.changed && !again.occupancy_changed,
         "a retried join changes nothing"
@@ -76,7 +78,8 @@ async fn joins_and_leaves_are_idempotent_and_emit_once() {
     let second = state
         .join(&mut con, &join("room", "1.2", None))
         .await
-        .unwrap();
+        .unwrap()
+        .transition;
     assert!(second.changed && !second.occupancy_changed);
     assert_eq!(second.subscription_count, 2);
     state.leave(&mut con, "a", "room", "1.1").await.unwrap();
@@ -116,7 +119,8 @@ async fn concurrent_rounds(
                     let t = state
                         .join(&mut con, &join(channel, socket, member))
                         .await
-                        .unwrap();
+                        .unwrap()
+                        .transition;
                     occupied += usize::from(if presence {
                         t.membership_changed
                     } else {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use herald::cluster::redis::connect;
-use herald::cluster::redis::fanout::{Broadcast, Fanout, Received};
+use herald::cluster::redis::fanout::{Broadcast, BroadcastBody, Fanout, Received};
 
 use crate::redis_server::RedisServer;
 
@@ -46,7 +46,9 @@ async fn a_publish_reaches_every_listening_node_once_and_in_order() {
     for received in [&mut from_a, &mut at_b] {
         for i in 0..200 {
             let broadcast = next(received).await;
-            assert_eq!(broadcast.payload, format!(r#"{{"n":{i}}}"#), "in order");
+            let event = BroadcastBody::Event(format!(r#"{{"n":{i}}}"#));
+            assert_eq!(broadcast.body, event, "in order");
+            assert_eq!(broadcast.version, None);
             assert_eq!(
                 (broadcast.app.as_str(), broadcast.channel.as_str()),
                 ("app", "room")
@@ -64,7 +66,10 @@ async fn a_publish_reaches_every_listening_node_once_and_in_order() {
 
     b.unlisten("app", "room").await.unwrap();
     assert_eq!(a.publish("app", "room", None, "{}").await.unwrap(), 1);
-    assert_eq!(next(&mut from_a).await.payload, "{}");
+    assert_eq!(
+        next(&mut from_a).await.body,
+        BroadcastBody::Event("{}".into())
+    );
     assert!(
         tokio::time::timeout(Duration::from_millis(200), at_b.broadcasts.recv())
             .await

@@ -9,6 +9,7 @@ mod architecture;
 mod client_events;
 mod cluster_channels;
 mod cluster_fanout;
+mod cluster_members;
 mod cluster_nodes;
 mod connection;
 mod fuzz_corpus;

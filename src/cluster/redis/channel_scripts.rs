@@ -3,12 +3,23 @@
 //!
 //! Keys of a channel: `{prefix}:{pN}:ch:{app}:{channel}:` + `sockets` (socket id → incarnation
 //! `|` user id), `users` (user id → socket count), `infos` (user id → `user_info`), `flags`
-//! (`occupied`: its `channel_occupied` was emitted). Of a partition: `owned:{incarnation}` (the
+//! (`occupied`: its `channel_occupied` was emitted; `version`: member notices published so far).
+//! Of a partition: `owned:{incarnation}` (the
 //! sockets an incarnation added), `pending` (held vacates and removes by due time), `events`
 //! (the webhook stream).
+//!
+//! Member notices (`member_added` / `member_removed` for the sockets of every node) are published
+//! by the scripts themselves, in the same atomic step as the change, each with the channel's
+//! new version; a joiner's member list carries the version it was read at. So a node delivers to
+//! a joiner exactly the notices after its list: never one already in it, never one missing.
 
-/// Helpers every script shares: the time, and appending one webhook event to the stream.
+/// Helpers every script shares: the time, appending one webhook event to the stream, and
+/// publishing one member notice (the wire format of [`super::fanout`]).
 pub const PRELUDE: &str = r"
+local function notice(topic, kind, origin, except, ch, body)
+  local version = redis.call('HINCRBY', ch .. ':flags', 'version', 1)
+  redis.call('PUBLISH', topic, 'h1\n' .. kind .. '\n' .. origin .. '\n' .. except .. '\n' .. version .. '\n' .. body)
+end
 local function now_ms()
   local t = redis.call('TIME')
   return t[1] * 1000 + math.floor(t[2] / 1000)
@@ -22,8 +33,9 @@ local function emit(stream, name, app, channel, user)
 end
 
 -- Removes a socket from a channel whose keys start with `ch` (`...:ch:{app}:{channel}`); with
--- `owner`, only if that incarnation holds it. Returns {changed, count, vacated, removed}.
-local function leave_socket(ch, pending, stream, socket, app, channel, grace, owner)
+-- `owner`, only if that incarnation holds it; `origin` publishes the notice on `topic`.
+-- Returns {changed, count, vacated, removed}.
+local function leave_socket(ch, pending, stream, topic, origin, socket, app, channel, grace, owner)
   local sockets = ch .. ':sockets'
   local held = redis.call('HGET', sockets, socket)
   local bar = held and string.find(held, '|', 1, true)
@@ -39,6 +51,7 @@ local function leave_socket(ch, pending, stream, socket, app, channel, grace, ow
     removed = 1
     redis.call('HDEL', ch .. ':users', user)
     redis.call('HDEL', ch .. ':infos', user)
+    notice(topic, 'r', origin, '', ch, user)
     if grace > 0 then
       redis.call('ZADD', pending, due, 'r\n' .. app .. '\n' .. channel .. '\n' .. user)
     else
@@ -58,12 +71,24 @@ end
 ";
 
 /// KEYS: sockets, users, infos, flags, owned, pending, stream.
-/// ARGV: socket, incarnation, user id ('' off presence), user info, app, channel, owned entry.
-/// Returns {changed, subscription count, occupied now, member added now}.
+/// ARGV: socket, incarnation, user id ('' off presence), user info, app, channel, owned entry,
+/// topic, channel key stem.
+/// Returns {changed, subscription count, occupied now, member added now, version, members...}:
+/// on presence channels the member list (user id, user info, ...) as of `version`.
 pub const JOIN: &str = r"
 local socket, inc, user, info, app, channel, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local topic, ch = ARGV[8], ARGV[9]
+local function reply(changed, count, occupied, added)
+  local result = {changed, count, occupied, added, tonumber(redis.call('HGET', KEYS[4], 'version') or '0')}
+  if user ~= '' then
+    for _, field in ipairs(redis.call('HGETALL', KEYS[3])) do
+      table.insert(result, field)
+    end
+  end
+  return result
+end
 if redis.call('HSETNX', KEYS[1], socket, inc .. '|' .. user) == 0 then
-  return {0, redis.call('HLEN', KEYS[1]), 0, 0}
+  return reply(0, redis.call('HLEN', KEYS[1]), 0, 0)
 end
 redis.call('SADD', KEYS[5], entry)
 local count = redis.call('HLEN', KEYS[1])
@@ -78,34 +103,38 @@ end
 if user ~= '' and redis.call('HINCRBY', KEYS[2], user, 1) == 1 then
   added = 1
   redis.call('HSET', KEYS[3], user, info)
+  notice(topic, 'a', inc, socket, ch, user .. '\n' .. info)
   local held = redis.call('ZREM', KEYS[6], 'r\n' .. app .. '\n' .. channel .. '\n' .. user)
   if held == 0 then
     emit(KEYS[7], 'member_added', app, channel, user)
   end
 end
-return {1, count, occupied, added}
+return reply(1, count, occupied, added)
 ";
 
 /// KEYS: the channel's key stem (`...:ch:{app}:{channel}`), owned, pending, stream.
-/// ARGV: socket, app, channel, owned entry, grace ms.
+/// ARGV: socket, app, channel, owned entry, grace ms, topic, incarnation.
 /// Returns {changed, subscription count, vacated now, member removed now}.
 pub const LEAVE: &str = r"
 redis.call('SREM', KEYS[2], ARGV[4])
-return leave_socket(KEYS[1], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[5]))
+return leave_socket(KEYS[1], KEYS[3], KEYS[4], ARGV[6], ARGV[7], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[5]))
 ";
 
 /// Removes up to `limit` sockets a dead incarnation left in one partition, as if each left.
 /// KEYS: the dead incarnation's owned set, pending, stream. ARGV: the partition's channel key
-/// prefix (`{prefix}:{pN}:ch:`), the dead incarnation, grace ms, limit.
+/// prefix (`{prefix}:{pN}:ch:`), the dead incarnation, grace ms, limit, the topic prefix
+/// (`{prefix}:bc:`), the reaping incarnation.
 /// Returns {sockets removed, entries left}.
 pub const REAP: &str = r"
 local base, dead, grace = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local topics, reaper = ARGV[5], ARGV[6]
 local entries = redis.call('SPOP', KEYS[1], tonumber(ARGV[4]))
 local removed = 0
 for _, entry in ipairs(entries) do
   local app, channel, socket = string.match(entry, '^([^\n]*)\n([^\n]*)\n(.*)$')
   local ch = base .. app .. ':' .. channel
-  removed = removed + leave_socket(ch, KEYS[2], KEYS[3], socket, app, channel, grace, dead)[1]
+  local topic = topics .. app .. ':' .. channel
+  removed = removed + leave_socket(ch, KEYS[2], KEYS[3], topic, reaper, socket, app, channel, grace, dead)[1]
 end
 return {removed, redis.call('SCARD', KEYS[1])}
 ";

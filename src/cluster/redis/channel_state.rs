@@ -16,6 +16,7 @@ use ::redis::aio::ConnectionManager;
 use ::redis::{RedisError, Script};
 
 use super::channel_scripts::{JOIN, LEAVE, PRELUDE, REAP, SWEEP};
+use super::fanout::topic;
 
 /// Partitions: the unit of webhook ordering and of leases, and the hash tag of channel keys.
 pub const PARTITIONS: u32 = 64;
@@ -41,6 +42,52 @@ impl Transition {
             occupancy_changed: occupancy == 1,
             membership_changed: membership == 1,
         }
+    }
+}
+
+/// What a join changed, and the member list the joiner is to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The change.
+    pub transition: Transition,
+    /// The channel's member-notice version the list was read at: the joiner gets exactly the
+    /// notices above it.
+    pub version: u64,
+    /// On presence channels, every member (user id, `user_info` JSON), the joiner included.
+    pub members: Vec<(String, String)>,
+}
+
+impl Joined {
+    fn from_reply(reply: Vec<::redis::Value>) -> Result<Joined, RedisError> {
+        let malformed =
+            || RedisError::from((::redis::ErrorKind::UnexpectedReturnType, "JOIN reply"));
+        let int = |value: Option<&::redis::Value>| -> Result<i64, RedisError> {
+            Ok(::redis::from_redis_value_ref(value.ok_or_else(malformed)?)?)
+        };
+        let transition = Transition::from_reply((
+            int(reply.first())?,
+            int(reply.get(1))? as u64,
+            int(reply.get(2))?,
+            int(reply.get(3))?,
+        ));
+        let version = int(reply.get(4))? as u64;
+        let members = reply
+            .get(5..)
+            .unwrap_or_default()
+            .chunks(2)
+            .map(|pair| match pair {
+                [user, info] => Ok((
+                    ::redis::from_redis_value_ref::<String>(user)?,
+                    ::redis::from_redis_value_ref::<String>(info)?,
+                )),
+                _ => Err(malformed()),
+            })
+            .collect::<Result<_, RedisError>>()?;
+        Ok(Joined {
+            transition,
+            version,
+            members,
+        })
     }
 }
 
@@ -140,7 +187,7 @@ impl ChannelState {
         &self,
         con: &mut ConnectionManager,
         joining: &Joining<'_>,
-    ) -> Result<Transition, RedisError> {
+    ) -> Result<Joined, RedisError> {
         let (user, info) = joining.member.unwrap_or(("", ""));
         let mut invocation = self.join.prepare_invoke();
         for key in self.channel_keys(joining.app, joining.channel) {
@@ -158,9 +205,11 @@ impl ChannelState {
                 joining.channel,
                 joining.socket,
             ))
+            .arg(topic(&self.prefix, joining.app, joining.channel))
+            .arg(self.channel_stem(joining.app, joining.channel))
             .invoke_async(con)
             .await?;
-        Ok(Transition::from_reply(reply))
+        Joined::from_reply(reply)
     }
 
     /// Removes the socket from the channel (nothing when it is not in).
@@ -183,6 +232,8 @@ impl ChannelState {
             .arg(channel)
             .arg(Self::owned_entry(app, channel, socket))
             .arg(self.grace_ms)
+            .arg(topic(&self.prefix, app, channel))
+            .arg(&self.incarnation)
             .invoke_async(con)
             .await?;
         Ok(Transition::from_reply(reply))
@@ -206,6 +257,8 @@ impl ChannelState {
                     .arg(dead)
                     .arg(self.grace_ms)
                     .arg(BATCH)
+                    .arg(format!("{}:bc:", self.prefix))
+                    .arg(&self.incarnation)
                     .invoke_async(con)
                     .await?;
                 removed += done;

@@ -17,6 +17,25 @@ use tokio::task::JoinHandle;
 /// The wire format's version, first on every message: a node refuses what it cannot read.
 const VERSION: &str = "h1";
 
+/// What a broadcast carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BroadcastBody {
+    /// An event's frame JSON, for every subscriber but the excluded socket.
+    Event(String),
+    /// A presence member joined the channel (published by the join script).
+    MemberAdded {
+        /// The user.
+        user_id: String,
+        /// Its `user_info` JSON.
+        user_info: String,
+    },
+    /// A presence member's last socket left the channel (published by the leave script).
+    MemberRemoved {
+        /// The user.
+        user_id: String,
+    },
+}
+
 /// One event received from the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broadcast {
@@ -28,8 +47,16 @@ pub struct Broadcast {
     pub origin: String,
     /// The socket that must not get it (`socket_id` of a trigger, a client event's sender).
     pub except: Option<String>,
-    /// The frame's JSON text.
-    pub payload: String,
+    /// A member notice's place in the channel's sequence of notices: deliver it to a socket
+    /// only when it is above the version of the member list the socket was sent.
+    pub version: Option<u64>,
+    /// The event or notice.
+    pub body: BroadcastBody,
+}
+
+/// The pub/sub topic of a channel.
+pub fn topic(prefix: &str, app: &str, channel: &str) -> String {
+    format!("{prefix}:bc:{app}:{channel}")
 }
 
 /// A node's side of the fan-out.
@@ -85,7 +112,7 @@ impl Fanout {
     }
 
     fn topic(&self, app: &str, channel: &str) -> String {
-        format!("{}:bc:{app}:{channel}", self.prefix)
+        topic(&self.prefix, app, channel)
     }
 
     /// Starts receiving a channel's broadcasts; resolves once Redis confirmed it.
@@ -112,11 +139,8 @@ impl Fanout {
         except: Option<&str>,
         payload: &str,
     ) -> Result<u64, RedisError> {
-        let message = format!(
-            "{VERSION}\n{}\n{}\n{payload}",
-            self.origin,
-            except.unwrap_or("")
-        );
+        let except = except.unwrap_or("");
+        let message = format!("{VERSION}\ne\n{}\n{except}\n\n{payload}", self.origin);
         ::redis::cmd("PUBLISH")
             .arg(self.topic(app, channel))
             .arg(message)
@@ -125,25 +149,47 @@ impl Fanout {
     }
 }
 
-/// A message of topic `{prefix}:bc:{app}:{channel}`: version, origin, except and payload, one
-/// per line (the payload last, so it may hold anything).
+/// A message of topic `{prefix}:bc:{app}:{channel}`: version of the format, kind (`e` event,
+/// `a` member added, `r` member removed), origin, except, notice version, body; one per line,
+/// the body last, so it may hold anything.
 fn decode(topic_prefix: &str, topic: &str, message: &[u8]) -> Option<Broadcast> {
     // App ids may hold ':' but channel names may not (Pusher's rules): split at the last one.
     let (app, channel) = topic.strip_prefix(topic_prefix)?.rsplit_once(':')?;
-    let mut parts = std::str::from_utf8(message).ok()?.splitn(4, '\n');
+    let mut parts = std::str::from_utf8(message).ok()?.splitn(6, '\n');
     if parts.next()? != VERSION {
         return None;
     }
+    let kind = parts.next()?;
     let origin = parts.next()?.to_owned();
     let except = Some(parts.next()?)
         .filter(|e| !e.is_empty())
         .map(str::to_owned);
+    let version = match parts.next()? {
+        "" => None,
+        version => Some(version.parse().ok()?),
+    };
+    let body = parts.next()?;
+    let body = match kind {
+        "e" => BroadcastBody::Event(body.to_owned()),
+        "a" => {
+            let (user_id, user_info) = body.split_once('\n')?;
+            BroadcastBody::MemberAdded {
+                user_id: user_id.to_owned(),
+                user_info: user_info.to_owned(),
+            }
+        }
+        "r" => BroadcastBody::MemberRemoved {
+            user_id: body.to_owned(),
+        },
+        _ => return None,
+    };
     Some(Broadcast {
         app: app.to_owned(),
         channel: channel.to_owned(),
         origin,
         except,
-        payload: parts.next()?.to_owned(),
+        version,
+        body,
     })
 }
 
@@ -153,20 +199,36 @@ mod tests {
 
     #[test]
     fn messages_decode_with_their_topic() {
-        let message = b"h1\nn1.ab\n12.34\n{\"event\":\"e\",\"data\":\"a\\nb\"}";
+        let message = b"h1\ne\nn1.ab\n12.34\n\n{\"event\":\"e\",\"data\":\"a\\nb\"}";
         let broadcast = decode("t:bc:", "t:bc:my:app:presence-room", message).unwrap();
         assert_eq!(broadcast.app, "my:app");
         assert_eq!(broadcast.channel, "presence-room");
         assert_eq!(broadcast.origin, "n1.ab");
         assert_eq!(broadcast.except.as_deref(), Some("12.34"));
-        assert_eq!(broadcast.payload, r#"{"event":"e","data":"a\nb"}"#);
-        let no_except = decode("t:bc:", "t:bc:a:c", b"h1\nn1\n\n{}").unwrap();
-        assert_eq!(no_except.except, None);
+        assert_eq!(broadcast.version, None);
         assert_eq!(
-            decode("t:bc:", "t:bc:a:c", b"h2\nn1\n\n{}"),
-            None,
-            "another version"
+            broadcast.body,
+            BroadcastBody::Event(r#"{"event":"e","data":"a\nb"}"#.to_owned())
         );
-        assert_eq!(decode("t:bc:", "other:a:c", b"h1\nn1\n\n{}"), None);
+        let added = decode("t:bc:", "t:bc:a:c", b"h1\na\nn1\n1.2\n7\nu\n{\"x\":\n1}").unwrap();
+        assert_eq!(added.version, Some(7));
+        let user_info = "{\"x\":\n1}".to_owned();
+        let user_id = "u".to_owned();
+        assert_eq!(
+            added.body,
+            BroadcastBody::MemberAdded { user_id, user_info }
+        );
+        let removed = decode("t:bc:", "t:bc:a:c", b"h1\nr\nn1\n\n8\nu").unwrap();
+        assert_eq!(removed.except, None);
+        let user_id = "u".to_owned();
+        assert_eq!(removed.body, BroadcastBody::MemberRemoved { user_id });
+        let other_version = decode("t:bc:", "t:bc:a:c", b"h2\ne\nn1\n\n\n{}");
+        assert_eq!(other_version, None);
+        assert_eq!(
+            decode("t:bc:", "t:bc:a:c", b"h1\nz\nn1\n\n\n{}"),
+            None,
+            "another kind"
+        );
+        assert_eq!(decode("t:bc:", "other:a:c", b"h1\ne\nn1\n\n\n{}"), None);
     }
 }
