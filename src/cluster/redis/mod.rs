@@ -5,7 +5,8 @@
 //! the transition and append its webhook event to the channel's partition stream, the grace
 //! period held in Redis, the reaping of a dead incarnation's sockets), and the node's duties
 //! each heartbeat ([`liveness`]: beat, notice fencing, reap the dead, sweep due holds), and
-//! cross-node fan-out on pub/sub ([`fanout`]). The stream consumers and the wiring into
+//! cross-node fan-out on pub/sub ([`fanout`]), and the leases, cursors and batch records of the
+//! webhook streams ([`webhook_stream`]). The delivery task and the wiring into
 //! [`crate::cluster::Cluster`] come next; until they do, a config with `adapter.driver: "redis"`
 //! is refused at start-up rather than run as independent nodes.
 
@@ -14,6 +15,7 @@ pub mod channel_state;
 pub mod fanout;
 pub mod liveness;
 pub mod node;
+pub mod webhook_stream;
 
 pub use node::{Beat, JoinError, NodeMembership};
 

@@ -1,0 +1,222 @@
+//! Reading a partition's webhook stream for delivery, so that each event is sent by one node,
+//! in order, and a batch cut short by a node's death is resent under the same `webhook-id`.
+//!
+//! A partition is leased to one node at a time. For each endpoint the partition keeps a cursor
+//! (the last entry delivered) and at most one batch record (its `webhook-id` and last entry),
+//! written before the batch's first POST: a node that takes the partition over finds the record
+//! and resends exactly that batch, under that id, before anything newer. Every change is a
+//! script that checks the lease, so a node that lost it (paused, fenced) cannot move a cursor.
+
+use ::redis::aio::ConnectionManager;
+use ::redis::{RedisError, Script};
+
+/// Takes or renews the lease. KEYS: lease. ARGV: holder, lease ms. Returns 1 when held.
+const LEASE: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if holder then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+/// Records a batch before its first POST. KEYS: lease, batches. ARGV: holder, endpoint field,
+/// `webhook-id`, last entry id. Returns 1 when recorded, 0 when the lease is lost.
+const RECORD: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3] .. '\n' .. ARGV[4])
+return 1
+";
+
+/// A batch was delivered (or given up on): the cursor moves past it and its record goes.
+/// KEYS: lease, batches, cursors. ARGV: holder, endpoint field, last entry id.
+const DONE: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+redis.call('HDEL', KEYS[2], ARGV[2])
+return 1
+";
+
+/// One stream entry: its id and fields (`name`, `app`, `channel`, `user_id`, `time_ms`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEntry {
+    /// The Redis stream id.
+    pub id: String,
+    /// Field name and value pairs, in the order they were written.
+    pub fields: Vec<(String, String)>,
+}
+
+impl StreamEntry {
+    /// A field's value.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A batch to POST: its id (the same on every attempt, and after a takeover) and its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamBatch {
+    /// The `webhook-id`.
+    pub id: String,
+    /// The last stream entry it covers (entries the endpoint does not take included).
+    pub last: String,
+    /// The entries the endpoint takes, in stream order.
+    pub entries: Vec<StreamEntry>,
+}
+
+/// A node's access to the webhook streams of every partition.
+pub struct WebhookStreams {
+    prefix: String,
+    holder: String,
+    lease_ms: u64,
+    lease: Script,
+    record: Script,
+    done: Script,
+}
+
+impl WebhookStreams {
+    /// Streams under `prefix`, leased by `holder` (the node's incarnation) for `lease_ms`.
+    pub fn new(prefix: &str, holder: &str, lease_ms: u64) -> WebhookStreams {
+        WebhookStreams {
+            prefix: prefix.to_owned(),
+            holder: holder.to_owned(),
+            lease_ms,
+            lease: Script::new(LEASE),
+            record: Script::new(RECORD),
+            done: Script::new(DONE),
+        }
+    }
+
+    fn key(&self, partition: u32, name: &str) -> String {
+        format!("{}:{{p{partition}}}:{name}", self.prefix)
+    }
+
+    /// Takes or renews the partition's lease; false while another node holds it.
+    pub async fn lease(
+        &self,
+        con: &mut ConnectionManager,
+        partition: u32,
+    ) -> Result<bool, RedisError> {
+        let held: i64 = self
+            .lease
+            .key(self.key(partition, "lease"))
+            .arg(&self.holder)
+            .arg(self.lease_ms)
+            .invoke_async(con)
+            .await?;
+        Ok(held == 1)
+    }
+
+    /// The endpoint's next batch: the recorded one if a batch was cut short, otherwise up to
+    /// `max` new entries it `takes`, recorded before it is returned. `None` when there is
+    /// nothing to send, or the lease was lost.
+    pub async fn next_batch(
+        &self,
+        con: &mut ConnectionManager,
+        partition: u32,
+        endpoint: &str,
+        max: usize,
+        takes: impl Fn(&StreamEntry) -> bool,
+    ) -> Result<Option<StreamBatch>, RedisError> {
+        let recorded: Option<String> = ::redis::cmd("HGET")
+            .arg(self.key(partition, "batches"))
+            .arg(endpoint)
+            .query_async(con)
+            .await?;
+        let cursor: Option<String> = ::redis::cmd("HGET")
+            .arg(self.key(partition, "cursors"))
+            .arg(endpoint)
+            .query_async(con)
+            .await?;
+        // Exclusive of the cursor: the entries after the last one delivered.
+        let after = cursor.map_or_else(|| "-".to_owned(), |c| format!("({c}"));
+        if let Some((id, last)) = recorded.as_deref().and_then(|r| r.split_once('\n')) {
+            let entries = self.range(con, partition, &after, last, None).await?;
+            let entries = entries.into_iter().filter(|e| takes(e)).collect();
+            return Ok(Some(StreamBatch {
+                id: id.to_owned(),
+                last: last.to_owned(),
+                entries,
+            }));
+        }
+        let scanned = self.range(con, partition, &after, "+", Some(max)).await?;
+        let Some(last) = scanned.last().map(|e| e.id.clone()) else {
+            return Ok(None);
+        };
+        let entries: Vec<StreamEntry> = scanned.into_iter().filter(|e| takes(e)).collect();
+        let id = format!("msg_{:032x}", rand::random::<u128>());
+        let recorded: i64 = self
+            .record
+            .key(self.key(partition, "lease"))
+            .key(self.key(partition, "batches"))
+            .arg(&self.holder)
+            .arg(endpoint)
+            .arg(&id)
+            .arg(&last)
+            .invoke_async(con)
+            .await?;
+        Ok((recorded == 1).then_some(StreamBatch { id, last, entries }))
+    }
+
+    /// The batch was delivered or given up on; false when the lease was lost meanwhile (the new
+    /// holder resends it under the same id).
+    pub async fn done(
+        &self,
+        con: &mut ConnectionManager,
+        partition: u32,
+        endpoint: &str,
+        batch: &StreamBatch,
+    ) -> Result<bool, RedisError> {
+        let moved: i64 = self
+            .done
+            .key(self.key(partition, "lease"))
+            .key(self.key(partition, "batches"))
+            .key(self.key(partition, "cursors"))
+            .arg(&self.holder)
+            .arg(endpoint)
+            .arg(&batch.last)
+            .invoke_async(con)
+            .await?;
+        Ok(moved == 1)
+    }
+
+    async fn range(
+        &self,
+        con: &mut ConnectionManager,
+        partition: u32,
+        from: &str,
+        to: &str,
+        count: Option<usize>,
+    ) -> Result<Vec<StreamEntry>, RedisError> {
+        let mut command = ::redis::cmd("XRANGE");
+        command.arg(self.key(partition, "events")).arg(from).arg(to);
+        if let Some(count) = count {
+            command.arg("COUNT").arg(count);
+        }
+        let entries: Vec<(String, Vec<String>)> = command.query_async(con).await?;
+        Ok(entries
+            .into_iter()
+            .map(|(id, flat)| StreamEntry {
+                id,
+                fields: flat
+                    .chunks(2)
+                    .filter_map(|pair| match pair {
+                        [name, value] => Some((name.clone(), value.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,114 @@
+//! A partition's webhook stream against a real Redis: one node at a time holds it, a batch is
+//! recorded before its POST, and a node that takes over after a death resends that batch under
+//! the same `webhook-id` before anything newer; the dead node can no longer move the cursor.
+
+use std::time::Duration;
+
+use herald::cluster::redis::channel_state::{partition_of, ChannelState, Joining};
+use herald::cluster::redis::connect;
+use herald::cluster::redis::webhook_stream::{StreamEntry, WebhookStreams};
+
+use crate::redis_server::RedisServer;
+
+fn names(entries: &[StreamEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.field("name").unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_batch_cut_short_by_a_death_is_resent_under_its_id_by_the_next_holder() {
+    let redis = RedisServer::start();
+    let mut con = connect(&redis.url()).await.unwrap();
+    let state = ChannelState::new("t", "n.x", 0);
+    for _ in 0..2 {
+        let joining = Joining {
+            app: "a",
+            channel: "room",
+            socket: "1.1",
+            member: None,
+        };
+        state.join(&mut con, &joining).await.unwrap();
+        state.leave(&mut con, "a", "room", "1.1").await.unwrap();
+    }
+    let partition = partition_of("a", "room");
+    let all = |_: &StreamEntry| true;
+    let first = WebhookStreams::new("t", "a.1", 300);
+    let second = WebhookStreams::new("t", "b.1", 300);
+    assert!(first.lease(&mut con, partition).await.unwrap());
+    assert!(
+        !second.lease(&mut con, partition).await.unwrap(),
+        "one holder at a time"
+    );
+    assert!(
+        first.lease(&mut con, partition).await.unwrap(),
+        "the holder renews"
+    );
+
+    let cut_short = first
+        .next_batch(&mut con, partition, "a\n0", 2, all)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        names(&cut_short.entries),
+        ["channel_occupied", "channel_vacated"]
+    );
+
+    // The first node dies before its POST is answered; its lease runs out.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(second.lease(&mut con, partition).await.unwrap());
+    let resent = second
+        .next_batch(&mut con, partition, "a\n0", 2, all)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        resent, cut_short,
+        "the same batch under the same webhook-id"
+    );
+    assert!(
+        !first
+            .done(&mut con, partition, "a\n0", &cut_short)
+            .await
+            .unwrap(),
+        "the dead holder cannot move the cursor"
+    );
+    assert!(second
+        .done(&mut con, partition, "a\n0", &resent)
+        .await
+        .unwrap());
+
+    let next = second
+        .next_batch(&mut con, partition, "a\n0", 2, all)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(next.id, cut_short.id, "a new batch, a new id");
+    assert_eq!(
+        names(&next.entries),
+        ["channel_occupied", "channel_vacated"]
+    );
+    assert!(second
+        .done(&mut con, partition, "a\n0", &next)
+        .await
+        .unwrap());
+    assert_eq!(
+        second
+            .next_batch(&mut con, partition, "a\n0", 2, all)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Another endpoint has its own cursor, and skips what its filter does not take.
+    let vacates = |e: &StreamEntry| e.field("name") == Some("channel_vacated");
+    let own = second
+        .next_batch(&mut con, partition, "a\n1", 10, vacates)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(names(&own.entries), ["channel_vacated", "channel_vacated"]);
+    assert_eq!(
+        own.last, next.last,
+        "its cursor passes the entries it skipped"
+    );
+}
