@@ -11,6 +11,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::event::WebhookEvent;
 use super::lambda::invoke_lambda;
 use super::schedule::Batch;
 use crate::config::{AppConfig, SignatureScheme, WebhookEndpoint, WebhookTarget};
@@ -47,6 +48,32 @@ fn delivery_id() -> String {
 /// The body of one attempt: `{"time_ms": .., "events": [..]}` around the frozen events.
 pub(super) fn envelope(time_ms: u64, events_json: &str) -> String {
     format!("{{\"time_ms\":{time_ms},\"events\":{events_json}}}")
+}
+
+/// What an attempt must hold while it is in flight.
+pub enum Slots<'a> {
+    /// One of the endpoint's in-flight permits (`first` for the first attempt).
+    Bounded {
+        /// The permit the first attempt already holds.
+        first: Option<OwnedSemaphorePermit>,
+        /// Where later attempts take theirs.
+        in_flight: &'a Arc<Semaphore>,
+    },
+    /// Nothing: the caller bounds its requests itself (one per partition of a cluster).
+    Unbounded,
+}
+
+impl Slots<'_> {
+    /// The permit for the next attempt (`Some(None)` when unbounded); `None` when closed.
+    async fn take(&mut self) -> Option<Option<OwnedSemaphorePermit>> {
+        match self {
+            Slots::Bounded { first, in_flight } => match first.take() {
+                Some(permit) => Some(Some(permit)),
+                None => in_flight.clone().acquire_owned().await.ok().map(Some),
+            },
+            Slots::Unbounded => Some(None),
+        }
+    }
 }
 
 /// Delivers batches to one endpoint.
@@ -89,36 +116,41 @@ impl Deliverer {
         permit: OwnedSemaphorePermit,
         in_flight: &Arc<Semaphore>,
     ) {
-        let Batch {
-            events: batch,
-            queued_at,
-            ..
-        } = batch;
-        let events_json = serde_json::to_string(batch).expect("events serialize");
-        let id = delivery_id();
+        let slots = Slots::Bounded {
+            first: Some(permit),
+            in_flight,
+        };
+        if self.deliver_as(&delivery_id(), &batch.events, slots).await {
+            let now = tokio::time::Instant::now();
+            self.app_metrics
+                .webhook_delivered(batch.queued_at.iter().map(|at| now - *at));
+        }
+    }
+
+    /// Delivers `events` under the given `webhook-id` (a batch resent after a takeover keeps
+    /// its id), retrying as the endpoint's policy allows; true when a 2xx answered it.
+    pub async fn deliver_as(
+        &self,
+        id: &str,
+        events: &[WebhookEvent],
+        mut slots: Slots<'_>,
+    ) -> bool {
+        let events_json = serde_json::to_string(events).expect("events serialize");
         let policy = &self.endpoint.retry;
         let started = Instant::now();
         let mut backoff = policy.initial_backoff;
         let mut attempts = 0u64;
-        let mut permit = Some(permit);
         loop {
             attempts += 1;
-            let held = match permit.take() {
-                Some(permit) => permit,
-                None => match in_flight.clone().acquire_owned().await {
-                    Ok(permit) => permit,
-                    Err(_) => return,
-                },
+            let Some(held) = slots.take().await else {
+                return false;
             };
-            let result = self.attempt(&id, &events_json).await;
+            let result = self.attempt(id, &events_json).await;
             drop(held);
             let failure = match result {
                 Ok(()) => {
                     self.metrics.webhook_request_delivered();
-                    let now = tokio::time::Instant::now();
-                    self.app_metrics
-                        .webhook_delivered(queued_at.iter().map(|at| now - *at));
-                    return;
+                    return true;
                 }
                 Err(failure) => failure,
             };
@@ -133,11 +165,11 @@ impl Deliverer {
                 && policy.max_attempts.is_none_or(|max| attempts < max)
                 && started.elapsed() + wait <= policy.max_elapsed;
             if !may_retry {
-                self.app_metrics.webhook_dead(batch.len());
-                tracing::error!(app = %self.app_id, webhook_id = %id, attempts, events = batch.len(), %why, "webhook delivery failed for good");
-                return;
+                self.app_metrics.webhook_dead(events.len());
+                tracing::error!(app = %self.app_id, webhook_id = %id, attempts, events = events.len(), %why, "webhook delivery failed for good");
+                return false;
             }
-            self.app_metrics.webhook_retried(batch.len());
+            self.app_metrics.webhook_retried(events.len());
             tracing::warn!(app = %self.app_id, webhook_id = %id, attempts, %why, retry_in_ms = wait.as_millis() as u64, "webhook delivery failed; retrying");
             tokio::time::sleep(wait).await;
             backoff = (backoff * 2).min(policy.max_backoff);

@@ -75,6 +75,26 @@ impl std::io::Write for ByteCount {
 }
 
 impl WebhookEvent {
+    /// The event a cluster stream entry holds, from its fields (`name`, `channel`, `user_id`);
+    /// `None` for a name this build does not know.
+    pub fn from_fields<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Option<WebhookEvent> {
+        let channel: Arc<str> = Arc::from(field("channel")?);
+        let user = || field("user_id").map(Arc::from);
+        Some(match field("name")? {
+            "channel_occupied" => WebhookEvent::ChannelOccupied { channel },
+            "channel_vacated" => WebhookEvent::ChannelVacated { channel },
+            "member_added" => WebhookEvent::MemberAdded {
+                channel,
+                user_id: user()?,
+            },
+            "member_removed" => WebhookEvent::MemberRemoved {
+                channel,
+                user_id: user()?,
+            },
+            _ => return None,
+        })
+    }
+
     /// The event's kind (its `name`).
     pub fn kind(&self) -> EventKind {
         match self {

@@ -63,6 +63,50 @@ impl AsRef<WebhookEvent> for Admitted {
     }
 }
 
+/// One endpoint as the cluster's stream delivery uses it: its filter and its deliverer. Batches
+/// come from the Redis streams there, not from this process's queues.
+pub struct StreamEndpoint {
+    key: String,
+    app_id: String,
+    filter: EndpointFilter,
+    deliverer: Deliverer,
+}
+
+impl StreamEndpoint {
+    /// Every endpoint of every app.
+    pub fn all(apps: &[AppConfig], metrics: Arc<Metrics>) -> Vec<StreamEndpoint> {
+        let client = delivery::http_client();
+        let endpoints = apps
+            .iter()
+            .flat_map(|app| app.webhooks.iter().enumerate().map(move |e| (app, e)));
+        endpoints
+            .map(|(app, (index, endpoint))| StreamEndpoint {
+                key: format!("{}\n{index}", app.id),
+                app_id: app.id.clone(),
+                filter: EndpointFilter::new(endpoint),
+                deliverer: Deliverer::new(app, endpoint.clone(), client.clone(), metrics.clone()),
+            })
+            .collect()
+    }
+
+    /// The endpoint's name in the streams' cursors: its app and its place in the app's list.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Whether the endpoint receives `event` of app `app_id`.
+    pub fn takes(&self, app_id: &str, event: &WebhookEvent) -> bool {
+        app_id == self.app_id && self.filter.matches(event)
+    }
+
+    /// POSTs the batch under `id`, with the endpoint's retries; true when it was delivered.
+    pub async fn send(&self, id: &str, events: &[WebhookEvent]) -> bool {
+        self.deliverer
+            .deliver_as(id, events, delivery::Slots::Unbounded)
+            .await
+    }
+}
+
 /// The handle through which the rest of the server submits webhook events.
 pub struct Webhooks {
     apps: HashMap<String, AppPipeline>,

@@ -11,6 +11,7 @@ mod cluster_channels;
 mod cluster_fanout;
 mod cluster_members;
 mod cluster_nodes;
+mod cluster_webhook_delivery;
 mod cluster_webhook_stream;
 mod connection;
 mod fuzz_corpus;

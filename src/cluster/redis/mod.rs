@@ -6,7 +6,8 @@
 //! period held in Redis, the reaping of a dead incarnation's sockets), and the node's duties
 //! each heartbeat ([`liveness`]: beat, notice fencing, reap the dead, sweep due holds), and
 //! cross-node fan-out on pub/sub ([`fanout`]), and the leases, cursors and batch records of the
-//! webhook streams ([`webhook_stream`]). The delivery task and the wiring into
+//! webhook streams ([`webhook_stream`]) and their delivery ([`webhook_delivery`]). The tasks
+//! that run them and the wiring into
 //! [`crate::cluster::Cluster`] come next; until they do, a config with `adapter.driver: "redis"`
 //! is refused at start-up rather than run as independent nodes.
 
@@ -15,6 +16,7 @@ pub mod channel_state;
 pub mod fanout;
 pub mod liveness;
 pub mod node;
+pub mod webhook_delivery;
 pub mod webhook_stream;
 
 pub use node::{Beat, JoinError, NodeMembership};
