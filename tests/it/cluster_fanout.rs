@@ -76,4 +76,13 @@ async fn a_publish_reaches_every_listening_node_once_and_in_order() {
             .is_err(),
         "a node that unlistened gets nothing more"
     );
+
+    b.check(Duration::from_secs(1))
+        .await
+        .expect("a live pub/sub connection answers PING");
+    drop(redis);
+    assert!(
+        b.check(Duration::from_secs(1)).await.is_err(),
+        "a dead one is found"
+    );
 }

@@ -111,4 +111,30 @@ async fn a_batch_cut_short_by_a_death_is_resent_under_its_id_by_the_next_holder(
         own.last, next.last,
         "its cursor passes the entries it skipped"
     );
+
+    // Once every endpoint is past them, the entries go; before, nothing does.
+    let endpoints = ["a\n0", "a\n1", "a\n2"];
+    assert_eq!(
+        second.trim(&mut con, partition, &endpoints).await.unwrap(),
+        0,
+        "an endpoint with no cursor yet"
+    );
+    assert!(second
+        .done(&mut con, partition, "a\n1", &own)
+        .await
+        .unwrap());
+    assert_eq!(
+        second
+            .trim(&mut con, partition, &endpoints[..2])
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(
+        second
+            .next_batch(&mut con, partition, "a\n0", 10, all)
+            .await
+            .unwrap(),
+        None
+    );
 }

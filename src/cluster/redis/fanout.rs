@@ -131,6 +131,19 @@ impl Fanout {
             .await
     }
 
+    /// PINGs the pub/sub connection: one that stays open but delivers nothing (a silently dead
+    /// path) fails this within `bound`, where waiting for broadcasts would hear nothing forever.
+    pub async fn check(&self, bound: std::time::Duration) -> Result<(), RedisError> {
+        let mut listener = self.listener.clone();
+        match tokio::time::timeout(bound, listener.ping::<String>()).await {
+            Ok(reply) => reply.map(drop),
+            Err(_) => Err(RedisError::from((
+                ::redis::ErrorKind::Io,
+                "the pub/sub connection did not answer PING in time",
+            ))),
+        }
+    }
+
     /// Publishes one event to every node listening to its channel; returns how many received it.
     pub async fn publish(
         &self,

@@ -45,6 +45,28 @@ redis.call('HDEL', KEYS[2], ARGV[2])
 return 1
 ";
 
+/// Drops the entries every endpoint has delivered. KEYS: cursors, events. ARGV: every endpoint's
+/// field. Returns the entries removed (none while an endpoint has no cursor yet).
+const TRIM: &str = r"
+local lowest
+for _, endpoint in ipairs(ARGV) do
+  local cursor = redis.call('HGET', KEYS[1], endpoint)
+  if not cursor then
+    return 0
+  end
+  local ms, seq = string.match(cursor, '^(%d+)-(%d+)$')
+  ms, seq = tonumber(ms), tonumber(seq)
+  if not lowest or ms < lowest[1] or (ms == lowest[1] and seq < lowest[2]) then
+    lowest = {ms, seq}
+  end
+end
+if not lowest then
+  return 0
+end
+-- MINID keeps the lowest cursor's own entry: the next entry id is what is needed.
+return redis.call('XTRIM', KEYS[2], 'MINID', lowest[1] .. '-' .. (lowest[2] + 1))
+";
+
 /// One stream entry: its id and fields (`name`, `app`, `channel`, `user_id`, `time_ms`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamEntry {
@@ -83,6 +105,7 @@ pub struct WebhookStreams {
     lease: Script,
     record: Script,
     done: Script,
+    trim: Script,
 }
 
 impl WebhookStreams {
@@ -95,6 +118,7 @@ impl WebhookStreams {
             lease: Script::new(LEASE),
             record: Script::new(RECORD),
             done: Script::new(DONE),
+            trim: Script::new(TRIM),
         }
     }
 
@@ -189,6 +213,21 @@ impl WebhookStreams {
             .invoke_async(con)
             .await?;
         Ok(moved == 1)
+    }
+
+    /// Drops the partition's entries that every endpoint in `endpoints` has delivered.
+    pub async fn trim(
+        &self,
+        con: &mut ConnectionManager,
+        partition: u32,
+        endpoints: &[&str],
+    ) -> Result<u64, RedisError> {
+        let mut invocation = self.trim.key(self.key(partition, "cursors"));
+        invocation.key(self.key(partition, "events"));
+        for endpoint in endpoints {
+            invocation.arg(*endpoint);
+        }
+        invocation.invoke_async(con).await
     }
 
     async fn range(
