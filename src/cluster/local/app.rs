@@ -239,7 +239,9 @@ impl<R: Recipient> AppChannels<R> {
     pub(super) async fn announce_count_at(self: Arc<Self>, channel: Arc<str>, at: Instant) {
         sleep_until(at).await;
         let line = self.sequence.line_of(&channel);
-        self.channels.with_channel(&channel, false, |view| {
+        // Locked even when the channel is gone: a subscribe recreating it must come before or
+        // after this reading, not between the reset of the window and the count.
+        self.channels.with_channel(&channel, true, |view| {
             // Under the lock that orders the changes: each one before this reads the count
             // below, each one after starts the next window.
             self.counts.announcing(&channel, Instant::now());
@@ -268,16 +270,34 @@ impl<R: Recipient> AppChannels<R> {
 
     /// Carries out the line's steps; a long line moves on to a task of its own.
     pub(super) fn run(self: &Arc<Self>, line: usize) {
-        while self
-            .sequence
-            .run(line, STEPS_PER_RUN, |step| self.carry_out(step))
-            == Ran::More
-        {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.sequence
+                .run(line, STEPS_PER_RUN, |step| self.carry_out(step))
+        }));
+        match ran {
+            Ok(Ran::Done) => {}
+            Ok(Ran::More) => self.run_elsewhere(line),
+            Err(panic) => {
+                // A bug in a step: the steps behind it (and whoever waits for them) must not
+                // wait for the next push to this line, which may never come.
+                tracing::error!(
+                    line,
+                    "a channel step panicked; the rest of its line goes on"
+                );
+                self.run_elsewhere(line);
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+
+    /// Runs the line on a task of its own (or here, outside a runtime).
+    fn run_elsewhere(self: &Arc<Self>, line: usize) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
                 let app = self.clone();
                 runtime.spawn(self.tasks.track_future(async move { app.run(line) }));
-                return;
             }
+            Err(_) => self.run(line),
         }
     }
 

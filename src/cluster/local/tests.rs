@@ -80,7 +80,12 @@ impl Recipient for Recorder {
         if let Some(gate) = &self.gate {
             gate.pass();
         }
-        self.stream.lock().unwrap().push(payload(frame));
+        let frame = payload(frame);
+        assert_ne!(
+            frame["event"], "boom",
+            "a subscriber that panics (a bug in a step)"
+        );
+        self.stream.lock().unwrap().push(frame);
         true
     }
 
@@ -159,9 +164,7 @@ impl Stage {
         let subscribed = self.app.subscribe(request).expect("room for the member");
         // A socket handles nothing before its reply is sent; the tests' sockets wait here.
         if let Some(mut pending) = subscribed.pending {
-            while !pending.is_done() {
-                std::thread::yield_now();
-            }
+            wait_done(&mut pending);
         }
     }
 
@@ -388,6 +391,18 @@ fn concurrent_joins_and_leaves_stay_ordered_per_channel() {
     assert!(!occupied && present.is_empty(), "everyone left in the end");
 }
 
+/// Waits for a step to be carried out, for at most 5 s.
+fn wait_done(pending: &mut crate::cluster::Pending) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !pending.is_done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step was never carried out"
+        );
+        std::thread::yield_now();
+    }
+}
+
 fn event_frame(name: &str, channel: &str) -> WireFrame {
     WireFrame::text(&format!(
         r#"{{"event":"{name}","channel":"{channel}","data":"1"}}"#
@@ -430,13 +445,42 @@ fn a_publish_on_a_busy_line_is_pending_until_it_is_delivered() {
         runner.join().unwrap(),
         "the runner carried out its own step"
     );
-    while !pending.is_done() {
-        std::thread::yield_now();
-    }
+    wait_done(&mut pending);
     // Done means delivered and stored: a caller that waited reads its own write.
     assert!(other
         .events()
         .ends_with(&["e0".to_owned(), "e1".to_owned()]));
     assert!(slow.events().ends_with(&["e0".to_owned(), "e1".to_owned()]));
     assert!(stage.app.cache.get("cache-a").is_some());
+}
+
+#[test]
+fn a_step_that_panics_does_not_strand_the_steps_behind_it() {
+    let stage = stage("");
+    let gate = Gate::default();
+    let fragile = Recorder {
+        gate: Some(gate.clone()),
+        ..Recorder::default()
+    };
+    let other = Recorder::default();
+    stage.join("c", 1, &fragile, None);
+    stage.join("c", 2, &other, None);
+    gate.set(true);
+    let app = stage.app.clone();
+    let runner = std::thread::spawn(move || {
+        let publish = || app.publish("c", event_frame("boom", "c"), Some(sid(2)), None);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(publish)).is_err()
+    });
+    gate.wait_held();
+    let mut pending = stage
+        .app
+        .publish("c", event_frame("after", "c"), Some(sid(1)), None)
+        .expect("the line is busy on the runner's thread");
+    gate.set(false);
+    assert!(runner.join().unwrap(), "the step panicked");
+    wait_done(&mut pending);
+    assert!(
+        other.events().ends_with(&["after".to_owned()]),
+        "the step behind it was carried out"
+    );
 }
