@@ -89,15 +89,19 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-/// The URL with its password replaced, for logs.
+/// The URL with its password replaced, for logs; anything before an `@` counts as credentials,
+/// with a scheme or without.
 pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let scheme = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
     };
     match rest.rsplit_once('@') {
         Some((credentials, host)) => {
             let user = credentials.split_once(':').map_or(credentials, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}")
+            format!("{scheme}{user}:***@{host}")
         }
         None => url.to_owned(),
     }
@@ -132,7 +136,7 @@ fn redis_config(adapter: &RawAdapter, database: &RawDatabase) -> Result<RedisCon
             }
             url.clone()
         }
-        None => url_of(&database.redis),
+        None => url_of(&database.redis)?,
     };
     let prefix = adapter
         .redis
@@ -194,7 +198,7 @@ pub(super) fn check_node_id(path: &str, id: &str) -> Result<(), ConfigError> {
 }
 
 /// `redis://[user[:password]@]host:port/db` from Sockudo's `database.redis`.
-fn url_of(redis: &RawDatabaseRedis) -> String {
+fn url_of(redis: &RawDatabaseRedis) -> Result<String, ConfigError> {
     let encode = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
     let credentials = match (&redis.username, &redis.password) {
         (Some(user), Some(password)) => format!("{}:{}@", encode(user), encode(password)),
@@ -203,17 +207,24 @@ fn url_of(redis: &RawDatabaseRedis) -> String {
         (None, None) => String::new(),
     };
     let host = redis.host.as_deref().unwrap_or("127.0.0.1");
-    // An IPv6 literal needs brackets in a URL.
-    let host = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
+    let host = match host.parse::<std::net::Ipv6Addr>() {
+        // An IPv6 literal needs brackets in a URL.
+        Ok(ip) => format!("[{ip}]"),
+        Err(_) if host.is_empty() || host.contains([':', '/', '@', '%', '[', ']', ' ']) => {
+            return Err(ConfigError::invalid(
+                "database.redis.host",
+                format!(
+                    "{host:?} is not a host name or address (the port goes in database.redis.port)"
+                ),
+            ))
+        }
+        Err(_) => host.to_owned(),
     };
-    format!(
+    Ok(format!(
         "redis://{credentials}{host}:{}/{}",
         redis.port.unwrap_or(6379),
         redis.db.unwrap_or(0)
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -277,6 +288,11 @@ mod tests {
         );
         assert_eq!(config.url, "rediss://u:secret@r.example:6390/1");
         assert_eq!(redacted(&config.url), "rediss://u:***@r.example:6390/1");
+        assert_eq!(
+            redacted("u:secret@host"),
+            "u:***@host",
+            "no scheme: still redacted"
+        );
         let config = redis(r#"{"adapter":{"driver":"redis"},"database":{"redis":{"host":"::1"}}}"#);
         assert_eq!(config.url, "redis://[::1]:6379/0");
     }
@@ -309,5 +325,19 @@ mod tests {
         }
         let config = redis(r#"{"adapter":{"driver":"redis","node_id":"node-1.eu"}}"#);
         assert_eq!(config.node_id.as_deref(), Some("node-1.eu"));
+    }
+
+    #[test]
+    fn a_redis_host_is_a_name_or_an_address() {
+        for host in ["cache:6380", "fe80::1%eth0", "", "a b"] {
+            let json = format!(
+                r#"{{"adapter":{{"driver":"redis"}},"database":{{"redis":{{"host":"{host}"}}}}}}"#
+            );
+            assert_eq!(
+                cluster(&json).unwrap_err().path,
+                "database.redis.host",
+                "{host:?}"
+            );
+        }
     }
 }

@@ -174,6 +174,12 @@ impl AppMetrics {
         self.totals.webhook_delivered.inc_by(events);
     }
 
+    /// Webhook events delivered whose wait is not known (a cluster stream's batch).
+    pub fn webhook_delivered_unmeasured(&self, events: usize) {
+        self.webhook_delivered.inc_by(events as u64);
+        self.totals.webhook_delivered.inc_by(events as u64);
+    }
+
     /// `events` webhook events in a failed request that will be retried.
     pub fn webhook_retried(&self, events: usize) {
         self.webhook_retried.inc_by(events as u64);

@@ -176,6 +176,12 @@ impl Deliverer {
         }
     }
 
+    /// Counts `events` delivered through [`Deliverer::deliver_as`] by a caller that cannot
+    /// measure their wait.
+    pub fn count_delivered(&self, events: usize) {
+        self.app_metrics.webhook_delivered_unmeasured(events);
+    }
+
     async fn attempt(&self, id: &str, events_json: &str) -> Result<(), Failure> {
         let time_ms = unix_millis();
         let body = envelope(time_ms, events_json);

@@ -101,9 +101,14 @@ impl StreamEndpoint {
 
     /// POSTs the batch under `id`, with the endpoint's retries; true when it was delivered.
     pub async fn send(&self, id: &str, events: &[WebhookEvent]) -> bool {
-        self.deliverer
+        let delivered = self
+            .deliverer
             .deliver_as(id, events, delivery::Slots::Unbounded)
-            .await
+            .await;
+        if delivered {
+            self.deliverer.count_delivered(events.len());
+        }
+        delivered
     }
 }
 

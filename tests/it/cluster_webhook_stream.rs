@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use herald::cluster::redis::channel_state::{partition_of, ChannelState, Joining};
 use herald::cluster::redis::connect;
-use herald::cluster::redis::webhook_stream::{StreamEntry, WebhookStreams};
+use herald::cluster::redis::webhook_stream::{Next, StreamEntry, WebhookStreams};
 
 use crate::redis_server::RedisServer;
 
@@ -47,6 +47,7 @@ async fn a_batch_cut_short_by_a_death_is_resent_under_its_id_by_the_next_holder(
         .next_batch(&mut con, partition, "a\n0", 2, all)
         .await
         .unwrap()
+        .batch()
         .unwrap();
     assert_eq!(
         names(&cut_short.entries),
@@ -60,6 +61,7 @@ async fn a_batch_cut_short_by_a_death_is_resent_under_its_id_by_the_next_holder(
         .next_batch(&mut con, partition, "a\n0", 2, all)
         .await
         .unwrap()
+        .batch()
         .unwrap();
     assert_eq!(
         resent, cut_short,
@@ -72,6 +74,11 @@ async fn a_batch_cut_short_by_a_death_is_resent_under_its_id_by_the_next_holder(
             .unwrap(),
         "the dead holder cannot move the cursor"
     );
+    let zombie = first
+        .next_batch(&mut con, partition, "a\n2", 2, all)
+        .await
+        .unwrap();
+    assert_eq!(zombie, Next::LeaseLost, "nor record a batch");
     assert!(second
         .done(&mut con, partition, "a\n0", &resent)
         .await
@@ -81,6 +88,7 @@ async fn a_batch_cut_short_by_a_death_is_resent_under_its_id_by_the_next_holder(
         .next_batch(&mut con, partition, "a\n0", 2, all)
         .await
         .unwrap()
+        .batch()
         .unwrap();
     assert_ne!(next.id, cut_short.id, "a new batch, a new id");
     assert_eq!(
@@ -96,7 +104,7 @@ async fn a_batch_cut_short_by_a_death_is_resent_under_its_id_by_the_next_holder(
             .next_batch(&mut con, partition, "a\n0", 2, all)
             .await
             .unwrap(),
-        None
+        Next::Empty
     );
 
     // Another endpoint has its own cursor, and skips what its filter does not take.
@@ -105,6 +113,7 @@ async fn a_batch_cut_short_by_a_death_is_resent_under_its_id_by_the_next_holder(
         .next_batch(&mut con, partition, "a\n1", 10, vacates)
         .await
         .unwrap()
+        .batch()
         .unwrap();
     assert_eq!(names(&own.entries), ["channel_vacated", "channel_vacated"]);
     assert_eq!(
@@ -135,6 +144,6 @@ async fn a_batch_cut_short_by_a_death_is_resent_under_its_id_by_the_next_holder(
             .next_batch(&mut con, partition, "a\n0", 10, all)
             .await
             .unwrap(),
-        None
+        Next::Empty
     );
 }

@@ -103,7 +103,7 @@ end
 if user ~= '' and redis.call('HINCRBY', KEYS[2], user, 1) == 1 then
   added = 1
   redis.call('HSET', KEYS[3], user, info)
-  notice(topic, 'a', inc, socket, ch, user .. '\n' .. info)
+  notice(topic, 'a', inc, socket, ch, #user .. ':' .. user .. info)
   local held = redis.call('ZREM', KEYS[6], 'r\n' .. app .. '\n' .. channel .. '\n' .. user)
   if held == 0 then
     emit(KEYS[7], 'member_added', app, channel, user)

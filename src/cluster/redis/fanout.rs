@@ -164,7 +164,8 @@ impl Fanout {
 
 /// A message of topic `{prefix}:bc:{app}:{channel}`: version of the format, kind (`e` event,
 /// `a` member added, `r` member removed), origin, except, notice version, body; one per line,
-/// the body last, so it may hold anything.
+/// the body last, so it may hold anything (a member added's body is the user id, prefixed by
+/// its length and `:`, then the user info).
 fn decode(topic_prefix: &str, topic: &str, message: &[u8]) -> Option<Broadcast> {
     // App ids may hold ':' but channel names may not (Pusher's rules): split at the last one.
     let (app, channel) = topic.strip_prefix(topic_prefix)?.rsplit_once(':')?;
@@ -185,7 +186,10 @@ fn decode(topic_prefix: &str, topic: &str, message: &[u8]) -> Option<Broadcast> 
     let body = match kind {
         "e" => BroadcastBody::Event(body.to_owned()),
         "a" => {
-            let (user_id, user_info) = body.split_once('\n')?;
+            // `{length of the user id}:{user id}{user info}`: a user id may hold anything.
+            let (length, rest) = body.split_once(':')?;
+            let length: usize = length.parse().ok()?;
+            let (user_id, user_info) = (rest.get(..length)?, rest.get(length..)?);
             BroadcastBody::MemberAdded {
                 user_id: user_id.to_owned(),
                 user_info: user_info.to_owned(),
@@ -223,10 +227,10 @@ mod tests {
             broadcast.body,
             BroadcastBody::Event(r#"{"event":"e","data":"a\nb"}"#.to_owned())
         );
-        let added = decode("t:bc:", "t:bc:a:c", b"h1\na\nn1\n1.2\n7\nu\n{\"x\":\n1}").unwrap();
+        let added = decode("t:bc:", "t:bc:a:c", b"h1\na\nn1\n1.2\n7\n3:u\n:{\"x\":\n1}").unwrap();
         assert_eq!(added.version, Some(7));
         let user_info = "{\"x\":\n1}".to_owned();
-        let user_id = "u".to_owned();
+        let user_id = "u\n:".to_owned();
         assert_eq!(
             added.body,
             BroadcastBody::MemberAdded { user_id, user_info }

@@ -38,52 +38,102 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    /// Starts the duties of `membership` every `interval`.
+    /// Starts the duties of `membership` every `interval`. The heartbeat runs on a task of its
+    /// own, so a long reap (a big node died) can never make this node miss its own beats.
     pub fn start(
-        mut con: ConnectionManager,
+        con: ConnectionManager,
         membership: Arc<NodeMembership>,
         state: Arc<ChannelState>,
         interval: Duration,
         close: CancellationToken,
     ) -> Liveness {
         let (report, health) = watch::channel(NodeHealth::Alive);
+        // Fencing ends the duties too: a fenced incarnation must not reap or sweep.
+        let stop = close.child_token();
+        let beats = tokio::spawn(beat(
+            con.clone(),
+            membership.clone(),
+            interval,
+            report,
+            stop.clone(),
+        ));
+        let duties = tokio::spawn(async move {
+            // The connection manager is a cheap handle on one multiplexed connection.
+            let round = || {
+                let (mut con, membership, state) = (con.clone(), membership.clone(), state.clone());
+                async move { reap_and_sweep(&mut con, &membership, &state).await }
+            };
+            every(interval, &stop, round).await;
+        });
         let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = close.cancelled() => return,
-                    _ = ticks.tick() => {}
-                }
-                let now = round(&mut con, &membership, &state).await;
-                report.send_if_modified(|health| std::mem::replace(health, now) != now);
-                if now == NodeHealth::Fenced {
-                    tracing::error!(
-                        node = membership.incarnation(),
-                        "this node was taken for dead by the cluster (fenced)"
-                    );
-                    return;
-                }
-            }
+            let _ = beats.await;
+            let _ = duties.await;
         });
         Liveness { task, health }
     }
 }
 
-/// One round of duties; an error other than fencing leaves the node alive locally.
-async fn round(
+/// Runs `round` every `interval` until `stop`.
+async fn every<F: std::future::Future<Output = ()>>(
+    interval: Duration,
+    stop: &CancellationToken,
+    mut round: impl FnMut() -> F,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => round().await,
+        }
+    }
+}
+
+/// Renews the heartbeat every `interval`, reporting the node's health; cancels `stop` when
+/// the node finds itself fenced.
+async fn beat(
+    con: ConnectionManager,
+    membership: Arc<NodeMembership>,
+    interval: Duration,
+    report: watch::Sender<NodeHealth>,
+    stop: CancellationToken,
+) {
+    let report = Arc::new(report);
+    every(interval, &stop.clone(), || {
+        let (mut con, membership, report, stop) = (
+            con.clone(),
+            membership.clone(),
+            report.clone(),
+            stop.clone(),
+        );
+        async move {
+            let now = match membership.beat(&mut con).await {
+                Ok(Beat::Alive) => NodeHealth::Alive,
+                Ok(Beat::Fenced) => NodeHealth::Fenced,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot renew the node heartbeat in Redis");
+                    NodeHealth::RedisDown
+                }
+            };
+            report.send_if_modified(|health| std::mem::replace(health, now) != now);
+            if now == NodeHealth::Fenced {
+                tracing::error!(
+                    node = membership.incarnation(),
+                    "this node was taken for dead by the cluster (fenced)"
+                );
+                stop.cancel();
+            }
+        }
+    })
+    .await;
+}
+
+/// One round of the other duties; a failure is logged and retried next round.
+async fn reap_and_sweep(
     con: &mut ConnectionManager,
     membership: &NodeMembership,
     state: &ChannelState,
-) -> NodeHealth {
-    match membership.beat(con).await {
-        Ok(Beat::Alive) => {}
-        Ok(Beat::Fenced) => return NodeHealth::Fenced,
-        Err(error) => {
-            tracing::warn!(%error, "cannot renew the node heartbeat in Redis");
-            return NodeHealth::RedisDown;
-        }
-    }
+) {
     if let Err(error) = reap_dead(con, membership, state).await {
         tracing::warn!(%error, "cannot reap dead nodes");
     }
@@ -93,9 +143,7 @@ async fn round(
             break;
         }
     }
-    NodeHealth::Alive
 }
-
 /// Removes the sockets of every incarnation whose heartbeat stopped, then forgets it.
 async fn reap_dead(
     con: &mut ConnectionManager,

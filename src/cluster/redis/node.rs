@@ -33,14 +33,19 @@ redis.call('ZADD', KEYS[2], ms, ARGV[1])
 return {1, '', 0}
 ";
 
-/// Renews a heartbeat when the incarnation still holds its id; 0 when it does not (fenced).
-/// KEYS: id key, live set. ARGV: incarnation, timeout ms.
+/// Renews a heartbeat when the incarnation still holds its id and is not yet dead by [`DEAD`]'s
+/// measure; 0 when either fails (fenced): a beat must never revive a node whose sockets the
+/// others may already be reaping. KEYS: id key, live set. ARGV: incarnation, timeout ms.
 const HEARTBEAT: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local last = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not last or tonumber(last) < ms - tonumber(ARGV[2]) then
+  return 0
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ms, ARGV[1])
 return 1
@@ -51,7 +56,7 @@ return 1
 const DEAD: &str = r"
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms - tonumber(ARGV[1]))
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (ms - tonumber(ARGV[1])))
 ";
 
 /// Why a node could not join the cluster.
@@ -142,14 +147,19 @@ impl NodeMembership {
     async fn register(&self, con: &mut ConnectionManager) -> Result<(), JoinError> {
         // The holder and its key's TTL when last read, to tell a renewing holder from a dead one.
         let mut seen: Option<(String, i64, Instant)> = None;
+        let started = Instant::now();
         loop {
             let Some((holder, pttl)) = self.try_register(con).await? else {
                 return Ok(());
             };
+            // A key without a TTL is nobody's heartbeat; it is not ours to take.
+            let unexpiring = pttl < 0;
             if let Some((before, pttl_before, at)) = &seen {
                 let elapsed = at.elapsed().as_millis() as i64;
-                // A TTL that went down by less than the time that passed was renewed.
-                if *before == holder && pttl > pttl_before - elapsed + 20 {
+                // A TTL that went down by less than the time that passed was renewed; and after
+                // a full timeout of waiting, whoever still holds the id is alive.
+                let renewed = *before == holder && pttl > pttl_before - elapsed + 20;
+                if renewed || unexpiring || started.elapsed() > self.timeout + self.heartbeat * 2 {
                     return Err(JoinError::IdInUse {
                         id: self.id.clone(),
                         holder,

@@ -7,7 +7,7 @@
 use ::redis::aio::ConnectionManager;
 use ::redis::RedisError;
 
-use super::webhook_stream::{StreamEntry, WebhookStreams};
+use super::webhook_stream::{Next, StreamEntry, WebhookStreams};
 use crate::webhooks::{StreamEndpoint, WebhookEvent};
 
 /// Events per POST at most.
@@ -51,7 +51,11 @@ pub async fn deliver_partition(
                 return Ok(Round::LeaseLost);
             }
             let next = streams.next_batch(con, partition, endpoint.key(), BATCH_EVENTS, takes);
-            let Some(batch) = next.await? else { break };
+            let batch = match next.await? {
+                Next::Batch(batch) => batch,
+                Next::Empty => break,
+                Next::LeaseLost => return Ok(Round::LeaseLost),
+            };
             let events: Vec<WebhookEvent> = batch
                 .entries
                 .iter()

@@ -97,6 +97,27 @@ pub struct StreamBatch {
     pub entries: Vec<StreamEntry>,
 }
 
+/// What [`WebhookStreams::next_batch`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// A batch to POST (recorded, or the recorded one resent).
+    Batch(StreamBatch),
+    /// The endpoint is caught up.
+    Empty,
+    /// Another node holds the partition now: stop; it resends what was in flight.
+    LeaseLost,
+}
+
+impl Next {
+    /// The batch, if there is one.
+    pub fn batch(self) -> Option<StreamBatch> {
+        match self {
+            Next::Batch(batch) => Some(batch),
+            Next::Empty | Next::LeaseLost => None,
+        }
+    }
+}
+
 /// A node's access to the webhook streams of every partition.
 pub struct WebhookStreams {
     prefix: String,
@@ -143,8 +164,7 @@ impl WebhookStreams {
     }
 
     /// The endpoint's next batch: the recorded one if a batch was cut short, otherwise up to
-    /// `max` new entries it `takes`, recorded before it is returned. `None` when there is
-    /// nothing to send, or the lease was lost.
+    /// `max` new entries it `takes`, recorded before it is returned.
     pub async fn next_batch(
         &self,
         con: &mut ConnectionManager,
@@ -152,7 +172,7 @@ impl WebhookStreams {
         endpoint: &str,
         max: usize,
         takes: impl Fn(&StreamEntry) -> bool,
-    ) -> Result<Option<StreamBatch>, RedisError> {
+    ) -> Result<Next, RedisError> {
         let recorded: Option<String> = ::redis::cmd("HGET")
             .arg(self.key(partition, "batches"))
             .arg(endpoint)
@@ -168,7 +188,7 @@ impl WebhookStreams {
         if let Some((id, last)) = recorded.as_deref().and_then(|r| r.split_once('\n')) {
             let entries = self.range(con, partition, &after, last, None).await?;
             let entries = entries.into_iter().filter(|e| takes(e)).collect();
-            return Ok(Some(StreamBatch {
+            return Ok(Next::Batch(StreamBatch {
                 id: id.to_owned(),
                 last: last.to_owned(),
                 entries,
@@ -176,7 +196,7 @@ impl WebhookStreams {
         }
         let scanned = self.range(con, partition, &after, "+", Some(max)).await?;
         let Some(last) = scanned.last().map(|e| e.id.clone()) else {
-            return Ok(None);
+            return Ok(Next::Empty);
         };
         let entries: Vec<StreamEntry> = scanned.into_iter().filter(|e| takes(e)).collect();
         let id = format!("msg_{:032x}", rand::random::<u128>());
@@ -190,7 +210,10 @@ impl WebhookStreams {
             .arg(&last)
             .invoke_async(con)
             .await?;
-        Ok((recorded == 1).then_some(StreamBatch { id, last, entries }))
+        Ok(match recorded {
+            1 => Next::Batch(StreamBatch { id, last, entries }),
+            _ => Next::LeaseLost,
+        })
     }
 
     /// The batch was delivered or given up on; false when the lease was lost meanwhile (the new
