@@ -284,6 +284,13 @@ async fn a_dead_nodes_sockets_are_removed_once_and_channels_occupied_elsewhere_g
         0,
         "an incarnation that owns nothing"
     );
+    // The dead node was only paused: a join it runs now is refused, not leaked.
+    let late = dead
+        .join(&mut con, &join("room", "1.9", None))
+        .await
+        .unwrap();
+    assert!(late.fenced && !late.transition.changed);
+    assert_eq!(late.transition.subscription_count, 1);
 
     assert_eq!(
         events(&mut con, &alive, "a", "room").await,

@@ -70,11 +70,13 @@ local function leave_socket(ch, pending, stream, topic, origin, socket, app, cha
 end
 ";
 
-/// KEYS: sockets, users, infos, flags, owned, pending, stream.
+/// KEYS: sockets, users, infos, flags, owned, pending, stream, reaped.
 /// ARGV: socket, incarnation, user id ('' off presence), user info, app, channel, owned entry,
 /// topic, channel key stem.
 /// Returns {changed, subscription count, occupied now, member added now, version, members...}:
-/// on presence channels the member list (user id, user info, ...) as of `version`.
+/// on presence channels the member list (user id, user info, ...) as of `version`; `changed` is
+/// -1 when the incarnation was reaped already (it is fenced and must not add sockets: nobody
+/// would reap them again).
 pub const JOIN: &str = r"
 local socket, inc, user, info, app, channel, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local topic, ch = ARGV[8], ARGV[9]
@@ -86,6 +88,9 @@ local function reply(changed, count, occupied, added)
     end
   end
   return result
+end
+if redis.call('ZSCORE', KEYS[8], inc) then
+  return {-1, redis.call('HLEN', KEYS[1]), 0, 0, 0}
 end
 if redis.call('HSETNX', KEYS[1], socket, inc .. '|' .. user) == 0 then
   return reply(0, redis.call('HLEN', KEYS[1]), 0, 0)
@@ -120,14 +125,18 @@ redis.call('SREM', KEYS[2], ARGV[4])
 return leave_socket(KEYS[1], KEYS[3], KEYS[4], ARGV[6], ARGV[7], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[5]))
 ";
 
-/// Removes up to `limit` sockets a dead incarnation left in one partition, as if each left.
-/// KEYS: the dead incarnation's owned set, pending, stream. ARGV: the partition's channel key
+/// Removes up to `limit` sockets a dead incarnation left in one partition, as if each left, and
+/// marks it reaped in the partition so a join it runs later (it was only paused) is refused;
+/// marks older than a day go. KEYS: the dead incarnation's owned set, pending, stream, reaped. ARGV: the partition's channel key
 /// prefix (`{prefix}:{pN}:ch:`), the dead incarnation, grace ms, limit, the topic prefix
 /// (`{prefix}:bc:`), the reaping incarnation.
 /// Returns {sockets removed, entries left}.
 pub const REAP: &str = r"
 local base, dead, grace = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local topics, reaper = ARGV[5], ARGV[6]
+local now = now_ms()
+redis.call('ZADD', KEYS[4], now, dead)
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - 86400000)
 local entries = redis.call('SPOP', KEYS[1], tonumber(ARGV[4]))
 local removed = 0
 for _, entry in ipairs(entries) do

@@ -48,8 +48,10 @@ impl Transition {
 /// What a join changed, and the member list the joiner is to be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
-    /// The change.
+    /// The change (none when fenced).
     pub transition: Transition,
+    /// This incarnation was reaped as dead: it must close its sockets and rejoin as a new one.
+    pub fenced: bool,
     /// The channel's member-notice version the list was read at: the joiner gets exactly the
     /// notices above it.
     pub version: u64,
@@ -64,8 +66,9 @@ impl Joined {
         let int = |value: Option<&::redis::Value>| -> Result<i64, RedisError> {
             Ok(::redis::from_redis_value_ref(value.ok_or_else(malformed)?)?)
         };
+        let changed = int(reply.first())?;
         let transition = Transition::from_reply((
-            int(reply.first())?,
+            changed.max(0),
             int(reply.get(1))? as u64,
             int(reply.get(2))?,
             int(reply.get(3))?,
@@ -84,6 +87,7 @@ impl Joined {
             })
             .collect::<Result<_, RedisError>>()?;
         Ok(Joined {
+            fenced: changed < 0,
             transition,
             version,
             members,
@@ -159,7 +163,7 @@ impl ChannelState {
     }
 
     /// The keys of one channel, in the order JOIN takes them.
-    fn channel_keys(&self, app: &str, channel: &str) -> [String; 7] {
+    fn channel_keys(&self, app: &str, channel: &str) -> [String; 8] {
         let base = self.partition_base(partition_of(app, channel));
         let keys = self.channel_stem(app, channel);
         [
@@ -170,6 +174,7 @@ impl ChannelState {
             format!("{base}owned:{}", self.incarnation),
             format!("{base}pending"),
             self.stream(partition_of(app, channel)),
+            format!("{base}reaped"),
         ]
     }
 
@@ -220,7 +225,7 @@ impl ChannelState {
         channel: &str,
         socket: &str,
     ) -> Result<Transition, RedisError> {
-        let [_, _, _, _, owned, pending, stream] = self.channel_keys(app, channel);
+        let [_, _, _, _, owned, pending, stream, _] = self.channel_keys(app, channel);
         let reply = self
             .leave
             .key(self.channel_stem(app, channel))
@@ -253,6 +258,7 @@ impl ChannelState {
                     .key(format!("{base}owned:{dead}"))
                     .key(format!("{base}pending"))
                     .key(self.stream(partition))
+                    .key(format!("{base}reaped"))
                     .arg(format!("{base}ch:"))
                     .arg(dead)
                     .arg(self.grace_ms)
