@@ -328,3 +328,34 @@ async fn a_dead_nodes_sockets_are_removed_once_and_channels_occupied_elsewhere_g
         [("u2".to_owned(), r#"{"n":2}"#.to_owned())]
     );
 }
+
+#[tokio::test]
+async fn only_apps_with_webhook_endpoints_fill_the_streams() {
+    let redis = RedisServer::start();
+    let mut con = connect(&redis.url()).await.unwrap();
+    let state = ChannelState::new("t", "n.x", 0).with_webhook_apps(["hooked"]);
+    let quiet = state
+        .join(&mut con, &join("room", "1.1", None))
+        .await
+        .unwrap();
+    assert!(
+        quiet.transition.occupancy_changed,
+        "the transition is still decided"
+    );
+    state.leave(&mut con, "a", "room", "1.1").await.unwrap();
+    assert!(
+        events(&mut con, &state, "a", "room").await.is_empty(),
+        "nobody would read them"
+    );
+    let hooked = Joining {
+        app: "hooked",
+        channel: "room",
+        socket: "1.2",
+        member: None,
+    };
+    state.join(&mut con, &hooked).await.unwrap();
+    assert_eq!(
+        events(&mut con, &state, "hooked", "room").await,
+        ["channel_occupied room"]
+    );
+}

@@ -15,7 +15,15 @@
 
 /// Helpers every script shares: the time, appending one webhook event to the stream, and
 /// publishing one member notice (the wire format of [`super::fanout`]).
+///
+/// Every script's last argument lists the apps that have webhook endpoints (one per line, or
+/// `*` for all): only their events go into the streams, which nobody would read and trim for
+/// the others.
 pub const PRELUDE: &str = r"
+local hooked, every_app = {}, ARGV[#ARGV] == '*'
+for app in string.gmatch(ARGV[#ARGV], '[^\n]+') do
+  hooked[app] = true
+end
 local function notice(topic, kind, origin, except, ch, body)
   local version = redis.call('HINCRBY', ch .. ':flags', 'version', 1)
   redis.call('PUBLISH', topic, 'h1\n' .. kind .. '\n' .. origin .. '\n' .. except .. '\n' .. version .. '\n' .. body)
@@ -25,6 +33,9 @@ local function now_ms()
   return t[1] * 1000 + math.floor(t[2] / 1000)
 end
 local function emit(stream, name, app, channel, user)
+  if not (every_app or hooked[app]) then
+    return
+  end
   if user and user ~= '' then
     redis.call('XADD', stream, '*', 'name', name, 'app', app, 'channel', channel, 'user_id', user, 'time_ms', now_ms())
   else

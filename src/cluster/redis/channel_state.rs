@@ -110,6 +110,8 @@ pub struct Joining<'a> {
 /// The scripts and key names of the channel state, for one node incarnation.
 pub struct ChannelState {
     prefix: String,
+    /// The apps whose events go into the streams: `*`, or their ids one per line.
+    webhook_apps: String,
     incarnation: String,
     grace_ms: u64,
     join: Script,
@@ -143,6 +145,7 @@ impl ChannelState {
         let script = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
         ChannelState {
             prefix: prefix.to_owned(),
+            webhook_apps: "*".to_owned(),
             incarnation: incarnation.to_owned(),
             grace_ms,
             join: script(JOIN),
@@ -150,6 +153,16 @@ impl ChannelState {
             reap: script(REAP),
             sweep: script(SWEEP),
         }
+    }
+
+    /// Only these apps' transitions go into the webhook streams (the apps with endpoints);
+    /// without this call, every app's do.
+    pub fn with_webhook_apps<'a>(
+        mut self,
+        apps: impl IntoIterator<Item = &'a str>,
+    ) -> ChannelState {
+        self.webhook_apps = apps.into_iter().collect::<Vec<_>>().join("\n");
+        self
     }
 
     fn partition_base(&self, partition: u32) -> String {
@@ -212,6 +225,7 @@ impl ChannelState {
             ))
             .arg(topic(&self.prefix, joining.app, joining.channel))
             .arg(self.channel_stem(joining.app, joining.channel))
+            .arg(&self.webhook_apps)
             .invoke_async(con)
             .await?;
         Joined::from_reply(reply)
@@ -239,6 +253,7 @@ impl ChannelState {
             .arg(self.grace_ms)
             .arg(topic(&self.prefix, app, channel))
             .arg(&self.incarnation)
+            .arg(&self.webhook_apps)
             .invoke_async(con)
             .await?;
         Ok(Transition::from_reply(reply))
@@ -265,6 +280,7 @@ impl ChannelState {
                     .arg(BATCH)
                     .arg(format!("{}:bc:", self.prefix))
                     .arg(&self.incarnation)
+                    .arg(&self.webhook_apps)
                     .invoke_async(con)
                     .await?;
                 removed += done;
@@ -315,6 +331,7 @@ impl ChannelState {
             .key(self.stream(partition))
             .arg(format!("{base}ch:"))
             .arg(limit)
+            .arg(&self.webhook_apps)
             .invoke_async(con)
             .await
     }
