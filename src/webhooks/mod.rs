@@ -27,7 +27,9 @@ use tokio_util::task::TaskTracker;
 
 pub use event::{PairKey, PairRole, WebhookEvent};
 
-use crate::config::{AppConfig, EventKind, EventKinds, WebhooksConfig};
+use crate::config::{
+    AppConfig, EventKind, EventKinds, WebhookEndpoint, WebhookTarget, WebhooksConfig,
+};
 use crate::metrics::{AppMetrics, Metrics, WebhookHealth};
 use budget::{Admission, AppBudget, ProcessBudget};
 use delivery::Deliverer;
@@ -76,20 +78,33 @@ impl StreamEndpoint {
     /// Every endpoint of every app.
     pub fn all(apps: &[AppConfig], metrics: Arc<Metrics>) -> Vec<StreamEndpoint> {
         let client = delivery::http_client();
-        let endpoints = apps
-            .iter()
-            .flat_map(|app| app.webhooks.iter().enumerate().map(move |e| (app, e)));
+        let mut endpoints = Vec::new();
+        for app in apps {
+            let mut seen: HashMap<String, usize> = HashMap::new();
+            for endpoint in &app.webhooks {
+                let identity = identity(endpoint);
+                // Twin endpoints (the same target and filter listed twice) each get their own.
+                let twin = seen.entry(identity.clone()).or_default();
+                *twin += 1;
+                endpoints.push(StreamEndpoint {
+                    key: format!("{}\n{identity}.{twin}", app.id),
+                    app_id: app.id.clone(),
+                    filter: EndpointFilter::new(endpoint),
+                    deliverer: Deliverer::new(
+                        app,
+                        endpoint.clone(),
+                        client.clone(),
+                        metrics.clone(),
+                    ),
+                });
+            }
+        }
         endpoints
-            .map(|(app, (index, endpoint))| StreamEndpoint {
-                key: format!("{}\n{index}", app.id),
-                app_id: app.id.clone(),
-                filter: EndpointFilter::new(endpoint),
-                deliverer: Deliverer::new(app, endpoint.clone(), client.clone(), metrics.clone()),
-            })
-            .collect()
     }
 
-    /// The endpoint's name in the streams' cursors: its app and its place in the app's list.
+    /// The endpoint's name in the streams' cursors: its app, then a digest of what it is (its
+    /// target and filter), so reordering or adding endpoints in the config keeps every cursor
+    /// with its own endpoint.
     pub fn key(&self) -> &str {
         &self.key
     }
@@ -110,6 +125,29 @@ impl StreamEndpoint {
         }
         delivered
     }
+}
+
+/// A digest of an endpoint's target and filter (the first 16 hex digits of their SHA-256).
+fn identity(endpoint: &WebhookEndpoint) -> String {
+    use sha2::{Digest, Sha256};
+    let target = match &endpoint.target {
+        WebhookTarget::Url(url) => format!("url {url}"),
+        WebhookTarget::Lambda(lambda) => format!(
+            "lambda {} {} {:?} {:?}",
+            lambda.function_name, lambda.invocation_type, lambda.qualifier, lambda.region
+        ),
+    };
+    let kinds: Vec<&str> = EventKind::ALL
+        .into_iter()
+        .filter(|kind| endpoint.event_types.contains(*kind))
+        .map(EventKind::name)
+        .collect();
+    let channel_type = endpoint.channel_type.map(|t| t.name());
+    let described = format!(
+        "{target}\n{kinds:?}\n{channel_type:?}\n{:?}",
+        endpoint.channel_prefix
+    );
+    hex::encode(&Sha256::digest(described.as_bytes())[..8])
 }
 
 /// The handle through which the rest of the server submits webhook events.

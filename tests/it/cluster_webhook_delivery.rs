@@ -123,3 +123,66 @@ async fn a_dead_holders_open_batch_is_resent_under_its_id_and_nothing_is_inverte
         Round::NotHeld
     );
 }
+
+#[tokio::test]
+async fn a_slow_receiver_does_not_let_the_lease_lapse() {
+    let redis = RedisServer::start();
+    let receiver = Receiver::start().await;
+    let mut con = connect(&redis.url()).await.unwrap();
+    let state = ChannelState::new("t", "n.x", 0);
+    let partition = partition_of("a", "slow");
+    let joining = Joining {
+        app: "a",
+        channel: "slow",
+        socket: "1.1",
+        member: None,
+    };
+    state.join(&mut con, &joining).await.unwrap();
+    // Each answer takes three times the lease.
+    receiver.hang(Duration::from_millis(900));
+    let holder = tokio::spawn({
+        let (mut con, endpoints) = (con.clone(), endpoints(&receiver));
+        async move {
+            let streams = WebhookStreams::new("t", "a.1", 300);
+            deliver_partition(&mut con, &streams, partition, &endpoints).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let other = WebhookStreams::new("t", "b.1", 300);
+    assert!(
+        !other.lease(&mut con, partition).await.unwrap(),
+        "renewed while the POST is open"
+    );
+    assert_eq!(holder.await.unwrap().unwrap(), Round::CaughtUp(1));
+    assert_eq!(receiver.at("/h").len(), 1, "sent once");
+}
+
+#[test]
+fn an_endpoints_cursor_key_follows_the_endpoint_not_its_place() {
+    let keys = |hooks: serde_json::Value| -> Vec<String> {
+        let config = json!({"app_manager": {"array": {"apps": [{"id": "a", "key": "k", "secret": "s", "webhooks": hooks}]}}});
+        let config = Config::from_json(&config.to_string()).unwrap();
+        let metrics = Arc::new(Metrics::new("t_", ["a"]));
+        StreamEndpoint::all(&config.apps, metrics)
+            .iter()
+            .map(|e| e.key().to_owned())
+            .collect()
+    };
+    let first = json!({"url": "http://127.0.0.1:9/one", "event_types": ["channel_occupied"]});
+    let second = json!({"url": "http://127.0.0.1:9/two", "event_types": ["channel_occupied"]});
+    let narrowed = json!({"url": "http://127.0.0.1:9/one", "event_types": ["channel_occupied"], "filter": {"channel_prefix": "x-"}});
+    let forward = keys(json!([first, second]));
+    let backward = keys(json!([second, first]));
+    assert_eq!(
+        (forward[0].as_str(), forward[1].as_str()),
+        (backward[1].as_str(), backward[0].as_str())
+    );
+    let twins = keys(json!([first, first, narrowed]));
+    assert_eq!(twins[0], forward[0]);
+    assert_ne!(twins[0], twins[1], "twins each keep their own cursor");
+    assert_ne!(
+        twins[0], twins[2],
+        "a different filter is a different endpoint"
+    );
+    assert!(twins.iter().all(|k| k.starts_with("a\n")));
+}

@@ -63,8 +63,11 @@ pub async fn deliver_partition(
                 .collect();
             // A failed batch is logged and counted as dead by the deliverer; the stream moves on
             // as the single-node queue does.
-            if !events.is_empty() {
-                endpoint.send(&batch.id, &events).await;
+            if !events.is_empty()
+                && !send_holding_lease(con, streams, partition, endpoint, &batch.id, &events)
+                    .await?
+            {
+                return Ok(Round::LeaseLost);
             }
             if !streams.done(con, partition, endpoint.key(), &batch).await? {
                 return Ok(Round::LeaseLost);
@@ -73,4 +76,33 @@ pub async fn deliver_partition(
         }
     }
     Ok(Round::CaughtUp(sent))
+}
+
+/// POSTs a batch (with its retries) while renewing the partition's lease every third of it, so
+/// a slow receiver cannot make the lease lapse and a second holder send newer batches first.
+/// False when the lease was lost anyway (Redis unreachable, this node paused): the POST is
+/// abandoned, and the new holder resends the batch under its id.
+async fn send_holding_lease(
+    con: &mut ConnectionManager,
+    streams: &WebhookStreams,
+    partition: u32,
+    endpoint: &StreamEndpoint,
+    id: &str,
+    events: &[WebhookEvent],
+) -> Result<bool, RedisError> {
+    let send = endpoint.send(id, events);
+    tokio::pin!(send);
+    let mut renew = tokio::time::interval(streams.lease_duration() / 3);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renew.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut send => return Ok(true),
+            _ = renew.tick() => {
+                if !streams.lease(con, partition).await? {
+                    return Ok(false);
+                }
+            }
+        }
+    }
 }

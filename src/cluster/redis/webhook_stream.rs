@@ -143,6 +143,11 @@ impl WebhookStreams {
         }
     }
 
+    /// How long a lease lasts unless renewed.
+    pub fn lease_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.lease_ms)
+    }
+
     fn key(&self, partition: u32, name: &str) -> String {
         format!("{}:{{p{partition}}}:{name}", self.prefix)
     }
