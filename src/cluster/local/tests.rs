@@ -409,18 +409,25 @@ fn event_frame(name: &str, channel: &str) -> WireFrame {
     ))
 }
 
-#[test]
-fn a_publish_on_a_busy_line_is_pending_until_it_is_delivered() {
-    let stage = stage("");
+/// Sockets 1 (held at a closed gate: whoever carries its line out stays busy) and 2 on
+/// `channel`; returns the gate and both.
+fn gated_pair(stage: &Stage, channel: &str) -> (Gate, Recorder, Recorder) {
     let gate = Gate::default();
-    let slow = Recorder {
+    let held = Recorder {
         gate: Some(gate.clone()),
         ..Recorder::default()
     };
     let other = Recorder::default();
-    stage.join("cache-a", 1, &slow, None);
-    stage.join("cache-a", 2, &other, None);
+    stage.join(channel, 1, &held, None);
+    stage.join(channel, 2, &other, None);
     gate.set(true);
+    (gate, held, other)
+}
+
+#[test]
+fn a_publish_on_a_busy_line_is_pending_until_it_is_delivered() {
+    let stage = stage("");
+    let (gate, slow, other) = gated_pair(&stage, "cache-a");
     let app = stage.app.clone();
     let runner = std::thread::spawn(move || {
         let pending = app.publish("cache-a", event_frame("e0", "cache-a"), None, None);
@@ -457,15 +464,7 @@ fn a_publish_on_a_busy_line_is_pending_until_it_is_delivered() {
 #[test]
 fn a_step_that_panics_does_not_strand_the_steps_behind_it() {
     let stage = stage("");
-    let gate = Gate::default();
-    let fragile = Recorder {
-        gate: Some(gate.clone()),
-        ..Recorder::default()
-    };
-    let other = Recorder::default();
-    stage.join("c", 1, &fragile, None);
-    stage.join("c", 2, &other, None);
-    gate.set(true);
+    let (gate, _fragile, other) = gated_pair(&stage, "c");
     let app = stage.app.clone();
     let runner = std::thread::spawn(move || {
         let publish = || app.publish("c", event_frame("boom", "c"), Some(sid(2)), None);

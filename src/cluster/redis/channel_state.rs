@@ -178,7 +178,7 @@ impl ChannelState {
     /// The keys of one channel, in the order JOIN takes them.
     fn channel_keys(&self, app: &str, channel: &str) -> [String; 8] {
         let base = self.partition_base(partition_of(app, channel));
-        let keys = self.channel_stem(app, channel);
+        let keys = format!("{base}ch:{app}:{channel}");
         [
             format!("{keys}:sockets"),
             format!("{keys}:users"),
@@ -186,7 +186,7 @@ impl ChannelState {
             format!("{keys}:flags"),
             format!("{base}owned:{}", self.incarnation),
             format!("{base}pending"),
-            self.stream(partition_of(app, channel)),
+            format!("{base}events"),
             format!("{base}reaped"),
         ]
     }
