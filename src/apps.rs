@@ -35,6 +35,7 @@ impl App {
 }
 
 /// All apps, by id and by key.
+#[derive(Clone)]
 pub struct AppRegistry {
     apps: Vec<Arc<App>>,
     by_id: HashMap<String, Arc<App>>,

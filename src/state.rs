@@ -30,14 +30,14 @@ pub struct Shared {
 pub type SharedState = Arc<Shared>;
 
 impl Shared {
-    /// The state of a server on `config`: its apps, metrics and the single-node cluster stage
-    /// (which starts the webhook pipelines).
-    pub fn start(config: Config) -> SharedState {
+    /// The state of a server on `config`: its apps, metrics and the cluster stage it asks for
+    /// (which starts the webhook pipelines; a cluster node connects to Redis and joins first).
+    pub async fn start(config: Config) -> std::io::Result<SharedState> {
         let app_ids = config.apps.iter().map(|app| app.id.as_str());
         let metrics = Arc::new(Metrics::new(&config.metrics.prefix, app_ids));
         let apps = AppRegistry::new(&config.apps);
-        Arc::new(Shared {
-            cluster: Cluster::local(&config, &apps, metrics.clone()),
+        Ok(Arc::new(Shared {
+            cluster: Cluster::start(&config, &apps, metrics.clone()).await?,
             apps,
             metrics,
             shutdown: CancellationToken::new(),
@@ -45,7 +45,7 @@ impl Shared {
             connection_limit: ConnectionLimit::new(config.max_connections),
             body_budget: BodyBudget::new(config.http_body_budget.max(config.http_request_limit)),
             config,
-        })
+        }))
     }
 
     /// The validated configuration.

@@ -8,8 +8,9 @@
 //! lock and it is carried out after the lock is released, so carrying it out may wait (on Redis,
 //! in a cluster) without holding a lock.
 //!
-//! `local` (one node) is the only implementation so far; `redis` joins it behind this enum.
-//! Queries are `async` because the Redis one will wait on Redis.
+//! `local` (one node) and `redis` (a node of a cluster sharing one Redis) are the
+//! implementations. Queries are `async` and may fail with [`Unavailable`] because the Redis one
+//! waits on Redis.
 
 mod local;
 pub mod redis;
@@ -22,11 +23,12 @@ pub use crate::engine::{CachedEvent, ChannelSummary};
 pub use local::LocalCluster;
 
 use crate::apps::{App, AppRegistry};
-use crate::config::Config;
+use crate::config::{ClusterConfig, Config};
 use crate::engine::{ChannelFull, PresenceMember};
 use crate::metrics::{Metrics, WebhookHealth};
 use crate::outbound::{Outbound, WireFrame};
 use crate::protocol::SocketId;
+use redis::RedisCluster;
 
 /// A socket's subscription request, authorized already (`R`: the socket's handle).
 pub struct Subscription<'a, R = Outbound> {
@@ -53,25 +55,103 @@ pub struct Subscribed {
 }
 
 /// A step of the caller's still to be carried out in its channel's line (another thread is
-/// carrying the line out): a joiner's reply, a published event, a client event. The caller
-/// waits for it before it goes on, so what it does next cannot overtake it.
+/// carrying the line out, or Redis is still to confirm it): a joiner's reply, a published event,
+/// a client event. The caller waits for it before it goes on, so what it does next cannot
+/// overtake it.
 #[must_use = "the caller must not go on before the step is carried out"]
-pub struct Pending(tokio::sync::oneshot::Receiver<()>);
+pub struct Pending {
+    waiting: Option<Waiting>,
+    refusal: Option<Refusal>,
+    /// An event handed to Redis: a REST answer waits for it too, so a trigger sent after the
+    /// answer cannot reach Redis first.
+    publish: bool,
+}
+
+enum Waiting {
+    Line(tokio::sync::oneshot::Receiver<()>),
+    Outcome(tokio::sync::oneshot::Receiver<Outcome>),
+}
+
+/// How a step that Redis had to decide ended.
+pub enum Outcome {
+    /// Carried out.
+    Done,
+    /// A subscription refused after the socket asked (the member limit counts the whole
+    /// cluster, so only Redis knows): the socket forgets the channel and reports the error.
+    Refused(Refusal),
+}
+
+/// A subscription the cluster refused.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The channel.
+    pub channel: Arc<str>,
+    /// Why, as the client is told.
+    pub error: crate::protocol::codes::SubscriptionError,
+}
 
 impl Pending {
     fn new(done: tokio::sync::oneshot::Receiver<()>) -> Pending {
-        Pending(done)
+        Pending {
+            waiting: Some(Waiting::Line(done)),
+            refusal: None,
+            publish: false,
+        }
+    }
+
+    /// A step decided elsewhere (on Redis); `publish` for an event handed to Redis.
+    pub fn decided(done: tokio::sync::oneshot::Receiver<Outcome>, publish: bool) -> Pending {
+        Pending {
+            waiting: Some(Waiting::Outcome(done)),
+            refusal: None,
+            publish,
+        }
+    }
+
+    /// Whether a REST answer must wait for it even after the request's last event.
+    pub fn is_publish(&self) -> bool {
+        self.publish
+    }
+
+    fn finish(&mut self, outcome: Option<Outcome>) {
+        self.waiting = None;
+        if let Some(Outcome::Refused(refusal)) = outcome {
+            self.refusal = Some(refusal);
+        }
     }
 
     /// Whether the step has been carried out by now.
     pub fn is_done(&mut self) -> bool {
         use tokio::sync::oneshot::error::TryRecvError;
-        !matches!(self.0.try_recv(), Err(TryRecvError::Empty))
+        let outcome = match &mut self.waiting {
+            None => return true,
+            Some(Waiting::Line(done)) => match done.try_recv() {
+                Err(TryRecvError::Empty) => return false,
+                Ok(()) | Err(TryRecvError::Closed) => None,
+            },
+            Some(Waiting::Outcome(done)) => match done.try_recv() {
+                Err(TryRecvError::Empty) => return false,
+                Ok(outcome) => Some(outcome),
+                Err(TryRecvError::Closed) => None,
+            },
+        };
+        self.finish(outcome);
+        true
     }
 
-    /// Resolves once the step has been carried out (cancel-safe: wait again after a drop).
-    pub async fn done(&mut self) {
-        let _ = (&mut self.0).await;
+    /// Resolves once the step has been carried out, with the refusal of a subscription Redis
+    /// refused (cancel-safe: wait again after a drop).
+    pub async fn done(&mut self) -> Option<Refusal> {
+        let outcome = match &mut self.waiting {
+            None => None,
+            Some(Waiting::Line(done)) => {
+                let _ = done.await;
+                None
+            }
+            Some(Waiting::Outcome(done)) => done.await.ok(),
+        };
+        self.finish(outcome);
+        self.refusal.take()
     }
 
     /// Waits for `pending`, if there is one.
@@ -96,10 +176,17 @@ pub struct ClientEvent<'a> {
     pub user_id: Option<&'a str>,
 }
 
+/// The cluster-wide state cannot be read (Redis is unreachable): a REST query answers 503
+/// rather than a partial answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
+
 /// The stage in use.
 pub enum Cluster {
     /// A single node: local state is the whole truth.
     Local(LocalCluster),
+    /// A node of a cluster: Redis holds the truth, this node its own sockets.
+    Redis(RedisCluster),
 }
 
 impl Cluster {
@@ -108,10 +195,26 @@ impl Cluster {
         Cluster::Local(LocalCluster::start(config, apps, metrics))
     }
 
+    /// The stage `config.cluster` asks for: a cluster node connects to Redis and joins first.
+    pub async fn start(
+        config: &Config,
+        apps: &AppRegistry,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Cluster> {
+        match &config.cluster {
+            ClusterConfig::Local => Ok(Cluster::local(config, apps, metrics)),
+            ClusterConfig::Redis(redis) => {
+                let node = RedisCluster::start(config, redis, apps, metrics).await?;
+                Ok(Cluster::Redis(node))
+            }
+        }
+    }
+
     /// Counts a new connection against the app's quota; false (nothing counted) when full.
     pub fn try_add_connection(&self, app: &App) -> bool {
         match self {
             Cluster::Local(local) => local.app(app).try_add_connection(),
+            Cluster::Redis(node) => node.app(app).try_add_connection(),
         }
     }
 
@@ -119,6 +222,7 @@ impl Cluster {
     pub fn remove_connection(&self, app: &App) {
         match self {
             Cluster::Local(local) => local.app(app).remove_connection(),
+            Cluster::Redis(node) => node.app(app).remove_connection(),
         }
     }
 
@@ -131,6 +235,7 @@ impl Cluster {
     ) -> Result<Subscribed, ChannelFull> {
         match self {
             Cluster::Local(local) => local.app(app).subscribe(request),
+            Cluster::Redis(node) => Ok(node.app(app).subscribe(request)),
         }
     }
 
@@ -139,6 +244,7 @@ impl Cluster {
     pub fn leave(&self, app: &App, channel: &str, socket: SocketId) -> bool {
         match self {
             Cluster::Local(local) => local.app(app).leave(channel, socket),
+            Cluster::Redis(node) => node.app(app).leave(channel, socket),
         }
     }
 
@@ -156,6 +262,7 @@ impl Cluster {
     ) -> Option<Pending> {
         match self {
             Cluster::Local(local) => local.app(app).publish(channel, frame, except, cache),
+            Cluster::Redis(node) => Some(node.app(app).publish(channel, frame, except, cache)),
         }
     }
 
@@ -163,6 +270,7 @@ impl Cluster {
     pub fn client_event(&self, app: &App, event: ClientEvent<'_>) -> Option<Pending> {
         match self {
             Cluster::Local(local) => local.app(app).client_event(event),
+            Cluster::Redis(node) => Some(node.app(app).client_event(event)),
         }
     }
 
@@ -170,6 +278,7 @@ impl Cluster {
     pub fn sign_in(&self, app: &App, user_id: &Arc<str>, socket: SocketId, outbound: Outbound) {
         match self {
             Cluster::Local(local) => local.sign_in(app, user_id, socket, outbound),
+            Cluster::Redis(node) => node.app(app).sign_in(user_id, socket, outbound),
         }
     }
 
@@ -177,41 +286,62 @@ impl Cluster {
     pub fn sign_out(&self, app: &App, user_id: &str, socket: SocketId) {
         match self {
             Cluster::Local(local) => local.sign_out(app, user_id, socket),
+            Cluster::Redis(node) => node.app(app).sign_out(user_id, socket),
         }
     }
 
     /// The channel's counts; `None` when unoccupied.
-    pub async fn channel(&self, app: &App, channel: &str) -> Option<ChannelSummary> {
+    pub async fn channel(
+        &self,
+        app: &App,
+        channel: &str,
+    ) -> Result<Option<ChannelSummary>, Unavailable> {
         match self {
-            Cluster::Local(local) => local.channel(app, channel),
+            Cluster::Local(local) => Ok(local.channel(app, channel)),
+            Cluster::Redis(node) => node.channel(app, channel).await,
         }
     }
 
     /// Every occupied channel whose name starts with `prefix`.
-    pub async fn channels(&self, app: &App, prefix: &str) -> Vec<ChannelSummary> {
+    pub async fn channels(
+        &self,
+        app: &App,
+        prefix: &str,
+    ) -> Result<Vec<ChannelSummary>, Unavailable> {
         match self {
-            Cluster::Local(local) => local.channels(app, prefix),
+            Cluster::Local(local) => Ok(local.channels(app, prefix)),
+            Cluster::Redis(node) => node.channels(app, prefix).await,
         }
     }
 
     /// The user ids present in a presence channel.
-    pub async fn users(&self, app: &App, channel: &str) -> Vec<Arc<str>> {
+    pub async fn users(&self, app: &App, channel: &str) -> Result<Vec<Arc<str>>, Unavailable> {
         match self {
-            Cluster::Local(local) => local.users(app, channel),
+            Cluster::Local(local) => Ok(local.users(app, channel)),
+            Cluster::Redis(node) => node.users(app, channel).await,
         }
     }
 
     /// The channel's cached event, if one is live.
-    pub async fn cached(&self, app: &App, channel: &str) -> Option<CachedEvent> {
+    pub async fn cached(
+        &self,
+        app: &App,
+        channel: &str,
+    ) -> Result<Option<CachedEvent>, Unavailable> {
         match self {
-            Cluster::Local(local) => local.cached(app, channel),
+            Cluster::Local(local) => Ok(local.cached(app, channel)),
+            Cluster::Redis(node) => node.cached(app, channel).await,
         }
     }
 
-    /// Closes every connection signed in as the user with 4009; returns how many.
-    pub async fn terminate_connections(&self, app: &App, user_id: &str) -> usize {
+    /// Closes every connection signed in as the user with 4009, on every node.
+    pub async fn terminate_connections(&self, app: &App, user_id: &str) -> Result<(), Unavailable> {
         match self {
-            Cluster::Local(local) => local.terminate_connections(app, user_id),
+            Cluster::Local(local) => {
+                local.terminate_connections(app, user_id);
+                Ok(())
+            }
+            Cluster::Redis(node) => node.terminate_connections(app, user_id).await,
         }
     }
 
@@ -219,6 +349,7 @@ impl Cluster {
     pub fn purge_caches(&self) {
         match self {
             Cluster::Local(local) => local.purge_caches(),
+            Cluster::Redis(_) => {}
         }
     }
 
@@ -226,6 +357,7 @@ impl Cluster {
     pub fn webhook_health(&self, app_id: &str) -> Option<WebhookHealth> {
         match self {
             Cluster::Local(local) => local.webhook_health(app_id),
+            Cluster::Redis(_) => None,
         }
     }
 
@@ -234,6 +366,7 @@ impl Cluster {
     pub async fn flush(&self, bound: Duration) {
         match self {
             Cluster::Local(local) => local.flush(bound).await,
+            Cluster::Redis(node) => node.flush(bound).await,
         }
     }
 }

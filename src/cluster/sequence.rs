@@ -19,7 +19,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
 /// Lines per app: enough that busy channels rarely share one, few enough to cost nothing idle.
-const LINES: usize = 64;
+pub const LINES: usize = 64;
 
 struct Line<T> {
     steps: VecDeque<T>,

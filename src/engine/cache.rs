@@ -15,6 +15,14 @@ pub struct CachedEvent {
 }
 
 impl CachedEvent {
+    /// An event kept elsewhere (in Redis) with `ttl` left.
+    pub fn new(frame: Arc<str>, ttl: Duration) -> CachedEvent {
+        CachedEvent {
+            frame,
+            expires_at: Instant::now() + ttl,
+        }
+    }
+
     /// The data string as published, read back from the frame (REST `info=cache` only).
     pub fn data(&self) -> String {
         #[derive(serde::Deserialize)]

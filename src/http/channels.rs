@@ -25,7 +25,7 @@ pub async fn list(
         ));
     }
     let mut channels = Map::new();
-    for summary in shared.cluster().channels(&auth.app, prefix).await {
+    for summary in shared.cluster().channels(&auth.app, prefix).await? {
         let attributes = channel_attributes(&summary.name, Some(&summary), &info);
         channels.insert(summary.name.to_string(), Value::Object(attributes));
     }
@@ -52,7 +52,7 @@ pub async fn show(
             "cache is only available for cache channels".into(),
         ));
     }
-    let summary = shared.cluster().channel(app, &channel).await;
+    let summary = shared.cluster().channel(app, &channel).await?;
     let mut body = Map::new();
     body.insert("occupied".into(), json!(summary.is_some()));
     if summary.is_some() {
@@ -62,7 +62,7 @@ pub async fn show(
         let cache = shared
             .cluster()
             .cached(app, &channel)
-            .await
+            .await?
             .map(|cached| json!({ "data": cached.data(), "ttl": cached.ttl().as_secs() }));
         body.insert("cache".into(), cache.unwrap_or(Value::Null));
     }
@@ -85,7 +85,7 @@ pub async fn users(
     let users: Vec<Value> = shared
         .cluster()
         .users(&auth.app, &channel)
-        .await
+        .await?
         .iter()
         .map(|id| json!({ "id": &**id }))
         .collect();

@@ -37,6 +37,9 @@ pub enum ApiError {
     /// 503: a process-wide bound is reached; retrying later can succeed.
     #[error("{0}")]
     Busy(String),
+    /// 503: the cluster-wide state (Redis) cannot be reached; a partial answer would mislead.
+    #[error("the cluster state cannot be reached; retry later")]
+    Unavailable,
     /// 426: a plain HTTP request (or an unsupported WebSocket version) at the WebSocket endpoint.
     #[error("{0}")]
     UpgradeRequired(String),
@@ -57,9 +60,15 @@ impl ApiError {
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy(_) | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+}
+
+impl From<crate::cluster::Unavailable> for ApiError {
+    fn from(_: crate::cluster::Unavailable) -> ApiError {
+        ApiError::Unavailable
     }
 }
 

@@ -290,7 +290,10 @@ fn publish_from(
             let last = next.is_none() && j + 1 == event.channels.len();
             // The last event of a request on a plain channel needs no wait: nothing of this
             // request can overtake it, and nothing reads it back.
-            if let (Some(pending), false) = (pending, last && !cached) {
+            // Except an event handed to Redis: a trigger sent after this answer must not reach
+            // Redis first.
+            let skip = |pending: &Pending| last && !cached && !pending.is_publish();
+            if let Some(pending) = pending.filter(|p| !skip(p)) {
                 let next = Cursor {
                     event: i,
                     channel: j + 1,
@@ -302,18 +305,22 @@ fn publish_from(
     None
 }
 
-async fn info_for(shared: &Shared, app: &App, event: &ValidEvent) -> Map<String, Value> {
+async fn info_for(
+    shared: &Shared,
+    app: &App,
+    event: &ValidEvent,
+) -> Result<Map<String, Value>, ApiError> {
     let mut channels = Map::new();
     if let Some(info) = &event.info {
         for channel in &event.channels {
-            let summary = shared.cluster().channel(app, channel).await;
+            let summary = shared.cluster().channel(app, channel).await?;
             channels.insert(
                 channel.clone(),
                 Value::Object(channel_attributes(channel, summary.as_ref(), info)),
             );
         }
     }
-    channels
+    Ok(channels)
 }
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
@@ -330,7 +337,7 @@ pub async fn trigger(
     let event = publish_all(&shared, &app, vec![event]).await?.remove(0);
     if event.info.is_some() {
         Ok(Json(
-            json!({ "channels": info_for(&shared, &app, &event).await }),
+            json!({ "channels": info_for(&shared, &app, &event).await? }),
         ))
     } else {
         Ok(Json(json!({})))
@@ -357,7 +364,7 @@ pub async fn batch(
     for event in &events {
         // Each batch item has one channel; report that channel's attributes.
         let attributes = info_for(&shared, &app, event)
-            .await
+            .await?
             .into_iter()
             .next()
             .map(|(_, v)| v);

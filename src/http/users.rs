@@ -25,6 +25,6 @@ pub async fn terminate_connections(
     shared
         .cluster()
         .terminate_connections(&auth.app, user_id)
-        .await;
+        .await?;
     Ok(Json(json!({})))
 }

@@ -61,6 +61,37 @@ impl WireFrame {
         }
     }
 
+    /// Frames this server encoded, as they came back from another node: checked to be whole
+    /// unmasked data frames, so bytes from elsewhere can never break a client's stream.
+    pub fn from_wire(bytes: &[u8]) -> Option<WireFrame> {
+        let mut rest = bytes;
+        let mut messages = 0;
+        while !rest.is_empty() {
+            let (&first, after) = rest.split_first()?;
+            let (&second, after) = after.split_first()?;
+            if first != FIN | OPCODE_TEXT || second & 0x80 != 0 {
+                return None;
+            }
+            let (length, after) = match second {
+                126 => (
+                    u16::from_be_bytes(after.get(..2)?.try_into().ok()?) as usize,
+                    &after[2..],
+                ),
+                127 => (
+                    u64::from_be_bytes(after.get(..8)?.try_into().ok()?) as usize,
+                    &after[8..],
+                ),
+                n => (usize::from(n), after),
+            };
+            rest = after.get(length..)?;
+            messages += 1;
+        }
+        (messages > 0).then(|| WireFrame {
+            bytes: Bytes::copy_from_slice(bytes),
+            messages,
+        })
+    }
+
     /// Several frames joined, to reach each socket in one write, in this order.
     pub fn joined(frames: &[WireFrame]) -> WireFrame {
         let mut out = BytesMut::with_capacity(frames.iter().map(WireFrame::len).sum());
@@ -171,6 +202,25 @@ mod tests {
         let joined = WireFrame::joined(&[a.clone(), b.clone()]);
         assert_eq!(joined.as_ref(), [a.as_ref(), b.as_ref()].concat());
         assert_eq!(joined.messages(), 2);
+    }
+
+    #[test]
+    fn frames_from_another_node_are_checked_whole() {
+        let frames = [1, 126, 70_000].map(|len| WireFrame::text(&"x".repeat(len)));
+        let joined = WireFrame::joined(&frames);
+        let back = WireFrame::from_wire(joined.as_ref()).unwrap();
+        assert_eq!((back.messages(), back.as_ref()), (3, joined.as_ref()));
+        assert_eq!(
+            WireFrame::from_wire(&joined.as_ref()[..joined.len() - 1]),
+            None,
+            "cut short"
+        );
+        assert_eq!(
+            WireFrame::from_wire(WireFrame::ping().as_ref()),
+            None,
+            "control frame"
+        );
+        assert_eq!(WireFrame::from_wire(b""), None);
     }
 
     #[test]

@@ -115,6 +115,8 @@ pub enum SubscriptionError {
     MemberTooLarge { size: usize, max: usize },
     /// The connection is already in `channel_limits.max_channels_per_connection` channels.
     TooManyChannels(usize),
+    /// The cluster's shared state (Redis) cannot be reached; retrying later can succeed.
+    Unavailable(String),
 }
 
 impl SubscriptionError {
@@ -128,6 +130,7 @@ impl SubscriptionError {
             SubscriptionError::MembersLimit(_)
             | SubscriptionError::MemberTooLarge { .. }
             | SubscriptionError::TooManyChannels(_) => "LimitReached",
+            SubscriptionError::Unavailable(_) => "ServerUnavailable",
         }
     }
 
@@ -138,6 +141,7 @@ impl SubscriptionError {
             SubscriptionError::InvalidChannel(_) | SubscriptionError::InvalidChannelData(_) => 4009,
             SubscriptionError::MembersLimit(_) | SubscriptionError::TooManyChannels(_) => 4100,
             SubscriptionError::MemberTooLarge { .. } => 4301,
+            SubscriptionError::Unavailable(_) => 503,
         }
     }
 }
@@ -148,6 +152,7 @@ impl fmt::Display for SubscriptionError {
             SubscriptionError::Auth(why) => write!(f, "The connection is unauthorized: {why}"),
             SubscriptionError::InvalidChannel(why) => write!(f, "Invalid channel: {why}"),
             SubscriptionError::InvalidChannelData(why) => write!(f, "Invalid channel_data: {why}"),
+            SubscriptionError::Unavailable(why) => write!(f, "Service unavailable: {why}"),
             SubscriptionError::MembersLimit(max) => {
                 write!(
                     f,

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{ClusterConfig, Config};
+use crate::config::Config;
 use crate::http;
 use crate::state::{Shared, SharedState};
 
@@ -33,22 +33,13 @@ impl Server {
         for key in &config.unknown_keys {
             tracing::warn!(key = %key, "config key is not used by Herald; ignored");
         }
-        if let ClusterConfig::Redis(_) = &config.cluster {
-            // Running N nodes that each believe they are alone would send every webhook N
-            // times: refuse until the shared state is in place.
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "adapter.driver \"redis\": cluster mode is not available in this version of \
-                 Herald yet (only its node registry is); run a single node (adapter.driver \"local\")",
-            ));
-        }
         let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
         let metrics_listener = if config.metrics.enabled {
             Some(TcpListener::bind((config.metrics.host.as_str(), config.metrics.port)).await?)
         } else {
             None
         };
-        let shared = Shared::start(config);
+        let shared = Shared::start(config).await?;
         Ok(Server {
             shared,
             listener,

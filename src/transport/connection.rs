@@ -19,7 +19,7 @@ use tungstenite::Message;
 use super::liveness::{Due, Liveness};
 use super::session::{ConnectionSlot, Session};
 use crate::apps::App;
-use crate::cluster::Pending;
+use crate::cluster::{Pending, Refusal};
 use crate::outbound::{Flushed, Outbound, OutboundQueue, WireFrame};
 use crate::protocol::codes::SocketError;
 use crate::protocol::frames;
@@ -183,7 +183,12 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
             }
             // A subscription's reply or a client event is being carried out by another thread:
             // the next frame waits, so nothing of this socket's overtakes it.
-            _ = Reading::sent(&mut reading.waiting), if waiting => reading.waiting = None,
+            refusal = Reading::sent(&mut reading.waiting), if waiting => {
+                reading.waiting = None;
+                if let Some(refusal) = refusal {
+                    session.refused(refusal);
+                }
+            }
             _ = &mut timer => {
                 match session.liveness.due(Instant::now()) {
                     Due::Nothing => {}
@@ -236,9 +241,10 @@ impl Reading {
         None
     }
 
-    async fn sent(waiting: &mut Option<Pending>) {
-        if let Some(pending) = waiting {
-            pending.done().await;
+    async fn sent(waiting: &mut Option<Pending>) -> Option<Refusal> {
+        match waiting {
+            Some(pending) => pending.done().await,
+            None => None,
         }
     }
 }

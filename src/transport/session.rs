@@ -8,10 +8,11 @@ use tokio::time::Instant;
 
 use super::liveness::Liveness;
 use crate::apps::App;
+use crate::cluster::Refusal;
 use crate::metrics::AppMetrics;
 use crate::outbound::{Outbound, WireFrame};
 use crate::protocol::codes::SocketError;
-use crate::protocol::SocketId;
+use crate::protocol::{frames, SocketId};
 use crate::state::SharedState;
 
 /// Client events accepted in the current one-second window.
@@ -138,6 +139,12 @@ impl Session {
                 .cluster()
                 .leave(&self.app, channel, self.socket_id);
         }
+    }
+
+    /// A subscription the cluster refused after the socket asked: forgotten, and reported.
+    pub fn refused(&mut self, refusal: Refusal) {
+        self.channels.remove(&refusal.channel);
+        self.send(frames::subscription_error(&refusal.channel, &refusal.error));
     }
 
     fn leave_all(&mut self) {

@@ -80,7 +80,20 @@ impl WebhookEvent {
     pub fn from_fields<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Option<WebhookEvent> {
         let channel: Arc<str> = Arc::from(field("channel")?);
         let user = || field("user_id").map(Arc::from);
+        let text = |name| field(name).map(str::to_owned);
         Some(match field("name")? {
+            "client_event" => WebhookEvent::ClientEvent {
+                channel,
+                event: text("event")?,
+                data: text("data")?,
+                socket_id: text("socket_id")?,
+                user_id: user(),
+            },
+            "cache_miss" => WebhookEvent::CacheMiss { channel },
+            "subscription_count" => WebhookEvent::SubscriptionCount {
+                channel,
+                subscription_count: field("subscription_count")?.parse().ok()?,
+            },
             "channel_occupied" => WebhookEvent::ChannelOccupied { channel },
             "channel_vacated" => WebhookEvent::ChannelVacated { channel },
             "member_added" => WebhookEvent::MemberAdded {
@@ -93,6 +106,37 @@ impl WebhookEvent {
             },
             _ => return None,
         })
+    }
+
+    /// The fields [`WebhookEvent::from_fields`] reads back, besides `name` and `channel`.
+    pub fn extra_fields(&self) -> Vec<(&'static str, String)> {
+        match self {
+            WebhookEvent::ChannelOccupied { .. }
+            | WebhookEvent::ChannelVacated { .. }
+            | WebhookEvent::CacheMiss { .. } => Vec::new(),
+            WebhookEvent::MemberAdded { user_id, .. }
+            | WebhookEvent::MemberRemoved { user_id, .. } => {
+                vec![("user_id", user_id.to_string())]
+            }
+            WebhookEvent::ClientEvent {
+                event,
+                data,
+                socket_id,
+                user_id,
+                ..
+            } => {
+                let mut fields = vec![
+                    ("event", event.clone()),
+                    ("data", data.clone()),
+                    ("socket_id", socket_id.clone()),
+                ];
+                fields.extend(user_id.as_ref().map(|u| ("user_id", u.to_string())));
+                fields
+            }
+            WebhookEvent::SubscriptionCount {
+                subscription_count, ..
+            } => vec![("subscription_count", subscription_count.to_string())],
+        }
     }
 
     /// The event's kind (its `name`).

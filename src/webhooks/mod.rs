@@ -109,6 +109,16 @@ impl StreamEndpoint {
         &self.key
     }
 
+    /// Whether the endpoint receives some events of this kind of app `app_id`.
+    pub fn wants(&self, app_id: &str, kind: EventKind) -> bool {
+        app_id == self.app_id && self.filter.kinds().contains(kind)
+    }
+
+    /// The app the endpoint belongs to.
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
     /// Whether the endpoint receives `event` of app `app_id`.
     pub fn takes(&self, app_id: &str, event: &WebhookEvent) -> bool {
         app_id == self.app_id && self.filter.matches(event)

@@ -51,6 +51,8 @@ fn join<'a>(channel: &'a str, socket: &'a str, member: Option<(&'a str, &'a str)
         channel,
         socket,
         member,
+        max_members: 0,
+        cached: false,
     }
 }
 
@@ -352,6 +354,8 @@ async fn only_apps_with_webhook_endpoints_fill_the_streams() {
         channel: "room",
         socket: "1.2",
         member: None,
+        max_members: 0,
+        cached: false,
     };
     state.join(&mut con, &hooked).await.unwrap();
     assert_eq!(

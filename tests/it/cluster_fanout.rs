@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use herald::cluster::redis::connect;
 use herald::cluster::redis::fanout::{Broadcast, BroadcastBody, Fanout, Received};
+use herald::outbound::WireFrame;
 
 use crate::redis_server::RedisServer;
 
@@ -14,6 +15,10 @@ async fn node(redis: &RedisServer, origin: &str) -> (Fanout, Received) {
     Fanout::start(&redis.url(), "t", origin, publisher)
         .await
         .unwrap()
+}
+
+fn frame(json: &str) -> WireFrame {
+    WireFrame::text(json)
 }
 
 async fn next(received: &mut Received) -> Broadcast {
@@ -35,7 +40,7 @@ async fn a_publish_reaches_every_listening_node_once_and_in_order() {
     for i in 0..200 {
         let except = (i % 2 == 0).then_some("9.9");
         let receivers = a
-            .publish("app", "room", except, &format!(r#"{{"n":{i}}}"#))
+            .publish("app", "room", except, &frame(&format!(r#"{{"n":{i}}}"#)))
             .await
             .unwrap();
         assert_eq!(
@@ -46,7 +51,7 @@ async fn a_publish_reaches_every_listening_node_once_and_in_order() {
     for received in [&mut from_a, &mut at_b] {
         for i in 0..200 {
             let broadcast = next(received).await;
-            let event = BroadcastBody::Event(format!(r#"{{"n":{i}}}"#));
+            let event = BroadcastBody::Event(frame(&format!(r#"{{"n":{i}}}"#)));
             assert_eq!(broadcast.body, event, "in order");
             assert_eq!(broadcast.version, None);
             assert_eq!(
@@ -57,7 +62,9 @@ async fn a_publish_reaches_every_listening_node_once_and_in_order() {
             assert_eq!(broadcast.except.as_deref(), (i % 2 == 0).then_some("9.9"));
         }
     }
-    c.publish("app", "elsewhere", None, "{}").await.unwrap();
+    c.publish("app", "elsewhere", None, &frame("{}"))
+        .await
+        .unwrap();
     assert_eq!(
         next(&mut at_c).await.channel,
         "elsewhere",
@@ -65,10 +72,13 @@ async fn a_publish_reaches_every_listening_node_once_and_in_order() {
     );
 
     b.unlisten("app", "room").await.unwrap();
-    assert_eq!(a.publish("app", "room", None, "{}").await.unwrap(), 1);
+    assert_eq!(
+        a.publish("app", "room", None, &frame("{}")).await.unwrap(),
+        1
+    );
     assert_eq!(
         next(&mut from_a).await.body,
-        BroadcastBody::Event("{}".into())
+        BroadcastBody::Event(frame("{}"))
     );
     assert!(
         tokio::time::timeout(Duration::from_millis(200), at_b.broadcasts.recv())

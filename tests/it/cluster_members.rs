@@ -42,7 +42,7 @@ fn follow(joiner: &mut Joiner, notices: &[Broadcast]) {
                     joiner.socket
                 );
             }
-            BroadcastBody::Event(_) => {}
+            BroadcastBody::Event(_) | BroadcastBody::Terminate { .. } => {}
         }
     }
 }
@@ -79,6 +79,8 @@ async fn concurrent_joins_on_three_nodes_keep_every_member_list_consistent() {
                     channel: CHANNEL,
                     socket: &socket,
                     member: Some((&user, "{}")),
+                    max_members: 0,
+                    cached: false,
                 };
                 let joined = state.join(&mut con, &joining).await.unwrap();
                 assert!(

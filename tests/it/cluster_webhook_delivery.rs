@@ -50,6 +50,8 @@ async fn a_dead_holders_open_batch_is_resent_under_its_id_and_nothing_is_inverte
         channel: "presence-w",
         socket,
         member: Some((user, "{}")),
+        max_members: 0,
+        cached: false,
     };
     state.join(&mut con, &join("1.1", "u1")).await.unwrap();
     state.join(&mut con, &join("1.2", "u2")).await.unwrap();
@@ -136,6 +138,8 @@ async fn a_slow_receiver_does_not_let_the_lease_lapse() {
         channel: "slow",
         socket: "1.1",
         member: None,
+        max_members: 0,
+        cached: false,
     };
     state.join(&mut con, &joining).await.unwrap();
     // Each answer takes three times the lease.

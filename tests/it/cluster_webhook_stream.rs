@@ -25,6 +25,8 @@ async fn a_batch_cut_short_by_a_death_is_resent_under_its_id_by_the_next_holder(
             channel: "room",
             socket: "1.1",
             member: None,
+            max_members: 0,
+            cached: false,
         };
         state.join(&mut con, &joining).await.unwrap();
         state.leave(&mut con, "a", "room", "1.1").await.unwrap();

@@ -10,6 +10,8 @@ mod client_events;
 mod cluster_channels;
 mod cluster_fanout;
 mod cluster_members;
+mod cluster_mode;
+mod cluster_node;
 mod cluster_nodes;
 mod cluster_webhook_delivery;
 mod cluster_webhook_stream;

@@ -337,16 +337,27 @@ fn now_secs() -> u64 {
         .as_secs()
 }
 
+/// Something serving the REST API: an in-process server or a node in a child process.
+pub trait Served {
+    fn http_url(&self, path: &str) -> String;
+}
+
+impl Served for TestServer {
+    fn http_url(&self, path: &str) -> String {
+        TestServer::http_url(self, path)
+    }
+}
+
 /// A signed REST request, as the official server SDKs build it.
 pub struct Rest<'a> {
-    pub server: &'a TestServer,
+    pub server: &'a dyn Served,
     pub key: &'a str,
     pub secret: &'a str,
     pub timestamp: u64,
 }
 
 impl<'a> Rest<'a> {
-    pub fn new(server: &'a TestServer) -> Rest<'a> {
+    pub fn new(server: &'a dyn Served) -> Rest<'a> {
         Rest {
             server,
             key: KEY,

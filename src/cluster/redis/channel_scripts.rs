@@ -44,9 +44,10 @@ local function emit(stream, name, app, channel, user)
 end
 
 -- Removes a socket from a channel whose keys start with `ch` (`...:ch:{app}:{channel}`); with
--- `owner`, only if that incarnation holds it; `origin` publishes the notice on `topic`.
+-- `owner`, only if that incarnation holds it; `origin` publishes the notice on `topic`; `index`
+-- is the app's set of occupied channels in the partition.
 -- Returns {changed, count, vacated, removed}.
-local function leave_socket(ch, pending, stream, topic, origin, socket, app, channel, grace, owner)
+local function leave_socket(ch, index, pending, stream, topic, origin, socket, app, channel, grace, owner)
   local sockets = ch .. ':sockets'
   local held = redis.call('HGET', sockets, socket)
   local bar = held and string.find(held, '|', 1, true)
@@ -71,6 +72,7 @@ local function leave_socket(ch, pending, stream, topic, origin, socket, app, cha
   end
   if count == 0 then
     vacated = 1
+    redis.call('SREM', index, channel)
     if grace > 0 then
       redis.call('ZADD', pending, due, 'v\n' .. app .. '\n' .. channel)
     elseif redis.call('HDEL', ch .. ':flags', 'occupied') == 1 then
@@ -81,18 +83,21 @@ local function leave_socket(ch, pending, stream, topic, origin, socket, app, cha
 end
 ";
 
-/// KEYS: sockets, users, infos, flags, owned, pending, stream, reaped.
+/// KEYS: sockets, users, infos, flags, owned, pending, stream, reaped, the app's occupied
+/// channels in the partition, the channel's cached event.
 /// ARGV: socket, incarnation, user id ('' off presence), user info, app, channel, owned entry,
-/// topic, channel key stem.
-/// Returns {changed, subscription count, occupied now, member added now, version, members...}:
-/// on presence channels the member list (user id, user info, ...) as of `version`; `changed` is
-/// -1 when the incarnation was reaped already (it is fenced and must not add sockets: nobody
-/// would reap them again).
+/// topic, channel key stem, member limit (0: none), '1' on cache channels.
+/// Returns {changed, subscription count, occupied now, member added now, version, cached event,
+/// members...}: on presence channels the member list (user id, user info, ...) as of `version`,
+/// on cache channels the cached event ('' when none) as of `version`. `changed` is -1 when the
+/// incarnation was reaped already (it is fenced and must not add sockets: nobody would reap them
+/// again), -2 when the user would be one member too many.
 pub const JOIN: &str = r"
 local socket, inc, user, info, app, channel, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local topic, ch = ARGV[8], ARGV[9]
+local topic, ch, max_members, cached = ARGV[8], ARGV[9], tonumber(ARGV[10]), ARGV[11] == '1'
 local function reply(changed, count, occupied, added)
   local result = {changed, count, occupied, added, tonumber(redis.call('HGET', KEYS[4], 'version') or '0')}
+  table.insert(result, cached and (redis.call('GET', KEYS[10]) or '') or '')
   if user ~= '' then
     for _, field in ipairs(redis.call('HGETALL', KEYS[3])) do
       table.insert(result, field)
@@ -101,16 +106,22 @@ local function reply(changed, count, occupied, added)
   return result
 end
 if redis.call('ZSCORE', KEYS[8], inc) then
-  return {-1, redis.call('HLEN', KEYS[1]), 0, 0, 0}
+  return {-1, redis.call('HLEN', KEYS[1]), 0, 0, 0, ''}
 end
-if redis.call('HSETNX', KEYS[1], socket, inc .. '|' .. user) == 0 then
+if redis.call('HEXISTS', KEYS[1], socket) == 1 then
   return reply(0, redis.call('HLEN', KEYS[1]), 0, 0)
 end
+if user ~= '' and max_members > 0 and redis.call('HEXISTS', KEYS[2], user) == 0
+    and redis.call('HLEN', KEYS[2]) >= max_members then
+  return {-2, redis.call('HLEN', KEYS[1]), 0, 0, 0, ''}
+end
+redis.call('HSET', KEYS[1], socket, inc .. '|' .. user)
 redis.call('SADD', KEYS[5], entry)
 local count = redis.call('HLEN', KEYS[1])
 local occupied, added = 0, 0
 if count == 1 then
   occupied = 1
+  redis.call('SADD', KEYS[9], channel)
   local held = redis.call('ZREM', KEYS[6], 'v\n' .. app .. '\n' .. channel)
   if held == 0 and redis.call('HSETNX', KEYS[4], 'occupied', '1') == 1 then
     emit(KEYS[7], 'channel_occupied', app, channel)
@@ -128,12 +139,13 @@ end
 return reply(1, count, occupied, added)
 ";
 
-/// KEYS: the channel's key stem (`...:ch:{app}:{channel}`), owned, pending, stream.
+/// KEYS: the channel's key stem (`...:ch:{app}:{channel}`), owned, pending, stream, the app's
+/// occupied channels in the partition.
 /// ARGV: socket, app, channel, owned entry, grace ms, topic, incarnation.
 /// Returns {changed, subscription count, vacated now, member removed now}.
 pub const LEAVE: &str = r"
 redis.call('SREM', KEYS[2], ARGV[4])
-return leave_socket(KEYS[1], KEYS[3], KEYS[4], ARGV[6], ARGV[7], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[5]))
+return leave_socket(KEYS[1], KEYS[5], KEYS[3], KEYS[4], ARGV[6], ARGV[7], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[5]))
 ";
 
 /// Removes up to `limit` sockets a dead incarnation left in one partition, as if each left, and
@@ -154,7 +166,8 @@ for _, entry in ipairs(entries) do
   local app, channel, socket = string.match(entry, '^([^\n]*)\n([^\n]*)\n(.*)$')
   local ch = base .. app .. ':' .. channel
   local topic = topics .. app .. ':' .. channel
-  removed = removed + leave_socket(ch, KEYS[2], KEYS[3], topic, reaper, socket, app, channel, grace, dead)[1]
+  local index = string.sub(base, 1, -4) .. 'occupied:' .. app
+  removed = removed + leave_socket(ch, index, KEYS[2], KEYS[3], topic, reaper, socket, app, channel, grace, dead)[1]
 end
 return {removed, redis.call('SCARD', KEYS[1])}
 ";
@@ -184,4 +197,16 @@ for _, hold in ipairs(due) do
   end
 end
 return emitted
+";
+
+/// Keeps a cache channel's event and publishes it, in one step, with the channel's next
+/// version: a joiner's cached event and the events after it never overlap or leave a gap.
+/// KEYS: the cached event, flags. ARGV: ttl ms, the frame JSON, topic, the message up to its
+/// version (`h1\ne\n{origin}\n{except}\n`), the framed bytes.
+/// Returns the version.
+pub const PUBLISH_CACHED: &str = r"
+redis.call('SET', KEYS[1], ARGV[2], 'PX', tonumber(ARGV[1]))
+local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. version .. '\n' .. ARGV[5])
+return version
 ";

@@ -15,7 +15,7 @@
 use ::redis::aio::ConnectionManager;
 use ::redis::{RedisError, Script};
 
-use super::channel_scripts::{JOIN, LEAVE, PRELUDE, REAP, SWEEP};
+use super::channel_scripts::{JOIN, LEAVE, PRELUDE, PUBLISH_CACHED, REAP, SWEEP};
 use super::fanout::topic;
 
 /// Partitions: the unit of webhook ordering and of leases, and the hash tag of channel keys.
@@ -48,10 +48,14 @@ impl Transition {
 /// What a join changed, and the member list the joiner is to be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
-    /// The change (none when fenced).
+    /// The change (none when fenced or full).
     pub transition: Transition,
     /// This incarnation was reaped as dead: it must close its sockets and rejoin as a new one.
     pub fenced: bool,
+    /// The user would have been one member more than the channel's limit: nothing changed.
+    pub full: bool,
+    /// On cache channels, the cached event's frame as of `version`.
+    pub cached: Option<String>,
     /// The channel's member-notice version the list was read at: the joiner gets exactly the
     /// notices above it.
     pub version: u64,
@@ -74,8 +78,9 @@ impl Joined {
             int(reply.get(3))?,
         ));
         let version = int(reply.get(4))? as u64;
+        let cached: String = ::redis::from_redis_value_ref(reply.get(5).ok_or_else(malformed)?)?;
         let members = reply
-            .get(5..)
+            .get(6..)
             .unwrap_or_default()
             .chunks(2)
             .map(|pair| match pair {
@@ -87,7 +92,9 @@ impl Joined {
             })
             .collect::<Result<_, RedisError>>()?;
         Ok(Joined {
-            fenced: changed < 0,
+            fenced: changed == -1,
+            full: changed == -2,
+            cached: Some(cached).filter(|c| !c.is_empty()),
             transition,
             version,
             members,
@@ -105,11 +112,15 @@ pub struct Joining<'a> {
     pub socket: &'a str,
     /// The presence member, with its `user_info` JSON.
     pub member: Option<(&'a str, &'a str)>,
+    /// The channel's member limit (0: none).
+    pub max_members: usize,
+    /// A cache channel: the reply carries its cached event.
+    pub cached: bool,
 }
 
 /// The scripts and key names of the channel state, for one node incarnation.
 pub struct ChannelState {
-    prefix: String,
+    pub(super) prefix: String,
     /// The apps whose events go into the streams: `*`, or their ids one per line.
     webhook_apps: String,
     incarnation: String,
@@ -118,6 +129,7 @@ pub struct ChannelState {
     leave: Script,
     reap: Script,
     sweep: Script,
+    pub(super) publish_cached: Script,
 }
 
 /// A stable hash (FNV-1a), the same in every build: a channel's partition must not change
@@ -152,6 +164,7 @@ impl ChannelState {
             leave: script(LEAVE),
             reap: script(REAP),
             sweep: script(SWEEP),
+            publish_cached: Script::new(PUBLISH_CACHED),
         }
     }
 
@@ -165,18 +178,23 @@ impl ChannelState {
         self
     }
 
-    fn partition_base(&self, partition: u32) -> String {
+    /// Whether the app's events go into the streams.
+    pub(super) fn streams_app(&self, app: &str) -> bool {
+        self.webhook_apps == "*" || self.webhook_apps.lines().any(|hooked| hooked == app)
+    }
+
+    pub(super) fn partition_base(&self, partition: u32) -> String {
         format!("{}:{{p{partition}}}:", self.prefix)
     }
 
     /// The stem of a channel's keys: `{prefix}:{pN}:ch:{app}:{channel}`.
-    fn channel_stem(&self, app: &str, channel: &str) -> String {
+    pub(super) fn channel_stem(&self, app: &str, channel: &str) -> String {
         let base = self.partition_base(partition_of(app, channel));
         format!("{base}ch:{app}:{channel}")
     }
 
     /// The keys of one channel, in the order JOIN takes them.
-    fn channel_keys(&self, app: &str, channel: &str) -> [String; 8] {
+    fn channel_keys(&self, app: &str, channel: &str) -> [String; 10] {
         let base = self.partition_base(partition_of(app, channel));
         let keys = format!("{base}ch:{app}:{channel}");
         [
@@ -188,6 +206,8 @@ impl ChannelState {
             format!("{base}pending"),
             format!("{base}events"),
             format!("{base}reaped"),
+            format!("{base}occupied:{app}"),
+            format!("{keys}:cache"),
         ]
     }
 
@@ -225,6 +245,8 @@ impl ChannelState {
             ))
             .arg(topic(&self.prefix, joining.app, joining.channel))
             .arg(self.channel_stem(joining.app, joining.channel))
+            .arg(joining.max_members)
+            .arg(if joining.cached { "1" } else { "" })
             .arg(&self.webhook_apps)
             .invoke_async(con)
             .await?;
@@ -239,13 +261,14 @@ impl ChannelState {
         channel: &str,
         socket: &str,
     ) -> Result<Transition, RedisError> {
-        let [_, _, _, _, owned, pending, stream, _] = self.channel_keys(app, channel);
+        let [_, _, _, _, owned, pending, stream, _, index, _] = self.channel_keys(app, channel);
         let reply = self
             .leave
             .key(self.channel_stem(app, channel))
             .key(owned)
             .key(pending)
             .key(stream)
+            .key(index)
             .arg(socket)
             .arg(app)
             .arg(channel)

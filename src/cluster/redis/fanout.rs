@@ -14,14 +14,22 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::outbound::WireFrame;
+
 /// The wire format's version, first on every message: a node refuses what it cannot read.
 const VERSION: &str = "h1";
 
 /// What a broadcast carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BroadcastBody {
-    /// An event's frame JSON, for every subscriber but the excluded socket.
-    Event(String),
+    /// An event's frames as the wire carries them, for every subscriber but the excluded
+    /// socket (framed once, by the publishing node).
+    Event(WireFrame),
+    /// Close every socket signed in as this user (`terminate_connections`).
+    Terminate {
+        /// The user.
+        user_id: String,
+    },
     /// A presence member joined the channel (published by the join script).
     MemberAdded {
         /// The user.
@@ -58,6 +66,9 @@ pub struct Broadcast {
 pub fn topic(prefix: &str, app: &str, channel: &str) -> String {
     format!("{prefix}:bc:{app}:{channel}")
 }
+
+/// The topic of an app's user-wide commands: not a channel name (`#` is not allowed in one).
+const USERS_TOPIC: &str = "#users";
 
 /// A node's side of the fan-out.
 pub struct Fanout {
@@ -144,18 +155,39 @@ impl Fanout {
         }
     }
 
+    /// Starts receiving the app's user-wide commands (every node listens to them).
+    pub async fn listen_users(&self, app: &str) -> Result<(), RedisError> {
+        self.listen(app, USERS_TOPIC).await
+    }
+
+    /// The start of an event's message, up to its version.
+    pub fn event_header(&self, except: Option<&str>) -> String {
+        format!("{VERSION}\ne\n{}\n{}\n", self.origin, except.unwrap_or(""))
+    }
+
     /// Publishes one event to every node listening to its channel; returns how many received it.
     pub async fn publish(
         &self,
         app: &str,
         channel: &str,
         except: Option<&str>,
-        payload: &str,
+        frame: &WireFrame,
     ) -> Result<u64, RedisError> {
-        let except = except.unwrap_or("");
-        let message = format!("{VERSION}\ne\n{}\n{except}\n\n{payload}", self.origin);
+        let mut message = self.event_header(except).into_bytes();
+        message.push(b'\n');
+        message.extend_from_slice(frame.as_ref());
         ::redis::cmd("PUBLISH")
             .arg(self.topic(app, channel))
+            .arg(message)
+            .query_async(&mut self.publisher.clone())
+            .await
+    }
+
+    /// Asks every node to close the sockets signed in as `user_id`.
+    pub async fn terminate(&self, app: &str, user_id: &str) -> Result<u64, RedisError> {
+        let message = format!("{VERSION}\nt\n{}\n\n\n{user_id}", self.origin);
+        ::redis::cmd("PUBLISH")
+            .arg(self.topic(app, USERS_TOPIC))
             .arg(message)
             .query_async(&mut self.publisher.clone())
             .await
@@ -169,25 +201,25 @@ impl Fanout {
 fn decode(topic_prefix: &str, topic: &str, message: &[u8]) -> Option<Broadcast> {
     // App ids may hold ':' but channel names may not (Pusher's rules): split at the last one.
     let (app, channel) = topic.strip_prefix(topic_prefix)?.rsplit_once(':')?;
-    let mut parts = std::str::from_utf8(message).ok()?.splitn(6, '\n');
-    if parts.next()? != VERSION {
+    let mut parts = message.splitn(6, |&byte| byte == b'\n');
+    let mut line = || std::str::from_utf8(parts.next()?).ok();
+    if line()? != VERSION {
         return None;
     }
-    let kind = parts.next()?;
-    let origin = parts.next()?.to_owned();
-    let except = Some(parts.next()?)
-        .filter(|e| !e.is_empty())
-        .map(str::to_owned);
-    let version = match parts.next()? {
+    let kind = line()?;
+    let origin = line()?.to_owned();
+    let except = Some(line()?).filter(|e| !e.is_empty()).map(str::to_owned);
+    let version = match line()? {
         "" => None,
         version => Some(version.parse().ok()?),
     };
     let body = parts.next()?;
+    let text = || std::str::from_utf8(body).ok();
     let body = match kind {
-        "e" => BroadcastBody::Event(body.to_owned()),
+        "e" => BroadcastBody::Event(WireFrame::from_wire(body)?),
         "a" => {
             // `{length of the user id}:{user id}{user info}`: a user id may hold anything.
-            let (length, rest) = body.split_once(':')?;
+            let (length, rest) = text()?.split_once(':')?;
             let length: usize = length.parse().ok()?;
             let (user_id, user_info) = (rest.get(..length)?, rest.get(length..)?);
             BroadcastBody::MemberAdded {
@@ -196,7 +228,10 @@ fn decode(topic_prefix: &str, topic: &str, message: &[u8]) -> Option<Broadcast> 
             }
         }
         "r" => BroadcastBody::MemberRemoved {
-            user_id: body.to_owned(),
+            user_id: text()?.to_owned(),
+        },
+        "t" => BroadcastBody::Terminate {
+            user_id: text()?.to_owned(),
         },
         _ => return None,
     };
@@ -216,17 +251,20 @@ mod tests {
 
     #[test]
     fn messages_decode_with_their_topic() {
-        let message = b"h1\ne\nn1.ab\n12.34\n\n{\"event\":\"e\",\"data\":\"a\\nb\"}";
-        let broadcast = decode("t:bc:", "t:bc:my:app:presence-room", message).unwrap();
+        let frame = WireFrame::text(r#"{"event":"e","data":"a\nb"}"#);
+        let message = [b"h1\ne\nn1.ab\n12.34\n\n".as_slice(), frame.as_ref()].concat();
+        let broadcast = decode("t:bc:", "t:bc:my:app:presence-room", &message).unwrap();
         assert_eq!(broadcast.app, "my:app");
         assert_eq!(broadcast.channel, "presence-room");
         assert_eq!(broadcast.origin, "n1.ab");
         assert_eq!(broadcast.except.as_deref(), Some("12.34"));
         assert_eq!(broadcast.version, None);
-        assert_eq!(
-            broadcast.body,
-            BroadcastBody::Event(r#"{"event":"e","data":"a\nb"}"#.to_owned())
-        );
+        assert_eq!(broadcast.body, BroadcastBody::Event(frame));
+        let unframed = decode("t:bc:", "t:bc:a:c", b"h1\ne\nn1\n\n\n{}");
+        assert_eq!(unframed, None, "an event's body is whole frames");
+        let terminate = decode("t:bc:", "t:bc:a:#users", b"h1\nt\nn1\n\n\nu:1").unwrap();
+        let user_id = "u:1".to_owned();
+        assert_eq!(terminate.body, BroadcastBody::Terminate { user_id });
         let added = decode("t:bc:", "t:bc:a:c", b"h1\na\nn1\n1.2\n7\n3:u\n:{\"x\":\n1}").unwrap();
         assert_eq!(added.version, Some(7));
         let user_info = "{\"x\":\n1}".to_owned();
@@ -239,13 +277,13 @@ mod tests {
         assert_eq!(removed.except, None);
         let user_id = "u".to_owned();
         assert_eq!(removed.body, BroadcastBody::MemberRemoved { user_id });
-        let other_version = decode("t:bc:", "t:bc:a:c", b"h2\ne\nn1\n\n\n{}");
+        let other_version = decode("t:bc:", "t:bc:a:c", b"h2\nr\nn1\n\n\nu");
         assert_eq!(other_version, None);
         assert_eq!(
-            decode("t:bc:", "t:bc:a:c", b"h1\nz\nn1\n\n\n{}"),
+            decode("t:bc:", "t:bc:a:c", b"h1\nz\nn1\n\n\nu"),
             None,
             "another kind"
         );
-        assert_eq!(decode("t:bc:", "other:a:c", b"h1\ne\nn1\n\n\n{}"), None);
+        assert_eq!(decode("t:bc:", "other:a:c", b"h1\nr\nn1\n\n\nu"), None);
     }
 }

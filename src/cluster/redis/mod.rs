@@ -1,25 +1,31 @@
-//! The cluster stage on Redis (being built): nodes that share one Redis behave as one server.
+//! The cluster stage on Redis: nodes that share one Redis behave as one server.
 //!
-//! What is here so far: the node registry (membership, heartbeats, dead-node detection and
-//! fencing, [`node`]) and the cluster-wide channel state ([`channel_state`]: scripts that return
-//! the transition and append its webhook event to the channel's partition stream, the grace
-//! period held in Redis, the reaping of a dead incarnation's sockets), and the node's duties
-//! each heartbeat ([`liveness`]: beat, notice fencing, reap the dead, sweep due holds), and
-//! cross-node fan-out on pub/sub ([`fanout`]), and the leases, cursors and batch records of the
-//! webhook streams ([`webhook_stream`]) and their delivery ([`webhook_delivery`]). The tasks
-//! that run them and the wiring into
-//! [`crate::cluster::Cluster`] come next; until they do, a config with `adapter.driver: "redis"`
-//! is refused at start-up rather than run as independent nodes.
+//! [`RedisCluster`] (in `stage`) is the stage of a node: its apps ([`app`]) keep only the node's
+//! own sockets, their lines' workers ([`worker`]) run subscriptions and leaves through the
+//! cluster-wide channel state ([`channel_state`]: scripts that return the transition, append its
+//! webhook event to the channel's partition stream and publish its member notice), and their
+//! lines ([`line`]) deliver what comes back from Redis ([`fanout`]). The node registry
+//! ([`node`]) and the node's duties ([`liveness`]) find dead nodes and fence this one; the
+//! webhook streams ([`webhook_stream`]) are delivered by whichever node holds a partition's
+//! lease ([`webhook_delivery`], [`webhook_rounds`]). `docs/cluster.md` has the design.
 
+pub mod app;
+mod channel_reads;
 mod channel_scripts;
 pub mod channel_state;
 pub mod fanout;
+pub mod line;
+pub mod link;
 pub mod liveness;
 pub mod node;
+mod stage;
 pub mod webhook_delivery;
+pub mod webhook_rounds;
 pub mod webhook_stream;
+mod worker;
 
 pub use node::{Beat, JoinError, NodeMembership};
+pub use stage::RedisCluster;
 
 /// A connection manager for the configured Redis: one multiplexed connection, reconnected in the
 /// background with back-off; every command is bounded by a response timeout.

@@ -59,6 +59,15 @@ local ms = now[1] * 1000 + math.floor(now[2] / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (ms - tonumber(ARGV[1])))
 ";
 
+/// Leaves the cluster: frees the id if this incarnation holds it, and drops it from the live
+/// set. KEYS: id key, live set. ARGV: incarnation.
+const LEAVE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+";
+
 /// Why a node could not join the cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
@@ -233,6 +242,17 @@ impl NodeMembership {
             .arg(self.keys.live())
             .arg(dead)
             .query_async(con)
+            .await
+    }
+
+    /// Leaves the cluster at a graceful stop, once every socket of this incarnation has left:
+    /// its id is free at once for the next start, and nobody takes it for dead.
+    pub async fn leave(&self, con: &mut ConnectionManager) -> Result<(), RedisError> {
+        Script::new(LEAVE)
+            .key(self.keys.id(&self.id))
+            .key(self.keys.live())
+            .arg(&self.incarnation)
+            .invoke_async(con)
             .await
     }
 

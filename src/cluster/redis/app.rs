@@ -1,0 +1,263 @@
+//! One app on a cluster node: the node's own sockets (to deliver to), the ordered lines of its
+//! channels, and the queues of Redis operations that feed them.
+//!
+//! A subscribe or leave is queued for its line's worker ([`super::worker`]), which runs the
+//! Redis round trips in the order the sockets asked and then puts the step in line; the line
+//! carries it out ([`super::line`]). Broadcasts from Redis go into the same lines. Events are
+//! published to Redis and delivered, here too, when they come back, so every node sees a
+//! channel's events in Redis's order.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+
+use super::line::{LineReplay, Step};
+use super::link::NodeLink;
+use crate::apps::App;
+use crate::cluster::sequence::{ChannelSequence, Ran, LINES};
+use crate::cluster::{ClientEvent, Outcome, Pending, Subscribed, Subscription};
+use crate::config::EventKind;
+use crate::engine::{ChannelRegistry, PresenceMember, UserRegistry};
+use crate::metrics::AppMetrics;
+use crate::outbound::{Outbound, WireFrame};
+use crate::protocol::codes::SocketError;
+use crate::protocol::{frames, SocketId};
+use crate::webhooks::WebhookEvent;
+
+/// Steps one caller carries out before the rest of the line moves to a task of its own.
+const STEPS_PER_RUN: usize = 256;
+
+/// A subscription on its way through Redis.
+pub struct JoinRequest {
+    pub channel: Arc<str>,
+    pub socket: SocketId,
+    pub outbound: Outbound,
+    pub member: Option<PresenceMember>,
+    pub cached: bool,
+    /// Resolved once the joiner's reply is queued, or with the refusal.
+    pub done: oneshot::Sender<Outcome>,
+    /// Asked again (its list was too old when it arrived): already counted as in flight.
+    pub again: bool,
+}
+
+impl JoinRequest {
+    /// The same request, to be run again.
+    pub fn again(self) -> JoinRequest {
+        JoinRequest {
+            again: true,
+            ..self
+        }
+    }
+}
+
+/// A Redis operation of one line, run by its worker in order.
+pub enum Op {
+    Join(JoinRequest),
+    Leave { channel: Arc<str>, socket: SocketId },
+}
+
+/// One app on a cluster node.
+pub struct RedisApp {
+    pub(super) app: Arc<App>,
+    pub(super) link: Arc<NodeLink>,
+    pub(super) channels: ChannelRegistry<Outbound>,
+    users: UserRegistry<Outbound>,
+    sequence: ChannelSequence<Step>,
+    /// Per line, the versioned-delivery state of its channels.
+    replay: Box<[Mutex<LineReplay>]>,
+    ops: Box<[mpsc::UnboundedSender<Op>]>,
+    pub(super) metrics: Arc<AppMetrics>,
+    /// Publishes and line runs on tasks of their own: shutdown waits for them.
+    tasks: TaskTracker,
+    connections: AtomicUsize,
+}
+
+impl RedisApp {
+    /// The app's empty state, and the receiving ends of its lines' operation queues (one per
+    /// line, in line order) for the workers.
+    pub fn new(
+        app: Arc<App>,
+        link: Arc<NodeLink>,
+        metrics: Arc<AppMetrics>,
+        tasks: TaskTracker,
+    ) -> (Arc<RedisApp>, Vec<mpsc::UnboundedReceiver<Op>>) {
+        let (ops, queues): (Vec<_>, Vec<_>) = (0..LINES).map(|_| mpsc::unbounded_channel()).unzip();
+        let app = Arc::new(RedisApp {
+            app,
+            link,
+            channels: ChannelRegistry::default(),
+            users: UserRegistry::default(),
+            sequence: ChannelSequence::default(),
+            replay: (0..LINES).map(|_| Mutex::default()).collect(),
+            ops: ops.into_boxed_slice(),
+            metrics,
+            tasks,
+            connections: AtomicUsize::new(0),
+        });
+        (app, queues)
+    }
+
+    pub(super) fn replay(&self, line: usize) -> MutexGuard<'_, LineReplay> {
+        self.replay[line].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues an operation for its line's worker.
+    pub(super) fn enqueue(&self, line: usize, op: Op) {
+        self.link.ops_begun();
+        if self.ops[line].send(op).is_err() {
+            // The workers are gone (shutdown ended): nothing will run it.
+            self.link.ops_ended();
+        }
+    }
+
+    /// Puts a step in its line and carries the line out; `Some` while another thread does.
+    pub(super) fn push(self: &Arc<Self>, line: usize, step: Step) -> Option<oneshot::Receiver<()>> {
+        let ticket = self.sequence.push(line, step);
+        self.run(line);
+        self.sequence.wait_for(ticket)
+    }
+
+    /// The line of `channel`.
+    pub(super) fn line_of(&self, channel: &str) -> usize {
+        self.sequence.line_of(channel)
+    }
+
+    fn run(self: &Arc<Self>, line: usize) {
+        let ran = self
+            .sequence
+            .run(line, STEPS_PER_RUN, |step| self.carry_out(line, step));
+        if ran == Ran::More {
+            let app = self.clone();
+            tokio::spawn(self.tasks.track_future(async move { app.run(line) }));
+        }
+    }
+
+    /// Subscribes: Redis decides (the member limit counts the whole cluster), so the socket
+    /// always waits on the returned `Pending`.
+    pub fn subscribe(&self, request: Subscription<'_>) -> Subscribed {
+        let Subscription {
+            channel,
+            socket,
+            outbound,
+            member,
+            cached,
+        } = request;
+        let subscribed = self.channels.with_channel(channel, false, |view| {
+            view.is_some_and(|v| v.recipients().iter().any(|(s, _)| *s == socket))
+        });
+        let (done, decided) = oneshot::channel();
+        let join = JoinRequest {
+            channel: Arc::from(channel),
+            socket,
+            outbound: outbound.clone(),
+            member: member.cloned(),
+            cached,
+            done,
+            again: false,
+        };
+        self.enqueue(self.line_of(channel), Op::Join(join));
+        Subscribed {
+            newly: !subscribed,
+            pending: Some(Pending::decided(decided, false)),
+        }
+    }
+
+    /// Unsubscribes: the socket gets nothing more of the channel, then Redis forgets it.
+    pub fn leave(&self, channel: &str, socket: SocketId) -> bool {
+        let channel = Arc::from(channel);
+        self.enqueue(self.line_of(&channel), Op::Leave { channel, socket });
+        true
+    }
+
+    /// Publishes a frame through Redis; the `Pending` resolves once Redis took it.
+    pub fn publish(
+        &self,
+        channel: &str,
+        frame: WireFrame,
+        except: Option<SocketId>,
+        cache: Option<Arc<str>>,
+    ) -> Pending {
+        let (done, decided) = oneshot::channel();
+        let link = self.link.clone();
+        let (app, channel) = (self.app.id.clone(), channel.to_owned());
+        self.tasks.spawn(async move {
+            let except = except.map(|s| s.to_string());
+            let published = link
+                .publish(&app, &channel, &frame, except.as_deref(), cache.as_deref())
+                .await;
+            if let Err(error) = published {
+                tracing::warn!(%error, app, channel, "an event could not be published to Redis; dropped");
+            }
+            let _ = done.send(Outcome::Done);
+        });
+        Pending::decided(decided, true)
+    }
+
+    /// Relays a client event through Redis, and its webhook into the channel's stream.
+    pub fn client_event(&self, event: ClientEvent<'_>) -> Pending {
+        let ClientEvent {
+            channel,
+            name,
+            data,
+            socket,
+            user_id,
+        } = event;
+        let frame = WireFrame::text(&frames::client_event(name, channel, data, user_id));
+        if self.link.wants(&self.app.id, EventKind::ClientEvent) {
+            let webhook = WebhookEvent::ClientEvent {
+                channel: Arc::from(channel),
+                event: name.to_owned(),
+                data: serde_json::from_str::<String>(data.get())
+                    .unwrap_or_else(|_| data.get().to_owned()),
+                socket_id: socket.to_string(),
+                user_id: user_id.map(Arc::from),
+            };
+            self.append(webhook);
+        }
+        self.publish(channel, frame, Some(socket), None)
+    }
+
+    /// Appends a webhook event this node saw to its channel's stream, on a task.
+    pub(super) fn append(&self, event: WebhookEvent) {
+        let link = self.link.clone();
+        let app = self.app.id.clone();
+        self.tasks
+            .spawn(async move { link.append(&app, &event).await });
+    }
+
+    /// Records that `socket` signed in as `user_id`.
+    pub fn sign_in(&self, user_id: &Arc<str>, socket: SocketId, outbound: Outbound) {
+        self.users.add(user_id, socket, outbound);
+    }
+
+    /// Forgets `socket`'s sign-in.
+    pub fn sign_out(&self, user_id: &str, socket: SocketId) {
+        self.users.remove(user_id, socket);
+    }
+
+    /// Closes this node's connections signed in as the user (asked by any node).
+    pub(super) fn terminate_here(&self, user_id: &str) {
+        for outbound in self.users.connections(user_id) {
+            outbound.close(SocketError::Unauthorized(
+                "connections terminated by the server".into(),
+            ));
+        }
+    }
+
+    /// Counts a new connection against the app's quota on this node; false when full.
+    pub fn try_add_connection(&self) -> bool {
+        let max = self.app.max_connections.unwrap_or(usize::MAX);
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Releases a connection counted by [`RedisApp::try_add_connection`].
+    pub fn remove_connection(&self) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,134 @@
+//! A node's link to Redis, shared by its apps: the command connection, the channel scripts, the
+//! fan-out, and the counts shutdown and the webhook task watch.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::ConnectionManager;
+use ::redis::RedisError;
+use tokio::sync::Notify;
+
+use super::channel_state::ChannelState;
+use super::fanout::Fanout;
+use crate::config::EventKind;
+use crate::outbound::WireFrame;
+use crate::webhooks::{StreamEndpoint, WebhookEvent};
+
+/// What every app of a cluster node reaches Redis through.
+pub struct NodeLink {
+    con: ConnectionManager,
+    /// The channel scripts of this incarnation.
+    pub state: Arc<ChannelState>,
+    /// Pub/sub fan-out.
+    pub fanout: Fanout,
+    /// Every webhook endpoint of every app.
+    pub endpoints: Arc<[StreamEndpoint]>,
+    cache_ttl: Duration,
+    /// Operations queued and not finished yet.
+    ops: AtomicUsize,
+    idle: Notify,
+    /// Woken when a script of this node appended webhook events.
+    pub webhooks_due: Notify,
+}
+
+impl NodeLink {
+    /// The link over `con`.
+    pub fn new(
+        con: ConnectionManager,
+        state: Arc<ChannelState>,
+        fanout: Fanout,
+        endpoints: Arc<[StreamEndpoint]>,
+        cache_ttl: Duration,
+    ) -> NodeLink {
+        NodeLink {
+            con,
+            state,
+            fanout,
+            endpoints,
+            cache_ttl,
+            ops: AtomicUsize::new(0),
+            idle: Notify::new(),
+            webhooks_due: Notify::new(),
+        }
+    }
+
+    /// A handle on the command connection (cheap: one multiplexed connection).
+    pub fn con(&self) -> ConnectionManager {
+        self.con.clone()
+    }
+
+    /// Whether any endpoint of the app takes events of this kind.
+    pub fn wants(&self, app: &str, kind: EventKind) -> bool {
+        self.endpoints.iter().any(|e| e.wants(app, kind))
+    }
+
+    /// Publishes an event's frame; on cache channels it becomes the channel's cached event.
+    pub async fn publish(
+        &self,
+        app: &str,
+        channel: &str,
+        frame: &WireFrame,
+        except: Option<&str>,
+        cache: Option<&str>,
+    ) -> Result<(), RedisError> {
+        match cache {
+            Some(text) => {
+                let mut con = self.con();
+                let target = (app, channel);
+                self.state
+                    .publish_cached(
+                        &mut con,
+                        &self.fanout,
+                        target,
+                        (text, frame),
+                        except,
+                        self.cache_ttl,
+                    )
+                    .await
+                    .map(drop)
+            }
+            None => self
+                .fanout
+                .publish(app, channel, except, frame)
+                .await
+                .map(drop),
+        }
+    }
+
+    /// Appends a webhook event this node saw, if an endpoint wants its kind.
+    pub async fn append(&self, app: &str, event: &WebhookEvent) {
+        if !self.wants(app, event.kind()) {
+            return;
+        }
+        match self.state.append(&mut self.con(), app, event).await {
+            Ok(()) => self.webhooks_due.notify_one(),
+            Err(error) => {
+                tracing::warn!(%error, app, "a webhook event could not be appended to its Redis stream; lost")
+            }
+        }
+    }
+
+    /// One more operation is queued.
+    pub fn ops_begun(&self) {
+        self.ops.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// An operation finished.
+    pub fn ops_ended(&self) {
+        if self.ops.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Resolves once no operation is queued or running.
+    pub async fn ops_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.ops.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The stage of a node in a cluster on Redis: where the truth is Redis, and this node holds
+//! only its own sockets.
+//!
+//! Started tasks: one worker per line per app ([`super::worker`]), the intake of broadcasts
+//! from Redis into the lines, the node's duties ([`super::liveness`]) and the webhook delivery
+//! of the partitions this node holds ([`super::webhook_rounds`]).
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::app::RedisApp;
+use super::channel_state::ChannelState;
+use super::fanout::{Broadcast, BroadcastBody, Fanout};
+use super::line::Step;
+use super::link::NodeLink;
+use super::liveness::Liveness;
+use super::node::{check_eviction_policy, NodeMembership};
+use super::webhook_rounds;
+use super::webhook_stream::WebhookStreams;
+use crate::apps::{App, AppRegistry};
+use crate::cluster::{CachedEvent, ChannelSummary, Unavailable};
+use crate::config::{Config, RedisConfig};
+use crate::metrics::Metrics;
+use crate::protocol::{ChannelKind, ChannelType};
+use crate::webhooks::StreamEndpoint;
+
+/// A node of a cluster on Redis.
+pub struct RedisCluster {
+    link: Arc<NodeLink>,
+    membership: Arc<NodeMembership>,
+    /// Per app, in [`App::index`] order.
+    apps: Vec<Arc<RedisApp>>,
+    close: CancellationToken,
+    tasks: TaskTracker,
+    /// Publishes and line runs, waited for at shutdown before the workers stop.
+    app_tasks: TaskTracker,
+    streams: Arc<WebhookStreams>,
+}
+
+fn start_error(what: &str, error: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!(
+        "cluster mode (adapter.driver \"redis\"): {what}: {error}"
+    ))
+}
+
+impl RedisCluster {
+    /// Connects to Redis, joins the cluster under the node's id and starts the node's tasks.
+    pub async fn start(
+        config: &Config,
+        redis: &RedisConfig,
+        apps: &AppRegistry,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<RedisCluster> {
+        let mut con = super::connect(&redis.url)
+            .await
+            .map_err(|e| start_error("cannot connect to Redis", e))?;
+        check_eviction_policy(&mut con).await;
+        let membership = NodeMembership::join(&mut con, redis)
+            .await
+            .map_err(|e| start_error("cannot join the cluster", e))?;
+        let membership = Arc::new(membership);
+        let incarnation = membership.incarnation().to_owned();
+        tracing::info!(node = %incarnation, prefix = %redis.prefix, "joined the cluster");
+        let endpoints: Arc<[StreamEndpoint]> =
+            StreamEndpoint::all(&config.apps, metrics.clone()).into();
+        let hooked: Vec<&str> = config
+            .apps
+            .iter()
+            .filter(|app| !app.webhooks.is_empty())
+            .map(|app| app.id.as_str())
+            .collect();
+        let grace_ms = config.webhooks.grace_period.as_millis() as u64;
+        let state = Arc::new(
+            ChannelState::new(&redis.prefix, &incarnation, grace_ms).with_webhook_apps(hooked),
+        );
+        let (fanout, received) =
+            Fanout::start(&redis.url, &redis.prefix, &incarnation, con.clone())
+                .await
+                .map_err(|e| start_error("cannot open the pub/sub connection", e))?;
+        let link = Arc::new(NodeLink::new(
+            con.clone(),
+            state.clone(),
+            fanout,
+            endpoints,
+            config.channel_cache_ttl,
+        ));
+        let (close, tasks, app_tasks) = (
+            CancellationToken::new(),
+            TaskTracker::new(),
+            TaskTracker::new(),
+        );
+        let mut node_apps = Vec::new();
+        for app in apps.iter() {
+            let (redis_app, queues) = RedisApp::new(
+                app.clone(),
+                link.clone(),
+                metrics.app(&app.id),
+                app_tasks.clone(),
+            );
+            for (line, queue) in queues.into_iter().enumerate() {
+                tasks.spawn(super::worker::run(redis_app.clone(), line, queue));
+            }
+            link.fanout
+                .listen_users(&app.id)
+                .await
+                .map_err(|e| start_error("cannot listen to the cluster's commands", e))?;
+            node_apps.push(redis_app);
+        }
+        tasks.spawn(intake(received.broadcasts, apps.clone(), node_apps.clone()));
+        let duties = Liveness::start(
+            con.clone(),
+            membership.clone(),
+            state,
+            redis.heartbeat_interval,
+            close.clone(),
+        );
+        tasks.spawn(async move {
+            let _ = duties.task.await;
+        });
+        let streams = Arc::new(WebhookStreams::new(
+            &redis.prefix,
+            &incarnation,
+            redis.node_timeout.as_millis() as u64,
+        ));
+        if !link.endpoints.is_empty() {
+            tasks.spawn(webhook_rounds::run(
+                link.clone(),
+                streams.clone(),
+                close.clone(),
+            ));
+        }
+        Ok(RedisCluster {
+            link,
+            membership,
+            apps: node_apps,
+            close,
+            tasks,
+            app_tasks,
+            streams,
+        })
+    }
+
+    /// The live state of `app` on this node.
+    pub fn app(&self, app: &App) -> &Arc<RedisApp> {
+        &self.apps[app.index()]
+    }
+
+    /// The channel's counts across the cluster; `None` when unoccupied.
+    pub async fn channel(
+        &self,
+        app: &App,
+        channel: &str,
+    ) -> Result<Option<ChannelSummary>, Unavailable> {
+        let counts = self
+            .link
+            .state
+            .counts(&mut self.link.con(), &app.id, channel)
+            .await;
+        Ok(counts
+            .map_err(unavailable)?
+            .map(|c| summary(c.name, c.subscription_count, c.user_count)))
+    }
+
+    /// Every occupied channel of the cluster whose name starts with `prefix`.
+    pub async fn channels(
+        &self,
+        app: &App,
+        prefix: &str,
+    ) -> Result<Vec<ChannelSummary>, Unavailable> {
+        let occupied = self
+            .link
+            .state
+            .occupied(&mut self.link.con(), &app.id, prefix)
+            .await;
+        Ok(occupied
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|c| summary(c.name, c.subscription_count, c.user_count))
+            .collect())
+    }
+
+    /// The user ids present in a presence channel, on every node.
+    pub async fn users(&self, app: &App, channel: &str) -> Result<Vec<Arc<str>>, Unavailable> {
+        let ids = self
+            .link
+            .state
+            .user_ids(&mut self.link.con(), &app.id, channel)
+            .await;
+        Ok(ids
+            .map_err(unavailable)?
+            .into_iter()
+            .map(Arc::from)
+            .collect())
+    }
+
+    /// The channel's cached event, if one is live.
+    pub async fn cached(
+        &self,
+        app: &App,
+        channel: &str,
+    ) -> Result<Option<CachedEvent>, Unavailable> {
+        let cached = self
+            .link
+            .state
+            .cached(&mut self.link.con(), &app.id, channel)
+            .await;
+        Ok(cached
+            .map_err(unavailable)?
+            .map(|(frame, ttl)| CachedEvent::new(Arc::from(frame), ttl)))
+    }
+
+    /// Asks every node to close the user's connections.
+    pub async fn terminate_connections(&self, app: &App, user_id: &str) -> Result<(), Unavailable> {
+        self.link
+            .fanout
+            .terminate(&app.id, user_id)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Waits (within `bound`) for the sockets' leaves to reach Redis, where their grace periods
+    /// run (another node releases or cancels them), then delivers what this node holds of the
+    /// webhook streams and leaves the cluster.
+    pub async fn flush(&self, bound: Duration) {
+        let deadline = tokio::time::Instant::now() + bound;
+        let drained = tokio::time::timeout_at(deadline, async {
+            self.app_tasks.close();
+            self.app_tasks.wait().await;
+            self.link.ops_idle().await;
+        })
+        .await
+        .is_ok();
+        if !drained {
+            tracing::warn!("subscription changes still reaching Redis when the shutdown grace period ran out; the cluster reaps them");
+        }
+        if !self.link.endpoints.is_empty() {
+            let round = webhook_rounds::round(&self.link, &self.streams);
+            if tokio::time::timeout_at(deadline, round).await.is_err() {
+                tracing::warn!(
+                    "webhook batches still being delivered at shutdown; another node resends them"
+                );
+            }
+        }
+        self.close.cancel();
+        if drained {
+            if let Err(error) = self.membership.leave(&mut self.link.con()).await {
+                tracing::warn!(%error, "cannot leave the cluster; the node will be taken for dead");
+            }
+        }
+        self.tasks.close();
+        let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), self.tasks.wait()).await;
+    }
+}
+
+fn unavailable(error: ::redis::RedisError) -> Unavailable {
+    tracing::warn!(%error, "a cluster-wide query could not reach Redis");
+    Unavailable
+}
+
+fn summary(name: String, subscriptions: u64, users: u64) -> ChannelSummary {
+    let presence = ChannelType::of(&name).kind == ChannelKind::Presence;
+    ChannelSummary {
+        name: Arc::from(name),
+        subscription_count: subscriptions as usize,
+        user_count: presence.then_some(users as usize),
+    }
+}
+
+/// Puts every broadcast from Redis into its channel's line, in the order Redis sent them.
+async fn intake(
+    mut broadcasts: mpsc::UnboundedReceiver<Broadcast>,
+    registry: AppRegistry,
+    apps: Vec<Arc<RedisApp>>,
+) {
+    while let Some(broadcast) = broadcasts.recv().await {
+        let Some(app) = registry.by_id(&broadcast.app).map(|a| &apps[a.index()]) else {
+            continue;
+        };
+        if let BroadcastBody::Terminate { user_id } = &broadcast.body {
+            app.terminate_here(user_id);
+            continue;
+        }
+        let line = app.line_of(&broadcast.channel);
+        let _ = app.push(line, Step::Received(broadcast));
+    }
+    tracing::error!(
+        "the cluster's pub/sub connection ended; this node hears nothing from the others"
+    );
+}

@@ -1,0 +1,256 @@
+//! Several Herald nodes on one real Redis behave as one server: events, client events and
+//! presence cross nodes, REST queries and terminate answer for the whole cluster, and every
+//! webhook fires once for the cluster, also when a node is killed or stopped for a deploy.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::cluster_node::ClusterNode;
+use crate::receiver::Receiver;
+use crate::redis_server::RedisServer;
+use crate::support::{data_of, Rest, APP_ID};
+
+/// Node config edits: webhooks of every kind to `hook`, with `grace_ms`.
+fn hooked(hook: &Receiver, grace_ms: u64) -> impl Fn(&mut Value) + '_ {
+    move |config: &mut Value| {
+        config["webhooks"] = json!({"grace_period_ms": grace_ms});
+        config["app_manager"]["array"]["apps"][0]["webhooks"] = json!([{
+            "url": hook.url("/hook"),
+            "event_types": ["channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event"]
+        }]);
+    }
+}
+
+/// The webhook events received so far, as (name, channel, user id) triples.
+fn events(hook: &Receiver) -> Vec<(String, String, String)> {
+    hook.events_at("/hook")
+        .iter()
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+            (text("name"), text("channel"), text("user_id"))
+        })
+        .collect()
+}
+
+fn count(events: &[(String, String, String)], name: &str, channel: &str) -> usize {
+    events
+        .iter()
+        .filter(|(n, c, _)| n == name && c == channel)
+        .count()
+}
+
+async fn trigger(node: &ClusterNode, channel: &str, data: &str, except: Option<&str>) {
+    let mut body = json!({"name": "e", "channels": [channel], "data": data});
+    if let Some(socket) = except {
+        body["socket_id"] = json!(socket);
+    }
+    let (status, reply) = Rest::new(node)
+        .post(&format!("/apps/{APP_ID}/events"), body)
+        .await;
+    assert_eq!(status, 200, "{reply}");
+}
+
+#[tokio::test]
+async fn two_nodes_share_events_presence_queries_and_webhooks() {
+    let redis = RedisServer::start();
+    let hook = Receiver::start().await;
+    let a = ClusterNode::start(&redis, hooked(&hook, 0));
+    let b = ClusterNode::start(&redis, hooked(&hook, 0));
+
+    // Events: triggered on one node, delivered on both, in order, exclusion honoured.
+    let (mut on_a, mut on_b) = (a.client().await, b.client().await);
+    on_a.subscribe("room").await;
+    on_b.subscribe("room").await;
+    trigger(&b, "room", "first", None).await;
+    trigger(&a, "room", "second", Some(&on_b.socket_id)).await;
+    trigger(&b, "room", "third", None).await;
+    for expected in ["first", "second", "third"] {
+        assert_eq!(on_a.recv_event("e").await["data"], expected);
+    }
+    for expected in ["first", "third"] {
+        assert_eq!(
+            on_b.recv_event("e").await["data"],
+            expected,
+            "not the excluded one"
+        );
+    }
+
+    // Client events cross nodes and never come back to their sender.
+    on_a.subscribe_private("private-chat").await;
+    on_b.subscribe_private("private-chat").await;
+    on_a.send(json!({"event": "client-typing", "channel": "private-chat", "data": {"who": "a"}}))
+        .await;
+    let relayed = on_b.recv_event("client-typing").await;
+    assert_eq!(relayed["data"]["who"], "a", "{relayed}");
+    on_a.expect_silence(Duration::from_millis(300)).await;
+
+    // Presence: one member list for the cluster, notices to members on every node.
+    let (mut u1, mut u2) = (a.client().await, b.client().await);
+    let list = u1.join_presence("presence-room", "u1").await;
+    assert_eq!(list["presence"]["count"], 1);
+    let list = u2.join_presence("presence-room", "u2").await;
+    assert_eq!(list["presence"]["count"], 2, "{list}");
+    assert_eq!(list["presence"]["hash"]["u1"]["name"], "u1");
+    let added = u1.recv_event("pusher_internal:member_added").await;
+    assert_eq!(data_of(&added)["user_id"], "u2");
+    let mut u1_again = b.client().await;
+    assert_eq!(
+        u1_again.join_presence("presence-room", "u1").await["presence"]["count"],
+        2
+    );
+    u2.expect_silence(Duration::from_millis(300)).await;
+
+    // REST queries answer for the cluster from either node.
+    let (status, channel) = Rest::new(&a)
+        .get(
+            &format!("/apps/{APP_ID}/channels/presence-room"),
+            &[("info", "user_count,subscription_count")],
+        )
+        .await;
+    assert_eq!(status, 200, "{channel}");
+    assert_eq!(channel["occupied"], true);
+    assert_eq!(channel["user_count"], 2);
+    assert_eq!(channel["subscription_count"], 3);
+    let (_, users) = Rest::new(&b)
+        .get(&format!("/apps/{APP_ID}/channels/presence-room/users"), &[])
+        .await;
+    let mut ids: Vec<&str> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["u1", "u2"]);
+    let (_, listing) = Rest::new(&b)
+        .get(&format!("/apps/{APP_ID}/channels"), &[])
+        .await;
+    let listed = listing["channels"].as_object().unwrap();
+    for name in ["room", "private-chat", "presence-room"] {
+        assert!(listed.contains_key(name), "{name} in {listing}");
+    }
+
+    // Leaving on one node is heard on the other; the user's other socket keeps it a member.
+    u1_again.disconnect().await;
+    u2.expect_silence(Duration::from_millis(300)).await;
+    u1.disconnect().await;
+    let removed = u2.recv_event("pusher_internal:member_removed").await;
+    assert_eq!(data_of(&removed)["user_id"], "u1");
+
+    // terminate_connections through one node closes the user's sockets on the other.
+    let mut signed_in = b.client().await;
+    signed_in.sign_in("u9").await;
+    let (status, _) = Rest::new(&a)
+        .post(
+            &format!("/apps/{APP_ID}/users/u9/terminate_connections"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(signed_in.closed().await.code, Some(4009));
+
+    // One webhook per transition for the whole cluster.
+    hook.wait_until(|_| count(&events(&hook), "member_removed", "presence-room") == 1)
+        .await;
+    let seen = events(&hook);
+    assert_eq!(count(&seen, "channel_occupied", "room"), 1, "{seen:?}");
+    assert_eq!(
+        count(&seen, "channel_occupied", "presence-room"),
+        1,
+        "{seen:?}"
+    );
+    assert_eq!(count(&seen, "member_added", "presence-room"), 2, "{seen:?}");
+    assert_eq!(count(&seen, "client_event", "private-chat"), 1, "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_killed_nodes_sockets_are_cleaned_up_once_by_a_survivor() {
+    let redis = RedisServer::start();
+    let hook = Receiver::start().await;
+    let mut a = ClusterNode::start(&redis, hooked(&hook, 200));
+    let b = ClusterNode::start(&redis, hooked(&hook, 200));
+    let mut doomed = a.client().await;
+    doomed.join_presence("presence-lobby", "u1").await;
+    doomed.subscribe("solo").await;
+    let mut survivor = b.client().await;
+    survivor.join_presence("presence-lobby", "u2").await;
+    hook.wait_until(|_| count(&events(&hook), "member_added", "presence-lobby") == 2)
+        .await;
+
+    let killed = tokio::time::Instant::now();
+    a.kill();
+    let removed = survivor.recv_event("pusher_internal:member_removed").await;
+    assert_eq!(data_of(&removed)["user_id"], "u1");
+    hook.wait_until(|_| {
+        let seen = events(&hook);
+        count(&seen, "member_removed", "presence-lobby") == 1
+            && count(&seen, "channel_vacated", "solo") == 1
+    })
+    .await;
+    eprintln!("cleanup webhooks {:?} after SIGKILL", killed.elapsed());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let seen = events(&hook);
+    assert_eq!(
+        count(&seen, "member_removed", "presence-lobby"),
+        1,
+        "{seen:?}"
+    );
+    assert_eq!(count(&seen, "channel_vacated", "solo"), 1, "{seen:?}");
+    assert_eq!(
+        count(&seen, "channel_vacated", "presence-lobby"),
+        0,
+        "still occupied: {seen:?}"
+    );
+    let (_, channel) = Rest::new(&b)
+        .get(
+            &format!("/apps/{APP_ID}/channels/presence-lobby"),
+            &[("info", "subscription_count")],
+        )
+        .await;
+    assert_eq!(
+        channel["subscription_count"], 1,
+        "the dead socket is forgotten"
+    );
+}
+
+#[tokio::test]
+async fn a_node_stopped_for_a_deploy_hands_its_clients_over_without_webhooks() {
+    let redis = RedisServer::start();
+    let hook = Receiver::start().await;
+    let mut a = ClusterNode::start(&redis, hooked(&hook, 2000));
+    let b = ClusterNode::start(&redis, hooked(&hook, 2000));
+    let mut client = a.client().await;
+    client.join_presence("presence-deploy", "u1").await;
+    hook.wait_until(|_| count(&events(&hook), "member_added", "presence-deploy") == 1)
+        .await;
+
+    a.stop();
+    assert_eq!(client.closed().await.code, Some(4200), "told to reconnect");
+    let mut reconnected = b.client().await;
+    reconnected.join_presence("presence-deploy", "u1").await;
+    a.wait_exit();
+    // Past the grace period: the holds were cancelled by the rejoin, nothing more is sent.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let seen = events(&hook);
+    assert_eq!(
+        count(&seen, "channel_vacated", "presence-deploy"),
+        0,
+        "{seen:?}"
+    );
+    assert_eq!(
+        count(&seen, "member_removed", "presence-deploy"),
+        0,
+        "{seen:?}"
+    );
+    assert_eq!(
+        count(&seen, "channel_occupied", "presence-deploy"),
+        1,
+        "{seen:?}"
+    );
+    assert_eq!(
+        count(&seen, "member_added", "presence-deploy"),
+        1,
+        "{seen:?}"
+    );
+}
