@@ -254,3 +254,143 @@ async fn a_node_stopped_for_a_deploy_hands_its_clients_over_without_webhooks() {
         "{seen:?}"
     );
 }
+
+/// Whether the events of `open` / `close` for one key strictly alternate, starting with `open`;
+/// returns how many pairs there were.
+fn alternation(names: &[&str], open: &str, close: &str) -> Result<usize, String> {
+    let mut live = false;
+    let mut pairs = 0;
+    for (i, name) in names.iter().enumerate() {
+        match (*name == open, live) {
+            (true, false) => live = true,
+            (false, true) => {
+                live = false;
+                pairs += 1;
+            }
+            _ => return Err(format!("{name} at {i} breaks the alternation: {names:?}")),
+        }
+    }
+    if live {
+        return Err(format!("ends without its {close}: {names:?}"));
+    }
+    Ok(pairs)
+}
+
+#[tokio::test]
+async fn concurrent_subscribes_and_leaves_on_three_nodes_fire_each_webhook_once() {
+    use std::sync::Arc;
+    use tokio::sync::Barrier;
+
+    const ROUNDS: usize = 20;
+    const PER_NODE: usize = 3;
+    let redis = RedisServer::start();
+    let hook = Receiver::start().await;
+    let nodes: Vec<ClusterNode> = (0..3)
+        .map(|_| ClusterNode::start(&redis, hooked(&hook, 0)))
+        .collect();
+    let mut clients = Vec::new();
+    for node in &nodes {
+        for _ in 0..PER_NODE {
+            clients.push(node.client().await);
+        }
+    }
+    // The test itself is a party too: it ends each round once the cluster is empty again.
+    let barrier = Arc::new(Barrier::new(clients.len() + 1));
+    // Each user has a socket on every node: one member however many of them join at once.
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut client)| {
+            let barrier = barrier.clone();
+            let user = format!("u{}", i % PER_NODE);
+            tokio::spawn(async move {
+                for _ in 0..ROUNDS {
+                    barrier.wait().await;
+                    // Notices of the others' comings and goings arrive in between.
+                    let data = json!({"auth": "", "channel": "race"});
+                    client
+                        .send(json!({"event": "pusher:subscribe", "data": data}))
+                        .await;
+                    client
+                        .recv_event("pusher_internal:subscription_succeeded")
+                        .await;
+                    let member = json!({"user_id": user});
+                    let data = client.presence_data("presence-race", &member);
+                    client
+                        .send(json!({"event": "pusher:subscribe", "data": data}))
+                        .await;
+                    client
+                        .recv_event("pusher_internal:subscription_succeeded")
+                        .await;
+                    barrier.wait().await;
+                    for channel in ["race", "presence-race"] {
+                        let leave =
+                            json!({"event": "pusher:unsubscribe", "data": {"channel": channel}});
+                        client.send(leave).await;
+                    }
+                    // A ping answered means this socket's leaves were handled.
+                    client
+                        .send(json!({"event": "pusher:ping", "data": {}}))
+                        .await;
+                    client.recv_event("pusher:pong").await;
+                    barrier.wait().await;
+                    // The round ends when the cluster has no subscriber left anywhere.
+                    barrier.wait().await;
+                }
+            })
+        })
+        .collect();
+    let rest = Rest::new(&nodes[0]);
+    let rounds = async {
+        for _ in 0..ROUNDS {
+            for _ in 0..3 {
+                barrier.wait().await;
+            }
+            loop {
+                let (_, channels) = rest.get(&format!("/apps/{APP_ID}/channels"), &[]).await;
+                if channels["channels"]
+                    .as_object()
+                    .is_some_and(|c| c.is_empty())
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            barrier.wait().await;
+        }
+    };
+    // A client that failed leaves the others at a barrier: the bound turns that into a failure.
+    tokio::time::timeout(Duration::from_secs(60), rounds)
+        .await
+        .expect("every round within 60 s (a client task failed?)");
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("rounds in time")
+            .unwrap();
+    }
+    // Per round: occupied and vacated of both channels, added and removed of every user.
+    let expected = ROUNDS * (4 + 2 * PER_NODE);
+    hook.wait_until(|_| events(&hook).len() >= expected).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = events(&hook);
+    let names = |channel: &str, user: &str| -> Vec<&str> {
+        seen.iter()
+            .filter(|(_, c, u)| c == channel && u == user)
+            .map(|(n, _, _)| n.as_str())
+            .collect()
+    };
+    for channel in ["race", "presence-race"] {
+        let pairs = alternation(&names(channel, ""), "channel_occupied", "channel_vacated");
+        assert_eq!(pairs, Ok(ROUNDS), "{channel}");
+    }
+    for user in 0..PER_NODE {
+        let pairs = alternation(
+            &names("presence-race", &format!("u{user}")),
+            "member_added",
+            "member_removed",
+        );
+        assert_eq!(pairs, Ok(ROUNDS), "u{user}");
+    }
+    assert_eq!(seen.len(), expected, "0 lost, 0 duplicated");
+}
