@@ -394,3 +394,43 @@ async fn concurrent_subscribes_and_leaves_on_three_nodes_fire_each_webhook_once(
     }
     assert_eq!(seen.len(), expected, "0 lost, 0 duplicated");
 }
+
+#[tokio::test]
+async fn a_node_paused_past_the_timeout_is_fenced_closes_its_sockets_and_rejoins() {
+    let redis = RedisServer::start();
+    let hook = Receiver::start().await;
+    let a = ClusterNode::start(&redis, hooked(&hook, 0));
+    let b = ClusterNode::start(&redis, hooked(&hook, 0));
+    let mut paused = a.client().await;
+    paused.subscribe("paused-room").await;
+    hook.wait_until(|_| count(&events(&hook), "channel_occupied", "paused-room") == 1)
+        .await;
+
+    a.pause();
+    // The survivor takes the silent node for dead and removes its socket.
+    hook.wait_until(|_| count(&events(&hook), "channel_vacated", "paused-room") == 1)
+        .await;
+    a.resume();
+    assert_eq!(paused.closed().await.code, Some(4200), "told to reconnect");
+
+    // Back under a new incarnation: a new subscription on the same node counts again.
+    let mut back = a.client().await;
+    back.subscribe("paused-room").await;
+    hook.wait_until(|_| count(&events(&hook), "channel_occupied", "paused-room") == 2)
+        .await;
+    let (_, channel) = Rest::new(&b)
+        .get(
+            &format!("/apps/{APP_ID}/channels/paused-room"),
+            &[("info", "subscription_count")],
+        )
+        .await;
+    assert_eq!(channel["subscription_count"], 1, "{channel}");
+    let mut listener = b.client().await;
+    listener.subscribe("paused-room").await;
+    trigger(&b, "paused-room", "after", None).await;
+    assert_eq!(
+        back.recv_event("e").await["data"],
+        "after",
+        "the rejoined node hears the cluster"
+    );
+}

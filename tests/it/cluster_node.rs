@@ -101,6 +101,16 @@ impl ClusterNode {
         signal(&self.child, "TERM");
     }
 
+    /// SIGSTOP: the process is frozen, sockets and all, as in a long GC or VM pause.
+    pub fn pause(&self) {
+        signal(&self.child, "STOP");
+    }
+
+    /// SIGCONT after [`ClusterNode::pause`].
+    pub fn resume(&self) {
+        signal(&self.child, "CONT");
+    }
+
     /// Waits (bounded) for a stopped node to exit.
     pub fn wait_exit(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);

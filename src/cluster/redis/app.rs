@@ -246,6 +246,23 @@ impl RedisApp {
         }
     }
 
+    /// Closes every subscribed socket of this node with 4200 (the node rejoined after a fence:
+    /// its sockets were reaped, their clients must subscribe again); returns how many.
+    pub(super) fn close_subscribed(&self) -> usize {
+        let mut closed = std::collections::HashSet::new();
+        for summary in self.channels.summaries("") {
+            let recipients = self
+                .channels
+                .with_channel(&summary.name, false, |view| view.map(|v| v.recipients()));
+            for (socket, outbound) in recipients.iter().flat_map(|r| r.iter()) {
+                if closed.insert(*socket) {
+                    outbound.close(SocketError::ServerShutdown);
+                }
+            }
+        }
+        closed.len()
+    }
+
     /// Counts a new connection against the app's quota on this node; false when full.
     pub fn try_add_connection(&self) -> bool {
         let max = self.app.max_connections.unwrap_or(usize::MAX);

@@ -2,7 +2,7 @@
 //! fan-out, and the counts shutdown and the webhook task watch.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ::redis::aio::ConnectionManager;
@@ -18,8 +18,8 @@ use crate::webhooks::{StreamEndpoint, WebhookEvent};
 /// What every app of a cluster node reaches Redis through.
 pub struct NodeLink {
     con: ConnectionManager,
-    /// The channel scripts of this incarnation.
-    pub state: Arc<ChannelState>,
+    /// The channel scripts of the current incarnation (replaced when the node rejoins).
+    state: RwLock<Arc<ChannelState>>,
     /// Pub/sub fan-out.
     pub fanout: Fanout,
     /// Every webhook endpoint of every app.
@@ -43,7 +43,7 @@ impl NodeLink {
     ) -> NodeLink {
         NodeLink {
             con,
-            state,
+            state: RwLock::new(state),
             fanout,
             endpoints,
             cache_ttl,
@@ -51,6 +51,16 @@ impl NodeLink {
             idle: Notify::new(),
             webhooks_due: Notify::new(),
         }
+    }
+
+    /// The channel scripts of the current incarnation.
+    pub fn state(&self) -> Arc<ChannelState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes on behalf of a new incarnation from now on (the node rejoined after a fence).
+    pub fn replace_state(&self, state: Arc<ChannelState>) {
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
     /// A handle on the command connection (cheap: one multiplexed connection).
@@ -76,7 +86,7 @@ impl NodeLink {
             Some(text) => {
                 let mut con = self.con();
                 let target = (app, channel);
-                self.state
+                self.state()
                     .publish_cached(
                         &mut con,
                         &self.fanout,
@@ -101,7 +111,7 @@ impl NodeLink {
         if !self.wants(app, event.kind()) {
             return;
         }
-        match self.state.append(&mut self.con(), app, event).await {
+        match self.state().append(&mut self.con(), app, event).await {
             Ok(()) => self.webhooks_due.notify_one(),
             Err(error) => {
                 tracing::warn!(%error, app, "a webhook event could not be appended to its Redis stream; lost")

@@ -14,6 +14,7 @@ mod channel_reads;
 mod channel_scripts;
 pub mod channel_state;
 pub mod fanout;
+mod fencing;
 pub mod line;
 pub mod link;
 pub mod liveness;

@@ -6,7 +6,7 @@
 //! of the partitions this node holds ([`super::webhook_rounds`]).
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::app::RedisApp;
-use super::channel_state::ChannelState;
 use super::fanout::{Broadcast, BroadcastBody, Fanout};
+use super::fencing::{self, Rejoin};
 use super::line::Step;
 use super::link::NodeLink;
 use super::liveness::Liveness;
@@ -32,7 +32,8 @@ use crate::webhooks::StreamEndpoint;
 /// A node of a cluster on Redis.
 pub struct RedisCluster {
     link: Arc<NodeLink>,
-    membership: Arc<NodeMembership>,
+    /// The current incarnation's membership (replaced when the node rejoins after a fence).
+    membership: Arc<Mutex<Arc<NodeMembership>>>,
     /// Per app, in [`App::index`] order.
     apps: Vec<Arc<RedisApp>>,
     close: CancellationToken,
@@ -68,16 +69,18 @@ impl RedisCluster {
         tracing::info!(node = %incarnation, prefix = %redis.prefix, "joined the cluster");
         let endpoints: Arc<[StreamEndpoint]> =
             StreamEndpoint::all(&config.apps, metrics.clone()).into();
-        let hooked: Vec<&str> = config
-            .apps
-            .iter()
-            .filter(|app| !app.webhooks.is_empty())
-            .map(|app| app.id.as_str())
-            .collect();
         let grace_ms = config.webhooks.grace_period.as_millis() as u64;
-        let state = Arc::new(
-            ChannelState::new(&redis.prefix, &incarnation, grace_ms).with_webhook_apps(hooked),
-        );
+        let rejoin = Rejoin {
+            redis: redis.clone(),
+            hooked: config
+                .apps
+                .iter()
+                .filter(|app| !app.webhooks.is_empty())
+                .map(|app| app.id.clone())
+                .collect(),
+            grace_ms,
+        };
+        let state = Arc::new(rejoin.state(&incarnation));
         let (fanout, received) =
             Fanout::start(&redis.url, &redis.prefix, &incarnation, con.clone())
                 .await
@@ -119,9 +122,15 @@ impl RedisCluster {
             redis.heartbeat_interval,
             close.clone(),
         );
-        tasks.spawn(async move {
-            let _ = duties.task.await;
-        });
+        let membership = Arc::new(Mutex::new(membership));
+        tasks.spawn(fencing::supervise(
+            link.clone(),
+            node_apps.clone(),
+            membership.clone(),
+            duties,
+            rejoin,
+            close.clone(),
+        ));
         let streams = Arc::new(WebhookStreams::new(
             &redis.prefix,
             &incarnation,
@@ -158,7 +167,7 @@ impl RedisCluster {
     ) -> Result<Option<ChannelSummary>, Unavailable> {
         let counts = self
             .link
-            .state
+            .state()
             .counts(&mut self.link.con(), &app.id, channel)
             .await;
         Ok(counts
@@ -174,7 +183,7 @@ impl RedisCluster {
     ) -> Result<Vec<ChannelSummary>, Unavailable> {
         let occupied = self
             .link
-            .state
+            .state()
             .occupied(&mut self.link.con(), &app.id, prefix)
             .await;
         Ok(occupied
@@ -188,7 +197,7 @@ impl RedisCluster {
     pub async fn users(&self, app: &App, channel: &str) -> Result<Vec<Arc<str>>, Unavailable> {
         let ids = self
             .link
-            .state
+            .state()
             .user_ids(&mut self.link.con(), &app.id, channel)
             .await;
         Ok(ids
@@ -206,7 +215,7 @@ impl RedisCluster {
     ) -> Result<Option<CachedEvent>, Unavailable> {
         let cached = self
             .link
-            .state
+            .state()
             .cached(&mut self.link.con(), &app.id, channel)
             .await;
         Ok(cached
@@ -249,7 +258,12 @@ impl RedisCluster {
         }
         self.close.cancel();
         if drained {
-            if let Err(error) = self.membership.leave(&mut self.link.con()).await {
+            let membership = self
+                .membership
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Err(error) = membership.leave(&mut self.link.con()).await {
                 tracing::warn!(%error, "cannot leave the cluster; the node will be taken for dead");
             }
         }

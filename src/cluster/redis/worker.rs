@@ -101,7 +101,7 @@ impl Worker {
             cached: request.cached,
         };
         let link = &self.app.link;
-        link.state.join(&mut link.con(), &joining).await
+        link.state().join(&mut link.con(), &joining).await
     }
 
     fn joined(&mut self, request: JoinRequest, reply: Joined) {
@@ -145,7 +145,7 @@ impl Worker {
         let carried = self.app.push(self.line, step);
         let link = &self.app.link;
         let left = link
-            .state
+            .state()
             .leave(
                 &mut link.con(),
                 &self.app.app.id,
