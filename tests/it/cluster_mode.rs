@@ -434,3 +434,44 @@ async fn a_node_paused_past_the_timeout_is_fenced_closes_its_sockets_and_rejoins
         "the rejoined node hears the cluster"
     );
 }
+
+#[tokio::test]
+async fn a_killed_nodes_open_webhook_batch_is_resent_by_another_under_its_id() {
+    let redis = RedisServer::start();
+    let hook = Receiver::start().await;
+    // Alone at first, so the first node holds every partition's lease.
+    let mut a = ClusterNode::start(&redis, hooked(&hook, 0));
+    hook.hold();
+    let mut client = a.client().await;
+    client.subscribe("backlog").await;
+    let held = hook.wait_until(|r| !r.is_empty()).await;
+    let held_id = held[0].header("webhook-id").to_owned();
+    let b = ClusterNode::start(&redis, hooked(&hook, 0));
+
+    // The first node dies with its POST open; its socket is reaped (a vacate after the occupy).
+    a.kill();
+    hook.release();
+    let received = hook
+        .wait_until(|r| {
+            let vacated = r.iter().filter(|r| r.accepted()).flat_map(|r| r.events());
+            vacated.into_iter().any(|e| e["name"] == "channel_vacated")
+        })
+        .await;
+    let resent: Vec<_> = received[1..].iter().filter(|r| r.accepted()).collect();
+    assert_eq!(
+        resent[0].header("webhook-id"),
+        held_id,
+        "the open batch first, under its id"
+    );
+    let names: Vec<String> = resent
+        .iter()
+        .flat_map(|r| r.events())
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["channel_occupied", "channel_vacated"],
+        "no inversion"
+    );
+    drop(b);
+}
