@@ -475,3 +475,21 @@ async fn a_killed_nodes_open_webhook_batch_is_resent_by_another_under_its_id() {
     );
     drop(b);
 }
+
+#[tokio::test]
+async fn cluster_wide_queries_answer_503_while_redis_is_down() {
+    let redis = RedisServer::start();
+    let node = ClusterNode::start(&redis, |_| {});
+    let (status, _) = Rest::new(&node)
+        .get(&format!("/apps/{APP_ID}/channels"), &[])
+        .await;
+    assert_eq!(status, 200);
+    drop(redis);
+    let (rest, path) = (Rest::new(&node), format!("/apps/{APP_ID}/channels"));
+    let asked = rest.get(&path, &[]);
+    let (status, body) = tokio::time::timeout(Duration::from_secs(15), asked)
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], 503, "a JSON error: {body}");
+}
