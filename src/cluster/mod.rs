@@ -13,6 +13,7 @@
 //! waits on Redis.
 
 mod local;
+mod quota;
 pub mod redis;
 pub mod sequence;
 

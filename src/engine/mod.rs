@@ -13,7 +13,7 @@ pub use cache::{CachedEvent, ChannelCache};
 pub use channels::{
     ChannelFull, ChannelRegistry, ChannelSummary, ChannelView, Joined, Left, Subscribers,
 };
-pub use presence::PresenceMember;
+pub use presence::{snapshot_json as presence_snapshot_json, PresenceMember};
 pub use users::UserRegistry;
 
 use std::sync::Arc;

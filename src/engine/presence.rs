@@ -66,33 +66,39 @@ impl Members {
 
     /// The `subscription_succeeded` data: `{"presence":{"ids":[..],"hash":{..},"count":n}}`.
     pub(crate) fn snapshot_json(&self) -> String {
-        #[derive(Serialize)]
-        struct Snapshot<'a> {
-            presence: Presence<'a>,
-        }
-        #[derive(Serialize)]
-        struct Presence<'a> {
-            ids: Vec<&'a str>,
-            hash: HashMap<&'a str, Option<&'a RawValue>>,
-            count: usize,
-        }
-        let ids: Vec<&str> = self.by_user.keys().map(|k| &**k).collect();
-        let hash = self
-            .by_user
-            .iter()
-            .map(|(id, m)| (&**id, m.info.as_deref()))
-            .collect();
-        let snapshot = Snapshot {
-            presence: Presence {
-                count: ids.len(),
-                ids,
-                hash,
-            },
-        };
-        serde_json::to_string(&snapshot).expect("snapshot serializes")
+        snapshot_json(
+            self.by_user
+                .iter()
+                .map(|(id, m)| (&**id, m.info.as_deref())),
+        )
     }
 
     pub(crate) fn user_ids(&self) -> Vec<Arc<str>> {
         self.by_user.keys().cloned().collect()
     }
+}
+
+/// A presence channel's `subscription_succeeded` data from its members (user id, `user_info`):
+/// `{"presence":{"ids":[..],"hash":{..},"count":n}}`.
+pub fn snapshot_json<'a>(members: impl Iterator<Item = (&'a str, Option<&'a RawValue>)>) -> String {
+    #[derive(Serialize)]
+    struct Snapshot<'a> {
+        presence: Presence<'a>,
+    }
+    #[derive(Serialize)]
+    struct Presence<'a> {
+        ids: Vec<&'a str>,
+        hash: HashMap<&'a str, Option<&'a RawValue>>,
+        count: usize,
+    }
+    let (ids, hash): (Vec<&str>, HashMap<&str, Option<&RawValue>>) =
+        members.map(|(id, info)| (id, (id, info))).unzip();
+    let snapshot = Snapshot {
+        presence: Presence {
+            count: ids.len(),
+            ids,
+            hash,
+        },
+    };
+    serde_json::to_string(&snapshot).expect("snapshot serializes")
 }

@@ -5,7 +5,6 @@
 //! when others must hear of the change, the channel's recipient list, shared with broadcasts);
 //! nothing is written and nothing waits. The step is carried out after the lock is released.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::time::{sleep_until, Instant};
@@ -15,6 +14,7 @@ use super::counts::{Announce, CountThrottle};
 use super::recipient::{Recipient, WebhookOut};
 use super::steps::{Change, Join, Step};
 use crate::apps::App;
+use crate::cluster::quota::ConnectionQuota;
 use crate::cluster::sequence::{ChannelSequence, Ran, Ticket};
 use crate::cluster::{ClientEvent, Pending, Subscribed, Subscription};
 use crate::config::EventKind;
@@ -41,7 +41,7 @@ pub struct AppChannels<R: Recipient> {
     /// Lines handed to a task of their own and throttled count announcements: shutdown waits
     /// for them, so the vacates and removals they carry reach the webhooks.
     pub(super) tasks: TaskTracker,
-    connections: AtomicUsize,
+    connections: ConnectionQuota,
 }
 
 impl<R: Recipient> AppChannels<R> {
@@ -54,6 +54,7 @@ impl<R: Recipient> AppChannels<R> {
         metrics: Arc<AppMetrics>,
         tasks: TaskTracker,
     ) -> AppChannels<R> {
+        let connections = ConnectionQuota::new(app.max_connections);
         AppChannels {
             app,
             channels: ChannelRegistry::default(),
@@ -64,7 +65,7 @@ impl<R: Recipient> AppChannels<R> {
             webhooks,
             metrics,
             tasks,
-            connections: AtomicUsize::new(0),
+            connections,
         }
     }
 
@@ -301,19 +302,14 @@ impl<R: Recipient> AppChannels<R> {
         }
     }
 
-    /// Counts a new connection against the app's quota; false (nothing counted) when full.
+    /// Counts a new connection against the app's quota on this node; false when full.
     pub fn try_add_connection(&self) -> bool {
-        let max = self.app.max_connections.unwrap_or(usize::MAX);
-        self.connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .is_ok()
+        self.connections.try_add()
     }
 
     /// Releases a connection counted by [`AppChannels::try_add_connection`].
     pub fn remove_connection(&self) {
-        self.connections.fetch_sub(1, Ordering::AcqRel);
+        self.connections.remove()
     }
 }
 

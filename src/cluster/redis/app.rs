@@ -7,7 +7,6 @@
 //! published to Redis and delivered, here too, when they come back, so every node sees a
 //! channel's events in Redis's order.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
@@ -16,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use super::line::{LineReplay, Step};
 use super::link::NodeLink;
 use crate::apps::App;
+use crate::cluster::quota::ConnectionQuota;
 use crate::cluster::sequence::{ChannelSequence, Ran, LINES};
 use crate::cluster::{ClientEvent, Outcome, Pending, Subscribed, Subscription};
 use crate::config::EventKind;
@@ -71,7 +71,7 @@ pub struct RedisApp {
     pub(super) metrics: Arc<AppMetrics>,
     /// Publishes and line runs on tasks of their own: shutdown waits for them.
     tasks: TaskTracker,
-    connections: AtomicUsize,
+    connections: ConnectionQuota,
 }
 
 impl RedisApp {
@@ -84,6 +84,7 @@ impl RedisApp {
         tasks: TaskTracker,
     ) -> (Arc<RedisApp>, Vec<mpsc::UnboundedReceiver<Op>>) {
         let (ops, queues): (Vec<_>, Vec<_>) = (0..LINES).map(|_| mpsc::unbounded_channel()).unzip();
+        let connections = ConnectionQuota::new(app.max_connections);
         let app = Arc::new(RedisApp {
             app,
             link,
@@ -94,7 +95,7 @@ impl RedisApp {
             ops: ops.into_boxed_slice(),
             metrics,
             tasks,
-            connections: AtomicUsize::new(0),
+            connections,
         });
         (app, queues)
     }
@@ -265,16 +266,11 @@ impl RedisApp {
 
     /// Counts a new connection against the app's quota on this node; false when full.
     pub fn try_add_connection(&self) -> bool {
-        let max = self.app.max_connections.unwrap_or(usize::MAX);
-        self.connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .is_ok()
+        self.connections.try_add()
     }
 
     /// Releases a connection counted by [`RedisApp::try_add_connection`].
     pub fn remove_connection(&self) {
-        self.connections.fetch_sub(1, Ordering::AcqRel);
+        self.connections.remove()
     }
 }

@@ -251,29 +251,11 @@ impl RedisApp {
 
 /// A presence channel's `subscription_succeeded` data from the member list Redis returned.
 pub fn presence_snapshot(members: &[(String, String)]) -> String {
-    #[derive(serde::Serialize)]
-    struct Snapshot<'a> {
-        presence: Presence<'a>,
-    }
-    #[derive(serde::Serialize)]
-    struct Presence<'a> {
-        ids: Vec<&'a str>,
-        hash: HashMap<&'a str, Option<&'a RawValue>>,
-        count: usize,
-    }
-    let ids: Vec<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
-    let hash = members
-        .iter()
-        .map(|(id, info)| (id.as_str(), serde_json::from_str::<&RawValue>(info).ok()))
-        .collect();
-    let snapshot = Snapshot {
-        presence: Presence {
-            count: ids.len(),
-            ids,
-            hash,
-        },
-    };
-    serde_json::to_string(&snapshot).expect("snapshot serializes")
+    crate::engine::presence_snapshot_json(
+        members
+            .iter()
+            .map(|(id, info)| (id.as_str(), serde_json::from_str::<&RawValue>(info).ok())),
+    )
 }
 
 #[cfg(test)]
