@@ -287,6 +287,13 @@ impl<S> ChannelRegistry<S> {
         }
     }
 
+    /// Whether `socket` is subscribed to `channel`.
+    pub fn is_subscribed(&self, channel: &str, socket: SocketId) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|state| state.subscribers.contains_key(&socket))
+    }
+
     /// The channel's counts, `None` when nobody is subscribed.
     pub fn summary(&self, channel: &str) -> Option<ChannelSummary> {
         self.channels.get(channel).map(|state| ChannelSummary {

@@ -131,6 +131,16 @@ async fn two_nodes_share_events_presence_queries_and_webhooks() {
         assert!(listed.contains_key(name), "{name} in {listing}");
     }
 
+    // Subscribing again is answered again and counted once.
+    on_a.subscribe("room").await;
+    let (_, room) = Rest::new(&b)
+        .get(
+            &format!("/apps/{APP_ID}/channels/room"),
+            &[("info", "subscription_count")],
+        )
+        .await;
+    assert_eq!(room["subscription_count"], 2, "{room}");
+
     // Leaving on one node is heard on the other; the user's other socket keeps it a member.
     u1_again.disconnect().await;
     u2.expect_silence(Duration::from_millis(300)).await;
