@@ -165,11 +165,12 @@ impl RedisCluster {
         app: &App,
         channel: &str,
     ) -> Result<Option<ChannelSummary>, Unavailable> {
-        let counts = self
-            .link
-            .state()
-            .counts(&mut self.link.con(), &app.id, channel)
-            .await;
+        let counts = bounded(
+            self.link
+                .state()
+                .counts(&mut self.link.con(), &app.id, channel),
+        )
+        .await;
         Ok(counts
             .map_err(unavailable)?
             .map(|c| summary(c.name, c.subscription_count, c.user_count)))
@@ -181,11 +182,12 @@ impl RedisCluster {
         app: &App,
         prefix: &str,
     ) -> Result<Vec<ChannelSummary>, Unavailable> {
-        let occupied = self
-            .link
-            .state()
-            .occupied(&mut self.link.con(), &app.id, prefix)
-            .await;
+        let occupied = bounded(
+            self.link
+                .state()
+                .occupied(&mut self.link.con(), &app.id, prefix),
+        )
+        .await;
         Ok(occupied
             .map_err(unavailable)?
             .into_iter()
@@ -195,11 +197,12 @@ impl RedisCluster {
 
     /// The user ids present in a presence channel, on every node.
     pub async fn users(&self, app: &App, channel: &str) -> Result<Vec<Arc<str>>, Unavailable> {
-        let ids = self
-            .link
-            .state()
-            .user_ids(&mut self.link.con(), &app.id, channel)
-            .await;
+        let ids = bounded(
+            self.link
+                .state()
+                .user_ids(&mut self.link.con(), &app.id, channel),
+        )
+        .await;
         Ok(ids
             .map_err(unavailable)?
             .into_iter()
@@ -213,11 +216,12 @@ impl RedisCluster {
         app: &App,
         channel: &str,
     ) -> Result<Option<CachedEvent>, Unavailable> {
-        let cached = self
-            .link
-            .state()
-            .cached(&mut self.link.con(), &app.id, channel)
-            .await;
+        let cached = bounded(
+            self.link
+                .state()
+                .cached(&mut self.link.con(), &app.id, channel),
+        )
+        .await;
         Ok(cached
             .map_err(unavailable)?
             .map(|(frame, ttl)| CachedEvent::new(Arc::from(frame), ttl)))
@@ -225,11 +229,8 @@ impl RedisCluster {
 
     /// Asks every node to close the user's connections.
     pub async fn terminate_connections(&self, app: &App, user_id: &str) -> Result<(), Unavailable> {
-        self.link
-            .fanout
-            .terminate(&app.id, user_id)
-            .await
-            .map_err(unavailable)?;
+        let asked = bounded(self.link.fanout.terminate(&app.id, user_id)).await;
+        asked.map_err(unavailable)?;
         Ok(())
     }
 
@@ -270,6 +271,24 @@ impl RedisCluster {
         self.tasks.close();
         let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), self.tasks.wait()).await;
     }
+}
+
+/// How long a REST query waits for Redis before it answers 503: well below a client's patience,
+/// while the connection's own timeouts (reconnecting with back-off) run longer.
+const QUERY_BOUND: Duration = Duration::from_secs(2);
+
+/// A query of the shared state, bounded by [`QUERY_BOUND`].
+async fn bounded<T>(
+    query: impl std::future::Future<Output = Result<T, ::redis::RedisError>>,
+) -> Result<T, ::redis::RedisError> {
+    tokio::time::timeout(QUERY_BOUND, query)
+        .await
+        .unwrap_or_else(|_| {
+            Err(::redis::RedisError::from((
+                ::redis::ErrorKind::Io,
+                "no answer from Redis in time",
+            )))
+        })
 }
 
 fn unavailable(error: ::redis::RedisError) -> Unavailable {
