@@ -46,7 +46,8 @@ impl Drop for Reservation {
     }
 }
 
-/// The process-wide connection count and its optional bound (`max_connections`).
+/// A connection count and its optional bound: the process-wide `max_connections`, and each
+/// app's on this node.
 pub struct ConnectionLimit {
     open: AtomicUsize,
     max: usize,

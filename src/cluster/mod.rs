@@ -13,7 +13,6 @@
 //! waits on Redis.
 
 mod local;
-mod quota;
 pub mod redis;
 pub mod sequence;
 

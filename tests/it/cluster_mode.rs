@@ -503,3 +503,71 @@ async fn cluster_wide_queries_answer_503_while_redis_is_down() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], 503, "a JSON error: {body}");
 }
+
+#[tokio::test]
+async fn the_member_limit_counts_users_on_every_node() {
+    let redis = RedisServer::start();
+    let limit = |c: &mut Value| {
+        c["app_manager"]["array"]["apps"][0]["max_presence_members_per_channel"] = json!(2)
+    };
+    let (a, b) = (
+        ClusterNode::start(&redis, limit),
+        ClusterNode::start(&redis, limit),
+    );
+    let mut first = a.client().await;
+    first.join_presence("presence-full", "u1").await;
+    let mut second = b.client().await;
+    second.join_presence("presence-full", "u2").await;
+    let mut third = b.client().await;
+    let data = third.presence_data("presence-full", &json!({"user_id": "u3"}));
+    let reply = third.subscribe_with(data).await;
+    assert_eq!(reply["event"], "pusher:subscription_error", "{reply}");
+    assert_eq!(reply["data"]["status"], 4100);
+    // A present user's second socket, on the other node, still fits.
+    let mut u1_again = b.client().await;
+    assert_eq!(
+        u1_again.join_presence("presence-full", "u1").await["presence"]["count"],
+        2
+    );
+    // The refused socket forgot the channel: it stays open, and can subscribe elsewhere.
+    third.subscribe("room").await;
+    let (_, users) = Rest::new(&a)
+        .get(&format!("/apps/{APP_ID}/channels/presence-full/users"), &[])
+        .await;
+    assert_eq!(users["users"].as_array().unwrap().len(), 2, "{users}");
+}
+
+#[tokio::test]
+async fn a_cache_channel_replays_the_last_event_published_on_any_node() {
+    let redis = RedisServer::start();
+    let (a, b) = (
+        ClusterNode::start(&redis, |_| {}),
+        ClusterNode::start(&redis, |_| {}),
+    );
+    let mut first = b.client().await;
+    first.subscribe("cache-prices").await;
+    assert_eq!(first.recv().await["event"], "pusher:cache_miss");
+    for price in ["1", "2"] {
+        let body = json!({"name": "price", "channel": "cache-prices", "data": price});
+        let (status, _) = Rest::new(&a)
+            .post(&format!("/apps/{APP_ID}/events"), body)
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(first.recv_event("price").await["data"], price, "live, once");
+    }
+    let mut late = b.client().await;
+    late.subscribe("cache-prices").await;
+    let replayed = late.recv().await;
+    assert_eq!(
+        (replayed["event"].as_str(), replayed["data"].as_str()),
+        (Some("price"), Some("2"))
+    );
+    late.expect_silence(Duration::from_millis(300)).await;
+    let (_, info) = Rest::new(&b)
+        .get(
+            &format!("/apps/{APP_ID}/channels/cache-prices"),
+            &[("info", "cache")],
+        )
+        .await;
+    assert_eq!(info["cache"]["data"], "2", "{info}");
+}

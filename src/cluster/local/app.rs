@@ -14,11 +14,11 @@ use super::counts::{Announce, CountThrottle};
 use super::recipient::{Recipient, WebhookOut};
 use super::steps::{Change, Join, Step};
 use crate::apps::App;
-use crate::cluster::quota::ConnectionQuota;
 use crate::cluster::sequence::{ChannelSequence, Ran, Ticket};
 use crate::cluster::{ClientEvent, Pending, Subscribed, Subscription};
 use crate::config::EventKind;
 use crate::engine::{ChannelCache, ChannelFull, ChannelRegistry, UserRegistry};
+use crate::limits::ConnectionLimit;
 use crate::metrics::AppMetrics;
 use crate::outbound::WireFrame;
 use crate::protocol::{frames, ChannelKind, ChannelType, SocketId};
@@ -41,7 +41,7 @@ pub struct AppChannels<R: Recipient> {
     /// Lines handed to a task of their own and throttled count announcements: shutdown waits
     /// for them, so the vacates and removals they carry reach the webhooks.
     pub(super) tasks: TaskTracker,
-    connections: ConnectionQuota,
+    connections: ConnectionLimit,
 }
 
 impl<R: Recipient> AppChannels<R> {
@@ -54,7 +54,7 @@ impl<R: Recipient> AppChannels<R> {
         metrics: Arc<AppMetrics>,
         tasks: TaskTracker,
     ) -> AppChannels<R> {
-        let connections = ConnectionQuota::new(app.max_connections);
+        let connections = ConnectionLimit::new(app.max_connections);
         AppChannels {
             app,
             channels: ChannelRegistry::default(),

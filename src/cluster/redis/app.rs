@@ -15,11 +15,11 @@ use tokio_util::task::TaskTracker;
 use super::line::{LineReplay, Step};
 use super::link::NodeLink;
 use crate::apps::App;
-use crate::cluster::quota::ConnectionQuota;
 use crate::cluster::sequence::{ChannelSequence, Ran, LINES};
 use crate::cluster::{ClientEvent, Outcome, Pending, Subscribed, Subscription};
 use crate::config::EventKind;
 use crate::engine::{ChannelRegistry, PresenceMember, UserRegistry};
+use crate::limits::ConnectionLimit;
 use crate::metrics::AppMetrics;
 use crate::outbound::{Outbound, WireFrame};
 use crate::protocol::codes::SocketError;
@@ -71,7 +71,7 @@ pub struct RedisApp {
     pub(super) metrics: Arc<AppMetrics>,
     /// Publishes and line runs on tasks of their own: shutdown waits for them.
     tasks: TaskTracker,
-    connections: ConnectionQuota,
+    connections: ConnectionLimit,
 }
 
 impl RedisApp {
@@ -84,7 +84,7 @@ impl RedisApp {
         tasks: TaskTracker,
     ) -> (Arc<RedisApp>, Vec<mpsc::UnboundedReceiver<Op>>) {
         let (ops, queues): (Vec<_>, Vec<_>) = (0..LINES).map(|_| mpsc::unbounded_channel()).unzip();
-        let connections = ConnectionQuota::new(app.max_connections);
+        let connections = ConnectionLimit::new(app.max_connections);
         let app = Arc::new(RedisApp {
             app,
             link,
