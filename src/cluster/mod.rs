@@ -262,7 +262,7 @@ impl Cluster {
     ) -> Option<Pending> {
         match self {
             Cluster::Local(local) => local.app(app).publish(channel, frame, except, cache),
-            Cluster::Redis(node) => Some(node.app(app).publish(channel, frame, except, cache)),
+            Cluster::Redis(node) => node.app(app).publish(channel, frame, except, cache),
         }
     }
 
@@ -270,7 +270,7 @@ impl Cluster {
     pub fn client_event(&self, app: &App, event: ClientEvent<'_>) -> Option<Pending> {
         match self {
             Cluster::Local(local) => local.app(app).client_event(event),
-            Cluster::Redis(node) => Some(node.app(app).client_event(event)),
+            Cluster::Redis(node) => node.app(app).client_event(event),
         }
     }
 

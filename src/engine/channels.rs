@@ -100,6 +100,21 @@ impl<'a, S> ChannelView<'a, S> {
         delivered
     }
 
+    /// Every subscriber with the presence member it joined as (a cluster node puts them back
+    /// into a Redis that lost them).
+    pub fn members(&self) -> Vec<(SocketId, Option<PresenceMember>)> {
+        let members = self.state.members.as_ref();
+        let member = |user_id: &Arc<str>| PresenceMember {
+            user_id: user_id.clone(),
+            user_info: members.and_then(|m| m.info(user_id)),
+        };
+        self.state
+            .subscribers
+            .iter()
+            .map(|(socket, s)| (*socket, s.user_id.as_ref().map(member)))
+            .collect()
+    }
+
     /// The subscribers as they are now, to deliver to once the lock is released. Built once
     /// per change of the channel and shared by every broadcast until the next one.
     pub fn recipients(&self) -> Subscribers<S>

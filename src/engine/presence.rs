@@ -73,6 +73,11 @@ impl Members {
         )
     }
 
+    /// The `user_info` the user joined with.
+    pub(crate) fn info(&self, user_id: &str) -> Option<Arc<RawValue>> {
+        self.by_user.get(user_id).and_then(|m| m.info.clone())
+    }
+
     pub(crate) fn user_ids(&self) -> Vec<Arc<str>> {
         self.by_user.keys().cloned().collect()
     }

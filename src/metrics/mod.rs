@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -45,6 +46,8 @@ pub struct Metrics {
     webhook_attempts_failed: Counter,
     webhook_events_abandoned: Counter,
     webhook_queues: Arc<WebhookQueues>,
+    cluster_online: Gauge,
+    cluster_resyncs: Counter,
     epoch: Instant,
 }
 
@@ -75,6 +78,8 @@ impl Metrics {
             webhook_attempts_failed: Counter::default(),
             webhook_events_abandoned: Counter::default(),
             webhook_queues: Arc::new(WebhookQueues::default()),
+            cluster_online: Gauge::default(),
+            cluster_resyncs: Counter::default(),
             epoch: Instant::now(),
             registry,
         };
@@ -118,8 +123,28 @@ impl Metrics {
             "REST API request latency, from the request head to the response head.",
             self.rest_latency.clone(),
         );
+        r.register(
+            "cluster_online",
+            "1 while this cluster node reaches Redis and its share of the shared state is in it.",
+            self.cluster_online.clone(),
+        );
+        r.register(
+            "cluster_resyncs",
+            "Times this cluster node put its sockets back into Redis after an outage or a data loss.",
+            self.cluster_resyncs.clone(),
+        );
         r.register_collector(Box::new(self.webhook_queues.clone()));
         self
+    }
+
+    /// Whether this cluster node is online (see `cluster_online`).
+    pub fn cluster_online(&self, online: bool) {
+        self.cluster_online.set(i64::from(online));
+    }
+
+    /// This cluster node resynced with Redis.
+    pub fn cluster_resync(&self) {
+        self.cluster_resyncs.inc();
     }
 
     /// The series of one app; an app not given to [`Metrics::new`] gets its series now.

@@ -2,6 +2,7 @@
 //! channel, once and in order, with the exclusion carried along; a node not listening gets
 //! nothing, and stops getting a channel once it unlistens.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald::cluster::redis::connect;
@@ -10,9 +11,9 @@ use herald::outbound::WireFrame;
 
 use crate::redis_server::RedisServer;
 
-async fn node(redis: &RedisServer, origin: &str) -> (Fanout, Received) {
+async fn node(redis: &RedisServer, origin: &str) -> (Arc<Fanout>, Received) {
     let publisher = connect(&redis.url()).await.unwrap();
-    Fanout::start(&redis.url(), "t", origin, publisher)
+    Fanout::start(&redis.url(), "t", origin, publisher, Duration::from_secs(1))
         .await
         .unwrap()
 }

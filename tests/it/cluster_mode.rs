@@ -12,7 +12,7 @@ use crate::redis_server::RedisServer;
 use crate::support::{data_of, Rest, APP_ID};
 
 /// Node config edits: webhooks of every kind to `hook`, with `grace_ms`.
-fn hooked(hook: &Receiver, grace_ms: u64) -> impl Fn(&mut Value) + '_ {
+pub fn hooked(hook: &Receiver, grace_ms: u64) -> impl Fn(&mut Value) + '_ {
     move |config: &mut Value| {
         config["webhooks"] = json!({"grace_period_ms": grace_ms});
         config["app_manager"]["array"]["apps"][0]["webhooks"] = json!([{
@@ -23,7 +23,7 @@ fn hooked(hook: &Receiver, grace_ms: u64) -> impl Fn(&mut Value) + '_ {
 }
 
 /// The webhook events received so far, as (name, channel, user id) triples.
-fn events(hook: &Receiver) -> Vec<(String, String, String)> {
+pub fn events(hook: &Receiver) -> Vec<(String, String, String)> {
     hook.events_at("/hook")
         .iter()
         .map(|e| {
@@ -33,14 +33,14 @@ fn events(hook: &Receiver) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn count(events: &[(String, String, String)], name: &str, channel: &str) -> usize {
+pub fn count(events: &[(String, String, String)], name: &str, channel: &str) -> usize {
     events
         .iter()
         .filter(|(n, c, _)| n == name && c == channel)
         .count()
 }
 
-async fn trigger(node: &ClusterNode, channel: &str, data: &str, except: Option<&str>) {
+pub async fn trigger(node: &ClusterNode, channel: &str, data: &str, except: Option<&str>) {
     let mut body = json!({"name": "e", "channels": [channel], "data": data});
     if let Some(socket) = except {
         body["socket_id"] = json!(socket);

@@ -13,6 +13,7 @@ mod cluster_members;
 mod cluster_mode;
 mod cluster_node;
 mod cluster_nodes;
+mod cluster_outage;
 mod cluster_webhook_delivery;
 mod cluster_webhook_stream;
 mod connection;

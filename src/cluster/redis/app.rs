@@ -12,8 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
+use super::fanout::{Broadcast, BroadcastBody};
 use super::line::{LineReplay, Step};
 use super::link::NodeLink;
+use super::worker::Resync;
 use crate::apps::App;
 use crate::cluster::sequence::{ChannelSequence, Ran, LINES};
 use crate::cluster::{ClientEvent, Outcome, Pending, Subscribed, Subscription};
@@ -55,7 +57,12 @@ impl JoinRequest {
 /// A Redis operation of one line, run by its worker in order.
 pub enum Op {
     Join(JoinRequest),
-    Leave { channel: Arc<str>, socket: SocketId },
+    Leave {
+        channel: Arc<str>,
+        socket: SocketId,
+    },
+    /// The line's share of the node's resync after an outage.
+    Resync(Resync),
 }
 
 /// One app on a cluster node.
@@ -171,32 +178,58 @@ impl RedisApp {
         true
     }
 
-    /// Publishes a frame through Redis; the `Pending` resolves once Redis took it.
+    /// Publishes a frame through Redis; the `Pending` resolves once Redis took it. While the
+    /// node is offline (or when the publish fails) the frame goes to this node's sockets only.
     pub fn publish(
-        &self,
+        self: &Arc<Self>,
         channel: &str,
         frame: WireFrame,
         except: Option<SocketId>,
         cache: Option<Arc<str>>,
-    ) -> Pending {
+    ) -> Option<Pending> {
+        if !self.link.is_online() {
+            self.deliver_here(channel, frame, except);
+            return None;
+        }
         let (done, decided) = oneshot::channel();
-        let link = self.link.clone();
-        let (app, channel) = (self.app.id.clone(), channel.to_owned());
+        let app = self.clone();
+        let channel = channel.to_owned();
         self.tasks.spawn(async move {
-            let except = except.map(|s| s.to_string());
-            let published = link
-                .publish(&app, &channel, &frame, except.as_deref(), cache.as_deref())
+            let sent_except = except.map(|s| s.to_string());
+            let published = app
+                .link
+                .publish(
+                    &app.app.id,
+                    &channel,
+                    &frame,
+                    sent_except.as_deref(),
+                    cache.as_deref(),
+                )
                 .await;
             if let Err(error) = published {
-                tracing::warn!(%error, app, channel, "an event could not be published to Redis; dropped");
+                app.link.went_offline(&error);
+                app.deliver_here(&channel, frame, except);
             }
             let _ = done.send(Outcome::Done);
         });
-        Pending::decided(decided, true)
+        Some(Pending::decided(decided, true))
+    }
+
+    /// Delivers an event to this node's subscribers only, in line (the node is offline).
+    fn deliver_here(self: &Arc<Self>, channel: &str, frame: WireFrame, except: Option<SocketId>) {
+        let broadcast = Broadcast {
+            app: self.app.id.to_string(),
+            channel: channel.to_owned(),
+            origin: String::new(),
+            except: except.map(|s| s.to_string()),
+            version: None,
+            body: BroadcastBody::Event(frame),
+        };
+        let _ = self.push(self.line_of(channel), Step::Received(broadcast));
     }
 
     /// Relays a client event through Redis, and its webhook into the channel's stream.
-    pub fn client_event(&self, event: ClientEvent<'_>) -> Pending {
+    pub fn client_event(self: &Arc<Self>, event: ClientEvent<'_>) -> Option<Pending> {
         let ClientEvent {
             channel,
             name,

@@ -24,13 +24,28 @@ local hooked, every_app = {}, ARGV[#ARGV] == '*'
 for app in string.gmatch(ARGV[#ARGV], '[^\n]+') do
   hooked[app] = true
 end
-local function notice(topic, kind, origin, except, ch, body)
-  local version = redis.call('HINCRBY', ch .. ':flags', 'version', 1)
-  redis.call('PUBLISH', topic, 'h1\n' .. kind .. '\n' .. origin .. '\n' .. except .. '\n' .. version .. '\n' .. body)
-end
 local function now_ms()
   local t = redis.call('TIME')
   return t[1] * 1000 + math.floor(t[2] / 1000)
+end
+-- A channel's first notice starts its versions at a thousand per millisecond of Redis time, so
+-- a channel whose flags were lost (FLUSHALL, a restart without persistence) numbers its notices
+-- above everything nodes saw before; formatted with %d, as Lua would print them as floats.
+local function next_version(flags)
+  local version = redis.call('HINCRBY', flags, 'version', 1)
+  if version == 1 then
+    version = now_ms() * 1000
+    redis.call('HSET', flags, 'version', string.format('%d', version))
+  end
+  return string.format('%d', version)
+end
+local function notice(topic, kind, origin, except, ch, body)
+  local version = next_version(ch .. ':flags')
+  redis.call('PUBLISH', topic, 'h1\n' .. kind .. '\n' .. origin .. '\n' .. except .. '\n' .. version .. '\n' .. body)
+end
+-- The state was lost or rebuilt since this node read the cluster's epoch (`''`: not checked).
+local function stale_epoch(key, epoch)
+  return epoch ~= '' and redis.call('GET', key) ~= epoch
 end
 local function emit(stream, name, app, channel, user)
   if not (every_app or hooked[app]) then
@@ -84,9 +99,12 @@ end
 ";
 
 /// KEYS: sockets, users, infos, flags, owned, pending, stream, reaped, the app's occupied
-/// channels in the partition, the channel's cached event.
+/// channels in the partition, the channel's cached event, the partition's epoch.
 /// ARGV: socket, incarnation, user id ('' off presence), user info, app, channel, owned entry,
-/// topic, channel key stem, member limit (0: none), '1' on cache channels.
+/// topic, channel key stem, member limit (0: none), '1' on cache channels, the cluster's epoch,
+/// 'r' to rebuild (after Redis lost its data: the socket was in before, so the channel's
+/// occupancy and the member are restored without an event or a notice).
+/// An error `EPOCH` when the partition's epoch is not the one given: the state was lost.
 /// Returns {changed, subscription count, occupied now, member added now, version, cached event,
 /// members...}: on presence channels the member list (user id, user info, ...) as of `version`,
 /// on cache channels the cached event ('' when none) as of `version`. `changed` is -1 when the
@@ -95,6 +113,10 @@ end
 pub const JOIN: &str = r"
 local socket, inc, user, info, app, channel, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local topic, ch, max_members, cached = ARGV[8], ARGV[9], tonumber(ARGV[10]), ARGV[11] == '1'
+local rebuild = ARGV[13] == 'r'
+if stale_epoch(KEYS[11], ARGV[12]) then
+  return redis.error_reply('EPOCH the cluster state this node knew was lost')
+end
 local function reply(changed, count, occupied, added)
   local result = {changed, count, occupied, added, tonumber(redis.call('HGET', KEYS[4], 'version') or '0')}
   table.insert(result, cached and (redis.call('GET', KEYS[10]) or '') or '')
@@ -123,27 +145,33 @@ if count == 1 then
   occupied = 1
   redis.call('SADD', KEYS[9], channel)
   local held = redis.call('ZREM', KEYS[6], 'v\n' .. app .. '\n' .. channel)
-  if held == 0 and redis.call('HSETNX', KEYS[4], 'occupied', '1') == 1 then
+  if redis.call('HSETNX', KEYS[4], 'occupied', '1') == 1 and held == 0 and not rebuild then
     emit(KEYS[7], 'channel_occupied', app, channel)
   end
 end
 if user ~= '' and redis.call('HINCRBY', KEYS[2], user, 1) == 1 then
   added = 1
   redis.call('HSET', KEYS[3], user, info)
-  notice(topic, 'a', inc, socket, ch, #user .. ':' .. user .. info)
   local held = redis.call('ZREM', KEYS[6], 'r\n' .. app .. '\n' .. channel .. '\n' .. user)
-  if held == 0 then
-    emit(KEYS[7], 'member_added', app, channel, user)
+  if not rebuild then
+    notice(topic, 'a', inc, socket, ch, #user .. ':' .. user .. info)
+    if held == 0 then
+      emit(KEYS[7], 'member_added', app, channel, user)
+    end
   end
 end
 return reply(1, count, occupied, added)
 ";
 
 /// KEYS: the channel's key stem (`...:ch:{app}:{channel}`), owned, pending, stream, the app's
-/// occupied channels in the partition.
-/// ARGV: socket, app, channel, owned entry, grace ms, topic, incarnation.
-/// Returns {changed, subscription count, vacated now, member removed now}.
+/// occupied channels in the partition, the partition's epoch.
+/// ARGV: socket, app, channel, owned entry, grace ms, topic, incarnation, the cluster's epoch.
+/// Returns {changed, subscription count, vacated now, member removed now}; the error `EPOCH`
+/// as JOIN.
 pub const LEAVE: &str = r"
+if stale_epoch(KEYS[6], ARGV[8]) then
+  return redis.error_reply('EPOCH the cluster state this node knew was lost')
+end
 redis.call('SREM', KEYS[2], ARGV[4])
 return leave_socket(KEYS[1], KEYS[5], KEYS[3], KEYS[4], ARGV[6], ARGV[7], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[5]))
 ";
@@ -207,6 +235,12 @@ return emitted
 pub const PUBLISH_CACHED: &str = r"
 redis.call('SET', KEYS[1], ARGV[2], 'PX', tonumber(ARGV[1]))
 local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
-redis.call('PUBLISH', ARGV[3], ARGV[4] .. version .. '\n' .. ARGV[5])
+if version == 1 then
+  -- Numbered as the member notices are (see `next_version`).
+  local t = redis.call('TIME')
+  version = (t[1] * 1000 + math.floor(t[2] / 1000)) * 1000
+  redis.call('HSET', KEYS[2], 'version', string.format('%d', version))
+end
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. string.format('%d', version) .. '\n' .. ARGV[5])
 return version
 ";

@@ -118,12 +118,24 @@ pub struct Joining<'a> {
     pub cached: bool,
 }
 
+/// How a join counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinMode {
+    /// A subscription: its transitions emit their events and notices.
+    New,
+    /// A socket that was in before Redis lost its data, put back: the channel's occupancy and
+    /// the member are restored without an event or a notice (they were announced already).
+    Rebuild,
+}
+
 /// The scripts and key names of the channel state, for one node incarnation.
 pub struct ChannelState {
     pub(super) prefix: String,
     /// The apps whose events go into the streams: `*`, or their ids one per line.
     webhook_apps: String,
     incarnation: String,
+    /// The cluster's epoch the scripts check ('' : unchecked).
+    epoch: String,
     grace_ms: u64,
     join: Script,
     leave: Script,
@@ -159,6 +171,7 @@ impl ChannelState {
             prefix: prefix.to_owned(),
             webhook_apps: "*".to_owned(),
             incarnation: incarnation.to_owned(),
+            epoch: String::new(),
             grace_ms,
             join: script(JOIN),
             leave: script(LEAVE),
@@ -178,6 +191,54 @@ impl ChannelState {
         self
     }
 
+    /// Joins and leaves check that Redis still holds the state of this epoch (see
+    /// [`super::node::cluster_epoch`]) and fail with `EPOCH` when it does not; without this
+    /// call, they do not check.
+    pub fn with_epoch(mut self, epoch: &str) -> ChannelState {
+        self.epoch = epoch.to_owned();
+        self
+    }
+
+    /// The epoch the scripts check.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// Marks every partition as holding the state of this epoch (idempotent).
+    pub async fn write_epochs(&self, con: &mut ConnectionManager) -> Result<(), RedisError> {
+        let mut pipe = ::redis::pipe();
+        for partition in 0..PARTITIONS {
+            pipe.set(
+                format!("{}epoch", self.partition_base(partition)),
+                &self.epoch,
+            )
+            .ignore();
+        }
+        pipe.query_async(con).await
+    }
+
+    /// Every socket this incarnation holds in Redis, as (app, channel, socket id).
+    pub async fn owned(
+        &self,
+        con: &mut ConnectionManager,
+    ) -> Result<Vec<(String, String, String)>, RedisError> {
+        let mut pipe = ::redis::pipe();
+        for partition in 0..PARTITIONS {
+            let base = self.partition_base(partition);
+            pipe.smembers(format!("{base}owned:{}", self.incarnation));
+        }
+        let sets: Vec<Vec<String>> = pipe.query_async(con).await?;
+        Ok(sets
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| {
+                let mut parts = entry.splitn(3, '\n');
+                let (app, channel, socket) = (parts.next()?, parts.next()?, parts.next()?);
+                Some((app.to_owned(), channel.to_owned(), socket.to_owned()))
+            })
+            .collect())
+    }
+
     /// Whether the app's events go into the streams.
     pub(super) fn streams_app(&self, app: &str) -> bool {
         self.webhook_apps == "*" || self.webhook_apps.lines().any(|hooked| hooked == app)
@@ -194,7 +255,7 @@ impl ChannelState {
     }
 
     /// The keys of one channel, in the order JOIN takes them.
-    fn channel_keys(&self, app: &str, channel: &str) -> [String; 10] {
+    fn channel_keys(&self, app: &str, channel: &str) -> [String; 11] {
         let base = self.partition_base(partition_of(app, channel));
         let keys = format!("{base}ch:{app}:{channel}");
         [
@@ -208,6 +269,7 @@ impl ChannelState {
             format!("{base}reaped"),
             format!("{base}occupied:{app}"),
             format!("{keys}:cache"),
+            format!("{base}epoch"),
         ]
     }
 
@@ -225,6 +287,16 @@ impl ChannelState {
         &self,
         con: &mut ConnectionManager,
         joining: &Joining<'_>,
+    ) -> Result<Joined, RedisError> {
+        self.join_as(con, joining, JoinMode::New).await
+    }
+
+    /// Adds the socket to the channel, as `mode` says.
+    pub async fn join_as(
+        &self,
+        con: &mut ConnectionManager,
+        joining: &Joining<'_>,
+        mode: JoinMode,
     ) -> Result<Joined, RedisError> {
         let (user, info) = joining.member.unwrap_or(("", ""));
         let mut invocation = self.join.prepare_invoke();
@@ -247,6 +319,11 @@ impl ChannelState {
             .arg(self.channel_stem(joining.app, joining.channel))
             .arg(joining.max_members)
             .arg(if joining.cached { "1" } else { "" })
+            .arg(&self.epoch)
+            .arg(match mode {
+                JoinMode::New => "",
+                JoinMode::Rebuild => "r",
+            })
             .arg(&self.webhook_apps)
             .invoke_async(con)
             .await?;
@@ -261,7 +338,8 @@ impl ChannelState {
         channel: &str,
         socket: &str,
     ) -> Result<Transition, RedisError> {
-        let [_, _, _, _, owned, pending, stream, _, index, _] = self.channel_keys(app, channel);
+        let [_, _, _, _, owned, pending, stream, _, index, _, epoch] =
+            self.channel_keys(app, channel);
         let reply = self
             .leave
             .key(self.channel_stem(app, channel))
@@ -269,6 +347,7 @@ impl ChannelState {
             .key(pending)
             .key(stream)
             .key(index)
+            .key(epoch)
             .arg(socket)
             .arg(app)
             .arg(channel)
@@ -276,6 +355,7 @@ impl ChannelState {
             .arg(self.grace_ms)
             .arg(topic(&self.prefix, app, channel))
             .arg(&self.incarnation)
+            .arg(&self.epoch)
             .arg(&self.webhook_apps)
             .invoke_async(con)
             .await?;

@@ -6,12 +6,18 @@
 //! the node, in the order Redis published them, which is what keeps a channel's order across
 //! nodes. [`Fanout::listen`] resolves once Redis confirmed the subscription: a node replies
 //! `subscription_succeeded` only after it, so an event published after the client saw the reply
-//! reaches it.
+//! reaches it. A broken pub/sub connection, or one that stops answering its PING, is
+//! reconnected with back-off and every wanted topic subscribed again; what was published in
+//! between is lost, which [`Fanout::connected`] tells the node (it resyncs).
 
-use ::redis::aio::{ConnectionManager, PubSubSink};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
 use ::redis::RedisError;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::outbound::WireFrame;
@@ -74,84 +80,223 @@ const USERS_TOPIC: &str = "#users";
 pub struct Fanout {
     prefix: String,
     origin: String,
+    url: String,
     publisher: ConnectionManager,
-    listener: PubSubSink,
+    listening: Mutex<Listening>,
+    connected: watch::Sender<bool>,
+}
+
+/// The topics this node wants, and the pub/sub connection they are subscribed on (`None` while
+/// it is being reconnected: every wanted topic is subscribed again on the new one).
+struct Listening {
+    sink: Option<PubSubSink>,
+    topics: HashSet<String>,
 }
 
 /// Where a node's received broadcasts go, and the task reading them.
 pub struct Received {
     /// Every broadcast of the topics listened to, in Redis order.
     pub broadcasts: mpsc::UnboundedReceiver<Broadcast>,
-    /// Ends when the pub/sub connection does.
+    /// Reads the pub/sub connection, reconnecting it, until the receiver is dropped.
     pub task: JoinHandle<()>,
 }
 
+/// How long a pub/sub connection, a resubscription or a check may take before the connection
+/// is taken for broken.
+const PUBSUB_BOUND: Duration = Duration::from_secs(2);
+
+fn bounded_error(what: &'static str) -> RedisError {
+    RedisError::from((::redis::ErrorKind::Io, what))
+}
+
 impl Fanout {
-    /// Connects the node's pub/sub connection; `publisher` sends the PUBLISH commands.
+    /// Connects the node's pub/sub connection; `publisher` sends the PUBLISH commands. The
+    /// connection is checked every `check_every` (a PING) and reconnected when it breaks or
+    /// stops answering; [`Fanout::connected`] tells when it is.
     pub async fn start(
         url: &str,
         prefix: &str,
         origin: &str,
         publisher: ConnectionManager,
-    ) -> Result<(Fanout, Received), RedisError> {
-        let pubsub = ::redis::Client::open(url)?.get_async_pubsub().await?;
-        let (listener, mut messages) = pubsub.split();
-        let (deliver, broadcasts) = mpsc::unbounded_channel();
-        let topic_prefix = format!("{prefix}:bc:");
-        let task = tokio::spawn(async move {
-            while let Some(message) = messages.next().await {
-                match decode(&topic_prefix, message.get_channel_name(), message.get_payload_bytes()) {
-                    Some(broadcast) => {
-                        if deliver.send(broadcast).is_err() {
-                            return;
-                        }
-                    }
-                    None => tracing::warn!(
-                        topic = message.get_channel_name(),
-                        "a cluster broadcast this node cannot read (another Herald version?); dropped"
-                    ),
-                }
-            }
-        });
-        let fanout = Fanout {
+        check_every: Duration,
+    ) -> Result<(Arc<Fanout>, Received), RedisError> {
+        let fanout = Arc::new(Fanout {
             prefix: prefix.to_owned(),
             origin: origin.to_owned(),
+            url: url.to_owned(),
             publisher,
-            listener,
-        };
+            listening: Mutex::new(Listening {
+                sink: None,
+                topics: HashSet::new(),
+            }),
+            connected: watch::Sender::new(false),
+        });
+        let messages = fanout.connect().await?;
+        fanout.connected.send_replace(true);
+        let (deliver, broadcasts) = mpsc::unbounded_channel();
+        let task = tokio::spawn(fanout.clone().receive(messages, deliver, check_every));
         Ok((fanout, Received { broadcasts, task }))
+    }
+
+    /// Whether the pub/sub connection is up (every wanted topic subscribed on it), as it changes.
+    pub fn connected(&self) -> watch::Receiver<bool> {
+        self.connected.subscribe()
+    }
+
+    fn listening(&self) -> std::sync::MutexGuard<'_, Listening> {
+        self.listening.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens a pub/sub connection and subscribes every wanted topic on it.
+    async fn connect(&self) -> Result<PubSubStream, RedisError> {
+        let open = async {
+            ::redis::Client::open(self.url.as_str())?
+                .get_async_pubsub()
+                .await
+        };
+        let pubsub = tokio::time::timeout(PUBSUB_BOUND, open)
+            .await
+            .map_err(|_| bounded_error("no pub/sub connection in time"))??;
+        let (sink, messages) = pubsub.split();
+        let topics: Vec<String> = {
+            let mut listening = self.listening();
+            listening.sink = Some(sink.clone());
+            listening.topics.iter().cloned().collect()
+        };
+        if !topics.is_empty() {
+            let mut resubscribing = sink.clone();
+            let subscribed = tokio::time::timeout(PUBSUB_BOUND, resubscribing.subscribe(topics))
+                .await
+                .unwrap_or_else(|_| Err(bounded_error("no resubscription in time")));
+            if let Err(error) = subscribed {
+                self.listening().sink = None;
+                return Err(error);
+            }
+        }
+        Ok(messages)
+    }
+
+    /// Reads broadcasts until the receiver is dropped, reconnecting with back-off whenever the
+    /// connection breaks or fails its check.
+    async fn receive(
+        self: Arc<Self>,
+        mut messages: PubSubStream,
+        deliver: mpsc::UnboundedSender<Broadcast>,
+        check_every: Duration,
+    ) {
+        loop {
+            if !self.read(&mut messages, &deliver, check_every).await {
+                return;
+            }
+            self.listening().sink = None;
+            self.connected.send_replace(false);
+            tracing::warn!("the cluster's pub/sub connection broke; reconnecting");
+            let mut delay = Duration::from_millis(100);
+            messages = loop {
+                match self.connect().await {
+                    Ok(messages) => break messages,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot reconnect the cluster's pub/sub connection")
+                    }
+                }
+                if deliver.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            };
+            self.connected.send_replace(true);
+            tracing::info!("the cluster's pub/sub connection is back");
+        }
+    }
+
+    /// Delivers broadcasts until the connection breaks (true) or nobody receives them (false).
+    async fn read(
+        &self,
+        messages: &mut PubSubStream,
+        deliver: &mpsc::UnboundedSender<Broadcast>,
+        check_every: Duration,
+    ) -> bool {
+        let mut checks = tokio::time::interval(check_every);
+        checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let topic_prefix = format!("{}:bc:", self.prefix);
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else { return true };
+                    let topic = message.get_channel_name();
+                    match decode(&topic_prefix, topic, message.get_payload_bytes()) {
+                        Some(broadcast) => {
+                            if deliver.send(broadcast).is_err() {
+                                return false;
+                            }
+                        }
+                        None => tracing::warn!(
+                            topic,
+                            "a cluster broadcast this node cannot read (another Herald version?); dropped"
+                        ),
+                    }
+                }
+                _ = checks.tick() => {
+                    if let Err(error) = self.check(PUBSUB_BOUND).await {
+                        tracing::warn!(%error, "the cluster's pub/sub connection failed its check");
+                        return true;
+                    }
+                }
+            }
+        }
     }
 
     fn topic(&self, app: &str, channel: &str) -> String {
         topic(&self.prefix, app, channel)
     }
 
-    /// Starts receiving a channel's broadcasts; resolves once Redis confirmed it.
+    /// Starts receiving a channel's broadcasts; resolves once Redis confirmed it. A topic
+    /// wanted already is not subscribed again. On an error the topic stays wanted: the
+    /// reconnected connection subscribes it.
     pub async fn listen(&self, app: &str, channel: &str) -> Result<(), RedisError> {
-        self.listener
-            .clone()
-            .subscribe(self.topic(app, channel))
-            .await
+        let topic = self.topic(app, channel);
+        let sink = {
+            let mut listening = self.listening();
+            let new = listening.topics.insert(topic.clone());
+            match &listening.sink {
+                Some(_) if !new => return Ok(()),
+                sink => sink.clone(),
+            }
+        };
+        let Some(mut sink) = sink else {
+            return Err(bounded_error("the pub/sub connection is being reconnected"));
+        };
+        sink.subscribe(topic).await
     }
 
     /// Stops receiving a channel's broadcasts (its last local subscriber left).
     pub async fn unlisten(&self, app: &str, channel: &str) -> Result<(), RedisError> {
-        self.listener
-            .clone()
-            .unsubscribe(self.topic(app, channel))
-            .await
+        let topic = self.topic(app, channel);
+        let sink = {
+            let mut listening = self.listening();
+            if !listening.topics.remove(&topic) {
+                return Ok(());
+            }
+            listening.sink.clone()
+        };
+        match sink {
+            Some(mut sink) => sink.unsubscribe(topic).await,
+            None => Ok(()),
+        }
     }
 
     /// PINGs the pub/sub connection: one that stays open but delivers nothing (a silently dead
     /// path) fails this within `bound`, where waiting for broadcasts would hear nothing forever.
-    pub async fn check(&self, bound: std::time::Duration) -> Result<(), RedisError> {
-        let mut listener = self.listener.clone();
-        match tokio::time::timeout(bound, listener.ping::<String>()).await {
+    pub async fn check(&self, bound: Duration) -> Result<(), RedisError> {
+        let Some(mut sink) = self.listening().sink.clone() else {
+            return Err(bounded_error("the pub/sub connection is being reconnected"));
+        };
+        match tokio::time::timeout(bound, sink.ping::<::redis::Value>()).await {
             Ok(reply) => reply.map(drop),
-            Err(_) => Err(RedisError::from((
-                ::redis::ErrorKind::Io,
+            Err(_) => Err(bounded_error(
                 "the pub/sub connection did not answer PING in time",
-            ))),
+            )),
         }
     }
 

@@ -17,9 +17,10 @@ use serde_json::value::RawValue;
 use super::app::{JoinRequest, Op, RedisApp};
 use super::channel_state::Joined;
 use super::fanout::{Broadcast, BroadcastBody};
-use crate::cluster::Outcome;
-use crate::engine::Subscribers;
+use crate::cluster::{Outcome, Refusal};
+use crate::engine::{Subscribers, Transition};
 use crate::outbound::{Outbound, WireFrame};
+use crate::protocol::codes::SubscriptionError;
 use crate::protocol::{frames, SocketId};
 
 /// Versioned broadcasts a channel keeps while joins are in flight; more means the joiner's
@@ -28,10 +29,16 @@ const RECENT: usize = 256;
 
 /// One thing that happened on a channel, in the order this node is to carry it out.
 pub enum Step {
-    /// Redis added the socket (boxed: the largest step by far).
-    Joined(Box<(JoinRequest, Joined)>),
-    /// The socket leaves: it gets nothing more.
-    Left { channel: Arc<str>, socket: SocketId },
+    /// Redis added the socket (boxed: the largest step by far); with no reply, the node is
+    /// offline and the socket joins this node's sockets only.
+    Joined(Box<(JoinRequest, Option<Joined>)>),
+    /// The socket leaves: it gets nothing more. `local`: the node is offline, so this node
+    /// tells its own sockets of a member that left (Redis is not there to).
+    Left {
+        channel: Arc<str>,
+        socket: SocketId,
+        local: bool,
+    },
     /// A broadcast came from Redis.
     Received(Broadcast),
 }
@@ -96,11 +103,15 @@ impl RedisApp {
     /// Carries out one step.
     pub(super) fn carry_out(&self, line: usize, step: Step) {
         match step {
-            Step::Joined(joined) => {
-                let (request, reply) = *joined;
-                self.joined(line, request, reply);
-            }
-            Step::Left { channel, socket } => self.left(line, &channel, socket),
+            Step::Joined(joined) => match *joined {
+                (request, Some(reply)) => self.joined(line, request, reply),
+                (request, None) => self.joined_here(line, request),
+            },
+            Step::Left {
+                channel,
+                socket,
+                local,
+            } => self.left(line, &channel, socket, local),
             Step::Received(broadcast) => self.received(line, broadcast),
         }
     }
@@ -167,14 +178,81 @@ impl RedisApp {
         let _ = done.send(Outcome::Done);
     }
 
-    fn left(&self, line: usize, channel: &Arc<str>, socket: SocketId) {
+    /// An offline join: this node's member list, and this node's members told of the joiner.
+    fn joined_here(&self, line: usize, request: JoinRequest) {
         let mut replay = self.replay(line);
-        if self
-            .channels
-            .unsubscribe(channel, socket, |_, _| ())
-            .is_some()
-        {
+        let entry = replay.entry(request.channel.clone()).or_default();
+        entry.joining = entry.joining.saturating_sub(1);
+        let JoinRequest {
+            channel,
+            socket,
+            outbound,
+            member,
+            cached,
+            done,
+            ..
+        } = request;
+        let max = self.app.max_presence_members_per_channel;
+        let subscribed = self.channels.subscribe(
+            &channel,
+            socket,
+            outbound.clone(),
+            member.as_ref(),
+            max,
+            |joined, view| {
+                let added = joined
+                    .transitions
+                    .iter()
+                    .any(|t| matches!(t, Transition::MemberAdded { .. }));
+                let others = (added && member.is_some()).then(|| view.recipients());
+                (joined, others)
+            },
+        );
+        entry.forget_if_idle();
+        drop(replay);
+        let Ok((joined, others)) = subscribed else {
+            let refusal = Refusal {
+                channel,
+                error: SubscriptionError::MembersLimit(max),
+            };
+            let _ = done.send(Outcome::Refused(refusal));
+            return;
+        };
+        if !joined.already_subscribed {
+            self.metrics.subscription(1);
+        }
+        let data = joined.presence_snapshot.as_deref().unwrap_or("{}");
+        outbound.push(&WireFrame::text(&frames::subscription_succeeded(
+            &channel, data,
+        )));
+        if cached {
+            outbound.push(&WireFrame::text(&frames::cache_miss(&channel)));
+        }
+        if let (Some(others), Some(member)) = (others, &member) {
+            let info = member.user_info.as_deref();
+            let frame = WireFrame::text(&frames::member_added(&channel, &member.user_id, info));
+            self.deliver(&others, &frame, |s| s != socket);
+        }
+        let _ = done.send(Outcome::Done);
+    }
+
+    fn left(&self, line: usize, channel: &Arc<str>, socket: SocketId, local: bool) {
+        let mut replay = self.replay(line);
+        let left = self.channels.unsubscribe(channel, socket, |left, view| {
+            let removed = left.transitions.into_iter().find_map(|t| match t {
+                Transition::MemberRemoved { user_id, .. } => Some(user_id),
+                _ => None,
+            });
+            removed
+                .filter(|_| local)
+                .map(|user| (user, view.recipients()))
+        });
+        if let Some(removed) = left {
             self.metrics.subscription(-1);
+            if let Some((user_id, others)) = removed {
+                let frame = WireFrame::text(&frames::member_removed(channel, &user_id));
+                self.deliver(&others, &frame, |_| true);
+            }
         }
         if let Some(entry) = replay.get_mut(channel) {
             entry.seen.remove(&socket);

@@ -1,7 +1,7 @@
 //! A node's link to Redis, shared by its apps: the command connection, the channel scripts, the
 //! fan-out, and the counts shutdown and the webhook task watch.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ pub struct NodeLink {
     /// The channel scripts of the current incarnation (replaced when the node rejoins).
     state: RwLock<Arc<ChannelState>>,
     /// Pub/sub fan-out.
-    pub fanout: Fanout,
+    pub fanout: Arc<Fanout>,
     /// Every webhook endpoint of every app.
     pub endpoints: Arc<[StreamEndpoint]>,
     cache_ttl: Duration,
@@ -30,6 +30,13 @@ pub struct NodeLink {
     idle: Notify,
     /// Woken when a script of this node appended webhook events.
     pub webhooks_due: Notify,
+    /// False from the moment anything found Redis unreachable (or its state lost) until the
+    /// node has resynced: meanwhile the node serves its own sockets only.
+    online: AtomicBool,
+    /// Woken when the node goes offline.
+    pub offline: Notify,
+    /// Bumped by every resync; a line is online once its worker carried out that resync.
+    generation: AtomicU64,
 }
 
 impl NodeLink {
@@ -37,7 +44,7 @@ impl NodeLink {
     pub fn new(
         con: ConnectionManager,
         state: Arc<ChannelState>,
-        fanout: Fanout,
+        fanout: Arc<Fanout>,
         endpoints: Arc<[StreamEndpoint]>,
         cache_ttl: Duration,
     ) -> NodeLink {
@@ -50,7 +57,38 @@ impl NodeLink {
             ops: AtomicUsize::new(0),
             idle: Notify::new(),
             webhooks_due: Notify::new(),
+            online: AtomicBool::new(true),
+            offline: Notify::new(),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Whether Redis is reachable and this node's share of the shared state is in it.
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Acquire)
+    }
+
+    /// Redis failed (or lost its state): serve locally until the node has resynced.
+    pub fn went_offline(&self, why: &dyn std::fmt::Display) {
+        if self.online.swap(false, Ordering::AcqRel) {
+            tracing::warn!(%why, "Redis is unreachable or lost its state; this node serves its own sockets only until it can resync");
+        }
+        self.offline.notify_one();
+    }
+
+    /// The node resynced: Redis is used again.
+    pub fn went_online(&self) {
+        self.online.store(true, Ordering::Release);
+    }
+
+    /// The current resync generation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Starts a new resync generation; returns it.
+    pub fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// The channel scripts of the current incarnation.

@@ -35,6 +35,8 @@ pub struct Liveness {
     pub task: JoinHandle<()>,
     /// The node's health, as the last round found it.
     pub health: watch::Receiver<NodeHealth>,
+    /// Ends the duties (they end by themselves when the node is fenced).
+    pub stop: CancellationToken,
 }
 
 impl Liveness {
@@ -57,19 +59,26 @@ impl Liveness {
             report,
             stop.clone(),
         ));
+        let duties_stop = stop.clone();
+        // After an outage of Redis every node's last beat looks old at once: a node that reaped
+        // as soon as it was back would reap siblings that are about to revive. So a node reaps
+        // only after one timeout of its own duties (they start again after every recovery), by
+        // when every live sibling has revived.
+        let reap_from = tokio::time::Instant::now() + membership.timeout();
         let duties = tokio::spawn(async move {
             // The connection manager is a cheap handle on one multiplexed connection.
             let round = || {
                 let (mut con, membership, state) = (con.clone(), membership.clone(), state.clone());
-                async move { reap_and_sweep(&mut con, &membership, &state).await }
+                let reap = tokio::time::Instant::now() >= reap_from;
+                async move { reap_and_sweep(&mut con, &membership, &state, reap).await }
             };
-            every(interval, &stop, round).await;
+            every(interval, &duties_stop, round).await;
         });
         let task = tokio::spawn(async move {
             let _ = beats.await;
             let _ = duties.await;
         });
-        Liveness { task, health }
+        Liveness { task, health, stop }
     }
 }
 
@@ -133,9 +142,12 @@ async fn reap_and_sweep(
     con: &mut ConnectionManager,
     membership: &NodeMembership,
     state: &ChannelState,
+    reap: bool,
 ) {
-    if let Err(error) = reap_dead(con, membership, state).await {
-        tracing::warn!(%error, "cannot reap dead nodes");
+    if reap {
+        if let Err(error) = reap_dead(con, membership, state).await {
+            tracing::warn!(%error, "cannot reap dead nodes");
+        }
     }
     for partition in 0..PARTITIONS {
         if let Err(error) = state.sweep(con, partition, SWEEP_LIMIT).await {

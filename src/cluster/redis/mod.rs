@@ -19,6 +19,7 @@ pub mod line;
 pub mod link;
 pub mod liveness;
 pub mod node;
+mod recovery;
 mod stage;
 pub mod webhook_delivery;
 pub mod webhook_rounds;

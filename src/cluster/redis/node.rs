@@ -68,6 +68,46 @@ end
 redis.call('ZREM', KEYS[2], ARGV[1])
 ";
 
+/// Makes a live incarnation alive again after Redis could not be reached for longer than the
+/// timeout (its last heartbeat is old, but nobody reaped it: it is still in the live set and
+/// its id is free or its own). KEYS: id key, live set. ARGV: incarnation, timeout ms.
+/// Returns 1 when revived, 0 when it was reaped (it must rejoin as a new incarnation).
+const REVIVE: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if (holder and holder ~= ARGV[1]) or not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+  return 0
+end
+local now = redis.call('TIME')
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], now[1] * 1000 + math.floor(now[2] / 1000), ARGV[1])
+return 1
+";
+
+/// The cluster's epoch: created (as the Redis time in ms) by the first node to find none.
+/// KEYS: the epoch key.
+const EPOCH: &str = r"
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  local now = redis.call('TIME')
+  epoch = tostring(now[1]) .. string.format('%06d', tonumber(now[2]))
+  redis.call('SET', KEYS[1], epoch)
+end
+return epoch
+";
+
+/// The cluster's epoch under `prefix`, created when missing. A Redis that lost its data (a
+/// restart without persistence, `FLUSHALL`) has none, so the first node to look creates a new
+/// one, and every node that knew the old one learns that the shared state must be rebuilt.
+pub async fn cluster_epoch(
+    con: &mut ConnectionManager,
+    prefix: &str,
+) -> Result<String, RedisError> {
+    Script::new(EPOCH)
+        .key(format!("{prefix}:{{nodes}}:epoch"))
+        .invoke_async(con)
+        .await
+}
+
 /// Why a node could not join the cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
@@ -220,6 +260,29 @@ impl NodeMembership {
         })
     }
 
+    /// Makes this incarnation alive again after an outage; false when it was reaped meanwhile.
+    pub async fn revive(&self, con: &mut ConnectionManager) -> Result<bool, RedisError> {
+        let revived: i64 = Script::new(REVIVE)
+            .key(self.keys.id(&self.id))
+            .key(self.keys.live())
+            .arg(&self.incarnation)
+            .arg(self.timeout.as_millis() as u64)
+            .invoke_async(con)
+            .await?;
+        Ok(revived == 1)
+    }
+
+    /// Registers this incarnation again in a Redis that lost its data.
+    pub async fn register_again(&self, con: &mut ConnectionManager) -> Result<(), JoinError> {
+        match self.try_register(con).await? {
+            None => Ok(()),
+            Some((holder, _)) => Err(JoinError::IdInUse {
+                id: self.id.clone(),
+                holder,
+            }),
+        }
+    }
+
     /// Incarnations (other than this one) whose heartbeat is older than the timeout.
     pub async fn dead_incarnations(
         &self,
@@ -254,6 +317,11 @@ impl NodeMembership {
             .arg(&self.incarnation)
             .invoke_async(con)
             .await
+    }
+
+    /// How long a silent incarnation lives before the others take it for dead.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// This node's id.

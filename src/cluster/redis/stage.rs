@@ -15,11 +15,12 @@ use tokio_util::task::TaskTracker;
 
 use super::app::RedisApp;
 use super::fanout::{Broadcast, BroadcastBody, Fanout};
-use super::fencing::{self, Rejoin};
+use super::fencing::Rejoin;
 use super::line::Step;
 use super::link::NodeLink;
 use super::liveness::Liveness;
-use super::node::{check_eviction_policy, NodeMembership};
+use super::node::{check_eviction_policy, cluster_epoch, NodeMembership};
+use super::recovery::Supervisor;
 use super::webhook_rounds;
 use super::webhook_stream::WebhookStreams;
 use crate::apps::{App, AppRegistry};
@@ -80,11 +81,24 @@ impl RedisCluster {
                 .collect(),
             grace_ms,
         };
-        let state = Arc::new(rejoin.state(&incarnation));
-        let (fanout, received) =
-            Fanout::start(&redis.url, &redis.prefix, &incarnation, con.clone())
-                .await
-                .map_err(|e| start_error("cannot open the pub/sub connection", e))?;
+        let epoch = cluster_epoch(&mut con, &redis.prefix)
+            .await
+            .map_err(|e| start_error("cannot read the cluster's epoch", e))?;
+        let state = Arc::new(rejoin.state(&incarnation, &epoch));
+        state
+            .write_epochs(&mut con)
+            .await
+            .map_err(|e| start_error("cannot write the cluster's epoch", e))?;
+        let check_every = redis.heartbeat_interval;
+        let (fanout, received) = Fanout::start(
+            &redis.url,
+            &redis.prefix,
+            &incarnation,
+            con.clone(),
+            check_every,
+        )
+        .await
+        .map_err(|e| start_error("cannot open the pub/sub connection", e))?;
         let link = Arc::new(NodeLink::new(
             con.clone(),
             state.clone(),
@@ -123,14 +137,17 @@ impl RedisCluster {
             close.clone(),
         );
         let membership = Arc::new(Mutex::new(membership));
-        tasks.spawn(fencing::supervise(
-            link.clone(),
-            node_apps.clone(),
-            membership.clone(),
+        metrics.cluster_online(true);
+        let supervisor = Supervisor {
+            link: link.clone(),
+            apps: node_apps.clone(),
+            membership: membership.clone(),
             duties,
             rejoin,
-            close.clone(),
-        ));
+            close: close.clone(),
+            metrics: metrics.clone(),
+        };
+        tasks.spawn(supervisor.run());
         let streams = Arc::new(WebhookStreams::new(
             &redis.prefix,
             &incarnation,

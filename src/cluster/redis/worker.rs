@@ -5,17 +5,23 @@
 //! published after the join script reaches the node; its `subscription_succeeded` goes out only
 //! after both. A leave takes the socket out of local delivery first, then out of Redis, then
 //! stops listening when the node has nobody left on the channel.
+//!
+//! While the node is offline (Redis unreachable or its state lost), joins and leaves change
+//! only the node's own sockets; the resync after it ([`Op::Resync`], one per line, queued behind
+//! what was asked before it) puts the line's share of the shared state right, idempotently.
+//! Until its worker carried out the resync of the current generation, a line stays offline.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use super::app::{JoinRequest, Op, RedisApp};
-use super::channel_state::{Joined, Joining};
+use super::channel_state::{JoinMode, Joined, Joining};
 use super::line::Step;
 use crate::cluster::{Outcome, Refusal};
 use crate::config::EventKind;
+use crate::engine::PresenceMember;
 use crate::protocol::codes::{SocketError, SubscriptionError};
 use crate::protocol::SocketId;
 use crate::webhooks::WebhookEvent;
@@ -25,12 +31,14 @@ pub async fn run(app: Arc<RedisApp>, line: usize, mut ops: mpsc::UnboundedReceiv
     let mut worker = Worker {
         app,
         line,
-        listening: HashSet::new(),
+        synced: 0,
+        joined_offline: HashSet::new(),
     };
     while let Some(op) = ops.recv().await {
         match op {
             Op::Join(request) => worker.join(request).await,
             Op::Leave { channel, socket } => worker.leave(channel, socket).await,
+            Op::Resync(resync) => worker.resync(resync).await,
         }
         worker.app.link.ops_ended();
     }
@@ -39,8 +47,21 @@ pub async fn run(app: Arc<RedisApp>, line: usize, mut ops: mpsc::UnboundedReceiv
 struct Worker {
     app: Arc<RedisApp>,
     line: usize,
-    /// The channels whose topic this node listens to (only this worker changes them).
-    listening: HashSet<Arc<str>>,
+    /// The resync generation this line carried out last.
+    synced: u64,
+    /// Sockets that joined while the node was offline: new to the cluster, so a rebuild adds
+    /// them as joins that announce, not as restored ones.
+    joined_offline: HashSet<(Arc<str>, SocketId)>,
+}
+
+/// A line's share of a resync: put its sockets back into Redis and take out those that left.
+pub struct Resync {
+    /// The generation it belongs to.
+    pub generation: u64,
+    /// Per channel of the line, the sockets Redis holds for this incarnation.
+    pub in_redis: HashMap<String, Vec<String>>,
+    /// Redis lost its data: the sockets go back without events ([`JoinMode::Rebuild`]).
+    pub rebuild: bool,
 }
 
 impl Worker {
@@ -52,8 +73,10 @@ impl Worker {
                 .or_default()
                 .begin_join();
         }
-        let joined = match self.listen(&request.channel).await {
-            Ok(()) => self.run_join(&request).await,
+        let listened = self.listen(&request.channel).await;
+        let joined = match listened {
+            Ok(()) if self.online() => self.run_join(&request, JoinMode::New).await,
+            Ok(()) => return self.join_locally(request).await,
             Err(error) => Err(error),
         };
         let refused = |error| Refusal {
@@ -72,10 +95,8 @@ impl Worker {
             }
             Ok(reply) => return self.joined(request, reply),
             Err(error) => {
-                tracing::warn!(%error, channel = %request.channel, "a subscription could not reach Redis");
-                Some(refused(SubscriptionError::Unavailable(
-                    "the cluster cannot be reached; retry later".into(),
-                )))
+                self.app.link.went_offline(&error);
+                return self.join_locally(request).await;
             }
         };
         self.abandon(&request.channel).await;
@@ -83,25 +104,54 @@ impl Worker {
         let _ = request.done.send(outcome);
     }
 
-    async fn run_join(&self, request: &JoinRequest) -> Result<Joined, ::redis::RedisError> {
-        let socket = request.socket.to_string();
-        let info = request
-            .member
-            .as_ref()
-            .map(|m| m.user_info.as_ref().map_or("", |i| i.get()));
+    /// Whether this line uses Redis: the node is online and this line resynced since.
+    fn online(&self) -> bool {
+        self.app.link.is_online() && self.synced == self.app.link.generation()
+    }
+
+    /// Offline: the socket joins this node's sockets only (the resync adds it to Redis). The
+    /// worker waits for the step, so a resync behind it finds the socket subscribed.
+    async fn join_locally(&mut self, request: JoinRequest) {
+        let joined = (request.channel.clone(), request.socket);
+        self.joined_offline.insert(joined);
+        if let Some(carried) = self
+            .app
+            .push(self.line, Step::Joined(Box::new((request, None))))
+        {
+            let _ = carried.await;
+        }
+    }
+
+    async fn run_join(
+        &self,
+        request: &JoinRequest,
+        mode: JoinMode,
+    ) -> Result<Joined, ::redis::RedisError> {
+        let (channel, member) = (&request.channel, request.member.as_ref());
+        self.join_redis(channel, request.socket, member, request.cached, mode)
+            .await
+    }
+
+    async fn join_redis(
+        &self,
+        channel: &str,
+        socket: SocketId,
+        member: Option<&PresenceMember>,
+        cached: bool,
+        mode: JoinMode,
+    ) -> Result<Joined, ::redis::RedisError> {
+        let socket = socket.to_string();
+        let info = member.map(|m| m.user_info.as_ref().map_or("", |i| i.get()));
         let joining = Joining {
             app: &self.app.app.id,
-            channel: &request.channel,
+            channel,
             socket: &socket,
-            member: request
-                .member
-                .as_ref()
-                .map(|m| (&*m.user_id, info.unwrap_or(""))),
+            member: member.map(|m| (&*m.user_id, info.unwrap_or(""))),
             max_members: self.app.app.max_presence_members_per_channel,
-            cached: request.cached,
+            cached,
         };
         let link = &self.app.link;
-        link.state().join(&mut link.con(), &joining).await
+        link.state().join_as(&mut link.con(), &joining, mode).await
     }
 
     fn joined(&mut self, request: JoinRequest, reply: Joined) {
@@ -120,7 +170,7 @@ impl Worker {
         // The joiner's reply goes out when its line carries the step out; the socket waits.
         let _ = self
             .app
-            .push(self.line, Step::Joined(Box::new((request, reply))));
+            .push(self.line, Step::Joined(Box::new((request, Some(reply)))));
     }
 
     /// A join that added nothing: stop listening if nobody else needs the topic.
@@ -138,29 +188,15 @@ impl Worker {
     }
 
     async fn leave(&mut self, channel: Arc<str>, socket: SocketId) {
+        let online = self.online();
         let step = Step::Left {
             channel: channel.clone(),
             socket,
+            local: !online,
         };
         let carried = self.app.push(self.line, step);
-        let link = &self.app.link;
-        let left = link
-            .state()
-            .leave(
-                &mut link.con(),
-                &self.app.app.id,
-                &channel,
-                &socket.to_string(),
-            )
-            .await;
-        match left {
-            Ok(t) if t.changed && (t.occupancy_changed || t.membership_changed) => {
-                link.webhooks_due.notify_one()
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(%error, %channel, "a leave could not reach Redis; the socket stays counted until this node is reaped")
-            }
+        if online {
+            self.leave_redis(&channel, &socket.to_string()).await;
         }
         if let Some(carried) = carried {
             let _ = carried.await;
@@ -168,32 +204,103 @@ impl Worker {
         self.unlisten_if_unused(&channel).await;
     }
 
-    async fn listen(&mut self, channel: &Arc<str>) -> Result<(), ::redis::RedisError> {
-        if self.listening.contains(channel) {
-            return Ok(());
+    /// Takes the socket out of Redis; on a failure the node goes offline and its resync does it.
+    async fn leave_redis(&self, channel: &str, socket: &str) {
+        let link = &self.app.link;
+        let left = link
+            .state()
+            .leave(&mut link.con(), &self.app.app.id, channel, socket)
+            .await;
+        match left {
+            Ok(t) if t.changed && (t.occupancy_changed || t.membership_changed) => {
+                link.webhooks_due.notify_one()
+            }
+            Ok(_) => {}
+            Err(error) => link.went_offline(&error),
         }
-        self.app
-            .link
-            .fanout
-            .listen(&self.app.app.id, channel)
-            .await?;
-        self.listening.insert(channel.clone());
+    }
+
+    /// Puts the line's sockets back into Redis as they are on this node now, and takes out
+    /// those Redis holds that are gone; every step is idempotent, so a resync cut short is
+    /// simply done again by the next one.
+    async fn resync(&mut self, resync: Resync) {
+        let Resync {
+            generation,
+            mut in_redis,
+            rebuild,
+        } = resync;
+        let app = self.app.clone();
+        for summary in app.channels.summaries("") {
+            if app.line_of(&summary.name) != self.line {
+                continue;
+            }
+            let held = in_redis.remove(&*summary.name).unwrap_or_default();
+            if self.listen(&summary.name).await.is_err() {
+                return;
+            }
+            if let Err(error) = self.rejoin_here(&summary.name, &held, rebuild).await {
+                return app.link.went_offline(&error);
+            }
+            for socket in held {
+                let here = (socket.parse::<SocketId>())
+                    .is_ok_and(|s| app.channels.is_subscribed(&summary.name, s));
+                if !here {
+                    self.leave_redis(&summary.name, &socket).await;
+                }
+            }
+        }
+        for (channel, held) in in_redis {
+            for socket in held {
+                self.leave_redis(&channel, &socket).await;
+            }
+        }
+        if app.link.is_online() {
+            self.synced = generation;
+            self.joined_offline.clear();
+        }
+    }
+
+    /// Adds the channel's local sockets Redis does not hold: on a rebuild, those that were in
+    /// before restored first, then those that joined offline as new joins.
+    async fn rejoin_here(
+        &self,
+        channel: &Arc<str>,
+        held: &[String],
+        rebuild: bool,
+    ) -> Result<(), ::redis::RedisError> {
+        let members = (self.app.channels)
+            .with_channel(channel, false, |view| view.map(|v| v.members()))
+            .unwrap_or_default();
+        let (restored, new): (Vec<_>, Vec<_>) = members
+            .into_iter()
+            .filter(|(socket, _)| !held.contains(&socket.to_string()))
+            .partition(|(socket, _)| {
+                rebuild && !self.joined_offline.contains(&(channel.clone(), *socket))
+            });
+        let restored = restored.into_iter().map(|m| (m, JoinMode::Rebuild));
+        for ((socket, member), mode) in restored.chain(new.into_iter().map(|m| (m, JoinMode::New)))
+        {
+            let reply = self.join_redis(channel, socket, member.as_ref(), false, mode);
+            if reply.await?.transition.changed {
+                self.app.link.webhooks_due.notify_one();
+            }
+        }
         Ok(())
+    }
+
+    async fn listen(&mut self, channel: &Arc<str>) -> Result<(), ::redis::RedisError> {
+        let app = &self.app.app.id;
+        self.app.link.fanout.listen(app, channel).await
     }
 
     async fn unlisten_if_unused(&mut self, channel: &Arc<str>) {
         let in_use = self.app.channels.summary(channel).is_some()
             || self.app.replay(self.line).contains_key(channel);
-        if in_use || !self.listening.remove(channel) {
+        if in_use {
             return;
         }
-        if let Err(error) = self
-            .app
-            .link
-            .fanout
-            .unlisten(&self.app.app.id, channel)
-            .await
-        {
+        let app = &self.app.app.id;
+        if let Err(error) = self.app.link.fanout.unlisten(app, channel).await {
             tracing::warn!(%error, %channel, "cannot stop listening to a channel's topic");
         }
     }

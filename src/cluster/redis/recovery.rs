@@ -1,0 +1,209 @@
+//! How a node gets its place in the cluster back: after an outage of Redis (the node served its
+//! own sockets meanwhile), after Redis lost its data, and after it was fenced.
+//!
+//! One task watches what can go wrong (a failed script or publish, a broken pub/sub
+//! connection, a failed or fenced heartbeat) and, once Redis answers again:
+//! - **the state is there** (the epoch is the one the node knew): the incarnation is revived
+//!   and every line resyncs its sockets, idempotently, with the transitions of the outage
+//!   (joins and leaves that only this node saw) reported once each as they reach Redis;
+//! - **the state was lost** (no epoch, or a newer one a sibling created): the incarnation is
+//!   registered again under the new epoch and the lines put their sockets back in rebuild mode,
+//!   which restores occupancy and members without an event: they were announced before;
+//! - **the incarnation was reaped** (it was taken for dead): the fence ([`super::fencing`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::app::{Op, RedisApp};
+use super::fencing::{self, Rejoin};
+use super::link::NodeLink;
+use super::liveness::{Liveness, NodeHealth};
+use super::node::{cluster_epoch, NodeMembership};
+use super::worker::Resync;
+use crate::cluster::sequence::LINES;
+use crate::metrics::Metrics;
+
+/// What a recovery attempt must wait for before it can tell anything.
+const ANSWER_BOUND: Duration = Duration::from_secs(2);
+
+/// The node's watcher.
+pub struct Supervisor {
+    pub link: Arc<NodeLink>,
+    pub apps: Vec<Arc<RedisApp>>,
+    pub membership: Arc<Mutex<Arc<NodeMembership>>>,
+    pub duties: Liveness,
+    pub rejoin: Rejoin,
+    pub close: CancellationToken,
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RecoveryError {
+    #[error("Redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("{0}")]
+    Join(#[from] super::node::JoinError),
+    #[error("{0}")]
+    NotYet(&'static str),
+}
+
+impl Supervisor {
+    /// Watches and recovers until `close`.
+    pub async fn run(mut self) {
+        let mut pubsub = self.link.fanout.connected();
+        loop {
+            let mut health = self.duties.health.clone();
+            let offline = self.link.offline.notified();
+            let fenced = tokio::select! {
+                _ = self.close.cancelled() => break,
+                _ = offline => false,
+                changed = pubsub.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    if !*pubsub.borrow_and_update() {
+                        self.link.went_offline(&"the pub/sub connection broke");
+                    }
+                    false
+                }
+                // An error means the duties ended (fenced): the last value says so.
+                _ = health.changed() => {
+                    match *health.borrow_and_update() {
+                        NodeHealth::RedisDown => {
+                            self.link.went_offline(&"the heartbeat could not reach Redis");
+                            false
+                        }
+                        NodeHealth::Fenced => true,
+                        NodeHealth::Alive => false,
+                    }
+                }
+            };
+            if fenced || !self.link.is_online() {
+                self.metrics.cluster_online(false);
+                self.recover().await;
+                self.metrics.cluster_online(self.link.is_online());
+            }
+        }
+        self.duties.stop.cancel();
+        let _ = (&mut self.duties.task).await;
+    }
+
+    /// Tries until the node is back (or `close`), with back-off.
+    async fn recover(&mut self) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.try_recover().await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "the node cannot resync with the cluster yet; retrying")
+                }
+            }
+            tokio::select! {
+                _ = self.close.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    fn membership(&self) -> Arc<NodeMembership> {
+        self.membership
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    async fn try_recover(&mut self) -> Result<(), RecoveryError> {
+        let mut con = self.link.con();
+        let ping = ::redis::cmd("PING");
+        tokio::time::timeout(ANSWER_BOUND, ping.query_async::<String>(&mut con))
+            .await
+            .map_err(|_| RecoveryError::NotYet("Redis does not answer"))??;
+        let mut pubsub = self.link.fanout.connected();
+        let connected = tokio::time::timeout(ANSWER_BOUND, pubsub.wait_for(|up| *up));
+        if !matches!(connected.await, Ok(Ok(_))) {
+            return Err(RecoveryError::NotYet("the pub/sub connection is not back"));
+        }
+        let prefix = &self.rejoin.redis.prefix;
+        let epoch = cluster_epoch(&mut con, prefix).await?;
+        let state = self.link.state();
+        let membership = self.membership();
+        let lost = epoch != state.epoch();
+        if lost {
+            tracing::warn!(
+                node = membership.incarnation(),
+                "Redis lost the cluster's state (restarted without persistence, or flushed); rebuilding this node's share without events"
+            );
+            membership.register_again(&mut con).await?;
+        } else if !membership.revive(&mut con).await? {
+            return self.fence().await;
+        }
+        let state = Arc::new(self.rejoin.state(membership.incarnation(), &epoch));
+        state.write_epochs(&mut con).await?;
+        self.link.replace_state(state.clone());
+        self.restart_duties(membership, state.clone());
+        let owned = state.owned(&mut con).await?;
+        self.resync(owned, lost);
+        self.link.went_online();
+        self.metrics.cluster_resync();
+        tracing::info!(
+            rebuilt = lost,
+            "the node is back in the cluster; its lines resync"
+        );
+        Ok(())
+    }
+
+    /// Queues every line's resync, behind what the line was asked before.
+    fn resync(&self, owned: Vec<(String, String, String)>, rebuild: bool) {
+        let generation = self.link.next_generation();
+        let mut by_app: HashMap<String, Vec<HashMap<String, Vec<String>>>> = HashMap::new();
+        for (app, channel, socket) in owned {
+            let Some(node_app) = self.apps.iter().find(|a| *a.app.id == *app) else {
+                continue;
+            };
+            let line = node_app.line_of(&channel);
+            let lines = by_app
+                .entry(app)
+                .or_insert_with(|| vec![HashMap::new(); LINES]);
+            lines[line].entry(channel).or_default().push(socket);
+        }
+        for app in &self.apps {
+            let mut lines = by_app.remove(&*app.app.id).unwrap_or_default();
+            for line in 0..LINES {
+                let in_redis = lines.get_mut(line).map(std::mem::take).unwrap_or_default();
+                let resync = Resync {
+                    generation,
+                    in_redis,
+                    rebuild,
+                };
+                app.enqueue(line, Op::Resync(resync));
+            }
+        }
+    }
+
+    fn restart_duties(
+        &mut self,
+        membership: Arc<NodeMembership>,
+        state: Arc<super::channel_state::ChannelState>,
+    ) {
+        self.duties.stop.cancel();
+        let interval = self.rejoin.redis.heartbeat_interval;
+        let con = self.link.con();
+        self.duties = Liveness::start(con, membership, state, interval, self.close.clone());
+    }
+
+    /// The incarnation was reaped: join as a new one and close the sockets with 4200.
+    async fn fence(&mut self) -> Result<(), RecoveryError> {
+        // The old incarnation must not reap or sweep any more.
+        self.duties.stop.cancel();
+        let _ = (&mut self.duties.task).await;
+        let (joined, state) = fencing::rejoin(&self.link, &self.rejoin, &self.apps).await?;
+        *self.membership.lock().unwrap_or_else(|e| e.into_inner()) = joined.clone();
+        self.restart_duties(joined, state);
+        self.link.went_online();
+        Ok(())
+    }
+}
