@@ -42,7 +42,9 @@ fn follow(joiner: &mut Joiner, notices: &[Broadcast]) {
                     joiner.socket
                 );
             }
-            BroadcastBody::Event(_) | BroadcastBody::Terminate { .. } => {}
+            BroadcastBody::Event(_)
+            | BroadcastBody::Terminate { .. }
+            | BroadcastBody::SubscriptionCount(_) => {}
         }
     }
 }

@@ -8,6 +8,7 @@ mod support;
 mod architecture;
 mod client_events;
 mod cluster_channels;
+mod cluster_counts;
 mod cluster_fanout;
 mod cluster_members;
 mod cluster_mode;

@@ -18,11 +18,16 @@
 ///
 /// Every script's last argument lists the apps that have webhook endpoints (one per line, or
 /// `*` for all): only their events go into the streams, which nobody would read and trim for
-/// the others.
+/// the others. The one before it lists the apps that announce subscription counts, each with
+/// its window in ms (`{app}\t{window}` per line).
 pub const PRELUDE: &str = r"
 local hooked, every_app = {}, ARGV[#ARGV] == '*'
 for app in string.gmatch(ARGV[#ARGV], '[^\n]+') do
   hooked[app] = true
+end
+local count_windows = {}
+for app, window in string.gmatch(ARGV[#ARGV - 1], '([^\n\t]+)\t(%d+)') do
+  count_windows[app] = tonumber(window)
 end
 local function now_ms()
   local t = redis.call('TIME')
@@ -58,16 +63,65 @@ local function emit(stream, name, app, channel, user)
   end
 end
 
+-- The app's count window (ms) when the channel announces subscription counts: public and
+-- private channels only, as on one node (presence has its member count; Java clients try to
+-- decrypt internal events of encrypted channels).
+local function count_window(app, channel)
+  local window = count_windows[app]
+  if not window then
+    return nil
+  end
+  for _, prefix in ipairs({'presence-', 'private-encrypted-', '#server-to-user-'}) do
+    if string.sub(channel, 1, #prefix) == prefix then
+      return nil
+    end
+  end
+  return window
+end
+-- Announces the channel's subscription count as it is now: a notice to the subscribers on
+-- every node (not for 0: nobody is left) and the webhook event.
+local function announce_count(ch, pending, stream, topic, origin, app, channel)
+  local count = redis.call('HLEN', ch .. ':sockets')
+  redis.call('ZREM', pending, 'c\n' .. app .. '\n' .. channel)
+  if count > 0 then
+    notice(topic, 'c', origin, '', ch, tostring(count))
+    redis.call('HSET', ch .. ':flags', 'count_at', string.format('%d', now_ms()))
+  else
+    -- An empty channel needs no window: nobody is left to flood.
+    redis.call('HDEL', ch .. ':flags', 'count_at')
+  end
+  if every_app or hooked[app] then
+    redis.call('XADD', stream, '*', 'name', 'subscription_count', 'app', app, 'channel', channel, 'subscription_count', count, 'time_ms', now_ms())
+  end
+end
+-- The channel's count changed: announced at once after a quiet window; within one, held until
+-- the window ends (every change meanwhile goes out in that one announcement, with the count as
+-- it is then). Returns -1 when announced now, the ms until the hold is due when this change
+-- started one, 0 otherwise (not counted, or a hold is pending already).
+local function count_changed(ch, pending, stream, topic, origin, app, channel)
+  local window = count_window(app, channel)
+  if not window then
+    return 0
+  end
+  local last, now = tonumber(redis.call('HGET', ch .. ':flags', 'count_at') or ''), now_ms()
+  if window == 0 or not last or now >= last + window then
+    announce_count(ch, pending, stream, topic, origin, app, channel)
+    return -1
+  end
+  local held = redis.call('ZADD', pending, 'NX', last + window, 'c\n' .. app .. '\n' .. channel)
+  return held == 1 and (last + window - now) or 0
+end
+
 -- Removes a socket from a channel whose keys start with `ch` (`...:ch:{app}:{channel}`); with
 -- `owner`, only if that incarnation holds it; `origin` publishes the notice on `topic`; `index`
 -- is the app's set of occupied channels in the partition.
--- Returns {changed, count, vacated, removed}.
+-- Returns {changed, count, vacated, removed, count announcement (see `count_changed`)}.
 local function leave_socket(ch, index, pending, stream, topic, origin, socket, app, channel, grace, owner)
   local sockets = ch .. ':sockets'
   local held = redis.call('HGET', sockets, socket)
   local bar = held and string.find(held, '|', 1, true)
   if not held or (owner and string.sub(held, 1, bar - 1) ~= owner) then
-    return {0, redis.call('HLEN', sockets), 0, 0}
+    return {0, redis.call('HLEN', sockets), 0, 0, 0}
   end
   redis.call('HDEL', sockets, socket)
   local user = string.sub(held, bar + 1)
@@ -94,7 +148,8 @@ local function leave_socket(ch, index, pending, stream, topic, origin, socket, a
       emit(stream, 'channel_vacated', app, channel)
     end
   end
-  return {1, count, vacated, removed}
+  local announced = count_changed(ch, pending, stream, topic, origin, app, channel)
+  return {1, count, vacated, removed, announced}
 end
 ";
 
@@ -105,8 +160,8 @@ end
 /// 'r' to rebuild (after Redis lost its data: the socket was in before, so the channel's
 /// occupancy and the member are restored without an event or a notice).
 /// An error `EPOCH` when the partition's epoch is not the one given: the state was lost.
-/// Returns {changed, subscription count, occupied now, member added now, version, cached event,
-/// members...}: on presence channels the member list (user id, user info, ...) as of `version`,
+/// Returns {changed, subscription count, occupied now, member added now, count announcement
+/// (see `count_changed`), version, cached event, members...}: on presence channels the member list (user id, user info, ...) as of `version`,
 /// on cache channels the cached event ('' when none) as of `version`. `changed` is -1 when the
 /// incarnation was reaped already (it is fenced and must not add sockets: nobody would reap them
 /// again), -2 when the user would be one member too many.
@@ -117,8 +172,11 @@ local rebuild = ARGV[13] == 'r'
 if stale_epoch(KEYS[11], ARGV[12]) then
   return redis.error_reply('EPOCH the cluster state this node knew was lost')
 end
-local function reply(changed, count, occupied, added)
-  local result = {changed, count, occupied, added, tonumber(redis.call('HGET', KEYS[4], 'version') or '0')}
+local function version_now()
+  return tonumber(redis.call('HGET', KEYS[4], 'version') or '0')
+end
+local function reply(changed, count, occupied, added, announced, version)
+  local result = {changed, count, occupied, added, announced, version}
   table.insert(result, cached and (redis.call('GET', KEYS[10]) or '') or '')
   if user ~= '' then
     for _, field in ipairs(redis.call('HGETALL', KEYS[3])) do
@@ -128,14 +186,14 @@ local function reply(changed, count, occupied, added)
   return result
 end
 if redis.call('ZSCORE', KEYS[8], inc) then
-  return {-1, redis.call('HLEN', KEYS[1]), 0, 0, 0, ''}
+  return {-1, redis.call('HLEN', KEYS[1]), 0, 0, 0, 0, ''}
 end
 if redis.call('HEXISTS', KEYS[1], socket) == 1 then
-  return reply(0, redis.call('HLEN', KEYS[1]), 0, 0)
+  return reply(0, redis.call('HLEN', KEYS[1]), 0, 0, 0, version_now())
 end
 if user ~= '' and max_members > 0 and redis.call('HEXISTS', KEYS[2], user) == 0
     and redis.call('HLEN', KEYS[2]) >= max_members then
-  return {-2, redis.call('HLEN', KEYS[1]), 0, 0, 0, ''}
+  return {-2, redis.call('HLEN', KEYS[1]), 0, 0, 0, 0, ''}
 end
 redis.call('HSET', KEYS[1], socket, inc .. '|' .. user)
 redis.call('SADD', KEYS[5], entry)
@@ -160,14 +218,22 @@ if user ~= '' and redis.call('HINCRBY', KEYS[2], user, 1) == 1 then
     end
   end
 end
-return reply(1, count, occupied, added)
+-- The joiner's list is as of before the count's notice (counting changes no member and no
+-- cached event): so the joiner gets the count that includes it.
+local version = version_now()
+-- A rebuilt socket was counted before: its count was announced already.
+local announced = 0
+if not rebuild then
+  announced = count_changed(ch, KEYS[6], KEYS[7], topic, inc, app, channel)
+end
+return reply(1, count, occupied, added, announced, version)
 ";
 
 /// KEYS: the channel's key stem (`...:ch:{app}:{channel}`), owned, pending, stream, the app's
 /// occupied channels in the partition, the partition's epoch.
 /// ARGV: socket, app, channel, owned entry, grace ms, topic, incarnation, the cluster's epoch.
-/// Returns {changed, subscription count, vacated now, member removed now}; the error `EPOCH`
-/// as JOIN.
+/// Returns {changed, subscription count, vacated now, member removed now, count announcement};
+/// the error `EPOCH` as JOIN.
 pub const LEAVE: &str = r"
 if stale_epoch(KEYS[6], ARGV[8]) then
   return redis.error_reply('EPOCH the cluster state this node knew was lost')
@@ -200,12 +266,13 @@ end
 return {removed, redis.call('SCARD', KEYS[1])}
 ";
 
-/// Releases the partition's due holds whose channel is still empty or user still absent.
-/// KEYS: pending, stream. ARGV: the partition's key prefix (`{prefix}:{pN}:ch:`), limit.
-/// Returns the number of events emitted. The channel keys are derived here; they share the
+/// Releases the partition's due holds whose channel is still empty or user still absent, and
+/// announces the held subscription counts. KEYS: pending, stream. ARGV: the partition's key
+/// prefix (`{prefix}:{pN}:ch:`), limit, the topic prefix (`{prefix}:bc:`), the sweeping
+/// incarnation. Returns the number of events emitted. The channel keys are derived here; they share the
 /// partition's hash tag, so they are in the script's slot.
 pub const SWEEP: &str = r"
-local base, limit = ARGV[1], tonumber(ARGV[2])
+local base, limit, topics, origin = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, limit)
 local emitted = 0
 for _, hold in ipairs(due) do
@@ -222,6 +289,9 @@ for _, hold in ipairs(due) do
       emit(KEYS[2], 'member_removed', app, channel, user)
       emitted = emitted + 1
     end
+  elseif kind == 'c' then
+    announce_count(keys, KEYS[1], KEYS[2], topics .. app .. ':' .. channel, origin, app, channel)
+    emitted = emitted + 1
   end
 end
 return emitted

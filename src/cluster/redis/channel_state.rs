@@ -21,6 +21,27 @@ use super::fanout::topic;
 /// Partitions: the unit of webhook ordering and of leases, and the hash tag of channel keys.
 pub const PARTITIONS: u32 = 64;
 
+/// What became of a change's subscription count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountAnnouncement {
+    /// Nothing to do: the channel announces no counts, or an announcement is held already.
+    None,
+    /// Announced to every node's subscribers and the webhooks, in the script.
+    Now,
+    /// Held until the app's window ends: a sweep of the partition then announces it.
+    Held(std::time::Duration),
+}
+
+impl CountAnnouncement {
+    fn from_reply(value: i64) -> CountAnnouncement {
+        match value {
+            -1 => CountAnnouncement::Now,
+            ms if ms > 0 => CountAnnouncement::Held(std::time::Duration::from_millis(ms as u64)),
+            _ => CountAnnouncement::None,
+        }
+    }
+}
+
 /// What a join or leave changed, cluster-wide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
@@ -32,16 +53,29 @@ pub struct Transition {
     pub occupancy_changed: bool,
     /// The user went 0 → 1 sockets (join) or 1 → 0 (leave) in this channel across the cluster.
     pub membership_changed: bool,
+    /// What became of the new subscription count.
+    pub count: CountAnnouncement,
 }
 
 impl Transition {
-    fn from_reply((changed, count, occupancy, membership): (i64, u64, i64, i64)) -> Transition {
+    fn from_reply(
+        (changed, count, occupancy, membership, announced): (i64, u64, i64, i64, i64),
+    ) -> Transition {
         Transition {
             changed: changed == 1,
             subscription_count: count,
             occupancy_changed: occupancy == 1,
             membership_changed: membership == 1,
+            count: CountAnnouncement::from_reply(announced),
         }
+    }
+
+    /// Whether the change appended webhook events the partition's deliverer should look at.
+    pub fn appended_events(&self) -> bool {
+        self.changed
+            && (self.occupancy_changed
+                || self.membership_changed
+                || self.count == CountAnnouncement::Now)
     }
 }
 
@@ -76,11 +110,12 @@ impl Joined {
             int(reply.get(1))? as u64,
             int(reply.get(2))?,
             int(reply.get(3))?,
+            int(reply.get(4))?,
         ));
-        let version = int(reply.get(4))? as u64;
-        let cached: String = ::redis::from_redis_value_ref(reply.get(5).ok_or_else(malformed)?)?;
+        let version = int(reply.get(5))? as u64;
+        let cached: String = ::redis::from_redis_value_ref(reply.get(6).ok_or_else(malformed)?)?;
         let members = reply
-            .get(6..)
+            .get(7..)
             .unwrap_or_default()
             .chunks(2)
             .map(|pair| match pair {
@@ -133,6 +168,8 @@ pub struct ChannelState {
     pub(super) prefix: String,
     /// The apps whose events go into the streams: `*`, or their ids one per line.
     webhook_apps: String,
+    /// The apps that announce subscription counts, `{app}\t{window ms}` per line.
+    counted_apps: String,
     incarnation: String,
     /// The cluster's epoch the scripts check ('' : unchecked).
     epoch: String,
@@ -170,6 +207,7 @@ impl ChannelState {
         ChannelState {
             prefix: prefix.to_owned(),
             webhook_apps: "*".to_owned(),
+            counted_apps: String::new(),
             incarnation: incarnation.to_owned(),
             epoch: String::new(),
             grace_ms,
@@ -188,6 +226,19 @@ impl ChannelState {
         apps: impl IntoIterator<Item = &'a str>,
     ) -> ChannelState {
         self.webhook_apps = apps.into_iter().collect::<Vec<_>>().join("\n");
+        self
+    }
+
+    /// These apps announce subscription counts (`pusher_internal:subscription_count` and its
+    /// webhook), at most once per channel per window; without this call, no app does.
+    pub fn with_counted_apps<'a>(
+        mut self,
+        apps: impl IntoIterator<Item = (&'a str, std::time::Duration)>,
+    ) -> ChannelState {
+        self.counted_apps = apps
+            .into_iter()
+            .map(|(app, window)| format!("{app}\t{}\n", window.as_millis()))
+            .collect();
         self
     }
 
@@ -324,6 +375,7 @@ impl ChannelState {
                 JoinMode::New => "",
                 JoinMode::Rebuild => "r",
             })
+            .arg(&self.counted_apps)
             .arg(&self.webhook_apps)
             .invoke_async(con)
             .await?;
@@ -356,6 +408,7 @@ impl ChannelState {
             .arg(topic(&self.prefix, app, channel))
             .arg(&self.incarnation)
             .arg(&self.epoch)
+            .arg(&self.counted_apps)
             .arg(&self.webhook_apps)
             .invoke_async(con)
             .await?;
@@ -383,6 +436,7 @@ impl ChannelState {
                     .arg(BATCH)
                     .arg(format!("{}:bc:", self.prefix))
                     .arg(&self.incarnation)
+                    .arg(&self.counted_apps)
                     .arg(&self.webhook_apps)
                     .invoke_async(con)
                     .await?;
@@ -434,6 +488,9 @@ impl ChannelState {
             .key(self.stream(partition))
             .arg(format!("{base}ch:"))
             .arg(limit)
+            .arg(format!("{}:bc:", self.prefix))
+            .arg(&self.incarnation)
+            .arg(&self.counted_apps)
             .arg(&self.webhook_apps)
             .invoke_async(con)
             .await

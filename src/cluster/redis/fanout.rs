@@ -48,6 +48,9 @@ pub enum BroadcastBody {
         /// The user.
         user_id: String,
     },
+    /// The channel's subscription count across the cluster (published by the script that
+    /// announced it, throttled per the app's window).
+    SubscriptionCount(usize),
 }
 
 /// One event received from the cluster.
@@ -340,7 +343,7 @@ impl Fanout {
 }
 
 /// A message of topic `{prefix}:bc:{app}:{channel}`: version of the format, kind (`e` event,
-/// `a` member added, `r` member removed), origin, except, notice version, body; one per line,
+/// `a` member added, `r` member removed, `c` subscription count, `t` terminate), origin, except, notice version, body; one per line,
 /// the body last, so it may hold anything (a member added's body is the user id, prefixed by
 /// its length and `:`, then the user info).
 fn decode(topic_prefix: &str, topic: &str, message: &[u8]) -> Option<Broadcast> {
@@ -375,6 +378,7 @@ fn decode(topic_prefix: &str, topic: &str, message: &[u8]) -> Option<Broadcast> 
         "r" => BroadcastBody::MemberRemoved {
             user_id: text()?.to_owned(),
         },
+        "c" => BroadcastBody::SubscriptionCount(text()?.parse().ok()?),
         "t" => BroadcastBody::Terminate {
             user_id: text()?.to_owned(),
         },
@@ -422,6 +426,9 @@ mod tests {
         assert_eq!(removed.except, None);
         let user_id = "u".to_owned();
         assert_eq!(removed.body, BroadcastBody::MemberRemoved { user_id });
+        let count = decode("t:bc:", "t:bc:a:c", b"h1\nc\nn1\n\n9\n12").unwrap();
+        assert_eq!(count.body, BroadcastBody::SubscriptionCount(12));
+        assert_eq!(count.version, Some(9));
         let other_version = decode("t:bc:", "t:bc:a:c", b"h2\nr\nn1\n\n\nu");
         assert_eq!(other_version, None);
         assert_eq!(

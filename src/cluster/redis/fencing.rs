@@ -4,6 +4,7 @@
 //! clients reconnect and subscribe again, which adds them back under the new incarnation.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::app::RedisApp;
 use super::channel_state::ChannelState;
@@ -16,6 +17,10 @@ pub struct Rejoin {
     pub redis: RedisConfig,
     /// The apps whose events go into the webhook streams.
     pub hooked: Vec<String>,
+    /// The apps that announce subscription counts.
+    pub counted: Vec<String>,
+    /// At most one count announcement per channel per this long.
+    pub count_window: Duration,
     pub grace_ms: u64,
 }
 
@@ -24,6 +29,11 @@ impl Rejoin {
     pub fn state(&self, incarnation: &str, epoch: &str) -> ChannelState {
         ChannelState::new(&self.redis.prefix, incarnation, self.grace_ms)
             .with_webhook_apps(self.hooked.iter().map(String::as_str))
+            .with_counted_apps(
+                self.counted
+                    .iter()
+                    .map(|app| (app.as_str(), self.count_window)),
+            )
             .with_epoch(epoch)
     }
 }

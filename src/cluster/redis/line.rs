@@ -280,6 +280,9 @@ impl RedisApp {
             BroadcastBody::MemberRemoved { user_id } => {
                 WireFrame::text(&frames::member_removed(&channel, &user_id))
             }
+            BroadcastBody::SubscriptionCount(count) => {
+                WireFrame::text(&frames::subscription_count(&channel, count))
+            }
             BroadcastBody::Terminate { .. } => return,
         };
         let recipients = || {

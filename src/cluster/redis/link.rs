@@ -9,8 +9,9 @@ use ::redis::aio::ConnectionManager;
 use ::redis::RedisError;
 use tokio::sync::Notify;
 
-use super::channel_state::ChannelState;
+use super::channel_state::{partition_of, ChannelState, CountAnnouncement, Transition};
 use super::fanout::Fanout;
+use super::liveness::SWEEP_LIMIT;
 use crate::config::EventKind;
 use crate::outbound::WireFrame;
 use crate::webhooks::{StreamEndpoint, WebhookEvent};
@@ -104,6 +105,31 @@ impl NodeLink {
     /// A handle on the command connection (cheap: one multiplexed connection).
     pub fn con(&self) -> ConnectionManager {
         self.con.clone()
+    }
+
+    /// After a join or leave of this node: wakes the webhook deliverer when the script appended
+    /// events, and sweeps the channel's partition when the count announcement it held falls
+    /// due (the heartbeats' sweeps would too, but up to a heartbeat later).
+    pub fn changed(self: &Arc<Self>, app: &str, channel: &str, transition: &Transition) {
+        if transition.appended_events() {
+            self.webhooks_due.notify_one();
+        }
+        let CountAnnouncement::Held(after) = transition.count else {
+            return;
+        };
+        let (link, partition) = (self.clone(), partition_of(app, channel));
+        tokio::spawn(async move {
+            // Redis's clock says when the hold is due: a little later is safe, earlier is not.
+            tokio::time::sleep(after + Duration::from_millis(5)).await;
+            let (state, mut con) = (link.state(), link.con());
+            match state.sweep(&mut con, partition, SWEEP_LIMIT).await {
+                Ok(0) => {}
+                Ok(_) => link.webhooks_due.notify_one(),
+                Err(error) => {
+                    tracing::debug!(%error, partition, "a held subscription count waits for the heartbeat's sweep")
+                }
+            }
+        });
     }
 
     /// Whether any endpoint of the app takes events of this kind.

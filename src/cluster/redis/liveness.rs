@@ -15,7 +15,7 @@ use super::channel_state::{ChannelState, PARTITIONS};
 use super::node::{Beat, NodeMembership};
 
 /// Holds released per partition per sweep; the rest wait for the next one.
-const SWEEP_LIMIT: usize = 500;
+pub const SWEEP_LIMIT: usize = 500;
 
 /// What the node learns from its duties.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

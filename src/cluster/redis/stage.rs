@@ -79,6 +79,13 @@ impl RedisCluster {
                 .filter(|app| !app.webhooks.is_empty())
                 .map(|app| app.id.clone())
                 .collect(),
+            counted: config
+                .apps
+                .iter()
+                .filter(|app| app.enable_subscription_count)
+                .map(|app| app.id.clone())
+                .collect(),
+            count_window: config.subscription_count_interval,
             grace_ms,
         };
         let epoch = cluster_epoch(&mut con, &redis.prefix)

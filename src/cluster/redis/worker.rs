@@ -156,10 +156,7 @@ impl Worker {
 
     fn joined(&mut self, request: JoinRequest, reply: Joined) {
         let link = &self.app.link;
-        let t = reply.transition;
-        if t.changed && (t.occupancy_changed || t.membership_changed) {
-            link.webhooks_due.notify_one();
-        }
+        link.changed(&self.app.app.id, &request.channel, &reply.transition);
         if request.cached
             && reply.cached.is_none()
             && link.wants(&self.app.app.id, EventKind::CacheMiss)
@@ -212,10 +209,7 @@ impl Worker {
             .leave(&mut link.con(), &self.app.app.id, channel, socket)
             .await;
         match left {
-            Ok(t) if t.changed && (t.occupancy_changed || t.membership_changed) => {
-                link.webhooks_due.notify_one()
-            }
-            Ok(_) => {}
+            Ok(transition) => link.changed(&self.app.app.id, channel, &transition),
             Err(error) => link.went_offline(&error),
         }
     }
@@ -281,9 +275,10 @@ impl Worker {
         for ((socket, member), mode) in restored.chain(new.into_iter().map(|m| (m, JoinMode::New)))
         {
             let reply = self.join_redis(channel, socket, member.as_ref(), false, mode);
-            if reply.await?.transition.changed {
-                self.app.link.webhooks_due.notify_one();
-            }
+            let transition = reply.await?.transition;
+            self.app
+                .link
+                .changed(&self.app.app.id, channel, &transition);
         }
         Ok(())
     }
