@@ -99,10 +99,16 @@ struct Listening {
 /// Where a node's received broadcasts go, and the task reading them.
 pub struct Received {
     /// Every broadcast of the topics listened to, in Redis order.
-    pub broadcasts: mpsc::UnboundedReceiver<Broadcast>,
+    pub broadcasts: mpsc::Receiver<Broadcast>,
     /// Reads the pub/sub connection, reconnecting it, until the receiver is dropped.
     pub task: JoinHandle<()>,
 }
+
+/// Broadcasts read from Redis and not yet taken by the node. When the node falls this far
+/// behind, the reader stops reading: Redis then buffers for it, up to its own pub/sub output
+/// limit (`client-output-buffer-limit pubsub`), past which Redis drops the connection and the
+/// node reconnects and resyncs, as after any break. Node memory stays bounded either way.
+const BROADCAST_QUEUE: usize = 16_384;
 
 /// How long a pub/sub connection, a resubscription or a check may take before the connection
 /// is taken for broken.
@@ -136,7 +142,7 @@ impl Fanout {
         });
         let messages = fanout.connect().await?;
         fanout.connected.send_replace(true);
-        let (deliver, broadcasts) = mpsc::unbounded_channel();
+        let (deliver, broadcasts) = mpsc::channel(BROADCAST_QUEUE);
         let task = tokio::spawn(fanout.clone().receive(messages, deliver, check_every));
         Ok((fanout, Received { broadcasts, task }))
     }
@@ -184,7 +190,7 @@ impl Fanout {
     async fn receive(
         self: Arc<Self>,
         mut messages: PubSubStream,
-        deliver: mpsc::UnboundedSender<Broadcast>,
+        deliver: mpsc::Sender<Broadcast>,
         check_every: Duration,
     ) {
         loop {
@@ -217,7 +223,7 @@ impl Fanout {
     async fn read(
         &self,
         messages: &mut PubSubStream,
-        deliver: &mpsc::UnboundedSender<Broadcast>,
+        deliver: &mpsc::Sender<Broadcast>,
         check_every: Duration,
     ) -> bool {
         let mut checks = tokio::time::interval(check_every);
@@ -230,7 +236,7 @@ impl Fanout {
                     let topic = message.get_channel_name();
                     match decode(&topic_prefix, topic, message.get_payload_bytes()) {
                         Some(broadcast) => {
-                            if deliver.send(broadcast).is_err() {
+                            if deliver.send(broadcast).await.is_err() {
                                 return false;
                             }
                         }

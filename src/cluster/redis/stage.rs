@@ -331,7 +331,7 @@ fn summary(name: String, subscriptions: u64, users: u64) -> ChannelSummary {
 
 /// Puts every broadcast from Redis into its channel's line, in the order Redis sent them.
 async fn intake(
-    mut broadcasts: mpsc::UnboundedReceiver<Broadcast>,
+    mut broadcasts: mpsc::Receiver<Broadcast>,
     registry: AppRegistry,
     apps: Vec<Arc<RedisApp>>,
 ) {
