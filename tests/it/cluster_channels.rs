@@ -94,6 +94,13 @@ async fn joins_and_leaves_are_idempotent_and_emit_once() {
         events(&mut con, &state, "a", "room").await,
         ["channel_occupied room", "channel_vacated room"]
     );
+    // A vacated channel leaves no key behind.
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("t:*:ch:a:room:*")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
 }
 
 /// Three nodes, each with its own connection, join and then leave three sockets each at the

@@ -63,6 +63,15 @@ local function emit(stream, name, app, channel, user)
   end
 end
 
+-- A vacated channel's flags go with it, so a channel used once costs nothing afterwards; its
+-- next notice numbers from Redis time again (see `next_version`), above every earlier one.
+-- Returns whether its `channel_occupied` had been emitted (so `channel_vacated` is due).
+local function forget_flags(ch)
+  local occupied = redis.call('HEXISTS', ch .. ':flags', 'occupied') == 1
+  redis.call('DEL', ch .. ':flags')
+  return occupied
+end
+
 -- The app's count window (ms) when the channel announces subscription counts: public and
 -- private channels only, as on one node (presence has its member count; Java clients try to
 -- decrypt internal events of encrypted channels).
@@ -144,7 +153,7 @@ local function leave_socket(ch, index, pending, stream, topic, origin, socket, a
     redis.call('SREM', index, channel)
     if grace > 0 then
       redis.call('ZADD', pending, due, 'v\n' .. app .. '\n' .. channel)
-    elseif redis.call('HDEL', ch .. ':flags', 'occupied') == 1 then
+    elseif forget_flags(ch) then
       emit(stream, 'channel_vacated', app, channel)
     end
   end
@@ -280,7 +289,7 @@ for _, hold in ipairs(due) do
   local kind, app, channel, user = string.match(hold, '^(%a)\n([^\n]*)\n([^\n]*)\n?(.*)$')
   local keys = base .. app .. ':' .. channel
   if kind == 'v' then
-    if redis.call('HLEN', keys .. ':sockets') == 0 and redis.call('HDEL', keys .. ':flags', 'occupied') == 1 then
+    if redis.call('HLEN', keys .. ':sockets') == 0 and forget_flags(keys) then
       emit(KEYS[2], 'channel_vacated', app, channel)
       emitted = emitted + 1
     end
