@@ -1,6 +1,6 @@
 """Writes the Herald config the compat suites run against: config.json plus the webhook apps.
 
-    python make_config.py OUT_PATH NODE_RECEIVER_PORT PYTHON_RECEIVER_PORT
+    python make_config.py OUT_PATH NODE_RECEIVER_PORT PYTHON_RECEIVER_PORT [REDIS_URL]
 
 The receivers' ports are only known at run time, so run.sh calls this before starting Herald.
 The first app of config.json (the one the SDK suites use) is copied unchanged and keeps no
@@ -10,6 +10,9 @@ webhook endpoints; two more apps are added, each with its own endpoints:
                       with the official `pusher` npm SDK; used by node/webhooks.test.js.
   WEBHOOK_PYTHON_APP  a Standard Webhooks endpoint and two Lambda endpoints on the Python
                       receiver (python/webhook_receiver.py); used by python/test_webhooks.py.
+
+With REDIS_URL the config is that of a cluster node (`adapter.driver` redis; each node gets its
+id from HERALD_NODE_ID), for the two-node run of node/cluster/.
 
 Everything points at 127.0.0.1.
 """
@@ -90,6 +93,7 @@ def python_endpoints(port, whsec):
 
 def main():
     out, node_port, py_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    redis_url = sys.argv[4] if len(sys.argv) > 4 else None
     with open(HERE / "config.json") as f:
         config = json.load(f)
     whsec = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -104,6 +108,8 @@ def main():
     apps = config["app_manager"]["array"]["apps"]
     apps.append(app_entry(WEBHOOK_NODE_APP, node_endpoints(node_port)))
     apps.append(app_entry(WEBHOOK_PYTHON_APP, python_endpoints(py_port, whsec)))
+    if redis_url:
+        config["adapter"] = {"driver": "redis", "redis": {"url": redis_url, "prefix": "compat"}}
     with open(out, "w") as f:
         json.dump(config, f, indent=2)
 

@@ -11,7 +11,9 @@
 #     see make_config.py) to a temporary file,
 #   - starts the given herald binary on a free loopback port with it, and runs
 #       1. the Node suite (pusher-js + the `pusher` npm server SDK) under `node --test`,
-#       2. the Python suite (the `pusher` PyPI server SDK, standardwebhooks, botocore) under pytest.
+#       2. the Python suite (the `pusher` PyPI server SDK, standardwebhooks, botocore) under pytest,
+#   - then stops it, starts a private redis-server and two cluster nodes A and B on it, and runs
+#       3. the two-node suite (node/cluster/: pusher-js on node A, the `pusher` SDK on node B).
 # Herald and the receivers are always stopped on exit. Exits non-zero if anything fails.
 # Everything listens on and talks to 127.0.0.1 only.
 set -euo pipefail
@@ -67,7 +69,11 @@ done
 work="$(mktemp -d -t herald-compat.XXXXXX)"
 log="$work/herald.log"
 config="$work/config.json"
+cluster_config="$work/cluster.json"
 server_pid=""
+node_a_pid=""
+node_b_pid=""
+redis_pid=""
 node_hook_pid=""
 py_hook_pid=""
 
@@ -93,10 +99,13 @@ cleanup() {
   local rc=$?
   # Herald first (it flushes pending webhooks to the receivers on shutdown), then the receivers.
   stop_pid "$server_pid"
+  stop_pid "$node_a_pid"
+  stop_pid "$node_b_pid"
+  stop_pid "$redis_pid"
   stop_pid "$node_hook_pid"
   stop_pid "$py_hook_pid"
   if [ "$rc" -ne 0 ]; then
-    for f in herald.log node-receiver.log python-receiver.log; do
+    for f in herald.log node-a.log node-b.log redis.log node-receiver.log python-receiver.log; do
       if [ -s "$work/$f" ]; then
         echo "== compat: last lines of $f"
         tail -n 40 "$work/$f" || true
@@ -143,17 +152,24 @@ node_hook_pid=$!
 wait_http "$py_hook_pid" "http://127.0.0.1:$py_hook_port/_requests" "the Python webhook receiver"
 wait_http "$node_hook_pid" "http://127.0.0.1:$node_hook_port/_log" "the Node webhook receiver"
 
+# start_herald NODE_ID PORT CONFIG LOG: starts the binary in the background, its pid in
+# $herald_pid. The env overrides that could change the app under test are cleared; only host,
+# port, metrics and the node id are set. AWS: only the fake key pair above; no profile, file,
+# region or metadata.
+start_herald() {
+  env -u HERALD_APP_ID -u HERALD_APP_KEY -u HERALD_APP_SECRET -u HERALD_DEBUG -u HERALD_METRICS_PORT \
+    -u AWS_SESSION_TOKEN -u AWS_PROFILE -u AWS_SHARED_CREDENTIALS_FILE -u AWS_CONFIG_FILE \
+    -u AWS_REGION -u AWS_DEFAULT_REGION \
+    AWS_ACCESS_KEY_ID="$aws_access_key_id" AWS_SECRET_ACCESS_KEY="$aws_secret_access_key" \
+    AWS_EC2_METADATA_DISABLED=true HOME="$work" HERALD_NODE_ID="compat-$1" \
+    HERALD_HOST=127.0.0.1 HERALD_PORT="$2" HERALD_METRICS_ENABLED=false \
+    "$herald_bin" --config "$3" </dev/null >"$4" 2>&1 &
+  herald_pid=$!
+}
+
 echo "== compat: starting $herald_bin on 127.0.0.1:$port"
-# The env overrides that could change the app under test are cleared; only host, port and
-# metrics are set. AWS: only the fake key pair above; no profile, file, region or metadata.
-env -u HERALD_APP_ID -u HERALD_APP_KEY -u HERALD_APP_SECRET -u HERALD_DEBUG -u HERALD_METRICS_PORT \
-  -u AWS_SESSION_TOKEN -u AWS_PROFILE -u AWS_SHARED_CREDENTIALS_FILE -u AWS_CONFIG_FILE \
-  -u AWS_REGION -u AWS_DEFAULT_REGION \
-  AWS_ACCESS_KEY_ID="$aws_access_key_id" AWS_SECRET_ACCESS_KEY="$aws_secret_access_key" \
-  AWS_EC2_METADATA_DISABLED=true HOME="$work" \
-  HERALD_HOST=127.0.0.1 HERALD_PORT="$port" HERALD_METRICS_ENABLED=false \
-  "$herald_bin" --config "$config" </dev/null >"$log" 2>&1 &
-server_pid=$!
+start_herald single "$port" "$config" "$log"
+server_pid=$herald_pid
 wait_http "$server_pid" "http://127.0.0.1:$port/up" "herald"
 
 export HERALD_HOST=127.0.0.1
@@ -188,6 +204,47 @@ if ! kill -0 "$server_pid" 2>/dev/null; then
   echo "error: herald died during the suites" >&2
   status=1
 fi
+stop_pid "$server_pid"
+server_pid=""
+
+# The two-node run: a private redis-server and nodes A and B on it, the same apps and receivers.
+redis_port="$(free_port)"
+port_a="$(free_port)"
+port_b="$(free_port)"
+for _ in $(seq 1 20); do
+  [ "$port_a" != "$redis_port" ] && [ "$port_b" != "$redis_port" ] && [ "$port_a" != "$port_b" ] && break
+  port_a="$(free_port)"
+  port_b="$(free_port)"
+done
+echo "== compat: two-node run (redis-server on 127.0.0.1:$redis_port, nodes on $port_a and $port_b)"
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "error: redis-server is not installed (scripts/test.sh installs it)" >&2
+  exit 1
+fi
+redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
+  --dir "$work" --maxmemory-policy noeviction </dev/null >"$work/redis.log" 2>&1 &
+redis_pid=$!
+"$py" make_config.py "$cluster_config" "$node_hook_port" "$py_hook_port" "redis://127.0.0.1:$redis_port/0"
+start_herald A "$port_a" "$cluster_config" "$work/node-a.log"
+node_a_pid=$herald_pid
+start_herald B "$port_b" "$cluster_config" "$work/node-b.log"
+node_b_pid=$herald_pid
+wait_http "$node_a_pid" "http://127.0.0.1:$port_a/up" "node A"
+wait_http "$node_b_pid" "http://127.0.0.1:$port_b/up" "node B"
+
+echo "== compat: Node two-node suite (pusher-js on node A, the pusher SDK on node B)"
+if ! HERALD_PORT="$port_a" HERALD_PORT_B="$port_b" HERALD_COMPAT_CONFIG="$cluster_config" \
+  timeout --kill-after=5 "$suite_timeout" node --test --test-force-exit node/cluster/*.test.js </dev/null; then
+  echo "== compat: Node two-node suite FAILED" >&2
+  status=1
+fi
+for pid in "$node_a_pid" "$node_b_pid" "$redis_pid"; do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "error: a node or redis-server died during the two-node suite" >&2
+    status=1
+  fi
+done
+
 for pid in "$node_hook_pid" "$py_hook_pid"; do
   if ! kill -0 "$pid" 2>/dev/null; then
     echo "error: a webhook receiver died during the suites" >&2

@@ -11,6 +11,8 @@ const PORT = Number(process.env.HERALD_PORT);
 if (!Number.isInteger(PORT) || PORT <= 0) {
   throw new Error('HERALD_PORT must be set to the port of a running Herald server');
 }
+// The two-node run (../run.sh, node/cluster/): node B's port; node A is HERALD_PORT.
+const PORT_B = process.env.HERALD_PORT_B ? Number(process.env.HERALD_PORT_B) : undefined;
 
 // The app under test is the first app of the config.json that run.sh starts Herald with.
 const APP = require('../config.json').app_manager.array.apps[0];
@@ -28,14 +30,14 @@ const QUIET_MS = 700;
 const ENCRYPTION_MASTER_KEY_BASE64 = Buffer.alloc(32, 7).toString('base64');
 
 // app: {id, key, secret}; defaults to the app under test. (The webhook tests use other apps of
-// the generated config, see ../make_config.py.)
-function serverSdk(app = APP) {
+// the generated config, see ../make_config.py.) port: the node to talk to.
+function serverSdk(app = APP, port = PORT) {
   return new PusherServer({
     appId: String(app.id),
     key: app.key,
     secret: app.secret,
     host: HOST,
-    port: String(PORT),
+    port: String(port),
     useTLS: false,
     timeout: WAIT_MS,
     encryptionMasterKeyBase64: ENCRYPTION_MASTER_KEY_BASE64,
@@ -58,13 +60,14 @@ function uniqueName(prefix) {
  * opts.badUserAuth: sign the sign-in request with a wrong signature.
  * opts.clientOptions: extra pusher-js options.
  * opts.app: {id, key, secret} of another app than the one under test.
+ * opts.port: the node to connect to (default HERALD_PORT).
  */
 function makeClient(opts = {}) {
   const app = opts.app || APP;
   const sdk = serverSdk(app);
   const client = new PusherClient(app.key, {
     wsHost: HOST,
-    wsPort: PORT,
+    wsPort: opts.port || PORT,
     forceTLS: false,
     enabledTransports: ['ws'],
     cluster: 'mt1',
@@ -252,6 +255,7 @@ async function json(responsePromise) {
 module.exports = {
   HOST,
   PORT,
+  PORT_B,
   APP_ID,
   APP_KEY,
   APP_SECRET,

@@ -11,6 +11,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const PusherServer = require('pusher');
 const h = require('./helpers');
+const { receiverLog } = require('./receiver_log');
 
 const T = { timeout: 20000 };
 
@@ -25,48 +26,7 @@ const CONFIG = JSON.parse(fs.readFileSync(CONFIG_PATH, 'utf8'));
 const APP = CONFIG.app_manager.array.apps.find((a) => String(a.id) === NODE_APP_ID);
 assert.ok(APP, `app ${NODE_APP_ID} missing from ${CONFIG_PATH}`);
 
-// --- the receiver's log ---------------------------------------------------------------------------
-
-async function fetchLog() {
-  const res = await fetch(`${RECEIVER}/_log`, { signal: AbortSignal.timeout(2000) });
-  assert.equal(res.status, 200);
-  return res.json();
-}
-
-// Requests to `path`. Every one must have passed pusher.webhook().isValid().
-async function requests(path) {
-  const log = (await fetchLog()).filter((r) => r.path === path);
-  const invalid = log.filter((r) => !r.valid);
-  assert.deepEqual(invalid, [], `requests to ${path} that pusher.webhook().isValid() rejected`);
-  return log;
-}
-
-// The events `path` accepted (answered 200), one per delivery: deliveries are at least once, so
-// they are de-duplicated on Webhook-Id as the README tells receivers to do. `match` selects by
-// channel name.
-async function delivered(path, match) {
-  const seen = new Set();
-  const out = [];
-  for (const r of await requests(path)) {
-    if (r.status !== 200 || seen.has(r.webhookId)) continue;
-    seen.add(r.webhookId);
-    for (const e of r.events) if (match(e.channel)) out.push(e);
-  }
-  return out;
-}
-
-// Polls until predicate(events) holds (bounded by h.WAIT_MS); returns the events.
-async function waitFor(path, match, predicate, what) {
-  const deadline = Date.now() + h.WAIT_MS;
-  for (;;) {
-    const events = await delivered(path, match);
-    if (predicate(events)) return events;
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting on ${path} for ${what}; got ${JSON.stringify(events)}`);
-    }
-    await h.sleep(50);
-  }
-}
+const { requests, delivered, waitFor } = receiverLog(RECEIVER);
 
 const names = (events) => events.map((e) => e.name);
 const sortByName = (events) => [...events].sort((a, b) => a.name.localeCompare(b.name));
