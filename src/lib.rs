@@ -13,6 +13,8 @@
 //! - [`cluster`]: the stage every channel operation goes through; it turns transitions into
 //!   replies, notices, counts and webhook events, in one ordered line per channel (`local` for
 //!   a single node).
+//! - [`hooks`]: decision hooks: the app's backend asked, and waited for, before a connection,
+//!   a subscription or a client event takes effect.
 //! - [`limits`]: process-wide admission limits (connections, REST bodies being read).
 //! - [`state`]: the shared state handed to every connection and request.
 //! - [`transport`]: one task per WebSocket connection: the read loop and the event handlers.
@@ -29,6 +31,7 @@ pub mod config;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzz_targets;
+pub mod hooks;
 pub mod http;
 pub mod limits;
 pub mod metrics;

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::apps::AppRegistry;
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::hooks::DecisionHooks;
 use crate::limits::{BodyBudget, ConnectionLimit};
 use crate::metrics::Metrics;
 
@@ -20,6 +21,7 @@ pub struct Shared {
     apps: AppRegistry,
     metrics: Arc<Metrics>,
     cluster: Cluster,
+    hooks: DecisionHooks,
     shutdown: CancellationToken,
     connections: TaskTracker,
     body_budget: BodyBudget,
@@ -38,6 +40,7 @@ impl Shared {
         let apps = AppRegistry::new(&config.apps);
         Ok(Arc::new(Shared {
             cluster: Cluster::start(&config, &apps, metrics.clone()).await?,
+            hooks: DecisionHooks::new(&apps, crate::webhooks::http_client(), &metrics),
             apps,
             metrics,
             shutdown: CancellationToken::new(),
@@ -66,6 +69,11 @@ impl Shared {
     /// The stage every channel operation goes through.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
+    }
+
+    /// The apps' decision hooks.
+    pub fn hooks(&self) -> &DecisionHooks {
+        &self.hooks
     }
 
     /// Cancelled when the server shuts down; every connection loop watches it.

@@ -1,5 +1,6 @@
 //! One app of `app_manager.array.apps`, with the global limits filled in where it sets none.
 
+use super::decision_hooks::{decision_hooks, DecisionHooksConfig};
 use super::raw::{RawApp, RawConfig};
 use super::webhook::{self, WebhookDefaults, WebhookEndpoint};
 use super::{kb, ConfigError};
@@ -41,6 +42,8 @@ pub struct AppConfig {
     pub max_event_batch_size: usize,
     /// Webhook endpoints.
     pub webhooks: Vec<WebhookEndpoint>,
+    /// The endpoint asked before connections, subscriptions and client events take effect.
+    pub decision_hooks: Option<DecisionHooksConfig>,
 }
 
 fn required(path: &str, key: &str, value: &Option<String>) -> Result<String, ConfigError> {
@@ -90,6 +93,10 @@ impl AppConfig {
         let size = |name, value, default_kb| kb(&key(name), value, default_kb);
         let (presence, events) = (&global.presence, &global.event_limits);
         let webhooks = endpoints(path, raw, webhook_defaults)?;
+        let hooks = raw.decision_hooks.as_ref();
+        let hooks = hooks
+            .map(|hooks| decision_hooks(&key("decision_hooks"), hooks))
+            .transpose()?;
         Ok(AppConfig {
             id: required(path, "id", &raw.id)?,
             key: required(path, "key", &raw.key)?,
@@ -141,6 +148,7 @@ impl AppConfig {
                 10,
             )?,
             webhooks,
+            decision_hooks: hooks,
         })
     }
 

@@ -6,6 +6,7 @@
 
 mod app;
 mod cluster;
+mod decision_hooks;
 mod env;
 mod event_kind;
 mod lenient;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub use app::AppConfig;
 pub use cluster::{redacted, ClusterConfig, RedisConfig};
+pub use decision_hooks::{DecisionHooksConfig, HookKind, OnFailure};
 pub use env::apply_env;
 pub use event_kind::{ChannelTypeFilter, EventKind, EventKinds, EVENT_TYPES};
 pub use webhook::{LambdaTarget, RetryPolicy, SignatureScheme, WebhookEndpoint, WebhookTarget};
@@ -139,6 +141,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// The apps (`app_manager.array.apps`).
     pub apps: Vec<AppConfig>,
+    /// Take a connection's address from the first `X-Forwarded-For` entry (behind a proxy).
+    pub trust_x_forwarded_for: bool,
     /// Keys of the file that Herald ignored, with their full path.
     pub unknown_keys: Vec<String>,
 }
@@ -316,6 +320,7 @@ impl Config {
             host: raw.host.unwrap_or_else(|| "0.0.0.0".to_owned()),
             port: raw.port.unwrap_or(6001),
             debug: raw.debug.unwrap_or(false),
+            trust_x_forwarded_for: raw.trust_x_forwarded_for.unwrap_or(false),
             activity_timeout: seconds("activity_timeout", raw.activity_timeout, 120)?,
             pong_timeout: seconds("pong_timeout", raw.pong_timeout, 30)?,
             user_authentication_timeout: seconds(

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::cluster::{RawAdapter, RawDatabase};
+use super::decision_hooks::RawDecisionHooks;
 use super::lenient;
 
 #[derive(Deserialize, Default)]
@@ -29,6 +30,8 @@ pub(super) struct RawConfig {
     pub websocket_max_payload_kb: Option<f64>,
     #[serde(deserialize_with = "lenient::opt")]
     pub outbound_buffer_kb: Option<f64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub trust_x_forwarded_for: Option<bool>,
     pub app_manager: RawAppManager,
     pub presence: RawPresence,
     pub channel_limits: RawChannelLimits,
@@ -89,6 +92,7 @@ pub(super) struct RawApp {
     #[serde(deserialize_with = "lenient::opt")]
     pub max_event_batch_size: Option<u64>,
     pub webhooks: Option<Vec<RawWebhook>>,
+    pub decision_hooks: Option<RawDecisionHooks>,
 }
 
 #[derive(Deserialize, Default)]

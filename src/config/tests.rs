@@ -160,3 +160,63 @@ fn herald_node_id_names_a_cluster_node() {
     let alone = apply_env(Config::defaults(), &env("node-b")).unwrap();
     assert_eq!(alone.cluster, ClusterConfig::Local);
 }
+
+fn with_hooks(hooks: &str) -> String {
+    format!(
+        r#"{{"app_manager":{{"array":{{"apps":[{{"id":"1","key":"k","secret":"s","decision_hooks":{hooks}}}]}}}}}}"#
+    )
+}
+
+#[test]
+fn decision_hooks_take_their_defaults_and_name_the_key_they_refuse() {
+    let c = Config::from_json(&with_hooks(
+        r#"{"url":"http://127.0.0.1:3000/decide","events":["subscription_starting"]}"#,
+    ))
+    .unwrap();
+    let hooks = c.apps[0].decision_hooks.as_ref().unwrap();
+    assert!(hooks.asks(HookKind::SubscriptionStarting));
+    assert!(!hooks.asks(HookKind::ConnectionStarting));
+    assert_eq!(hooks.request_timeout, Duration::from_millis(1000));
+    assert_eq!(hooks.on_failure, OnFailure::Reject);
+    assert_eq!(hooks.max_concurrent, 256);
+
+    let refused = [
+        (
+            r#"{"events":["connection_starting"]}"#,
+            "decision_hooks.url",
+        ),
+        (
+            r#"{"url":"ftp://x","events":["connection_starting"]}"#,
+            "decision_hooks.url",
+        ),
+        (r#"{"url":"http://x"}"#, "decision_hooks.events"),
+        (
+            r#"{"url":"http://x","events":["connect"]}"#,
+            "decision_hooks.events",
+        ),
+        (
+            r#"{"url":"http://x","events":["connection_starting"],"on_failure":"ignore"}"#,
+            "decision_hooks.on_failure",
+        ),
+        (
+            r#"{"url":"http://x","events":["connection_starting"],"max_concurrent":0}"#,
+            "decision_hooks.max_concurrent",
+        ),
+        (
+            r#"{"url":"http://x","events":["connection_starting"],"request_timeout_ms":0}"#,
+            "decision_hooks.request_timeout_ms",
+        ),
+        (
+            r#"{"url":"http://x","events":["connection_starting"],"headers":{"X-Pusher-Signature":"x"}}"#,
+            "decision_hooks.headers.X-Pusher-Signature",
+        ),
+        (
+            r#"{"url":"http://x","events":["connection_starting"],"timeout":5}"#,
+            "decision_hooks",
+        ),
+    ];
+    for (hooks, key) in refused {
+        let error = error_of(&with_hooks(hooks));
+        assert!(error.path.contains(key), "{hooks}: {error}");
+    }
+}

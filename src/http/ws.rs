@@ -13,9 +13,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::error::ApiError;
+use crate::config::HookKind;
 use crate::protocol::codes::SocketError;
 use crate::state::{Shared, SharedState};
-use crate::transport::{self, Handshake};
+use crate::transport::{self, ConnectionInfo, Handshake};
 
 /// Whether the request asks for a WebSocket upgrade at all.
 pub fn is_upgrade(request: &Request) -> bool {
@@ -115,7 +116,12 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
         .any(|part| part.trim().eq_ignore_ascii_case(token))
 }
 
-fn handshake(shared: &Shared, key: &str, query: &HashMap<String, String>) -> Handshake {
+fn handshake(
+    shared: &Shared,
+    key: &str,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Handshake {
     if let Some(protocol) = query.get("protocol") {
         match protocol.parse::<u32>() {
             Ok(5..=7) => {}
@@ -128,8 +134,41 @@ fn handshake(shared: &Shared, key: &str, query: &HashMap<String, String>) -> Han
         }
     }
     match shared.apps().by_key(key) {
-        Some(app) => Handshake::Accepted(app.clone()),
+        Some(app) => {
+            let hooks = app.decision_hooks.as_ref();
+            let info = hooks
+                .filter(|hooks| hooks.asks(HookKind::ConnectionStarting))
+                .map(|_| Box::new(connection_info(shared, headers, query)));
+            Handshake::Accepted(app.clone(), info)
+        }
         None => Handshake::Refused(SocketError::UnknownApp(key.to_owned())),
+    }
+}
+
+/// What the `connection_starting` hook is told about the request.
+fn connection_info(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> ConnectionInfo {
+    let header = |name: header::HeaderName| {
+        let value = headers.get(name)?.to_str().ok()?;
+        Some(value.to_owned())
+    };
+    let forwarded_for = shared
+        .config()
+        .trust_x_forwarded_for
+        .then(|| header(header::HeaderName::from_static("x-forwarded-for")))
+        .flatten()
+        .and_then(|list| Some(list.split(',').next()?.trim().to_owned()))
+        .filter(|first| !first.is_empty());
+    ConnectionInfo {
+        forwarded_for,
+        origin: header(header::ORIGIN),
+        user_agent: header(header::USER_AGENT),
+        client: query.get("client").cloned(),
+        version: query.get("version").cloned(),
+        protocol: query.get("protocol").cloned(),
     }
 }
 
@@ -148,7 +187,7 @@ pub async fn connect(
     Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> Response {
-    let handshake = handshake(&shared, &key, &query);
+    let handshake = handshake(&shared, &key, request.headers(), &query);
     upgrade(shared, request, handshake)
 }
 

@@ -6,6 +6,7 @@
 //! subscriber), no lookup.
 
 mod app;
+mod hooks;
 mod webhook_queue;
 
 use std::collections::HashMap;
@@ -20,9 +21,11 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 pub use app::AppMetrics;
+pub use hooks::{HookMetrics, HookOutcome};
 pub use webhook_queue::{WebhookHealth, WebhookQueueGauges, WebhookQueueReading};
 
 use app::{AppFamilies, Totals};
+use hooks::HookFamilies;
 use webhook_queue::WebhookQueues;
 
 /// The `Content-Type` of [`Metrics::render`].
@@ -38,6 +41,7 @@ pub struct Metrics {
     registry: Registry,
     totals: Totals,
     families: AppFamilies,
+    hooks: HookFamilies,
     apps: HashMap<String, Arc<AppMetrics>>,
     slow_consumer_disconnects: Counter,
     rest_requests: Family<StatusLabel, Counter>,
@@ -62,6 +66,7 @@ impl Metrics {
         let totals = Totals::default();
         register_totals(&mut registry, &totals);
         let families = AppFamilies::register(&mut registry);
+        let hooks = HookFamilies::register(&mut registry);
         let apps = app_ids
             .into_iter()
             .map(|id| (id.to_owned(), Arc::new(families.of(id, &totals))))
@@ -69,6 +74,7 @@ impl Metrics {
         let metrics = Metrics {
             totals,
             families,
+            hooks,
             apps,
             slow_consumer_disconnects: Counter::default(),
             rest_requests: Family::default(),
@@ -153,6 +159,11 @@ impl Metrics {
             Some(app) => app.clone(),
             None => Arc::new(self.families.of(app_id, &self.totals)),
         }
+    }
+
+    /// The series of one app's decision hook of type `hook` (created at zero).
+    pub fn decision_hook(&self, app_id: &str, hook: &'static str) -> HookMetrics {
+        self.hooks.of(app_id, hook)
     }
 
     /// A socket closed because its outbound queue overflowed.

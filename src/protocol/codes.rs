@@ -21,6 +21,10 @@ pub enum SocketError {
     UnsupportedProtocol(String),
     /// 4009: sign-in failed or timed out, or the user's connections were terminated.
     Unauthorized(String),
+    /// 4009: the app's decision hook refused the connection (the reason, as it gave it).
+    RefusedByHook(String),
+    /// 4100: the app's decision hook could not decide and refuses: retry after a back-off.
+    HookUnavailable(String),
     /// 4100: the outbound queue overflowed (slow consumer); the client backs off and reconnects.
     OverCapacity,
     /// 4200: the server is shutting down; the client reconnects at once.
@@ -35,6 +39,8 @@ pub enum SocketError {
     UnknownEvent(String),
     /// `code: null`: a client event that breaks a rule (channel type, size, disabled).
     ClientEventRejected(String),
+    /// `code: null`: a client event the app's decision hook refused (the reason, as it gave it).
+    ClientEventRefused(String),
 }
 
 impl SocketError {
@@ -47,14 +53,15 @@ impl SocketError {
             SocketError::PathNotFound(_) => Some(4005),
             SocketError::InvalidVersion(_) => Some(4006),
             SocketError::UnsupportedProtocol(_) => Some(4007),
-            SocketError::Unauthorized(_) => Some(4009),
-            SocketError::OverCapacity => Some(4100),
+            SocketError::Unauthorized(_) | SocketError::RefusedByHook(_) => Some(4009),
+            SocketError::OverCapacity | SocketError::HookUnavailable(_) => Some(4100),
             SocketError::ServerShutdown => Some(4200),
             SocketError::PongTimeout => Some(4201),
             SocketError::ClientEventRateLimited => Some(4301),
             SocketError::MalformedMessage(_)
             | SocketError::UnknownEvent(_)
-            | SocketError::ClientEventRejected(_) => None,
+            | SocketError::ClientEventRejected(_)
+            | SocketError::ClientEventRefused(_) => None,
         }
     }
 
@@ -85,6 +92,15 @@ impl fmt::Display for SocketError {
                 )
             }
             SocketError::Unauthorized(why) => write!(f, "Connection is unauthorized: {why}"),
+            SocketError::RefusedByHook(reason) | SocketError::ClientEventRefused(reason) => {
+                f.write_str(reason)
+            }
+            SocketError::HookUnavailable(why) => {
+                write!(
+                    f,
+                    "The app's decision hook did not answer ({why}); retry later"
+                )
+            }
             SocketError::OverCapacity => {
                 f.write_str("Over capacity: the client is not reading its messages fast enough")
             }
@@ -105,6 +121,8 @@ impl fmt::Display for SocketError {
 pub enum SubscriptionError {
     /// Missing or wrong `auth` signature, or `#server-to-user-` for another user.
     Auth(String),
+    /// The app's decision hook refused it (the reason, as it gave it).
+    Refused(String),
     /// The channel name breaks the naming rules.
     InvalidChannel(String),
     /// `channel_data` is missing or not the expected JSON.
@@ -123,7 +141,7 @@ impl SubscriptionError {
     /// The `type` field pusher-js and Laravel Echo listeners see.
     pub fn kind(&self) -> &'static str {
         match self {
-            SubscriptionError::Auth(_) => "AuthError",
+            SubscriptionError::Auth(_) | SubscriptionError::Refused(_) => "AuthError",
             SubscriptionError::InvalidChannel(_) | SubscriptionError::InvalidChannelData(_) => {
                 "InvalidChannel"
             }
@@ -138,6 +156,7 @@ impl SubscriptionError {
     pub fn status(&self) -> u16 {
         match self {
             SubscriptionError::Auth(_) => 401,
+            SubscriptionError::Refused(_) => 403,
             SubscriptionError::InvalidChannel(_) | SubscriptionError::InvalidChannelData(_) => 4009,
             SubscriptionError::MembersLimit(_) | SubscriptionError::TooManyChannels(_) => 4100,
             SubscriptionError::MemberTooLarge { .. } => 4301,
@@ -150,6 +169,7 @@ impl fmt::Display for SubscriptionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SubscriptionError::Auth(why) => write!(f, "The connection is unauthorized: {why}"),
+            SubscriptionError::Refused(reason) => f.write_str(reason),
             SubscriptionError::InvalidChannel(why) => write!(f, "Invalid channel: {why}"),
             SubscriptionError::InvalidChannelData(why) => write!(f, "Invalid channel_data: {why}"),
             SubscriptionError::Unavailable(why) => write!(f, "Service unavailable: {why}"),

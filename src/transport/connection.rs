@@ -5,6 +5,7 @@
 //! unmasking, limits, automatic pong and close replies); every write goes through the
 //! connection's [`OutboundQueue`], which writes frames straight to the socket when it can.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +17,12 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
+use super::decision::{ConnectionInfo, Wait};
 use super::liveness::{Due, Liveness};
 use super::session::{ConnectionSlot, Session};
 use crate::apps::App;
-use crate::cluster::{Pending, Refusal};
+use crate::cluster::Refusal;
+use crate::hooks::Verdict;
 use crate::outbound::{Flushed, Outbound, OutboundQueue, WireFrame};
 use crate::protocol::codes::SocketError;
 use crate::protocol::frames;
@@ -37,8 +40,9 @@ const MESSAGES_PER_WAKE: usize = 64;
 
 /// What the upgrade request resolved to, before any frame is sent.
 pub enum Handshake {
-    /// A known app and an acceptable protocol.
-    Accepted(Arc<App>),
+    /// A known app and an acceptable protocol; what the request told, when the app's
+    /// `connection_starting` hook wants it.
+    Accepted(Arc<App>, Option<Box<ConnectionInfo>>),
     /// Refused: send the error and close with its code.
     Refused(SocketError),
 }
@@ -64,9 +68,10 @@ pub async fn serve(
     shared: SharedState,
     handshake: Handshake,
 ) {
+    let peer = socket.peer_addr().ok().map(|addr| addr.ip());
     let outbound = OutboundQueue::new(socket, shared.config().outbound_buffer);
-    let app = match handshake {
-        Handshake::Accepted(app) => app,
+    let (app, info) = match handshake {
+        Handshake::Accepted(app, info) => (app, info),
         Handshake::Refused(error) => return finish(&outbound, &closing_frames(&error)).await,
     };
     if !app.enabled {
@@ -95,12 +100,16 @@ pub async fn serve(
     // It may pin hyper's whole request buffer: let it go now, not when the connection ends.
     drop(read_ahead);
     let mut session = Session::new(app, shared.clone(), outbound.clone(), liveness, slot);
-    session.send(frames::connection_established(
-        session.socket_id,
-        config.activity_timeout.as_secs(),
-    ));
+    // With a `connection_starting` hook, the handshake waits for the app's backend.
+    let first = info.and_then(|info| session.connection_call(&info, peer));
+    if first.is_none() {
+        session.send(frames::connection_established(
+            session.socket_id,
+            config.activity_timeout.as_secs(),
+        ));
+    }
 
-    let exit = run(&mut reader, &mut session).await;
+    let exit = run(&mut reader, &mut session, first).await;
     // Leave every channel before the close handshake, so a slow peer delays nobody's events.
     drop(session);
     close(exit, &outbound, &shared).await;
@@ -141,7 +150,7 @@ pub(crate) fn websocket_config(max_message: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_message))
 }
 
-async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
+async fn run(reader: &mut WebSocketContext, session: &mut Session, first: Option<Wait>) -> Exit {
     let shared = session.shared.clone();
     let outbound = session.outbound.clone();
     // A peer that reads nothing for this long is gone or hostile; its writes are abandoned.
@@ -152,12 +161,19 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
     let timer = sleep_until(session.liveness.next_deadline());
     tokio::pin!(timer);
     // Frames that came with the upgrade request are already buffered: no readiness will say so.
-    let mut reading = Reading::default();
-    if let Some(exit) = reading.after(read_messages(reader, session)) {
+    let mut reading = Reading {
+        waiting: first,
+        ..Reading::default()
+    };
+    if let Err(exit) = read_messages(reader, session, &mut reading) {
         return exit;
     }
     loop {
-        let (unread, waiting) = (reading.unread, reading.waiting.is_some());
+        let waiting = reading.waiting.is_some();
+        // While the socket waits, its frames queue up to a bound (then TCP holds the rest):
+        // reading on is how a close from the peer is seen and cancels a hook call.
+        let room = reading.inbox.len() < INBOX_LIMIT;
+        let unread = reading.unread && room;
         // No `biased`: a busy outbound queue must not starve inbound frames or the timer.
         tokio::select! {
             _ = &mut shutdown => return Exit::Close(SocketError::ServerShutdown),
@@ -166,27 +182,26 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
                     return exit;
                 }
             }
-            readable = outbound.socket().readable(), if !waiting => {
+            readable = outbound.socket().readable(), if room => {
                 if readable.is_err() {
                     return Exit::Gone;
                 }
-                if let Some(exit) = reading.after(read_messages(reader, session)) {
+                if let Err(exit) = read_messages(reader, session, &mut reading) {
                     return exit;
                 }
             }
             // Complete messages still buffered after a full turn: no readiness will announce
             // them (the socket may be drained), so come back after the other branches had a go.
-            _ = tokio::task::yield_now(), if unread && !waiting => {
-                if let Some(exit) = reading.after(read_messages(reader, session)) {
+            _ = tokio::task::yield_now(), if unread => {
+                if let Err(exit) = read_messages(reader, session, &mut reading) {
                     return exit;
                 }
             }
-            // A subscription's reply or a client event is being carried out by another thread:
-            // the next frame waits, so nothing of this socket's overtakes it.
-            refusal = Reading::sent(&mut reading.waiting), if waiting => {
-                reading.waiting = None;
-                if let Some(refusal) = refusal {
-                    session.refused(refusal);
+            // A step carried out by another thread, or the app's backend deciding: the next
+            // frame waits, so nothing of this socket's overtakes it.
+            ended = Reading::ended(&mut reading.waiting), if waiting => {
+                if let Err(error) = reading.resume(session, ended) {
+                    return Exit::Close(error);
                 }
             }
             _ = &mut timer => {
@@ -206,93 +221,127 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session) -> Exit {
     }
 }
 
+/// Frames a waiting socket reads ahead before it stops reading.
+const INBOX_LIMIT: usize = 16;
+
+/// A frame as read: a message, or the error to answer it with.
+type Inbound = Result<ClientMessage, SocketError>;
+
 /// Where reading stands between turns of the loop.
 #[derive(Default)]
 struct Reading {
     /// Complete messages may still be buffered.
     unread: bool,
-    /// A subscription's reply or a client event still to be carried out in its channel's line;
-    /// nothing more is handled until it is.
-    waiting: Option<Pending>,
+    /// What the socket waits for; nothing more is handled until it ends.
+    waiting: Option<Wait>,
+    /// Frames read while waiting, handled in order once it ends.
+    inbox: VecDeque<Inbound>,
 }
 
-/// How a call of [`read_messages`] ended.
-enum ReadEnd {
-    /// The socket is drained.
-    Drained,
-    /// It stopped at [`MESSAGES_PER_WAKE`]; more may be buffered.
-    More,
-    /// It stopped after a subscription or client event still to be carried out.
-    Waiting(Pending),
+/// How a wait ended.
+enum Ended {
+    /// The line carried the step out, or refused a subscription after the socket asked.
+    Line(Option<Refusal>),
+    /// The app's backend answered (or failed to).
+    Decision(Verdict),
 }
 
 impl Reading {
-    /// Records how a read ended; `Some` when the connection ends.
-    fn after(&mut self, read: Result<ReadEnd, Exit>) -> Option<Exit> {
-        match read {
-            Ok(ReadEnd::Drained) => self.unread = false,
-            Ok(ReadEnd::More) => self.unread = true,
-            Ok(ReadEnd::Waiting(pending)) => {
-                self.unread = true;
-                self.waiting = Some(pending);
-            }
-            Err(exit) => return Some(exit),
+    /// Polls the wait in place: the loop's other branches may win a turn, and the wait must
+    /// survive that (dropping a hook call cancels it).
+    async fn ended(waiting: &mut Option<Wait>) -> Ended {
+        match waiting {
+            Some(Wait::Line(pending)) => Ended::Line(pending.done().await),
+            Some(Wait::Decision(call, _)) => Ended::Decision(call.as_mut().await),
+            None => std::future::pending().await,
         }
-        None
     }
 
-    async fn sent(waiting: &mut Option<Pending>) -> Option<Refusal> {
-        match waiting {
-            Some(pending) => pending.done().await,
-            None => None,
+    /// Handles a frame now, or queues it behind the wait.
+    fn take(&mut self, session: &mut Session, inbound: Inbound) {
+        if self.waiting.is_some() {
+            return self.inbox.push_back(inbound);
+        }
+        self.waiting = handle(session, inbound);
+    }
+
+    /// Applies how the wait ended, then handles queued frames until the next wait; `Err` when
+    /// the connection must close.
+    fn resume(&mut self, session: &mut Session, ended: Ended) -> Result<(), SocketError> {
+        let wait = self.waiting.take();
+        match (ended, wait) {
+            (Ended::Line(Some(refusal)), _) => session.refused(refusal),
+            (Ended::Decision(verdict), Some(Wait::Decision(_, then))) => {
+                self.waiting = session.decided(verdict, then)?
+            }
+            _ => {}
+        }
+        while self.waiting.is_none() {
+            let Some(inbound) = self.inbox.pop_front() else {
+                // Most sockets never wait again: give the queue's memory back.
+                self.inbox = VecDeque::new();
+                break;
+            };
+            self.waiting = handle(session, inbound);
+        }
+        Ok(())
+    }
+}
+
+fn handle(session: &mut Session, inbound: Inbound) -> Option<Wait> {
+    match inbound {
+        Ok(message) => session.handle(message),
+        Err(error) => {
+            session.send(frames::error(&error));
+            None
         }
     }
 }
 
-/// Handles the messages that arrived, in order, until the socket is drained, the per-wake limit
-/// is reached or a subscription or client event is still to be carried out; `Err` when the
-/// connection ends.
-fn read_messages(reader: &mut WebSocketContext, session: &mut Session) -> Result<ReadEnd, Exit> {
+/// Reads the messages that arrived, in order, handling each (or queueing it while the socket
+/// waits) until the socket is drained, the per-wake limit is reached or the inbox is full;
+/// `Err` when the connection ends.
+fn read_messages(
+    reader: &mut WebSocketContext,
+    session: &mut Session,
+    reading: &mut Reading,
+) -> Result<(), Exit> {
     let outbound = session.outbound.clone();
     let mut io = SocketIo {
         outbound: &outbound,
     };
+    reading.unread = true;
     for _ in 0..MESSAGES_PER_WAKE {
+        if reading.inbox.len() >= INBOX_LIMIT {
+            return Ok(());
+        }
         let message = match reader.read(&mut io) {
             Ok(message) => message,
             Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Ok(ReadEnd::Drained)
+                reading.unread = false;
+                return Ok(());
             }
             Err(error) => return Err(read_error(error)),
         };
         session.liveness.seen(Instant::now());
-        match message {
+        let inbound = match message {
             Message::Text(text) => {
                 session.slot.metrics().message_in();
-                match ClientMessage::parse(text.as_str()) {
-                    Ok(message) => {
-                        if let Some(pending) = session.handle(message) {
-                            return Ok(ReadEnd::Waiting(pending));
-                        }
-                    }
-                    Err(error) => session.send(frames::error(&error)),
-                }
+                ClientMessage::parse(text.as_str())
             }
-            Message::Binary(_) => {
-                let error = SocketError::MalformedMessage(
-                    "binary frames are not supported; send JSON text".into(),
-                );
-                session.send(frames::error(&error));
-            }
+            Message::Binary(_) => Err(SocketError::MalformedMessage(
+                "binary frames are not supported; send JSON text".into(),
+            )),
             Message::Close(frame) => {
                 // Answered by `finish`, after anything queued and before anything else is sent.
                 let code = frame.map(|f| f.code).filter(|c| c.is_allowed());
                 return Err(Exit::ClosedByPeer(code.map(u16::from)));
             }
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-        }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+        };
+        reading.take(session, inbound);
     }
-    Ok(ReadEnd::More)
+    Ok(())
 }
 
 /// How a read error ends the connection (RFC 6455 section 7.4.1 codes where one applies).

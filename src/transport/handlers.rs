@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
+use super::decision::Wait;
 use super::session::{Session, SignedInUser};
 use crate::cluster::{ClientEvent, Pending, Subscription};
 use crate::engine::PresenceMember;
@@ -33,10 +34,9 @@ struct UserData {
 }
 
 impl Session {
-    /// Handles one parsed client frame; a subscription or client event still to be carried out in
-    /// its channel's line returns
-    /// what to wait for before the next frame is handled.
-    pub fn handle(&mut self, message: ClientMessage) -> Option<Pending> {
+    /// Handles one parsed client frame; returns what to wait for before the next frame is
+    /// handled (a step in its channel's line, or the app's decision hook).
+    pub fn handle(&mut self, message: ClientMessage) -> Option<Wait> {
         match message {
             ClientMessage::Ping => self.send(frames::pong()),
             ClientMessage::Pong => {}
@@ -48,14 +48,14 @@ impl Session {
                 channel,
                 data,
             } => match self.client_event(&event, &channel, data) {
-                Ok(pending) => return pending,
+                Ok(wait) => return wait,
                 Err(error) => self.send(frames::error(&error)),
             },
         }
         None
     }
 
-    fn subscribe(&mut self, request: SubscribeRequest) -> Option<Pending> {
+    fn subscribe(&mut self, request: SubscribeRequest) -> Option<Wait> {
         let channel = request.channel.as_str();
         let max_channels = self.shared.config().max_channels_per_connection;
         if self.channels.len() >= max_channels && !self.channels.contains_key(channel) {
@@ -70,6 +70,24 @@ impl Session {
                 return None;
             }
         };
+        // `#server-to-user-` is guarded by sign-in already.
+        if kind.kind == ChannelKind::ServerToUser {
+            return self.join(channel, kind, member).map(Wait::Line);
+        }
+        let channel_data = request.channel_data.as_deref();
+        match self.subscription_call(channel, kind, member, channel_data) {
+            Ok(wait) => Some(wait),
+            Err(member) => self.join(channel, kind, member).map(Wait::Line),
+        }
+    }
+
+    /// Subscribes, once every check (and the hook) has let the subscription through.
+    pub(super) fn join(
+        &mut self,
+        channel: &str,
+        kind: ChannelType,
+        member: Option<PresenceMember>,
+    ) -> Option<Pending> {
         let request = Subscription {
             channel,
             socket: self.socket_id,
@@ -176,18 +194,23 @@ impl Session {
     fn signin(&mut self, request: SigninRequest) {
         match self.verify_signin(&request) {
             Ok(user) => {
-                if self.user.is_none() {
-                    let outbound = self.outbound.clone();
-                    self.shared
-                        .cluster()
-                        .sign_in(&self.app, &user.id, self.socket_id, outbound);
-                    self.user = Some(user);
-                }
-                self.liveness.authorized();
+                self.sign_in(user);
                 self.send(frames::signin_success(&request.user_data));
             }
             Err(why) => self.outbound.close(SocketError::Unauthorized(why)),
         }
+    }
+
+    /// Signs the connection in as `user` (a second sign-in as the same id changes nothing).
+    pub(super) fn sign_in(&mut self, user: SignedInUser) {
+        if self.user.is_none() {
+            let outbound = self.outbound.clone();
+            self.shared
+                .cluster()
+                .sign_in(&self.app, &user.id, self.socket_id, outbound);
+            self.user = Some(user);
+        }
+        self.liveness.authorized();
     }
 
     fn verify_signin(&self, request: &SigninRequest) -> Result<SignedInUser, String> {
@@ -222,7 +245,7 @@ impl Session {
         event: &str,
         channel: &str,
         data: Box<RawValue>,
-    ) -> Result<Option<Pending>, SocketError> {
+    ) -> Result<Option<Wait>, SocketError> {
         let reject = |why: String| Err(SocketError::ClientEventRejected(why));
         let app = self.app.clone();
         if !app.enable_client_messages {
@@ -260,7 +283,32 @@ impl Session {
             socket: self.socket_id,
             user_id: presence_user.as_deref(),
         };
-        Ok(self.shared.cluster().client_event(&app, event))
+        if let Some(wait) = self.client_event_call(&event) {
+            return Ok(Some(wait));
+        }
+        Ok(self
+            .shared
+            .cluster()
+            .client_event(&app, event)
+            .map(Wait::Line))
+    }
+
+    /// Sends a client event the hook allowed; nothing when the socket left the channel since.
+    pub(super) fn send_client_event(
+        &mut self,
+        channel: &str,
+        event: &str,
+        data: &RawValue,
+    ) -> Option<Pending> {
+        let presence_user = self.channels.get(channel)?.clone();
+        let event = ClientEvent {
+            channel,
+            name: event,
+            data,
+            socket: self.socket_id,
+            user_id: presence_user.as_deref(),
+        };
+        self.shared.cluster().client_event(&self.app, event)
     }
 }
 

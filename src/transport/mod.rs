@@ -3,9 +3,11 @@
 //! goes through the cluster stage.
 
 mod connection;
+mod decision;
 mod handlers;
 mod liveness;
 mod session;
 
 pub(crate) use connection::websocket_config;
 pub use connection::{serve, Handshake};
+pub use decision::ConnectionInfo;

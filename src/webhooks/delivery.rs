@@ -35,13 +35,15 @@ pub fn http_client() -> reqwest::Client {
         .expect("the HTTP client builds")
 }
 
-fn unix_millis() -> u64 {
+/// Milliseconds since the Unix epoch, for `time_ms`.
+pub(crate) fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn delivery_id() -> String {
+/// A fresh `Webhook-Id`: `msg_` and 128 random bits in hex.
+pub(crate) fn delivery_id() -> String {
     format!("msg_{:032x}", rand::rng().random::<u128>())
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests: a real Herald on ephemeral ports driven by real WebSocket and HTTP clients.
 //! One binary with modules, because each `tests/*.rs` file links separately.
 
+mod hook_server;
 mod receiver;
 mod redis_server;
 mod support;
@@ -19,6 +20,7 @@ mod cluster_rolling;
 mod cluster_webhook_delivery;
 mod cluster_webhook_stream;
 mod connection;
+mod decision_hooks;
 mod fuzz_corpus;
 mod hardening;
 mod metrics;

@@ -1,0 +1,232 @@
+//! Decision hooks: the app's backend is asked, and Herald waits for its answer, before a
+//! connection, a subscription or a client event takes effect.
+//!
+//! A call is a future the connection task polls itself: only the socket that caused it waits
+//! (its later frames queue behind it), and dropping the future when the socket closes cancels
+//! the request. The calls of one app in flight are capped by `max_concurrent`; one over the
+//! cap fails at once, as a timeout would.
+
+mod answer;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderValue, CONTENT_TYPE};
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub use answer::HookUser;
+
+use crate::apps::{App, AppRegistry};
+use crate::config::{DecisionHooksConfig, HookKind, OnFailure};
+use crate::metrics::{HookMetrics, HookOutcome, Metrics};
+use crate::protocol::signing::Signer;
+use crate::webhooks::{delivery_id, unix_millis};
+
+/// Bytes of a hook's answer Herald reads; a longer one is a failed call.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// Failed calls of one app are logged at most this often.
+const WARN_EVERY_MS: u64 = 1000;
+
+/// What the app's backend decided, with `on_failure` already applied to a failed call.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Go ahead; a `connection_starting` answer may sign the connection in as `user`.
+    Allowed(Option<HookUser>),
+    /// The hook refused, with the reason to pass to the client when it gave one.
+    Refused(Option<String>),
+    /// The hook could not decide and `on_failure` is `reject`.
+    Failed(String),
+}
+
+/// A call in flight; resolves to its verdict. Dropping it cancels the request.
+pub type HookCall = Pin<Box<dyn Future<Output = Verdict> + Send>>;
+
+/// One app's hook endpoint.
+struct AppHook {
+    config: DecisionHooksConfig,
+    key: String,
+    signer: Signer,
+    in_flight: Arc<Semaphore>,
+    metrics: Vec<(HookKind, HookMetrics)>,
+    /// When a failure was last logged (ms since `started`): an outage fails every call, and
+    /// one line per second says so as well as thousands would.
+    last_warned: AtomicU64,
+    started: Instant,
+}
+
+/// The decision hooks of every app, by app index.
+pub struct DecisionHooks {
+    by_app: Vec<Option<Arc<AppHook>>>,
+    client: reqwest::Client,
+}
+
+/// The request body: `{"type": .., "time_ms": .., "data": {..}}`.
+#[derive(Serialize)]
+struct Request<'a, D: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    time_ms: u64,
+    data: &'a D,
+}
+
+impl DecisionHooks {
+    /// The hooks of `apps` that configure one; requests go out through `client`.
+    pub fn new(apps: &AppRegistry, client: reqwest::Client, metrics: &Metrics) -> DecisionHooks {
+        let by_app = apps
+            .iter()
+            .map(|app| {
+                let config = app.decision_hooks.clone()?;
+                let metrics = (config.events.iter())
+                    .map(|&kind| (kind, metrics.decision_hook(&app.id, kind.as_str())))
+                    .collect();
+                Some(Arc::new(AppHook {
+                    in_flight: Arc::new(Semaphore::new(config.max_concurrent)),
+                    key: app.key.clone(),
+                    signer: app.signer.clone(),
+                    metrics,
+                    config,
+                    last_warned: AtomicU64::new(0),
+                    started: Instant::now(),
+                }))
+            })
+            .collect();
+        DecisionHooks { by_app, client }
+    }
+
+    /// The call asking `app`'s hook about `kind` with `data`; `None` when the app does not ask.
+    pub fn ask(&self, app: &App, kind: HookKind, data: &impl Serialize) -> Option<HookCall> {
+        let hook = self.by_app.get(app.index())?.as_ref()?;
+        let metrics = hook.metrics.iter().find(|(k, _)| *k == kind)?.1.clone();
+        let body = serde_json::to_string(&Request {
+            kind: kind.as_str(),
+            time_ms: unix_millis(),
+            data,
+        })
+        .expect("hook data serializes");
+        let started = Instant::now();
+        let permit = hook.in_flight.clone().try_acquire_owned();
+        let (hook, client) = (hook.clone(), self.client.clone());
+        Some(Box::pin(async move {
+            let answer = match permit {
+                Ok(permit) => hook.post(&client, body, kind, permit).await,
+                Err(_) => Err(format!(
+                    "{} calls already in flight (max_concurrent)",
+                    hook.config.max_concurrent
+                )),
+            };
+            hook.verdict(answer, kind, &metrics, started.elapsed())
+        }))
+    }
+}
+
+impl AppHook {
+    /// Sends one call and reads its answer within the request timeout.
+    async fn post(
+        &self,
+        client: &reqwest::Client,
+        body: String,
+        kind: HookKind,
+        _permit: OwnedSemaphorePermit,
+    ) -> Result<answer::Answer, String> {
+        let timeout = self.config.request_timeout;
+        match tokio::time::timeout(timeout, self.exchange(client, body, kind)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        client: &reqwest::Client,
+        body: String,
+        kind: HookKind,
+    ) -> Result<answer::Answer, String> {
+        let signature = self.signer.sign_hex(body.as_bytes());
+        let mut request = client
+            .post(self.config.url.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header("X-Pusher-Key", &self.key)
+            .header("X-Pusher-Signature", signature)
+            .header("Webhook-Id", delivery_id());
+        for (name, value) in &self.config.headers {
+            request = request.header(name, value);
+        }
+        let mut response = request.body(body).send().await.map_err(describe)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("answered HTTP {}", status.as_u16()));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(describe)? {
+            if bytes.len() + chunk.len() > MAX_ANSWER {
+                return Err(format!("answer longer than {MAX_ANSWER} bytes"));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        answer::parse(&bytes, kind)
+    }
+
+    /// The verdict of a call that ended with `answer`, counted and logged.
+    fn verdict(
+        &self,
+        answer: Result<answer::Answer, String>,
+        kind: HookKind,
+        metrics: &HookMetrics,
+        took: Duration,
+    ) -> Verdict {
+        match answer {
+            Ok(answer::Answer::Allow(user)) => {
+                metrics.called(HookOutcome::Allowed, took);
+                Verdict::Allowed(user)
+            }
+            Ok(answer::Answer::Refuse(reason)) => {
+                metrics.called(HookOutcome::Refused, took);
+                Verdict::Refused(reason)
+            }
+            Err(why) => {
+                metrics.called(HookOutcome::Failed, took);
+                self.warn(kind, &why);
+                match self.config.on_failure {
+                    OnFailure::Allow => Verdict::Allowed(None),
+                    OnFailure::Reject => Verdict::Failed(why),
+                }
+            }
+        }
+    }
+}
+
+impl AppHook {
+    /// Logs a failed call, at most once a second per app (the metrics count every one).
+    fn warn(&self, kind: HookKind, why: &str) {
+        let now = self.started.elapsed().as_millis() as u64 + WARN_EVERY_MS;
+        let last = self.last_warned.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < WARN_EVERY_MS {
+            return;
+        }
+        if self
+            .last_warned
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            let hook = kind.as_str();
+            let url = &self.config.url;
+            tracing::warn!(%hook, %url, %why, "decision hook failed (logged at most once a second)");
+        }
+    }
+}
+
+/// A request error without reqwest's URL-laden chain.
+fn describe(error: reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out".into()
+    } else if error.is_connect() {
+        "could not connect".into()
+    } else {
+        format!("request failed: {error}")
+    }
+}
