@@ -10,6 +10,8 @@ webhook endpoints; two more apps are added, each with its own endpoints:
                       with the official `pusher` npm SDK; used by node/webhooks.test.js.
   WEBHOOK_PYTHON_APP  a Standard Webhooks endpoint and two Lambda endpoints on the Python
                       receiver (python/webhook_receiver.py); used by python/test_webhooks.py.
+  DECISION_HOOK_APP   (when DECISION_HOOK_PORT is set) decision hooks for every event on that
+                      port, where node/decision_hooks.test.js runs its hook server.
 
 With REDIS_URL the config is that of a cluster node (`adapter.driver` redis; each node gets its
 id from HERALD_NODE_ID), for the two-node run of node/cluster/.
@@ -19,6 +21,7 @@ Everything points at 127.0.0.1.
 
 import base64
 import json
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -32,6 +35,8 @@ ALL_EVENT_TYPES = [
 
 WEBHOOK_NODE_APP = {"id": "100002", "key": "compat-wh-node-key", "secret": "compat-wh-node-secret"}
 WEBHOOK_PYTHON_APP = {"id": "100003", "key": "compat-wh-py-key", "secret": "compat-wh-py-secret"}
+# Asks the decision hook on 127.0.0.1:$DECISION_HOOK_PORT (node/decision_hooks.test.js runs it).
+DECISION_HOOK_APP = {"id": "100004", "key": "compat-hook-key", "secret": "compat-hook-secret"}
 
 LAMBDA_REGION = "eu-west-1"
 LAMBDA_FUNCTION = "compat-fn"
@@ -108,6 +113,17 @@ def main():
     apps = config["app_manager"]["array"]["apps"]
     apps.append(app_entry(WEBHOOK_NODE_APP, node_endpoints(node_port)))
     apps.append(app_entry(WEBHOOK_PYTHON_APP, python_endpoints(py_port, whsec)))
+    hook_port = os.environ.get("DECISION_HOOK_PORT")
+    if hook_port:
+        hooked = app_entry(DECISION_HOOK_APP, [])
+        hooked["decision_hooks"] = {
+            "url": f"http://127.0.0.1:{int(hook_port)}/decide",
+            "events": ["connection_starting", "subscription_starting", "client_event_sending"],
+            "request_timeout_ms": 1000,
+            "on_failure": "reject",
+            "headers": {"X-Compat-Hook": "yes"},
+        }
+        apps.append(hooked)
     if redis_url:
         config["adapter"] = {"driver": "redis", "redis": {"url": redis_url, "prefix": "compat"}}
     with open(out, "w") as f:

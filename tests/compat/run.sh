@@ -140,6 +140,10 @@ except Exception:
   return 1
 }
 
+# The decision hook's port: node/decision_hooks.test.js listens on it (and, to test an outage,
+# at first does not).
+decision_hook_port="$(free_port)"
+export DECISION_HOOK_PORT="$decision_hook_port"
 "$py" make_config.py "$config" "$node_hook_port" "$py_hook_port"
 node_hook_app="$("$py" -c 'import make_config; print(make_config.WEBHOOK_NODE_APP["id"])')"
 
