@@ -102,21 +102,33 @@ impl Publisher {
         }
     }
 
-    pub async fn trigger(&self, channel: &str, event: &str, data: &str) -> Result<(), String> {
-        let body = json!({"name": event, "channel": channel, "data": data}).to_string();
-        let path = format!("/apps/{APP_ID}/events");
+    /// The signed URL of a request: `params` plus the auth keys, sorted as Pusher signs them.
+    fn signed_url(&self, method: &str, path: &str, params: &[(&str, String)]) -> String {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let md5 = hex::encode(Md5::digest(body.as_bytes()));
-        let query =
-            format!("auth_key={KEY}&auth_timestamp={timestamp}&auth_version=1.0&body_md5={md5}");
-        let signature = hmac_hex(&format!("POST\n{path}\n{query}"));
-        let url = format!(
+        let mut query: Vec<(&str, String)> = vec![
+            ("auth_key", KEY.to_owned()),
+            ("auth_timestamp", timestamp.to_string()),
+            ("auth_version", "1.0".to_owned()),
+        ];
+        query.extend(params.iter().cloned());
+        query.sort();
+        let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let query = query.join("&");
+        let signature = hmac_hex(&format!("{method}\n{path}\n{query}"));
+        format!(
             "http://127.0.0.1:{}{path}?{query}&auth_signature={signature}",
             self.port
-        );
+        )
+    }
+
+    pub async fn trigger(&self, channel: &str, event: &str, data: &str) -> Result<(), String> {
+        let body = json!({"name": event, "channel": channel, "data": data}).to_string();
+        let md5 = hex::encode(Md5::digest(body.as_bytes()));
+        let path = format!("/apps/{APP_ID}/events");
+        let url = self.signed_url("POST", &path, &[("body_md5", md5)]);
         let response = self
             .client
             .post(url)
@@ -130,5 +142,22 @@ impl Publisher {
         } else {
             Err(format!("trigger failed: {}", response.status()))
         }
+    }
+
+    /// A signed GET of the app's `path` (after `/apps/{id}`), with `params` (URL-safe values).
+    pub async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Value, String> {
+        let path = format!("/apps/{APP_ID}{path}");
+        let url = self.signed_url("GET", &path, params);
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("GET {path} failed: {}", response.status()));
+        }
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
     }
 }

@@ -7,6 +7,7 @@
 
 mod burst;
 mod clients;
+mod cluster;
 mod floor;
 mod pairs;
 mod probes;
@@ -38,6 +39,9 @@ enum Scenario {
     /// Not part of `all`: the cost of hostile peers (unsigned bodies, idle connections, a
     /// consumer that stops reading, subscription-count amplification).
     Hardening,
+    /// Two nodes on a private redis-server against a single node: fan-out across nodes and
+    /// presence churn moving between them (in `all` when redis-server is on PATH).
+    Cluster,
     All,
 }
 
@@ -106,6 +110,21 @@ struct Cli {
     /// Webhook burst: seconds the receiver is down (connection refused) from the burst's start.
     #[arg(long, default_value_t = 0)]
     receiver_down_secs: u64,
+    /// Cluster: subscribers of the one channel in each fan-out run.
+    #[arg(long, default_value_t = 1000)]
+    cluster_subscribers: usize,
+    /// Cluster: REST publishes per second.
+    #[arg(long, default_value_t = 50)]
+    cluster_rate: u64,
+    /// Cluster: seconds of publishing per fan-out run (three runs).
+    #[arg(long, default_value_t = 10)]
+    cluster_secs: u64,
+    /// Cluster: churning users, each with a presence socket on either node.
+    #[arg(long, default_value_t = 50)]
+    cluster_churn_users: usize,
+    /// Cluster: seconds of presence churn.
+    #[arg(long, default_value_t = 10)]
+    cluster_churn_secs: u64,
     /// Idle: connections (capped by the file-descriptor limit).
     #[arg(long, default_value_t = 20000)]
     idle_connections: usize,
@@ -135,6 +154,17 @@ fn fd_limit() -> usize {
         .unwrap_or(1024)
 }
 
+fn cluster_sizes(cli: &Cli) -> cluster::Sizes {
+    cluster::Sizes {
+        subscribers: cli.cluster_subscribers,
+        rate: cli.cluster_rate,
+        secs: cli.cluster_secs,
+        payload: cli.payload,
+        churn_users: cli.cluster_churn_users,
+        churn_secs: cli.cluster_churn_secs,
+    }
+}
+
 async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, String> {
     let port = free_port();
     match scenario {
@@ -148,7 +178,8 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
                 secs: cli.secs,
                 payload: cli.payload,
             };
-            let mut report = scenarios::publish_load(&target, &load).await?;
+            let place = scenarios::Placement::single(&target);
+            let mut report = scenarios::publish_load(&place, &load).await?;
             let ours = report
                 .rows
                 .iter()
@@ -182,7 +213,7 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
                 secs: cli.secs,
                 payload: cli.payload,
             };
-            scenarios::publish_load(&target, &load).await
+            scenarios::publish_load(&scenarios::Placement::single(&target), &load).await
         }
         Scenario::ClientEvents => {
             let target = Target::start(server, &target::config(port, None), port)?;
@@ -239,6 +270,7 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
             scenarios::idle(&target, cli.idle_connections.min(limit)).await
         }
         Scenario::Hardening => probes::hardening(server).await,
+        Scenario::Cluster => cluster::cluster(server, &cluster_sizes(cli)).await,
         Scenario::All => unreachable!("expanded by main"),
     }
 }
@@ -248,15 +280,22 @@ async fn main() {
     let cli = Cli::parse();
     let server = cli.server.clone().unwrap_or_else(default_server);
     let scenarios = match cli.scenario {
-        Scenario::All => vec![
-            Scenario::Fanout,
-            Scenario::Channels,
-            Scenario::Presence,
-            Scenario::ClientEvents,
-            Scenario::Idle,
-            Scenario::Slow,
-            Scenario::WebhookBurst,
-        ],
+        Scenario::All => {
+            let mut all = vec![
+                Scenario::Fanout,
+                Scenario::Channels,
+                Scenario::Presence,
+                Scenario::ClientEvents,
+                Scenario::Idle,
+                Scenario::Slow,
+                Scenario::WebhookBurst,
+            ];
+            match cluster::redis_server() {
+                Some(_) => all.push(Scenario::Cluster),
+                None => println!("cluster: skipped, {}", cluster::NO_REDIS),
+            }
+            all
+        }
         one => vec![one],
     };
     println!("server: {server}");

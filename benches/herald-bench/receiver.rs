@@ -1,4 +1,5 @@
-//! A webhook receiver that counts events and POSTs, de-duplicating retries by `webhook-id`.
+//! A webhook receiver that counts events and POSTs, de-duplicating retries by `webhook-id`, and
+//! checks that each channel's occupied/vacated and each member's added/removed alternate.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,21 @@ struct Tally {
     /// Occurrences of each event (name, channel, user) across distinct deliveries.
     events: HashMap<(String, String, String), u64>,
     total_events: u64,
+    /// Each (family, channel, user): whether it is open (occupied, added) after what arrived,
+    /// and how many events repeated the state they should change (added after added, a first
+    /// removal).
+    pairs: HashMap<(&'static str, String, String), (bool, u64)>,
+}
+
+/// The pair an event belongs to and whether it opens it; `None` for other events.
+fn transition(name: &str) -> Option<(&'static str, bool)> {
+    match name {
+        "channel_occupied" => Some(("channel", true)),
+        "channel_vacated" => Some(("channel", false)),
+        "member_added" => Some(("member", true)),
+        "member_removed" => Some(("member", false)),
+        _ => None,
+    }
 }
 
 /// Counts what arrives.
@@ -45,10 +61,14 @@ async fn receive(
     }
     for event in json["events"].as_array().into_iter().flatten() {
         let field = |k: &str| event[k].as_str().unwrap_or("").to_owned();
-        *tally
-            .events
-            .entry((field("name"), field("channel"), field("user_id")))
-            .or_default() += 1;
+        let (name, channel, user) = (field("name"), field("channel"), field("user_id"));
+        if let Some((family, opens)) = transition(&name) {
+            let key = (family, channel.clone(), user.clone());
+            let pair = tally.pairs.entry(key).or_default();
+            pair.1 += u64::from(pair.0 == opens);
+            pair.0 = opens;
+        }
+        *tally.events.entry((name, channel, user)).or_default() += 1;
         tally.total_events += 1;
     }
     "ok"
@@ -80,5 +100,18 @@ impl WebhookCounter {
             .get(&(name.to_owned(), channel.to_owned(), user.to_owned()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// For the channels under `prefix`: events that broke the alternation of their channel or
+    /// member, and channels and members whose last event left them open.
+    pub fn alternation(&self, prefix: &str) -> (u64, u64) {
+        let tally = self.tally.lock().unwrap();
+        let ours = tally
+            .pairs
+            .iter()
+            .filter(|((_, c, _), _)| c.starts_with(prefix));
+        ours.fold((0, 0), |(breaks, open), (_, pair)| {
+            (breaks + pair.1, open + u64::from(pair.0))
+        })
     }
 }

@@ -20,10 +20,30 @@ impl Report {
         self.rows.push((name.to_owned(), value, unit));
     }
 
+    /// The value of the row `name`, 0 when there is none.
+    pub fn value(&self, name: &str) -> f64 {
+        self.rows.iter().find(|r| r.0 == name).map_or(0.0, |r| r.1)
+    }
+
+    /// Copies the rows `names` of `from`, each name behind `prefix`.
+    pub fn add_from(&mut self, prefix: &str, from: &Report, names: &[&str]) {
+        for row in from.rows.iter().filter(|r| names.contains(&r.0.as_str())) {
+            self.rows.push((format!("{prefix}{}", row.0), row.1, row.2));
+        }
+    }
+
     pub fn print(&self) {
         println!("\n{}", self.scenario);
+        // At least 38 wide, as always; wider when a scenario's names are longer.
+        let width = self
+            .rows
+            .iter()
+            .map(|r| r.0.len())
+            .max()
+            .unwrap_or(0)
+            .max(38);
         for (name, value, unit) in &self.rows {
-            println!("  {name:<38} {value:>14.2} {unit}");
+            println!("  {name:<width$} {value:>14.2} {unit}");
         }
     }
 

@@ -13,9 +13,10 @@ use crate::receiver::WebhookCounter;
 use crate::report::{percentile, Report};
 use crate::target::{own_cpu_seconds, Target};
 
-/// Opens `count` sockets, each subscribed by `data_for(i, socket_id)`, 200 handshakes at a time.
+/// Opens `count` sockets, the i-th on `ports[i % len]`, each subscribed by
+/// `data_for(i, socket_id)`, 200 handshakes at a time.
 async fn open_subscribed(
-    port: u16,
+    ports: &[u16],
     count: usize,
     data_for: impl Fn(usize, &str) -> serde_json::Value + Send + Sync + 'static,
 ) -> Result<Vec<Socket>, String> {
@@ -24,6 +25,7 @@ async fn open_subscribed(
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
         let (gate, data_for) = (gate.clone(), data_for.clone());
+        let port = ports[i % ports.len()];
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
             let (mut ws, socket_id) = connect(port).await?;
@@ -47,6 +49,30 @@ pub struct PublishLoad {
     pub rate: u64,
     pub secs: u64,
     pub payload: usize,
+}
+
+/// Where a publish load runs: its subscribers spread round-robin over `subscribe_ports`, its
+/// REST publishes into `publish_port`, and the server processes whose CPU it counts.
+pub struct Placement<'a> {
+    pub subscribe_ports: Vec<u16>,
+    pub publish_port: u16,
+    pub servers: Vec<&'a Target>,
+}
+
+impl<'a> Placement<'a> {
+    /// Everything on one server.
+    pub fn single(target: &'a Target) -> Placement<'a> {
+        Placement {
+            subscribe_ports: vec![target.port],
+            publish_port: target.port,
+            servers: vec![target],
+        }
+    }
+
+    /// CPU seconds of all its servers together.
+    fn cpu_seconds(&self) -> f64 {
+        self.servers.iter().map(|s| s.cpu_seconds()).sum()
+    }
 }
 
 /// Latency samples (microseconds) and the count of each reader, gathered once it finishes.
@@ -148,10 +174,10 @@ pub async fn publish_at_rate(
 }
 
 /// Fan-out (one channel, many subscribers) and many channels (many channels, few subscribers).
-pub async fn publish_load(target: &Target, load: &PublishLoad) -> Result<Report, String> {
+pub async fn publish_load(place: &Placement<'_>, load: &PublishLoad) -> Result<Report, String> {
     let channels = load.channels;
     let sockets = open_subscribed(
-        target.port,
+        &place.subscribe_ports,
         channels * load.per_channel,
         move |i, _| json!({"channel": format!("load-{}", i % channels)}),
     )
@@ -161,8 +187,8 @@ pub async fn publish_load(target: &Target, load: &PublishLoad) -> Result<Report,
     let events = per_channel_events * channels as u64;
     let deadline = Instant::now() + Duration::from_secs(load.secs + 15);
     let readers = spawn_readers(sockets, per_channel_events, deadline)?;
-    let publisher = Arc::new(Publisher::new(target.port));
-    let cpu_before = target.cpu_seconds();
+    let publisher = Arc::new(Publisher::new(place.publish_port));
+    let cpu_before = place.cpu_seconds();
     let own_cpu_before = own_cpu_seconds();
     let started = Instant::now();
     publish_at_rate(publisher, events, load.rate, load.payload, |i| {
@@ -170,7 +196,7 @@ pub async fn publish_load(target: &Target, load: &PublishLoad) -> Result<Report,
     })
     .await?;
     let (delivered, samples) = readers.finish().await;
-    let cpu = target.cpu_seconds() - cpu_before;
+    let cpu = place.cpu_seconds() - cpu_before;
     let own_cpu = own_cpu_seconds() - own_cpu_before;
     let elapsed = started.elapsed().as_secs_f64();
     let expected = events * load.per_channel as u64;
@@ -199,6 +225,32 @@ pub async fn publish_load(target: &Target, load: &PublishLoad) -> Result<Report,
     );
     report.add("load generator CPU seconds", own_cpu, "s");
     Ok(report)
+}
+
+/// Lost and duplicated webhook events of presence channels `{prefix}{i}`, each joined and left
+/// `cycles` times by user `u{i}` alone: each cycle fires channel_occupied, member_added,
+/// member_removed and channel_vacated once.
+pub fn lost_and_duplicated(
+    counter: &WebhookCounter,
+    prefix: &str,
+    per_channel: &[(usize, u64)],
+) -> (u64, u64) {
+    let (mut lost, mut duplicated) = (0u64, 0u64);
+    for (i, cycles) in per_channel {
+        let channel = format!("{prefix}{i}");
+        let user = format!("u{i}");
+        for (name, who) in [
+            ("channel_occupied", ""),
+            ("channel_vacated", ""),
+            ("member_added", user.as_str()),
+            ("member_removed", user.as_str()),
+        ] {
+            let got = counter.count(name, &channel, who);
+            lost += cycles.saturating_sub(got);
+            duplicated += got.saturating_sub(*cycles);
+        }
+    }
+    (lost, duplicated)
 }
 
 /// `sockets` sockets each joining and leaving their own presence channel for `secs`, with a
@@ -251,21 +303,7 @@ pub async fn presence_churn(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let delivery_elapsed = started.elapsed().as_secs_f64();
-    let (mut lost, mut duplicated) = (0u64, 0u64);
-    for (i, cycles) in &per_socket {
-        let channel = format!("presence-churn-{i}");
-        let user = format!("u{i}");
-        for (name, who) in [
-            ("channel_occupied", ""),
-            ("channel_vacated", ""),
-            ("member_added", user.as_str()),
-            ("member_removed", user.as_str()),
-        ] {
-            let got = counter.count(name, &channel, who);
-            lost += cycles.saturating_sub(got);
-            duplicated += got.saturating_sub(*cycles);
-        }
-    }
+    let (lost, duplicated) = lost_and_duplicated(counter, "presence-churn-", &per_socket);
     let (posts, events) = counter.totals();
     let mut report = Report::new("presence churn");
     report.add("sockets", sockets as f64, "");
@@ -296,7 +334,7 @@ pub async fn idle(target: &Target, connections: usize) -> Result<Report, String>
     let rss_before = target.rss_bytes();
     let started = Instant::now();
     let sockets = open_subscribed(
-        target.port,
+        &[target.port],
         connections,
         |i, _| json!({"channel": format!("idle-{i}")}),
     )
