@@ -127,7 +127,8 @@ impl RedisCluster {
                 app_tasks.clone(),
             );
             for (line, queue) in queues.into_iter().enumerate() {
-                tasks.spawn(super::worker::run(redis_app.clone(), line, queue));
+                let close = close.clone();
+                tasks.spawn(super::worker::run(redis_app.clone(), line, queue, close));
             }
             link.fanout
                 .listen_users(&app.id)
@@ -135,7 +136,13 @@ impl RedisCluster {
                 .map_err(|e| start_error("cannot listen to the cluster's commands", e))?;
             node_apps.push(redis_app);
         }
-        tasks.spawn(intake(received.broadcasts, apps.clone(), node_apps.clone()));
+        let (registry, intake_apps) = (apps.clone(), node_apps.clone());
+        tasks.spawn(intake(
+            received.broadcasts,
+            registry,
+            intake_apps,
+            close.clone(),
+        ));
         let duties = Liveness::start(
             con.clone(),
             membership.clone(),
@@ -334,8 +341,13 @@ async fn intake(
     mut broadcasts: mpsc::Receiver<Broadcast>,
     registry: AppRegistry,
     apps: Vec<Arc<RedisApp>>,
+    close: CancellationToken,
 ) {
-    while let Some(broadcast) = broadcasts.recv().await {
+    // The apps hold the reader that feeds `broadcasts`: only `close` ends this at shutdown.
+    while let Some(broadcast) = tokio::select! {
+        broadcast = broadcasts.recv() => broadcast,
+        _ = close.cancelled() => return,
+    } {
         let Some(app) = registry.by_id(&broadcast.app).map(|a| &apps[a.index()]) else {
             continue;
         };

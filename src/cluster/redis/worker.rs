@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::app::{JoinRequest, Op, RedisApp};
 use super::channel_state::{JoinMode, Joined, Joining};
@@ -26,15 +27,25 @@ use crate::protocol::codes::{SocketError, SubscriptionError};
 use crate::protocol::SocketId;
 use crate::webhooks::WebhookEvent;
 
-/// Runs the operations of `line` until the queue closes.
-pub async fn run(app: Arc<RedisApp>, line: usize, mut ops: mpsc::UnboundedReceiver<Op>) {
+/// Runs the operations of `line` until the queue closes or the node is closed (the queue's
+/// sender lives in `app`, which this task holds: only `close` ends it at shutdown, once the
+/// stage has waited for the queued operations).
+pub async fn run(
+    app: Arc<RedisApp>,
+    line: usize,
+    mut ops: mpsc::UnboundedReceiver<Op>,
+    close: CancellationToken,
+) {
     let mut worker = Worker {
         app,
         line,
         synced: 0,
         joined_offline: HashSet::new(),
     };
-    while let Some(op) = ops.recv().await {
+    while let Some(op) = tokio::select! {
+        op = ops.recv() => op,
+        _ = close.cancelled() => None,
+    } {
         match op {
             Op::Join(request) => worker.join(request).await,
             Op::Leave { channel, socket } => worker.leave(channel, socket).await,
