@@ -80,9 +80,6 @@ fn node_config(port: u16, webhook: &str, redis: &Target, node_id: &str) -> Value
     let url = format!("redis://127.0.0.1:{}", redis.port);
     config["adapter"] = json!({"driver": "redis", "node_id": node_id, "redis": {"url": url}});
     config["database"] = json!({"redis": {"host": "127.0.0.1", "port": redis.port}});
-    // A Herald cluster node takes the whole shutdown grace period (+1 s) to exit on SIGTERM
-    // even when idle; 2 s instead of 10 keeps the two stops short. Nothing is pending by then.
-    config["shutdown_grace_period"] = json!(2);
     config
 }
 
@@ -165,7 +162,83 @@ pub async fn cluster(server: &str, sizes: &Sizes) -> Result<Report, String> {
         &[("A->B", &cross), ("A->A+B", &split)],
     );
     churn(&mut report, [&a, &b], &redis, &counter, sizes).await?;
+    node_death(&mut report, server, &webhook, &redis, &a, &counter).await?;
     Ok(report)
+}
+
+/// A node killed without a goodbye (SIGKILL), with the default heartbeat (1 s) and node timeout
+/// (8 s) and the bench's grace period of 0: the seconds until a survivor's cleanup webhooks
+/// arrive, for a channel only the dead node had and a member of a channel that node A keeps.
+async fn node_death(
+    report: &mut Report,
+    server: &str,
+    webhook: &str,
+    redis: &Target,
+    a: &Target,
+    counter: &WebhookCounter,
+) -> Result<(), String> {
+    let (alone, shared) = ("presence-death-alone", "presence-death-shared");
+    let mut c = start_node(server, webhook, redis, "bench-c")?;
+    let mut sockets = Vec::new();
+    for (port, channel, user) in [
+        (c.port, alone, "dies-1"),
+        (c.port, shared, "dies-2"),
+        (a.port, shared, "stays"),
+    ] {
+        let (mut ws, socket_id) = connect(port).await?;
+        subscribe(&mut ws, presence_data(&socket_id, channel, user)).await?;
+        sockets.push(ws);
+    }
+    let count = |name: &str, channel: &str, user: &str| counter.count(name, channel, user);
+    let added = || {
+        count("member_added", shared, "stays") == 1 && count("member_added", alone, "dies-1") == 1
+    };
+    wait_for(added, Duration::from_secs(10)).await?;
+    let killed = Instant::now();
+    c.kill();
+    let cleaned = || {
+        count("channel_vacated", alone, "") == 1
+            && count("member_removed", alone, "dies-1") == 1
+            && count("member_removed", shared, "dies-2") == 1
+    };
+    wait_for(cleaned, Duration::from_secs(30)).await?;
+    let took = killed.elapsed().as_secs_f64();
+    // Anything sent twice, or for the channel node A keeps, would show up by now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let wrong = count("channel_vacated", shared, "") + count("member_removed", shared, "stays");
+    let twice = [
+        ("channel_vacated", alone, ""),
+        ("member_removed", alone, "dies-1"),
+        ("member_removed", shared, "dies-2"),
+    ]
+    .iter()
+    .map(|(name, channel, user)| count(name, channel, user).saturating_sub(1))
+    .sum::<u64>();
+    report.add(
+        "node death: SIGKILL to its cleanup webhooks (timeout 8 s, grace 0)",
+        took,
+        "s",
+    );
+    report.add("node death: cleanup events duplicated", twice as f64, "");
+    report.add(
+        "node death: events for the channel node A keeps",
+        wrong as f64,
+        "",
+    );
+    drop(sockets);
+    Ok(())
+}
+
+/// Polls `done` every 20 ms until it holds, or fails after `bound`.
+async fn wait_for(done: impl Fn() -> bool, bound: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + bound;
+    while !done() {
+        if Instant::now() > deadline {
+            return Err(format!("not done within {} s", bound.as_secs()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 /// What the cluster adds: latency over the single node's, and CPU per delivery against it.

@@ -133,6 +133,14 @@ impl Target {
     }
 }
 
+impl Target {
+    /// SIGKILL: the process dies without a goodbye (a crash, an OOM kill).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Target {
     /// SIGTERM first, so the server shuts down cleanly (and a profiler wrapping it writes its
     /// output); SIGKILL if it is still there after 20 s.
