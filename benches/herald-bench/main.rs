@@ -9,6 +9,7 @@ mod burst;
 mod clients;
 mod cluster;
 mod floor;
+mod hooks;
 mod pairs;
 mod probes;
 mod reader;
@@ -42,6 +43,9 @@ enum Scenario {
     /// Two nodes on a private redis-server against a single node: fan-out across nodes and
     /// presence churn moving between them (in `all` when redis-server is on PATH).
     Cluster,
+    /// Connection setup and subscribes with an allow-all decision hook against none, and
+    /// fan-out while other sockets wait on a 50 ms hook.
+    Hooks,
     All,
 }
 
@@ -125,6 +129,15 @@ struct Cli {
     /// Cluster: seconds of presence churn.
     #[arg(long, default_value_t = 10)]
     cluster_churn_secs: u64,
+    /// Hooks: sockets connected and subscribed in each setup run.
+    #[arg(long, default_value_t = 2000)]
+    hook_connections: usize,
+    /// Hooks: of which at most this many at once.
+    #[arg(long, default_value_t = 100)]
+    hook_concurrency: usize,
+    /// Hooks: fan-out subscribers beside the subscribing sockets.
+    #[arg(long, default_value_t = 1000)]
+    hook_subscribers: usize,
     /// Idle: connections (capped by the file-descriptor limit).
     #[arg(long, default_value_t = 20000)]
     idle_connections: usize,
@@ -271,6 +284,17 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
         }
         Scenario::Hardening => probes::hardening(server).await,
         Scenario::Cluster => cluster::cluster(server, &cluster_sizes(cli)).await,
+        Scenario::Hooks => {
+            let sizes = hooks::Sizes {
+                connections: cli.hook_connections,
+                concurrency: cli.hook_concurrency,
+                subscribers: cli.hook_subscribers,
+                rate: cli.rate,
+                secs: cli.secs,
+                payload: cli.payload,
+            };
+            hooks::hooks(server, &sizes).await
+        }
         Scenario::All => unreachable!("expanded by main"),
     }
 }
@@ -289,6 +313,7 @@ async fn main() {
                 Scenario::Idle,
                 Scenario::Slow,
                 Scenario::WebhookBurst,
+                Scenario::Hooks,
             ];
             match cluster::redis_server() {
                 Some(_) => all.push(Scenario::Cluster),
