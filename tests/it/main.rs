@@ -11,6 +11,7 @@ mod client_events;
 mod cluster_channels;
 mod cluster_counts;
 mod cluster_fanout;
+mod cluster_hooks;
 mod cluster_members;
 mod cluster_mode;
 mod cluster_node;
