@@ -166,6 +166,7 @@ pub fn dictionary(target: &str) -> Vec<&'static [u8]> {
         b"-0.0",
         b"\"signature\"",
         b"\"standard-webhooks\"",
+        b"\"jwt\"",
         b"\"whsec_\"",
     ];
     let tables: &[&[&'static [u8]]] = match target {

@@ -220,3 +220,41 @@ fn decision_hooks_take_their_defaults_and_name_the_key_they_refuse() {
         assert!(error.path.contains(key), "{hooks}: {error}");
     }
 }
+
+#[test]
+fn webhook_signature_schemes_parse_and_name_their_key() {
+    let hooks = |extra: &str| {
+        format!(
+            r#"{{"app_manager":{{"array":{{"apps":[{{"id":"a","key":"k","secret":"s","webhooks":[
+            {{"url":"http://x","event_types":["channel_occupied"]{extra}}}]}}]}}}}}}"#
+        )
+    };
+    let scheme = |extra: &str| {
+        let c = Config::from_json(&hooks(extra)).unwrap();
+        c.apps[0].webhooks[0].signature.clone()
+    };
+    assert_eq!(scheme(""), SignatureScheme::Pusher);
+    assert_eq!(scheme(r#","signature":"pusher""#), SignatureScheme::Pusher);
+    assert_eq!(scheme(r#","signature":"jwt""#), SignatureScheme::Jwt);
+    assert_eq!(
+        scheme(r#","signature":"standard-webhooks","standard_webhooks_secret":"whsec_aGk=""#),
+        SignatureScheme::StandardWebhooks(b"hi".to_vec())
+    );
+
+    let e = error_of(&hooks(r#","signature":"JWT""#));
+    assert_eq!(e.path, "app_manager.array.apps[0].webhooks[0].signature");
+    assert!(e.message.contains(r#""jwt""#), "{e}");
+    let e = error_of(&hooks(r#","signature":"standard-webhooks""#));
+    assert_eq!(
+        e.path,
+        "app_manager.array.apps[0].webhooks[0].standard_webhooks_secret"
+    );
+
+    // As for standard-webhooks, a Lambda target takes the key and ignores it: IAM authenticates.
+    let c = Config::from_json(
+        r#"{"app_manager":{"array":{"apps":[{"id":"a","key":"k","secret":"s","webhooks":[
+        {"lambda_function":"f","event_types":["channel_occupied"],"signature":"jwt"}]}]}}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.apps[0].webhooks[0].signature, SignatureScheme::Jwt);
+}

@@ -38,6 +38,8 @@ pub enum SignatureScheme {
     Pusher,
     /// Also `webhook-signature` per the Standard Webhooks spec, with this decoded secret.
     StandardWebhooks(Vec<u8>),
+    /// Also `Authorization`: a JWT over the body's SHA-256, as LiveKit signs its webhooks.
+    Jwt,
 }
 
 /// Retry policy of one endpoint.
@@ -279,9 +281,10 @@ fn signature(path: &str, raw: &RawWebhook) -> Result<SignatureScheme, ConfigErro
                 .ok_or_else(|| ConfigError::invalid(&key, "is not valid base64 after whsec_"))?;
             Ok(SignatureScheme::StandardWebhooks(bytes))
         }
+        Some("jwt") => Ok(SignatureScheme::Jwt),
         Some(other) => Err(ConfigError::invalid(
             &format!("{path}.signature"),
-            format!("{other:?} is not one of \"pusher\", \"standard-webhooks\""),
+            format!("{other:?} is not one of \"pusher\", \"standard-webhooks\", \"jwt\""),
         )),
     }
 }

@@ -6,6 +6,7 @@ pub mod channel;
 pub mod codes;
 pub mod frames;
 pub mod incoming;
+pub mod jwt;
 pub mod signing;
 pub mod socket_id;
 

@@ -22,9 +22,14 @@ impl Signer {
 
     /// Lower-hex HMAC-SHA256 of `message`.
     pub fn sign_hex(&self, message: &[u8]) -> String {
+        hex::encode(self.sign(message))
+    }
+
+    /// The raw 32-byte HMAC-SHA256 of `message`.
+    pub fn sign(&self, message: &[u8]) -> [u8; 32] {
         let mut mac = self.0.clone();
         mac.update(message);
-        hex::encode(mac.finalize().into_bytes())
+        mac.finalize().into_bytes().into()
     }
 
     /// Checks a hex signature over the concatenated `parts` in constant time; a signature that

@@ -1,7 +1,8 @@
 //! Delivering one batch: the Pusher envelope, signatures, headers, and retries with back-off.
 //!
 //! A batch is frozen at its first attempt: every retry resends the same events under the same
-//! `webhook-id`, with a fresh `time_ms`, timestamp and signatures.
+//! `webhook-id`, with a fresh `time_ms`, timestamp and signatures (a JWT included: its claim is
+//! the digest of this attempt's body).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,6 +17,7 @@ use super::lambda::invoke_lambda;
 use super::schedule::Batch;
 use crate::config::{AppConfig, SignatureScheme, WebhookEndpoint, WebhookTarget};
 use crate::metrics::{AppMetrics, Metrics};
+use crate::protocol::jwt::webhook_token;
 use crate::protocol::signing::{standard_webhooks_signature, Signer};
 
 /// Why one attempt failed.
@@ -215,11 +217,17 @@ impl Deliverer {
         set("x-pusher-signature", self.signer.sign_hex(body.as_bytes()))?;
         set("webhook-id", id.to_owned())?;
         set("webhook-timestamp", timestamp.to_string())?;
-        if let SignatureScheme::StandardWebhooks(secret) = &self.endpoint.signature {
-            set(
+        match &self.endpoint.signature {
+            SignatureScheme::Pusher => {}
+            SignatureScheme::StandardWebhooks(secret) => set(
                 "webhook-signature",
                 standard_webhooks_signature(secret, id, timestamp, body),
-            )?;
+            )?,
+            // The raw token, no "Bearer ": LiveKit's receivers take the header value as it is.
+            SignatureScheme::Jwt => set(
+                "authorization",
+                webhook_token(&self.app_key, &self.signer, body.as_bytes(), timestamp),
+            )?,
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(headers)

@@ -7,9 +7,12 @@ The first app of config.json (the one the SDK suites use) is copied unchanged an
 webhook endpoints; two more apps are added, each with its own endpoints:
 
   WEBHOOK_NODE_APP    endpoints on the Node receiver (node/webhook_receiver.js), verified there
-                      with the official `pusher` npm SDK; used by node/webhooks.test.js.
-  WEBHOOK_PYTHON_APP  a Standard Webhooks endpoint and two Lambda endpoints on the Python
-                      receiver (python/webhook_receiver.py); used by python/test_webhooks.py.
+                      with the official `pusher` npm SDK (and, for the two `"signature": "jwt"`
+                      ones, with livekit-server-sdk); used by node/webhooks.test.js, and the JWT
+                      ones by python/test_webhooks.py too.
+  WEBHOOK_PYTHON_APP  a Standard Webhooks endpoint, a JWT endpoint and two Lambda endpoints on
+                      the Python receiver (python/webhook_receiver.py); used by
+                      python/test_webhooks.py.
   DECISION_HOOK_APP   (when DECISION_HOOK_PORT is set) decision hooks for every event on that
                       port, where node/decision_hooks.test.js runs its hook server.
 
@@ -77,6 +80,12 @@ def node_endpoints(port):
         # The receiver answers 503 to the first attempt of every delivery: retries are exercised.
         {"url": f"{base}/flaky", "event_types": ["channel_occupied"],
          "filter": {"channel_prefix": "flaky-"}},
+        # Signed as LiveKit signs its webhooks (Authorization: a JWT over the body's SHA-256);
+        # the receiver also checks every request with livekit-server-sdk's WebhookReceiver.
+        {"url": f"{base}/jwt", "event_types": ALL_EVENT_TYPES, "signature": "jwt"},
+        # JWT-signed and answered 503 on every first attempt: the retry must be signed anew.
+        {"url": f"{base}/jwt-flaky", "event_types": ["channel_occupied"], "signature": "jwt",
+         "filter": {"channel_prefix": "jwt-flaky-"}},
     ]
 
 
@@ -85,6 +94,8 @@ def python_endpoints(port, whsec):
     return [
         {"url": f"{base}/standard", "event_types": ALL_EVENT_TYPES,
          "signature": "standard-webhooks", "standard_webhooks_secret": whsec},
+        # Checked with livekit-api's WebhookReceiver by python/test_webhooks.py.
+        {"url": f"{base}/jwt", "event_types": ALL_EVENT_TYPES, "signature": "jwt"},
         {"lambda": {"function_name": LAMBDA_FUNCTION, "invocation_type": "RequestResponse",
                     "qualifier": LAMBDA_QUALIFIER, "region": LAMBDA_REGION,
                     "endpoint_url": base},

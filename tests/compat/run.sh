@@ -5,13 +5,16 @@
 #
 # Installs the suites' dependencies (npm ci; a Python venv in tests/compat/.venv), then
 #   - starts two webhook receivers on free loopback ports (node/webhook_receiver.js, which
-#     verifies with the `pusher` npm SDK, and python/webhook_receiver.py, which records requests
-#     for the standardwebhooks / botocore checks),
+#     verifies with the `pusher` npm SDK and, for JWT-signed requests, livekit-server-sdk, and
+#     python/webhook_receiver.py, which records requests for the standardwebhooks / livekit-api /
+#     botocore checks),
 #   - writes the server config (config.json plus the webhook apps pointing at those receivers,
 #     see make_config.py) to a temporary file,
 #   - starts the given herald binary on a free loopback port with it, and runs
-#       1. the Node suite (pusher-js + the `pusher` npm server SDK) under `node --test`,
-#       2. the Python suite (the `pusher` PyPI server SDK, standardwebhooks, botocore) under pytest,
+#       1. the Node suite (pusher-js, the `pusher` npm server SDK, livekit-server-sdk) under
+#          `node --test`,
+#       2. the Python suite (the `pusher` PyPI server SDK, standardwebhooks, livekit-api, botocore)
+#          under pytest,
 #   - then stops it, starts a private redis-server and two cluster nodes A and B on it, and runs
 #       3. the two-node suite (node/cluster/: pusher-js on node A, the `pusher` SDK on node B).
 # Herald and the receivers are always stopped on exit. Exits non-zero if anything fails.
@@ -187,7 +190,9 @@ export WEBHOOK_AWS_SECRET_ACCESS_KEY="$aws_secret_access_key"
 
 status=0
 
-echo "== compat: Node suite (pusher-js $(node -p 'require("pusher-js/package.json").version'), pusher $(node -p 'require("pusher/package.json").version'))"
+# livekit-server-sdk's "exports" hide its package.json from require(): read the file instead.
+livekit_node_version="$(node -p 'JSON.parse(require("fs").readFileSync("node_modules/livekit-server-sdk/package.json", "utf8")).version')"
+echo "== compat: Node suite (pusher-js $(node -p 'require("pusher-js/package.json").version'), pusher $(node -p 'require("pusher/package.json").version'), livekit-server-sdk $livekit_node_version)"
 # --test-force-exit: after a server-initiated close (4009), pusher-js's bundled faye-websocket
 # leaves a 30 s close timer running on the already-closed socket, which would otherwise keep each
 # test process alive for 30 s after its tests have finished.
@@ -197,7 +202,7 @@ if ! timeout --kill-after=5 "$suite_timeout" \
   status=1
 fi
 
-echo "== compat: Python suite ($("$py" -c 'import importlib.metadata as m; print(", ".join(p + " " + m.version(p) for p in ("pusher", "standardwebhooks", "botocore")))'))"
+echo "== compat: Python suite ($("$py" -c 'import importlib.metadata as m; print(", ".join(p + " " + m.version(p) for p in ("pusher", "standardwebhooks", "livekit-api", "botocore")))'))"
 if ! timeout --kill-after=5 "$suite_timeout" \
   "$py" -m pytest -p no:cacheprovider -q python </dev/null; then
   echo "== compat: Python suite FAILED" >&2

@@ -34,4 +34,5 @@ mod signin;
 mod subscriptions;
 mod transport;
 mod webhook_burst;
+mod webhook_jwt;
 mod webhooks;

@@ -13,11 +13,14 @@ function receiverLog(receiver) {
     return res.json();
   }
 
-  // Requests to `path`. Every one must have passed pusher.webhook().isValid().
+  // Requests to `path`. Every one must have passed pusher.webhook().isValid(), and every one
+  // with an Authorization header livekit-server-sdk's WebhookReceiver.receive() too.
   async function requests(path) {
     const log = (await fetchLog()).filter((r) => r.path === path);
     const invalid = log.filter((r) => !r.valid);
     assert.deepEqual(invalid, [], `requests to ${path} that pusher.webhook().isValid() rejected`);
+    const refused = log.filter((r) => r.livekit && !r.livekit.valid);
+    assert.deepEqual(refused, [], `requests to ${path} that LiveKit's WebhookReceiver refused`);
     return log;
   }
 

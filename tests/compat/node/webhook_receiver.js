@@ -5,14 +5,17 @@
 //
 // Listens on 127.0.0.1:PORT. Every POST is checked the way a Pusher customer's server does it,
 // with the official `pusher` npm SDK: pusher.webhook({headers, rawBody}).isValid() with the
-// credentials of app APP_ID from CONFIG_PATH (the generated Herald config). Each request is
-// recorded (path, headers as sent, raw body, validity, getEvents()) and answered 200, except on
-// /flaky, whose first attempt of every Webhook-Id is answered 503 so that Herald retries.
-// GET /_log returns the records as JSON; node/webhooks.test.js polls it.
+// credentials of app APP_ID from CONFIG_PATH (the generated Herald config). A request with an
+// Authorization header (the `"signature": "jwt"` endpoints) is also checked the way a LiveKit
+// customer's server does it, with livekit-server-sdk's WebhookReceiver.receive(body, header).
+// Each request is recorded (path, headers as sent, raw body, validity, getEvents()) and answered
+// 200, except on /flaky and /jwt-flaky, whose first attempt of every Webhook-Id is answered 503
+// so that Herald retries. GET /_log returns the records as JSON; node/webhooks.test.js polls it.
 
 const fs = require('node:fs');
 const http = require('node:http');
 const PusherServer = require('pusher');
+const { WebhookReceiver } = require('livekit-server-sdk');
 
 const [portArg, configPath, appId] = process.argv.slice(2);
 const port = Number(portArg);
@@ -28,6 +31,8 @@ if (!app) {
 }
 
 const pusher = new PusherServer({ appId: String(app.id), key: app.key, secret: app.secret });
+const livekit = new WebhookReceiver(app.key, app.secret);
+const FLAKY = new Set(['/flaky', '/jwt-flaky']);
 const MAX_BODY = 1024 * 1024;
 const records = [];
 const flakySeen = new Set();
@@ -44,8 +49,18 @@ const server = http.createServer((req, res) => {
     size += c.length;
     if (size <= MAX_BODY) chunks.push(c);
   });
-  req.on('end', () => {
+  req.on('end', async () => {
     const rawBody = Buffer.concat(chunks).toString('utf8');
+    // null without an Authorization header; else whether LiveKit's receiver accepted it.
+    let livekitResult = null;
+    if (req.headers.authorization !== undefined) {
+      try {
+        await livekit.receive(rawBody, req.headers.authorization);
+        livekitResult = { valid: true, error: null };
+      } catch (e) {
+        livekitResult = { valid: false, error: String(e && e.message) };
+      }
+    }
     const webhook = pusher.webhook({ headers: req.headers, rawBody });
     const valid = webhook.isValid();
     let events = null;
@@ -56,7 +71,7 @@ const server = http.createServer((req, res) => {
     }
     const webhookId = req.headers['webhook-id'] || null;
     let status = 200;
-    if (req.url === '/flaky' && webhookId && !flakySeen.has(webhookId)) {
+    if (FLAKY.has(req.url) && webhookId && !flakySeen.has(webhookId)) {
       flakySeen.add(webhookId);
       status = 503;
     }
@@ -70,6 +85,7 @@ const server = http.createServer((req, res) => {
       headers: req.headers,
       rawBody,
       valid,
+      livekit: livekitResult,
       events,
       timeMs,
       webhookId,

@@ -4,12 +4,16 @@
 // `pusher.webhook({headers, rawBody}).isValid()` from the official `pusher` npm SDK and keeps
 // getEvents(). Real pusher-js clients of the webhook app cause the events; the tests read the
 // receiver's log and assert the validated events, their fields, the request headers, the
-// per-endpoint filters and retries. The endpoints are defined in ../make_config.py.
+// per-endpoint filters and retries. The `"signature": "jwt"` endpoints' requests are checked
+// with livekit-server-sdk's WebhookReceiver as well. The endpoints are defined in
+// ../make_config.py.
 
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const PusherServer = require('pusher');
+const { WebhookReceiver } = require('livekit-server-sdk');
 const h = require('./helpers');
 const { receiverLog } = require('./receiver_log');
 
@@ -66,6 +70,7 @@ test('channel_occupied / channel_vacated: Pusher-signed requests that pusher.web
       assert.ok(Math.abs(r.timeMs - now) < 60000, 'time_ms is now');
       assert.equal(r.headers['x-compat-endpoint'], 'all', 'custom endpoint header');
       assert.equal(r.headers['webhook-signature'], undefined, 'no Standard Webhooks signature unless opted in');
+      assert.equal(r.headers.authorization, undefined, 'no JWT unless opted in');
       // Header names in the documented case (pusher-http-php reads them case-sensitively).
       const sent = r.rawHeaders.filter((_, i) => i % 2 === 0);
       for (const n of ['X-Pusher-Key', 'X-Pusher-Signature', 'Webhook-Id', 'Webhook-Timestamp', 'Content-Type']) {
@@ -264,4 +269,75 @@ test('retries: a 503 is retried under the same Webhook-Id, and the retry is sign
     assert.deepEqual(retry.events, first.events);
     assert.ok(retry.receivedAt - first.receivedAt < 3000, 'retried after the configured ~100 ms back-off');
     assert.ok(retry.timeMs >= first.timeMs);
+  }));
+
+// --- "signature": "jwt" (LiveKit's webhook signing) --------------------------------------------------
+
+const livekit = new WebhookReceiver(APP.key, APP.secret);
+const b64url = (part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+
+// Checks one JWT-signed request beyond what the receiver already did: the header as sent, the
+// claims, the Pusher signature beside it, and that LiveKit's receiver refuses what it must.
+async function checkJwtRequest(r, tamper) {
+  const token = r.headers.authorization;
+  const sent = r.rawHeaders.filter((_, i) => i % 2 === 0);
+  assert.ok(sent.includes('Authorization'), `Authorization sent as ${JSON.stringify(sent)}`);
+  assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'the bare token, no "Bearer "');
+  assert.deepEqual(b64url(token.split('.')[0]), { alg: 'HS256', typ: 'JWT' });
+  const claims = b64url(token.split('.')[1]);
+  assert.deepEqual(Object.keys(claims).sort(), ['exp', 'iat', 'iss', 'nbf', 'sha256']);
+  assert.equal(claims.iss, APP.key);
+  assert.equal(claims.sha256, crypto.createHash('sha256').update(r.rawBody, 'utf8').digest('base64'));
+  assert.equal(claims.nbf, claims.iat);
+  assert.equal(claims.exp - claims.iat, 300);
+  assert.equal(String(claims.iat), r.headers['webhook-timestamp']);
+  assert.ok(r.valid, 'the Pusher signature stays valid');
+
+  await livekit.receive(r.rawBody, token);
+  await assert.rejects(livekit.receive(tamper(r.rawBody), token), /sha256/);
+  await assert.rejects(livekit.receive(`${r.rawBody} `, token), /sha256/);
+  await assert.rejects(new WebhookReceiver(APP.key, 'not-the-secret').receive(r.rawBody, token));
+  await assert.rejects(new WebhookReceiver('other-key', APP.secret).receive(r.rawBody, token));
+}
+
+test('signature jwt: Authorization is a JWT that livekit-server-sdk verifies; tampered bodies are refused', T, () =>
+  h.withClients(async (pool) => {
+    const name = h.uniqueName('presence-jwt-');
+    const a = await pool.connected(client({ presence: { user_id: 'jwt-a' } }));
+    const b = await pool.connected(client({ presence: { user_id: 'jwt-b' } }));
+    const { channel: aCh } = await h.subscribe(a, name);
+    const { channel: bCh } = await h.subscribe(b, name);
+    // Non-ASCII data: the digest covers the exact UTF-8 bytes of the body.
+    const got = h.nextEvent(bCh, 'client-note');
+    assert.ok(aCh.trigger('client-note', { text: 'h\u00e9llo \u2713' }));
+    await got;
+    a.disconnect();
+    b.disconnect();
+    const events = await waitFor('/jwt', is(name), has('channel_vacated'), 'channel_vacated on /jwt');
+    assert.deepEqual(names(events).slice(0, 4), ['channel_occupied', 'member_added', 'member_added', 'client_event']);
+    assert.equal(JSON.parse(events[3].data).text, 'h\u00e9llo \u2713');
+
+    const reqs = (await requests('/jwt')).filter((r) => r.events.some((e) => e.channel === name));
+    assert.ok(reqs.length >= 1);
+    for (const r of reqs) {
+      assert.deepEqual(r.livekit, { valid: true, error: null }, 'checked by the receiver as it arrived');
+      await checkJwtRequest(r, (body) => body.replace(name, `${name}x`));
+    }
+  }));
+
+test('signature jwt: a retried attempt is signed again and verifies with livekit-server-sdk', T, () =>
+  h.withClients(async (pool) => {
+    const name = h.uniqueName('jwt-flaky-');
+    const c = await pool.connected(client());
+    await h.subscribe(c, name);
+    await waitFor('/jwt-flaky', is(name), has('channel_occupied'), 'channel_occupied (retried)');
+    const attempts = (await requests('/jwt-flaky')).filter((r) => r.events.some((e) => e.channel === name));
+    assert.deepEqual(attempts.map((r) => r.status), [503, 200], 'one refused attempt, then one accepted');
+    const [first, retry] = attempts;
+    assert.equal(retry.webhookId, first.webhookId);
+    assert.notEqual(retry.rawBody, first.rawBody, 'a fresh time_ms');
+    assert.notEqual(retry.headers.authorization, first.headers.authorization, 'a fresh token');
+    for (const r of attempts) await checkJwtRequest(r, (body) => body.replace(name, `${name}x`));
+    // Each token covers its own body only.
+    await assert.rejects(livekit.receive(retry.rawBody, first.headers.authorization), /sha256/);
   }));

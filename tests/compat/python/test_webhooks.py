@@ -1,10 +1,13 @@
 """Herald's webhooks checked with independent implementations: the Standard Webhooks reference
-library (PyPI `standardwebhooks`) for an endpoint with `"signature": "standard-webhooks"`, and
-botocore's SigV4 signer for the Lambda endpoints. python/webhook_receiver.py (started by run.sh
-before Herald) records the raw requests; real WebSocket clients of the webhook app cause the
-events. The endpoints are defined in ../make_config.py."""
+library (PyPI `standardwebhooks`) for an endpoint with `"signature": "standard-webhooks"`,
+LiveKit's `livekit-api` WebhookReceiver for the `"signature": "jwt"` endpoints (this receiver's
+and the Node receiver's, whose log has a retried attempt), and botocore's SigV4 signer for the
+Lambda endpoints. python/webhook_receiver.py (started by run.sh before Herald) records the raw
+requests; real WebSocket clients of the webhook apps cause the events. The endpoints are defined
+in ../make_config.py."""
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -18,6 +21,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from livekit.api import TokenVerifier, WebhookReceiver
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -25,25 +29,33 @@ from conftest import HOST, PORT, socket_factory
 
 CONFIG_PATH = os.environ.get("HERALD_COMPAT_CONFIG")
 RECEIVER = os.environ.get("WEBHOOK_PYTHON_URL")
-# Without run.sh's receiver and config the suite fails rather than passing vacuously.
-assert CONFIG_PATH and RECEIVER, "run through tests/compat/run.sh (needs HERALD_COMPAT_CONFIG and WEBHOOK_PYTHON_URL)"
+NODE_RECEIVER = os.environ.get("WEBHOOK_NODE_URL")
+# Without run.sh's receivers and config the suite fails rather than passing vacuously.
+assert CONFIG_PATH and RECEIVER and NODE_RECEIVER, \
+    "run through tests/compat/run.sh (needs HERALD_COMPAT_CONFIG, WEBHOOK_PYTHON_URL, WEBHOOK_NODE_URL)"
 
 PY_APP_ID = "100003"  # make_config.WEBHOOK_PYTHON_APP
+NODE_APP_ID = "100002"  # make_config.WEBHOOK_NODE_APP
 WAIT = 5.0
 AWS_ACCESS_KEY_ID = os.environ.get("WEBHOOK_AWS_ACCESS_KEY_ID", "")
 AWS_SECRET_ACCESS_KEY = os.environ.get("WEBHOOK_AWS_SECRET_ACCESS_KEY", "")
 SIGNED_HEADERS = "content-type;host;x-amz-date;x-amz-invocation-type"
 
 
-def _load_app():
+def _load_app(app_id=PY_APP_ID):
     with open(CONFIG_PATH) as f:
         apps = json.load(f)["app_manager"]["array"]["apps"]
-    return next(a for a in apps if str(a["id"]) == PY_APP_ID)
+    return next(a for a in apps if str(a["id"]) == app_id)
 
 
 @pytest.fixture(scope="module")
 def app():
     return _load_app()
+
+
+@pytest.fixture(scope="module")
+def node_app():
+    return _load_app(NODE_APP_ID)
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +190,90 @@ def test_standard_webhooks_signatures_verify(app, app_sdk, whsec, app_sockets, u
                                "webhook-timestamp": str(int(r.headers["webhook-timestamp"]) - 1)})
         with pytest.raises(WebhookVerificationError):
             wrong.verify(r.body, r.headers)
+
+
+# --- "signature": "jwt" (checked with livekit-api) --------------------------------------------------
+
+# PyJWT warns that the compat apps' secrets are under 32 bytes (Pusher's are 20); not our concern.
+ignore_short_key = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+
+
+def check_jwt(app, body, headers, channel):
+    """Verifies one JWT-signed request with livekit-api and checks what it must refuse."""
+    token = headers["authorization"]
+    assert re.fullmatch(r"[\w-]+\.[\w-]+\.[\w-]+", token), "the bare token, no 'Bearer '"
+    receiver = WebhookReceiver(TokenVerifier(app["key"], app["secret"]))
+    receiver.receive(body.decode(), token)
+    claims = TokenVerifier(app["key"], app["secret"]).verify(token)
+    assert claims.sha256 == base64.b64encode(hashlib.sha256(body).digest()).decode()
+    # A changed body, another secret or another key is refused.
+    for tampered in (body.replace(channel.encode(), (channel + "x").encode()), body + b" "):
+        with pytest.raises(Exception, match="hash mismatch"):
+            receiver.receive(tampered.decode(), token)
+    for key, secret in ((app["key"], "not-the-secret"), ("other-key", app["secret"])):
+        with pytest.raises(Exception):
+            WebhookReceiver(TokenVerifier(key, secret)).receive(body.decode(), token)
+
+
+@ignore_short_key
+def test_jwt_signatures_verify_with_livekit_api(app, app_sdk, app_sockets, unique):
+    channel = unique("presence-jwt-")
+    a, b = app_sockets(), app_sockets()
+    presence_subscribe(app_sdk, a, channel, "jwt-a")
+    presence_subscribe(app_sdk, b, channel, "jwt-b")
+    # Non-ASCII data: the token's sha256 covers the exact body bytes.
+    a.send("client-note", {"text": "h\u00e9llo \u2713"}, channel=channel)
+    b.expect("client-note", channel)
+    a.close()
+    b.close()
+    reqs, events = wait_for("/jwt", channel, has("channel_vacated"), "channel_vacated")
+    assert [e["name"] for e in events][:4] == [
+        "channel_occupied", "member_added", "member_added", "client_event"], events
+    for r in reqs:
+        assert "Authorization" in [k for k, _ in r.header_items], "header name as sent"
+        check_jwt(app, r.body, r.headers, channel)
+        # The Pusher signature stays beside it.
+        assert app_sdk.validate_webhook(
+            r.headers["x-pusher-key"], r.headers["x-pusher-signature"], r.body.decode()) is not None
+    # The Standard Webhooks endpoint of the same app carries no JWT.
+    std, _ = wait_for("/standard", channel, has("channel_vacated"), "channel_vacated")
+    assert all("authorization" not in r.headers for r in std)
+
+
+def node_log():
+    with _opener.open(f"{NODE_RECEIVER}/_log", timeout=2) as r:
+        return json.load(r)
+
+
+@ignore_short_key
+def test_jwt_retry_and_every_node_jwt_request_verify_with_livekit_api(node_app, unique):
+    """A retried attempt is signed anew (the Node receiver refuses every first attempt on
+    /jwt-flaky); every JWT request in the Node receiver's log verifies with livekit-api too."""
+    channel = unique("jwt-flaky-py-")
+    make, close_all = socket_factory(node_app["key"])
+    try:
+        make().subscribe(channel)
+        deadline = time.monotonic() + WAIT
+        while True:
+            attempts = [r for r in node_log() if r["path"] == "/jwt-flaky"
+                        and any(e.get("channel") == channel for e in r["events"] or [])]
+            if any(r["status"] == 200 for r in attempts) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    finally:
+        close_all()
+    assert [r["status"] for r in attempts] == [503, 200], attempts
+    first, retry = attempts
+    assert first["webhookId"] == retry["webhookId"]
+    assert first["headers"]["authorization"] != retry["headers"]["authorization"]
+    for r in attempts:
+        check_jwt(node_app, r["rawBody"].encode(), r["headers"], channel)
+
+    jwt_requests = [r for r in node_log() if r["path"] in ("/jwt", "/jwt-flaky")]
+    assert len(jwt_requests) >= 2
+    verify = WebhookReceiver(TokenVerifier(node_app["key"], node_app["secret"]))
+    for r in jwt_requests:
+        verify.receive(r["rawBody"], r["headers"]["authorization"])
 
 
 # --- Lambda (SigV4, checked with botocore) --------------------------------------------------------

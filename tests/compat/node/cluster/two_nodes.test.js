@@ -198,7 +198,7 @@ test('cache channel: the last event triggered through node B is replayed to a su
     assert.deepEqual(data, { v: 2 });
   }));
 
-test('webhooks: subscribers arriving and leaving on both nodes give one channel_occupied and one channel_vacated, validated by pusher.webhook()', T, () =>
+test('webhooks: subscribers arriving and leaving on both nodes give one channel_occupied and one channel_vacated, validated by pusher.webhook() (and by LiveKit\'s WebhookReceiver on the JWT endpoint)', T, () =>
   h.withClients(async (pool) => {
     const name = h.uniqueName('wh-cluster-');
     const app = { app: WEBHOOK_APP };
@@ -210,6 +210,13 @@ test('webhooks: subscribers arriving and leaving on both nodes give one channel_
     await waitFor('/all', (c) => c === name, (ev) => ev.some((e) => e.name === 'channel_vacated'), 'channel_vacated');
     await h.sleep(h.QUIET_MS);
     assert.deepEqual(await delivered('/all', (c) => c === name), [
+      { name: 'channel_occupied', channel: name },
+      { name: 'channel_vacated', channel: name },
+    ]);
+    // The cluster's stream delivery signs the JWT endpoint's requests too; the receiver checked
+    // each with livekit-server-sdk's WebhookReceiver (delivered() fails on one it refused).
+    await waitFor('/jwt', (c) => c === name, (ev) => ev.some((e) => e.name === 'channel_vacated'), 'channel_vacated on /jwt');
+    assert.deepEqual(await delivered('/jwt', (c) => c === name), [
       { name: 'channel_occupied', channel: name },
       { name: 'channel_vacated', channel: name },
     ]);
