@@ -4,7 +4,8 @@
 //! Bottom to top (a module uses only those above it; `docs/architecture.md` has the flows):
 //! - [`config`]: the `config.json` schema (Sockudo-compatible), defaults, env overrides, validation.
 //! - [`protocol`]: wire types, error codes, channel-name rules and HMAC signing. No I/O.
-//! - [`metrics`]: Prometheus counters, gauges and histograms.
+//! - [`journal`]: the console's per-app ring of recent events and their live feed.
+//! - [`metrics`]: Prometheus counters, gauges and histograms (and each app's journal handle).
 //! - [`apps`]: configured applications and their limits, looked up by id and key.
 //! - [`engine`]: channels, subscriptions, presence and cache; returns transitions. No I/O.
 //! - [`outbound`]: a socket's write side: frames written straight to it, a bounded queue for
@@ -33,6 +34,7 @@ pub mod engine;
 pub mod fuzz_targets;
 pub mod hooks;
 pub mod http;
+pub mod journal;
 pub mod limits;
 pub mod metrics;
 pub mod outbound;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use herald::config::{apply_env, Config};
+use herald::state::ConsoleToken;
 use herald::Server;
 use tracing_subscriber::EnvFilter;
 
@@ -55,6 +56,24 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: closing sockets with 4200");
 }
 
+/// Where the console is; with a token made at start-up, the whole URL, once (as Jupyter does).
+fn log_console(server: &Server, addr: std::net::SocketAddr) {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        ip => ip.to_string(),
+    };
+    let url = format!("http://{host}:{}/console", addr.port());
+    match server.state().console_token() {
+        Some(ConsoleToken::Generated(token)) => {
+            tracing::info!("console (a token made at start-up; set console.token to keep one): {url}?token={token}")
+        }
+        Some(ConsoleToken::Configured(_)) => {
+            tracing::info!("console: {url}?token=<console.token>")
+        }
+        None => {}
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -71,7 +90,9 @@ async fn main() -> anyhow::Result<()> {
     let server = Server::bind(config)
         .await
         .context("cannot start the server")?;
-    tracing::info!(addr = %server.local_addr()?, metrics = ?server.metrics_addr(), "Herald listening");
+    let addr = server.local_addr()?;
+    tracing::info!(%addr, metrics = ?server.metrics_addr(), "Herald listening");
+    log_console(&server, addr);
     server.run(shutdown_signal()).await?;
     Ok(())
 }

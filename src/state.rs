@@ -26,6 +26,30 @@ pub struct Shared {
     connections: TaskTracker,
     body_budget: BodyBudget,
     connection_limit: ConnectionLimit,
+    console_token: Option<ConsoleToken>,
+}
+
+/// The token that opens the console.
+pub enum ConsoleToken {
+    /// `console.token` or `$HERALD_CONSOLE_TOKEN`.
+    Configured(String),
+    /// Made at start-up, because none was configured: logged once with the console's URL.
+    Generated(String),
+}
+
+impl ConsoleToken {
+    /// The token itself.
+    pub fn secret(&self) -> &str {
+        match self {
+            ConsoleToken::Configured(token) | ConsoleToken::Generated(token) => token,
+        }
+    }
+}
+
+/// 128 random bits in hex.
+fn random_token() -> String {
+    use rand::Rng;
+    format!("{:032x}", rand::rng().random::<u128>())
 }
 
 /// The handle handlers receive.
@@ -36,7 +60,16 @@ impl Shared {
     /// (which starts the webhook pipelines; a cluster node connects to Redis and joins first).
     pub async fn start(config: Config) -> std::io::Result<SharedState> {
         let app_ids = config.apps.iter().map(|app| app.id.as_str());
-        let metrics = Arc::new(Metrics::new(&config.metrics.prefix, app_ids));
+        let console = config.console.enabled;
+        let metrics = Arc::new(Metrics::with_console(
+            &config.metrics.prefix,
+            app_ids,
+            console,
+        ));
+        let console_token = console.then(|| match &config.console.token {
+            Some(token) => ConsoleToken::Configured(token.clone()),
+            None => ConsoleToken::Generated(random_token()),
+        });
         let apps = AppRegistry::new(&config.apps);
         Ok(Arc::new(Shared {
             cluster: Cluster::start(&config, &apps, metrics.clone()).await?,
@@ -47,6 +80,7 @@ impl Shared {
             connections: TaskTracker::new(),
             connection_limit: ConnectionLimit::new(config.max_connections),
             body_budget: BodyBudget::new(config.http_body_budget.max(config.http_request_limit)),
+            console_token,
             config,
         }))
     }
@@ -89,6 +123,11 @@ impl Shared {
     /// Bytes of REST request bodies being read at once.
     pub fn body_budget(&self) -> &BodyBudget {
         &self.body_budget
+    }
+
+    /// The console's token; `None` when the console is off.
+    pub fn console_token(&self) -> Option<&ConsoleToken> {
+        self.console_token.as_ref()
     }
 
     /// Open WebSocket connections of the process, and `max_connections`.

@@ -210,6 +210,14 @@ impl Cluster {
         }
     }
 
+    /// This node's incarnation in a cluster (`None` alone): the console says whose log it shows.
+    pub fn node_name(&self) -> Option<String> {
+        match self {
+            Cluster::Local(_) => None,
+            Cluster::Redis(node) => Some(node.incarnation()),
+        }
+    }
+
     /// Counts a new connection against the app's quota; false (nothing counted) when full.
     pub fn try_add_connection(&self, app: &App) -> bool {
         match self {

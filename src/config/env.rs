@@ -61,6 +61,9 @@ pub fn apply_env(
             redis.node_id = Some(node_id);
         }
     }
+    if let Some(token) = var("HERALD_CONSOLE_TOKEN") {
+        config.console.token = Some(super::console_token("$HERALD_CONSOLE_TOKEN", token)?);
+    }
     let id = var("HERALD_APP_ID");
     let key = var("HERALD_APP_KEY");
     let secret = var("HERALD_APP_SECRET");

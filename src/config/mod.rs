@@ -66,6 +66,35 @@ pub struct MetricsConfig {
     pub prefix: String,
 }
 
+/// The debug console at `/console`.
+#[derive(Clone, Debug)]
+pub struct ConsoleConfig {
+    /// `console.enabled`: serve it (and keep each app's journal of recent events).
+    pub enabled: bool,
+    /// `console.token` / `$HERALD_CONSOLE_TOKEN`; one is made at start-up when none is set.
+    pub token: Option<String>,
+}
+
+/// Shortest console token accepted: a guessable one would open every app.
+const MIN_CONSOLE_TOKEN: usize = 16;
+
+/// A configured console token, checked at `path`.
+pub(crate) fn console_token(path: &str, token: String) -> Result<String, ConfigError> {
+    if token.len() < MIN_CONSOLE_TOKEN {
+        return Err(ConfigError::invalid(
+            path,
+            format!("must be at least {MIN_CONSOLE_TOKEN} characters"),
+        ));
+    }
+    if !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ConfigError::invalid(
+            path,
+            "must be printable ASCII without spaces",
+        ));
+    }
+    Ok(token)
+}
+
 /// Global webhook settings.
 #[derive(Clone, Debug)]
 pub struct WebhooksConfig {
@@ -141,6 +170,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// The apps (`app_manager.array.apps`).
     pub apps: Vec<AppConfig>,
+    /// The debug console.
+    pub console: ConsoleConfig,
     /// Take a connection's address from the first `X-Forwarded-For` entry (behind a proxy).
     pub trust_x_forwarded_for: bool,
     /// Keys of the file that Herald ignored, with their full path.
@@ -321,6 +352,14 @@ impl Config {
             port: raw.port.unwrap_or(6001),
             debug: raw.debug.unwrap_or(false),
             trust_x_forwarded_for: raw.trust_x_forwarded_for.unwrap_or(false),
+            console: ConsoleConfig {
+                enabled: raw.console.enabled.unwrap_or(true),
+                token: raw
+                    .console
+                    .token
+                    .map(|token| console_token("console.token", token))
+                    .transpose()?,
+            },
             activity_timeout: seconds("activity_timeout", raw.activity_timeout, 120)?,
             pong_timeout: seconds("pong_timeout", raw.pong_timeout, 30)?,
             user_authentication_timeout: seconds(

@@ -41,6 +41,15 @@ pub(super) struct RawConfig {
     pub webhooks: RawWebhooks,
     pub adapter: RawAdapter,
     pub database: RawDatabase,
+    pub console: RawConsole,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawConsole {
+    #[serde(deserialize_with = "lenient::opt")]
+    pub enabled: Option<bool>,
+    pub token: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -24,7 +24,8 @@ use crate::apps::{App, AppRegistry};
 use crate::config::{DecisionHooksConfig, HookKind, OnFailure};
 use crate::metrics::{HookMetrics, HookOutcome, Metrics};
 use crate::protocol::signing::Signer;
-use crate::webhooks::{delivery_id, unix_millis};
+use crate::journal::unix_millis;
+use crate::webhooks::delivery_id;
 
 /// Bytes of a hook's answer Herald reads; a longer one is a failed call.
 const MAX_ANSWER: usize = 64 * 1024;

@@ -55,6 +55,7 @@ impl FromRequest<SharedState> for Authenticated {
             None if !body.is_empty() => return Err(unauthorized("body_md5 is missing")),
             _ => {}
         }
+        shared.metrics().app(&app.id).rest_request();
         Ok(Authenticated {
             app,
             body,

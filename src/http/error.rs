@@ -19,6 +19,9 @@ pub enum ApiError {
     /// 401: missing or wrong signature parameters, stale timestamp, wrong body_md5.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: refused whatever the credentials (a console request from a foreign origin).
+    #[error("{0}")]
+    Forbidden(String),
     /// 400: the request is malformed or breaks a limit other than size.
     #[error("{0}")]
     BadRequest(String),
@@ -53,7 +56,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::UnknownApp(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::AppDisabled => StatusCode::FORBIDDEN,
+            ApiError::AppDisabled | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

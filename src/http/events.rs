@@ -220,6 +220,7 @@ async fn publish_all(
     app: &Arc<App>,
     events: Vec<ValidEvent>,
 ) -> Result<Vec<ValidEvent>, ApiError> {
+    journal(shared, app, &events);
     let Some(mut waiting) = publish_from(shared, app, &events, Cursor::default()) else {
         return Ok(events);
     };
@@ -325,6 +326,32 @@ async fn info_for(
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))
+}
+
+/// Publishes one event given as a REST trigger body (the console's send form).
+pub(in crate::http) async fn publish_request(
+    shared: &SharedState,
+    app: &Arc<App>,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let event = validate(app, parse_body(body)?)?;
+    publish_all(shared, app, vec![event]).await.map(drop)
+}
+
+/// One journal entry per event (never per subscriber).
+fn journal(shared: &Shared, app: &App, events: &[ValidEvent]) {
+    let journal = shared.metrics().journal(&app.id);
+    for event in events {
+        let channel = (event.channels.len() == 1).then(|| event.channels[0].as_str());
+        journal.record("api_event", channel, None, || {
+            json!({
+                "event": event.name,
+                "channels": event.channels,
+                "data": crate::journal::shown_data(&event.data),
+                "socket_id_excluded": event.except.map(|s| s.to_string()),
+            })
+        });
+    }
 }
 
 /// Triggers one event on one or more channels.

@@ -1,8 +1,9 @@
 //! The axum routers: WebSocket upgrade at `/app/{key}`, the REST API at `/apps/{id}/...`,
-//! health checks, and `/metrics` on its own listener.
+//! health checks, the debug console at `/console`, and `/metrics` on its own listener.
 
 mod auth;
 mod channels;
+mod console;
 mod error;
 mod events;
 mod info;
@@ -49,6 +50,7 @@ pub fn router(shared: SharedState) -> Router {
         .route("/up", get(health))
         .route("/up/{app_id}", get(app_health))
         .merge(api)
+        .merge(console::router(shared.clone()))
         .fallback(fallback)
         .layer(middleware::from_fn(error::json_errors))
         .with_state(shared)

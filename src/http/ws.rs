@@ -136,9 +136,10 @@ fn handshake(
     match shared.apps().by_key(key) {
         Some(app) => {
             let hooks = app.decision_hooks.as_ref();
-            let info = hooks
-                .filter(|hooks| hooks.asks(HookKind::ConnectionStarting))
-                .map(|_| Box::new(connection_info(shared, headers, query)));
+            let asks = hooks.is_some_and(|hooks| hooks.asks(HookKind::ConnectionStarting));
+            // The console's journal shows who connected, too; otherwise nothing is kept.
+            let shown = shared.config().console.enabled;
+            let info = (asks || shown).then(|| Box::new(connection_info(shared, headers, query)));
             Handshake::Accepted(app.clone(), info)
         }
         None => Handshake::Refused(SocketError::UnknownApp(key.to_owned())),

@@ -1,5 +1,6 @@
 //! The figures of one app, labelled `app_id`, each also counted into its server-wide series.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -8,6 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::journal::AppJournal;
 
 /// The label of every per-app series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -34,6 +37,7 @@ pub(super) struct AppFamilies {
     webhook_dead: Counters,
     webhook_dropped: Counters,
     webhook_latency: Family<AppLabel, Histogram, fn() -> Histogram>,
+    rest_requests: Counters,
 }
 
 impl AppFamilies {
@@ -50,8 +54,10 @@ impl AppFamilies {
             webhook_dead: Counters::default(),
             webhook_dropped: Counters::default(),
             webhook_latency: Family::new_with_constructor(delivery_latency),
+            rest_requests: Counters::default(),
         };
-        let counters: [(&str, &str, &Counters); 7] = [
+        let counters: [(&str, &str, &Counters); 8] = [
+            ("app_http_requests", "Authenticated REST API requests, per app.", &families.rest_requests),
             ("app_ws_messages_received", "Frames received from clients, per app.", &families.messages_in),
             ("app_ws_messages_sent", "Frames queued to clients, per app.", &families.messages_out),
             ("app_webhook_events_submitted", "Webhook events handed to an endpoint queue, per app (one per endpoint).", &families.webhook_submitted),
@@ -82,7 +88,7 @@ impl AppFamilies {
     }
 
     /// The series of one app (created at zero if new).
-    pub fn of(&self, app_id: &str, totals: &Totals) -> AppMetrics {
+    pub fn of(&self, app_id: &str, totals: &Totals, journal: Arc<AppJournal>) -> AppMetrics {
         let label = AppLabel {
             app_id: app_id.to_owned(),
         };
@@ -97,7 +103,9 @@ impl AppFamilies {
             webhook_dead: self.webhook_dead.get_or_create_owned(&label),
             webhook_dropped: self.webhook_dropped.get_or_create_owned(&label),
             webhook_latency: self.webhook_latency.get_or_create_owned(&label),
+            rest_requests: self.rest_requests.get_or_create_owned(&label),
             totals: totals.clone(),
+            journal,
         }
     }
 }
@@ -128,10 +136,49 @@ pub struct AppMetrics {
     webhook_dead: Counter,
     webhook_dropped: Counter,
     webhook_latency: Histogram,
+    rest_requests: Counter,
     totals: Totals,
+    journal: Arc<AppJournal>,
+}
+
+/// What the console's overview shows of an app, read from its series.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct AppFigures {
+    pub connections: i64,
+    pub subscriptions: i64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub rest_requests: u64,
+    pub webhook_delivered: u64,
+    pub webhook_retried: u64,
+    pub webhook_dead: u64,
 }
 
 impl AppMetrics {
+    /// The app's console journal.
+    pub fn journal(&self) -> &AppJournal {
+        &self.journal
+    }
+
+    /// One authenticated REST API request of the app.
+    pub fn rest_request(&self) {
+        self.rest_requests.inc();
+    }
+
+    /// The figures the console shows, as they are now.
+    pub fn figures(&self) -> AppFigures {
+        AppFigures {
+            connections: self.connections.get(),
+            subscriptions: self.subscriptions.get(),
+            messages_in: self.messages_in.get(),
+            messages_out: self.messages_out.get(),
+            rest_requests: self.rest_requests.get(),
+            webhook_delivered: self.webhook_delivered.get(),
+            webhook_retried: self.webhook_retried.get(),
+            webhook_dead: self.webhook_dead.get(),
+        }
+    }
+
     /// A connection opened (`+1`) or closed (`-1`).
     pub fn connection(&self, delta: i64) {
         self.connections.inc_by(delta);

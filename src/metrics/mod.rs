@@ -20,10 +20,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-pub use app::AppMetrics;
+pub use app::{AppFigures, AppMetrics};
 pub use hooks::{HookMetrics, HookOutcome};
 pub use webhook_queue::{WebhookHealth, WebhookQueueGauges, WebhookQueueReading};
 
+use crate::journal::{AppJournal, Journal};
 use app::{AppFamilies, Totals};
 use hooks::HookFamilies;
 use webhook_queue::WebhookQueues;
@@ -52,13 +53,24 @@ pub struct Metrics {
     webhook_queues: Arc<WebhookQueues>,
     cluster_online: Gauge,
     cluster_resyncs: Counter,
+    journal: Journal,
     epoch: Instant,
 }
 
 impl Metrics {
     /// Metrics whose names start with `prefix` (joined with `_`), with per-app series for
-    /// `app_ids` present from the start.
-    pub fn new<'a>(prefix: &str, app_ids: impl IntoIterator<Item = &'a str>) -> Metrics {
+    /// `app_ids` present from the start, and no console journal.
+    pub fn new<'a>(prefix: &str, app_ids: impl IntoIterator<Item = &'a str> + Clone) -> Metrics {
+        Metrics::with_console(prefix, app_ids, false)
+    }
+
+    /// The same, with each app's console journal recording when `console` is true.
+    pub fn with_console<'a>(
+        prefix: &str,
+        app_ids: impl IntoIterator<Item = &'a str> + Clone,
+        console: bool,
+    ) -> Metrics {
+        let journal = Journal::new(console, app_ids.clone());
         let mut registry = match prefix.trim_end_matches('_') {
             "" => Registry::default(),
             prefix => Registry::with_prefix(prefix),
@@ -69,7 +81,12 @@ impl Metrics {
         let hooks = HookFamilies::register(&mut registry);
         let apps = app_ids
             .into_iter()
-            .map(|id| (id.to_owned(), Arc::new(families.of(id, &totals))))
+            .map(|id| {
+                (
+                    id.to_owned(),
+                    Arc::new(families.of(id, &totals, journal.app(id))),
+                )
+            })
             .collect();
         let metrics = Metrics {
             totals,
@@ -87,6 +104,7 @@ impl Metrics {
             cluster_online: Gauge::default(),
             cluster_resyncs: Counter::default(),
             epoch: Instant::now(),
+            journal,
             registry,
         };
         metrics.register_server_series()
@@ -157,8 +175,16 @@ impl Metrics {
     pub fn app(&self, app_id: &str) -> Arc<AppMetrics> {
         match self.apps.get(app_id) {
             Some(app) => app.clone(),
-            None => Arc::new(self.families.of(app_id, &self.totals)),
+            None => Arc::new(
+                self.families
+                    .of(app_id, &self.totals, self.journal.app(app_id)),
+            ),
         }
+    }
+
+    /// The console journal of one app.
+    pub fn journal(&self, app_id: &str) -> Arc<AppJournal> {
+        self.journal.app(app_id)
     }
 
     /// The series of one app's decision hook of type `hook` (created at zero).

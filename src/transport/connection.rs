@@ -61,6 +61,19 @@ enum Exit {
     Gone,
 }
 
+impl Exit {
+    /// The close code and who closed, for the console's journal.
+    fn code(&self) -> (Option<u16>, &'static str) {
+        match self {
+            Exit::Close(error) => (error.close_code(), "server"),
+            Exit::CloseCode(code, _) => (Some(*code), "server"),
+            Exit::ClosedByPeer(code) => (*code, "client"),
+            Exit::Stalled => (None, "server (stalled)"),
+            Exit::Gone => (None, "client (gone)"),
+        }
+    }
+}
+
 /// Serves one upgraded WebSocket until it closes; `read_ahead` is what arrived with the upgrade.
 pub async fn serve(
     socket: TcpStream,
@@ -100,6 +113,9 @@ pub async fn serve(
     // It may pin hyper's whole request buffer: let it go now, not when the connection ends.
     drop(read_ahead);
     let mut session = Session::new(app, shared.clone(), outbound.clone(), liveness, slot);
+    if let Some(info) = &info {
+        session.journal_opened(info, peer);
+    }
     // With a `connection_starting` hook, the handshake waits for the app's backend.
     let first = info.and_then(|info| session.connection_call(&info, peer));
     if first.is_none() {
@@ -110,6 +126,7 @@ pub async fn serve(
     }
 
     let exit = run(&mut reader, &mut session, first).await;
+    session.journal_closed(exit.code());
     // Leave every channel before the close handshake, so a slow peer delays nobody's events.
     drop(session);
     close(exit, &outbound, &shared).await;

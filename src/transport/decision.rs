@@ -182,6 +182,7 @@ impl Session {
         verdict: Verdict,
         then: Deferred,
     ) -> Result<Option<Wait>, SocketError> {
+        self.journal_decision(&verdict, &then);
         match then {
             Deferred::Connection => self.connection_decided(verdict),
             Deferred::Subscribe {

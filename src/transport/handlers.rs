@@ -98,6 +98,8 @@ impl Session {
         match self.shared.cluster().subscribe(&self.app, request) {
             Ok(subscribed) => {
                 if subscribed.newly {
+                    let user_id = member.as_ref().map(|m| &*m.user_id);
+                    self.journal_subscribed(channel, user_id);
                     self.channels
                         .insert(Arc::from(channel), member.map(|m| m.user_id));
                 }
@@ -286,6 +288,7 @@ impl Session {
         if let Some(wait) = self.client_event_call(&event) {
             return Ok(Some(wait));
         }
+        self.journal_client_event(channel, event.name, event.data.get());
         Ok(self
             .shared
             .cluster()
@@ -308,6 +311,7 @@ impl Session {
             socket: self.socket_id,
             user_id: presence_user.as_deref(),
         };
+        self.journal_client_event(channel, event.name, event.data.get());
         self.shared.cluster().client_event(&self.app, event)
     }
 }

@@ -138,6 +138,7 @@ impl Session {
             self.shared
                 .cluster()
                 .leave(&self.app, channel, self.socket_id);
+            self.journal_unsubscribed(channel);
         }
     }
 

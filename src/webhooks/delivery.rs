@@ -5,7 +5,7 @@
 //! the digest of this attempt's body).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::event::WebhookEvent;
+use crate::journal::unix_millis;
 use super::lambda::invoke_lambda;
 use super::schedule::Batch;
 use crate::config::{AppConfig, SignatureScheme, WebhookEndpoint, WebhookTarget};
@@ -37,12 +38,6 @@ pub fn http_client() -> reqwest::Client {
         .expect("the HTTP client builds")
 }
 
-/// Milliseconds since the Unix epoch, for `time_ms`.
-pub(crate) fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// A fresh `Webhook-Id`: `msg_` and 128 random bits in hex.
 pub(crate) fn delivery_id() -> String {
@@ -149,8 +144,10 @@ impl Deliverer {
             let Some(held) = slots.take().await else {
                 return false;
             };
+            let sent = Instant::now();
             let result = self.attempt(id, &events_json).await;
             drop(held);
+            self.journal(id, attempts, events.len(), sent.elapsed(), &result);
             let failure = match result {
                 Ok(()) => {
                     self.metrics.webhook_request_delivered();
@@ -178,6 +175,33 @@ impl Deliverer {
             tokio::time::sleep(wait).await;
             backoff = (backoff * 2).min(policy.max_backoff);
         }
+    }
+
+    /// One console journal entry per attempt (a POST, never an event).
+    fn journal(
+        &self,
+        id: &str,
+        attempt: u64,
+        events: usize,
+        took: Duration,
+        result: &Result<(), Failure>,
+    ) {
+        let target = match &self.endpoint.target {
+            WebhookTarget::Url(url) => url.clone(),
+            WebhookTarget::Lambda(lambda) => format!("lambda:{}", lambda.function_name),
+        };
+        let journal = self.app_metrics.journal();
+        journal.record("webhook_delivery", None, None, || {
+            let (outcome, why) = match result {
+                Ok(()) => ("delivered", None),
+                Err(Failure::Retryable(why)) => ("failed", Some(why.as_str())),
+                Err(Failure::Final(why)) => ("failed for good", Some(why.as_str())),
+            };
+            serde_json::json!({
+                "webhook_id": id, "attempt": attempt, "events": events, "endpoint": target,
+                "outcome": outcome, "error": why, "latency_ms": took.as_millis() as u64,
+            })
+        });
     }
 
     /// Counts `events` delivered through [`Deliverer::deliver_as`] by a caller that cannot

@@ -21,6 +21,7 @@ mod cluster_rolling;
 mod cluster_webhook_delivery;
 mod cluster_webhook_stream;
 mod connection;
+mod console;
 mod decision_hooks;
 mod fuzz_corpus;
 mod hardening;

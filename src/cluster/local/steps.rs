@@ -207,7 +207,23 @@ impl<R: Recipient> AppChannels<R> {
             }
         }
         for transition in &change.transitions {
-            self.submit(webhook_event(transition));
+            let event = webhook_event(transition);
+            let journal = self.metrics.journal();
+            journal.record(
+                event.kind().name(),
+                Some(channel),
+                None,
+                || match transition {
+                    Transition::MemberAdded { user_id, .. }
+                    | Transition::MemberRemoved { user_id, .. } => {
+                        serde_json::json!({ "user_id": &**user_id })
+                    }
+                    Transition::Occupied { .. } | Transition::Vacated { .. } => {
+                        serde_json::json!({})
+                    }
+                },
+            );
+            self.submit(event);
         }
         let Some(announce) = change.announce else {
             return;

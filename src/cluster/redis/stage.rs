@@ -258,6 +258,12 @@ impl RedisCluster {
             .map(|(frame, ttl)| CachedEvent::new(Arc::from(frame), ttl)))
     }
 
+    /// The current incarnation of this node.
+    pub fn incarnation(&self) -> String {
+        let membership = self.membership.lock().unwrap_or_else(|e| e.into_inner());
+        membership.incarnation().to_owned()
+    }
+
     /// Asks every node to close the user's connections.
     pub async fn terminate_connections(&self, app: &App, user_id: &str) -> Result<(), Unavailable> {
         let asked = bounded(self.link.fanout.terminate(&app.id, user_id)).await;

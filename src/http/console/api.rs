@@ -1,0 +1,158 @@
+//! The console's JSON API and its live stream: the overview, an app's channels and presence
+//! members, sending an event, and the app's journal as server-sent events.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use futures_util::stream::{self, Stream};
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::Receiver;
+
+use crate::apps::App;
+use crate::http::ApiError;
+use crate::protocol::channel::validate_name;
+use crate::protocol::ChannelType;
+use crate::state::SharedState;
+
+fn app_of(shared: &SharedState, app_id: &str) -> Result<Arc<App>, ApiError> {
+    shared
+        .apps()
+        .by_id(app_id)
+        .cloned()
+        .ok_or_else(|| ApiError::UnknownApp(app_id.to_owned()))
+}
+
+/// One app's figures: this node's counters, the channels of the whole cluster, the webhook
+/// queue of this node.
+async fn app_overview(shared: &SharedState, app: &App) -> Value {
+    let figures = shared.metrics().app(&app.id).figures();
+    let channels = shared
+        .cluster()
+        .channels(app, "")
+        .await
+        .ok()
+        .map(|c| c.len());
+    let queue = shared.cluster().webhook_health(&app.id).map(|health| {
+        json!({
+            "queued": health.queue.events,
+            "oldest_age_ms": health.queue.oldest_age.map_or(0, |age| age.as_millis() as u64),
+        })
+    });
+    json!({
+        "id": app.id,
+        "key": app.key,
+        "enabled": app.enabled,
+        "figures": figures,
+        "channels": channels,
+        "webhook_queue": queue,
+        "decision_hooks": app.decision_hooks.as_ref().map(|h| h.events.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+    })
+}
+
+/// `GET /console/api/overview`.
+pub async fn overview(State(shared): State<SharedState>) -> Json<Value> {
+    let mut apps = Vec::new();
+    for app in shared.apps().iter() {
+        apps.push(app_overview(&shared, app).await);
+    }
+    Json(json!({
+        "node": shared.cluster().node_name(),
+        "time_ms": crate::journal::unix_millis(),
+        "apps": apps,
+    }))
+}
+
+/// `GET /console/api/apps/{app_id}/channels`: occupied channels with their counts.
+pub async fn channels(
+    State(shared): State<SharedState>,
+    Path(app_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let app = app_of(&shared, &app_id)?;
+    let mut list = Vec::new();
+    for summary in shared.cluster().channels(&app, "").await? {
+        list.push(json!({
+            "name": &*summary.name,
+            "subscription_count": summary.subscription_count,
+            "user_count": summary.user_count,
+        }));
+    }
+    Ok(Json(json!({ "channels": list })))
+}
+
+/// `GET /console/api/apps/{app_id}/channels/{channel}/users`: a presence channel's members.
+pub async fn users(
+    State(shared): State<SharedState>,
+    Path((app_id, channel)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let app = app_of(&shared, &app_id)?;
+    validate_name(&channel, app.max_channel_name_length)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if !ChannelType::of(&channel).is_presence() {
+        return Err(ApiError::BadRequest(
+            "only presence channels have members".into(),
+        ));
+    }
+    let users = shared.cluster().users(&app, &channel).await?;
+    let users: Vec<&str> = users.iter().map(|id| &**id).collect();
+    Ok(Json(json!({ "users": users })))
+}
+
+/// `POST /console/api/apps/{app_id}/events`: `{"channel", "name", "data"}`, published as the
+/// REST API would.
+pub async fn send(
+    State(shared): State<SharedState>,
+    Path(app_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let app = app_of(&shared, &app_id)?;
+    crate::http::events::publish_request(&shared, &app, &body).await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /console/api/apps/{app_id}/stream`: the recent entries, then the live ones.
+pub async fn stream(
+    State(shared): State<SharedState>,
+    Path(app_id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let app = app_of(&shared, &app_id)?;
+    let (recent, feed) = shared.metrics().journal(&app.id).follow();
+    let shutdown = shared.shutdown().clone();
+    let entries = stream::unfold(
+        (VecDeque::from(recent), feed, shutdown),
+        |(mut recent, mut feed, shutdown)| async move {
+            let event = match recent.pop_front() {
+                Some(entry) => Event::default().data(&*entry),
+                None => next_live(&mut feed, &shutdown).await?,
+            };
+            Some((Ok(event), (recent, feed, shutdown)))
+        },
+    );
+    Ok(Sse::new(entries).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The next live entry; a viewer that fell behind is told how many it lost. `None` ends the
+/// stream (shutdown).
+async fn next_live(
+    feed: &mut Receiver<Arc<str>>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<Event> {
+    let next = tokio::select! {
+        next = feed.recv() => next,
+        _ = shutdown.cancelled() => return None,
+    };
+    match next {
+        Ok(entry) => Some(Event::default().data(&*entry)),
+        Err(RecvError::Lagged(lost)) => {
+            let notice = json!({"kind": "dropped", "detail": {"count": lost}});
+            Some(Event::default().data(notice.to_string()))
+        }
+        Err(RecvError::Closed) => None,
+    }
+}

@@ -1,0 +1,147 @@
+//! Who may use the console: a request from the console's own origin with the token (only to
+//! open it) or the session cookie that opening it set.
+//!
+//! The cookie holds an HMAC of a fixed label keyed with the token, not the token: it proves the
+//! token was presented without being it. Both checks compare MACs in constant time.
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::http::ApiError;
+use crate::protocol::signing::Signer;
+use crate::state::SharedState;
+
+/// The session cookie's name.
+const COOKIE: &str = "herald_console";
+/// What the session cookie is the MAC of.
+const SESSION: &[u8] = b"herald console session";
+
+/// The session cookie's value for `token`.
+fn session(token: &str) -> String {
+    Signer::new(token).sign_hex(SESSION)
+}
+
+/// Whether `given` is the token, in constant time (the MACs are compared, not the strings).
+fn is_token(token: &str, given: &str) -> bool {
+    Signer::new(token).verify_hex(&[SESSION], &session(given))
+}
+
+fn has_session(token: &str, headers: &HeaderMap) -> bool {
+    let cookies = headers.get_all(header::COOKIE).iter();
+    let cookies = cookies.filter_map(|value| value.to_str().ok());
+    cookies
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .any(|value| Signer::new(token).verify_hex(&[SESSION], value))
+}
+
+/// A request from another page (cookies do not tell ports of one host apart) is refused
+/// whatever it carries; one without `Origin` is not from a page script.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin = origin.to_str().ok();
+    match (origin, host) {
+        (Some(origin), Some(host)) => {
+            let bare = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"));
+            bare == Some(host)
+        }
+        _ => false,
+    }
+}
+
+/// The token in `?token=`, if any.
+fn query_token(request: &Request) -> Option<String> {
+    let query = request.uri().query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value.into_owned())
+}
+
+fn refused(why: &str) -> Response {
+    ApiError::Unauthorized(why.into()).into_response()
+}
+
+/// Guards every console route; `GET /console?token=` trades the token for the cookie.
+pub async fn guard(State(shared): State<SharedState>, request: Request, next: Next) -> Response {
+    let Some(token) = shared.console_token().map(|t| t.secret().to_owned()) else {
+        return ApiError::NotFound(request.uri().path().to_owned()).into_response();
+    };
+    if !same_origin(request.headers()) {
+        return ApiError::Forbidden("the console answers only its own pages".into())
+            .into_response();
+    }
+    if let Some(given) = query_token(&request) {
+        if !is_token(&token, &given) {
+            return refused("wrong console token");
+        }
+        // The token leaves the URL (history, access logs) at once.
+        let cookie = format!(
+            "{COOKIE}={}; Path=/console; HttpOnly; SameSite=Strict",
+            session(&token)
+        );
+        let cookie = HeaderValue::from_str(&cookie).expect("hex and ASCII");
+        return (
+            StatusCode::SEE_OTHER,
+            [
+                (header::SET_COOKIE, cookie),
+                (header::LOCATION, HeaderValue::from_static("/console")),
+            ],
+        )
+            .into_response();
+    }
+    if !has_session(&token, request.headers()) {
+        return refused("open the console with ?token= (Herald logs the URL at start-up)");
+    }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_proves_the_token_without_being_it() {
+        let token = "0123456789abcdef-token";
+        assert!(is_token(token, token));
+        assert!(!is_token(token, "0123456789abcdef-tokeN"));
+        assert!(!is_token(token, ""));
+        let mut headers = HeaderMap::new();
+        let cookie = format!("other=1; {COOKIE}={}", session(token));
+        headers.insert(header::COOKIE, cookie.parse().unwrap());
+        assert!(has_session(token, &headers));
+        assert!(!session(token).contains(token));
+        headers.insert(header::COOKIE, format!("{COOKIE}={token}").parse().unwrap());
+        assert!(!has_session(token, &headers));
+    }
+
+    #[test]
+    fn only_the_consoles_own_origin_passes() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "127.0.0.1:6001".parse().unwrap());
+        assert!(same_origin(&headers));
+        headers.insert(header::ORIGIN, "http://127.0.0.1:6001".parse().unwrap());
+        assert!(same_origin(&headers));
+        headers.insert(header::ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
+        assert!(!same_origin(&headers));
+        headers.insert(header::ORIGIN, "null".parse().unwrap());
+        assert!(!same_origin(&headers));
+    }
+}

@@ -1,0 +1,87 @@
+//! What a connection writes into its app's console journal: opened and closed, subscribed and
+//! unsubscribed, client events and decision hook verdicts. Nothing is built while the console
+//! is off.
+
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+
+use super::decision::{ConnectionInfo, Deferred};
+use super::session::Session;
+use crate::hooks::Verdict;
+use crate::journal::shown_data;
+
+impl Session {
+    fn journal(&self, kind: &str, channel: Option<&str>, detail: impl FnOnce() -> Value) {
+        let journal = self.slot.metrics().journal();
+        if journal.enabled() {
+            let socket = self.socket_id.to_string();
+            journal.record(kind, channel, Some(&socket), detail);
+        }
+    }
+
+    /// The connection was accepted (before any hook's verdict).
+    pub(super) fn journal_opened(&self, info: &ConnectionInfo, peer: Option<IpAddr>) {
+        self.journal("connection_opened", None, || {
+            json!({
+                "client": info.client, "version": info.version, "protocol": info.protocol,
+                "ip": info.forwarded_for.clone().or(peer.map(|ip| ip.to_canonical().to_string())),
+                "origin": info.origin, "user_agent": info.user_agent,
+            })
+        });
+    }
+
+    /// The connection ended, with its close code and who closed it.
+    pub(super) fn journal_closed(&self, (code, by): (Option<u16>, &str)) {
+        self.journal(
+            "connection_closed",
+            None,
+            || json!({"code": code, "closed_by": by}),
+        );
+    }
+
+    /// A subscription took effect.
+    pub(super) fn journal_subscribed(&self, channel: &str, user_id: Option<&str>) {
+        self.journal("subscribed", Some(channel), || json!({"user_id": user_id}));
+    }
+
+    /// The socket left a channel.
+    pub(super) fn journal_unsubscribed(&self, channel: &str) {
+        self.journal("unsubscribed", Some(channel), || json!({}));
+    }
+
+    /// A client event went out to the channel.
+    pub(super) fn journal_client_event(&self, channel: &str, event: &str, data: &str) {
+        self.journal(
+            "client_event",
+            Some(channel),
+            || json!({"event": event, "data": shown_data(data)}),
+        );
+    }
+
+    /// A decision hook's verdict on what `then` is.
+    pub(super) fn journal_decision(&self, verdict: &Verdict, then: &Deferred) {
+        let (hook, channel, event) = match then {
+            Deferred::Connection => ("connection_starting", None, None),
+            Deferred::Subscribe { channel, .. } => {
+                ("subscription_starting", Some(channel.as_str()), None)
+            }
+            Deferred::ClientEvent { channel, event, .. } => (
+                "client_event_sending",
+                Some(channel.as_str()),
+                Some(event.as_str()),
+            ),
+        };
+        self.journal("decision_hook", channel, || {
+            let (outcome, reason) = match verdict {
+                Verdict::Allowed(user) => (
+                    "allowed",
+                    user.as_ref().map(|u| format!("signed in as {}", u.id)),
+                ),
+                Verdict::Refused(reason) => ("refused", reason.clone()),
+                Verdict::Failed(why) => ("failed", Some(why.clone())),
+            };
+            json!({"hook": hook, "event": event, "outcome": outcome, "reason": reason})
+        });
+    }
+}
