@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test suite: Rust unit + integration tests (cargo nextest), then the official-client
 # compatibility suites (pusher-js and the `pusher` npm SDK under Node's test runner, the `pusher`
-# PyPI SDK under pytest). Installs what the suites need on a fresh machine.
+# PyPI SDK under pytest, the console in headless Chromium). Installs what the suites need on a
+# fresh machine: redis-server, chromium and chromium-driver from the Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -21,6 +22,15 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq redis-server >/dev/null
   # The package starts a system-wide instance on 6379; the tests use their own, so stop it.
   $sudo_if_needed systemctl stop redis-server >/dev/null 2>&1 || $sudo_if_needed service redis-server stop >/dev/null 2>&1 || true
+fi
+
+# The console's browser test drives Debian's headless Chromium through its driver.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "== installing chromium and chromium-driver (Debian packages) for the console's browser test"
+  sudo_if_needed=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_if_needed="sudo"; fi
+  $sudo_if_needed apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 echo "== cargo build (herald binary for the compatibility suites; the benchmark crate, so it keeps building)"

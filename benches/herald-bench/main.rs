@@ -8,6 +8,7 @@
 mod burst;
 mod clients;
 mod cluster;
+mod console;
 mod floor;
 mod hooks;
 mod pairs;
@@ -144,6 +145,10 @@ struct Cli {
     /// sendfloor.c, compiled and run beside fan-out to report this machine's floor.
     #[arg(long, default_value = "../shared/tools/sendfloor.c")]
     sendfloor: PathBuf,
+    /// Herald's debug console during the run: off, on and closed, or open (one viewer streaming
+    /// the bench app's journal).
+    #[arg(long, value_enum, default_value = "closed")]
+    console: console::ConsoleMode,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -302,6 +307,7 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    console::set_mode(cli.console);
     let server = cli.server.clone().unwrap_or_else(default_server);
     let scenarios = match cli.scenario {
         Scenario::All => {

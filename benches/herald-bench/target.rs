@@ -37,6 +37,8 @@ pub struct Target {
     child: Child,
     pub port: u16,
     config_dir: PathBuf,
+    /// With `--console open`: a viewer of the server's console while it runs.
+    viewer: Option<crate::console::Viewer>,
 }
 
 /// A free loopback port (bound, then released).
@@ -65,6 +67,8 @@ pub fn config(port: u16, webhook_url: Option<&str>) -> Value {
         "presence": {"max_members_per_channel": 100},
         // Sockudo limits REST and WebSocket rates by default; a load test must not be throttled.
         "rate_limiter": {"enabled": false},
+        // Herald's debug console (`--console`); other servers ignore the key.
+        "console": crate::console::section(),
         "app_manager": {"driver": "memory", "array": {"apps": [{
             "id": APP_ID, "key": KEY, "secret": SECRET,
             "enabled": true,
@@ -93,13 +97,18 @@ impl Target {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| format!("cannot start {command:?}: {e}"))?;
-        let target = Target {
+        let mut target = Target {
             child,
             port,
             config_dir,
+            viewer: None,
         };
+        let watched = config.get("console").is_some();
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                if watched {
+                    target.viewer = crate::console::Viewer::start(port);
+                }
                 return Ok(target);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -145,6 +154,7 @@ impl Drop for Target {
     /// SIGTERM first, so the server shuts down cleanly (and a profiler wrapping it writes its
     /// output); SIGKILL if it is still there after 20 s.
     fn drop(&mut self) {
+        self.viewer = None;
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())

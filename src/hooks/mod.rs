@@ -22,9 +22,9 @@ pub use answer::HookUser;
 
 use crate::apps::{App, AppRegistry};
 use crate::config::{DecisionHooksConfig, HookKind, OnFailure};
+use crate::journal::unix_millis;
 use crate::metrics::{HookMetrics, HookOutcome, Metrics};
 use crate::protocol::signing::Signer;
-use crate::journal::unix_millis;
 use crate::webhooks::delivery_id;
 
 /// Bytes of a hook's answer Herald reads; a longer one is a failed call.

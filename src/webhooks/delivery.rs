@@ -13,10 +13,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::event::WebhookEvent;
-use crate::journal::unix_millis;
 use super::lambda::invoke_lambda;
 use super::schedule::Batch;
 use crate::config::{AppConfig, SignatureScheme, WebhookEndpoint, WebhookTarget};
+use crate::journal::unix_millis;
 use crate::metrics::{AppMetrics, Metrics};
 use crate::protocol::jwt::webhook_token;
 use crate::protocol::signing::{standard_webhooks_signature, Signer};
@@ -37,7 +37,6 @@ pub fn http_client() -> reqwest::Client {
         .build()
         .expect("the HTTP client builds")
 }
-
 
 /// A fresh `Webhook-Id`: `msg_` and 128 random bits in hex.
 pub(crate) fn delivery_id() -> String {

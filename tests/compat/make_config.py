@@ -135,6 +135,8 @@ def main():
             "headers": {"X-Compat-Hook": "yes"},
         }
         apps.append(hooked)
+    # The debug console, for python/test_console_browser.py.
+    config["console"] = {"token": "compat-console-token-0123456789abcdef"}
     if redis_url:
         config["adapter"] = {"driver": "redis", "redis": {"url": redis_url, "prefix": "compat"}}
     with open(out, "w") as f:
