@@ -258,3 +258,33 @@ fn webhook_signature_schemes_parse_and_name_their_key() {
     .unwrap();
     assert_eq!(c.apps[0].webhooks[0].signature, SignatureScheme::Jwt);
 }
+
+#[test]
+fn the_console_is_on_by_default_and_its_token_must_be_long_enough() {
+    let c = Config::from_json("{}").unwrap();
+    assert!(c.console.enabled);
+    assert_eq!(c.console.token, None);
+    let c =
+        Config::from_json(r#"{"console":{"enabled":false,"token":"0123456789abcdef"}}"#).unwrap();
+    assert!(!c.console.enabled);
+    assert_eq!(c.console.token.as_deref(), Some("0123456789abcdef"));
+    assert_eq!(
+        error_of(r#"{"console":{"token":"short"}}"#).path,
+        "console.token"
+    );
+    assert_eq!(
+        error_of(r#"{"console":{"token":"has spaces in it ok"}}"#).path,
+        "console.token"
+    );
+    assert!(error_of(r#"{"console":{"tokn":"x"}}"#)
+        .path
+        .starts_with("console"));
+    let env = |n: &str| (n == "HERALD_CONSOLE_TOKEN").then(|| "from-the-environment-1".to_owned());
+    let c = apply_env(Config::defaults(), &env).unwrap();
+    assert_eq!(c.console.token.as_deref(), Some("from-the-environment-1"));
+    let short = |n: &str| (n == "HERALD_CONSOLE_TOKEN").then(|| "x".to_owned());
+    assert_eq!(
+        apply_env(Config::defaults(), &short).unwrap_err().path,
+        "$HERALD_CONSOLE_TOKEN"
+    );
+}

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::app::{JoinRequest, Op, RedisApp};
-use super::channel_state::{JoinMode, Joined, Joining};
+use super::channel_state::{JoinMode, Joined, Joining, Transition};
 use super::line::Step;
 use crate::cluster::{Outcome, Refusal};
 use crate::config::EventKind;
@@ -168,6 +168,8 @@ impl Worker {
     fn joined(&mut self, request: JoinRequest, reply: Joined) {
         let link = &self.app.link;
         link.changed(&self.app.app.id, &request.channel, &reply.transition);
+        let user = request.member.as_ref().map(|m| &*m.user_id);
+        self.journal(&request.channel, &reply.transition, true, user);
         if request.cached
             && reply.cached.is_none()
             && link.wants(&self.app.app.id, EventKind::CacheMiss)
@@ -220,8 +222,39 @@ impl Worker {
             .leave(&mut link.con(), &self.app.app.id, channel, socket)
             .await;
         match left {
-            Ok(transition) => link.changed(&self.app.app.id, channel, &transition),
+            Ok(transition) => {
+                link.changed(&self.app.app.id, channel, &transition);
+                self.journal(channel, &transition, false, None);
+            }
             Err(error) => link.went_offline(&error),
+        }
+    }
+
+    /// The console's entries for what this node's join or leave changed across the cluster
+    /// (the event log is the node's own; the webhook events are the cluster's, appended by the
+    /// scripts).
+    fn journal(&self, channel: &str, transition: &Transition, joined: bool, user: Option<&str>) {
+        let journal = self.app.metrics.journal();
+        if transition.occupancy_changed {
+            let kind = if joined {
+                "channel_occupied"
+            } else {
+                "channel_vacated"
+            };
+            journal.record(kind, Some(channel), None, || serde_json::json!({}));
+        }
+        if transition.membership_changed {
+            let kind = if joined {
+                "member_added"
+            } else {
+                "member_removed"
+            };
+            journal.record(
+                kind,
+                Some(channel),
+                None,
+                || serde_json::json!({ "user_id": user }),
+            );
         }
     }
 
