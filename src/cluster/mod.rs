@@ -12,6 +12,7 @@
 //! implementations. Queries are `async` and may fail with [`Unavailable`] because the Redis one
 //! waits on Redis.
 
+pub mod figures;
 mod local;
 pub mod redis;
 pub mod sequence;
@@ -28,6 +29,7 @@ use crate::engine::{ChannelFull, PresenceMember};
 use crate::metrics::{Metrics, WebhookHealth};
 use crate::outbound::{Outbound, WireFrame};
 use crate::protocol::SocketId;
+use figures::NodeFigures;
 use redis::RedisCluster;
 
 /// A socket's subscription request, authorized already (`R`: the socket's handle).
@@ -366,6 +368,22 @@ impl Cluster {
         match self {
             Cluster::Local(local) => local.webhook_health(app_id),
             Cluster::Redis(_) => None,
+        }
+    }
+
+    /// This node's figures for the console, as they are now.
+    pub fn own_figures(&self) -> NodeFigures {
+        match self {
+            Cluster::Local(local) => local.figures(),
+            Cluster::Redis(node) => node.own_figures(),
+        }
+    }
+
+    /// Every live node's figures (read from the shared state, never asked of the nodes).
+    pub async fn node_figures(&self) -> Result<Vec<NodeFigures>, Unavailable> {
+        match self {
+            Cluster::Local(local) => Ok(vec![local.figures()]),
+            Cluster::Redis(node) => node.node_figures().await,
         }
     }
 

@@ -141,8 +141,9 @@ pub struct AppMetrics {
     journal: Arc<AppJournal>,
 }
 
-/// What the console's overview shows of an app, read from its series.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+/// What the console's overview shows of an app, read from its series (and, in a cluster,
+/// written to Redis for the other nodes' overviews).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppFigures {
     pub connections: i64,
     pub subscriptions: i64,
@@ -152,6 +153,20 @@ pub struct AppFigures {
     pub webhook_delivered: u64,
     pub webhook_retried: u64,
     pub webhook_dead: u64,
+}
+
+/// Figures of several nodes add up to the cluster's.
+impl std::ops::AddAssign for AppFigures {
+    fn add_assign(&mut self, other: AppFigures) {
+        self.connections += other.connections;
+        self.subscriptions += other.subscriptions;
+        self.messages_in += other.messages_in;
+        self.messages_out += other.messages_out;
+        self.rest_requests += other.rest_requests;
+        self.webhook_delivered += other.webhook_delivered;
+        self.webhook_retried += other.webhook_retried;
+        self.webhook_dead += other.webhook_dead;
+    }
 }
 
 impl AppMetrics {

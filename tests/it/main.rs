@@ -9,6 +9,7 @@ mod support;
 mod architecture;
 mod client_events;
 mod cluster_channels;
+mod cluster_console;
 mod cluster_counts;
 mod cluster_fanout;
 mod cluster_hooks;

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 pub use app::AppChannels;
 
+use super::figures::{FigureSource, NodeFigures, QueueFigures};
 use crate::apps::{App, AppRegistry};
 use crate::config::Config;
 use crate::engine::{CachedEvent, ChannelCache, ChannelSummary};
@@ -40,6 +41,8 @@ pub struct LocalCluster {
     grace_tasks: TaskTracker,
     /// Line runs and count announcements on tasks of their own.
     line_tasks: TaskTracker,
+    /// The figures the console shows.
+    figures: FigureSource,
 }
 
 impl LocalCluster {
@@ -53,6 +56,7 @@ impl LocalCluster {
         let close = CancellationToken::new();
         let grace_tasks = TaskTracker::new();
         let line_tasks = TaskTracker::new();
+        let figures = FigureSource::new(apps, &metrics);
         let apps = apps
             .iter()
             .map(|app| {
@@ -82,6 +86,7 @@ impl LocalCluster {
             close,
             grace_tasks,
             line_tasks,
+            figures,
         }
     }
 
@@ -140,6 +145,12 @@ impl LocalCluster {
     /// The state of an app's webhook queues, when it has endpoints.
     pub fn webhook_health(&self, app_id: &str) -> Option<WebhookHealth> {
         self.webhooks.health(app_id)
+    }
+
+    /// The node's figures as they are now, its webhook queues included.
+    pub fn figures(&self) -> NodeFigures {
+        let queue = |app_id: &str| self.webhook_health(app_id).map(QueueFigures::from);
+        self.figures.read(None, queue)
     }
 
     /// Waits for lines still being carried out (the sockets' last leaves), releases held

@@ -7,7 +7,8 @@
 //! lines ([`line`]) deliver what comes back from Redis ([`fanout`]). The node registry
 //! ([`node`]) and the node's duties ([`liveness`]) find dead nodes and fence this one; the
 //! webhook streams ([`webhook_stream`]) are delivered by whichever node holds a partition's
-//! lease ([`webhook_delivery`], [`webhook_rounds`]). `docs/cluster.md` has the design.
+//! lease ([`webhook_delivery`], [`webhook_rounds`]). Each node's figures for the console are
+//! shared in Redis too ([`node_figures`]). `docs/cluster.md` has the design.
 
 pub mod app;
 mod channel_reads;
@@ -19,6 +20,7 @@ pub mod line;
 pub mod link;
 pub mod liveness;
 pub mod node;
+pub mod node_figures;
 mod recovery;
 mod stage;
 pub mod webhook_delivery;

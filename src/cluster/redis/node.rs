@@ -5,7 +5,9 @@
 //! - `{prefix}:{nodes}:id:{node_id}`: the live incarnation holding that id, with a TTL of the
 //!   node timeout, renewed by every heartbeat;
 //! - `{prefix}:{nodes}:live`: a sorted set of incarnations by the Redis time of their last
-//!   heartbeat, which is how the others find a dead node's incarnation to clean up after.
+//!   heartbeat, which is how the others find a dead node's incarnation to clean up after;
+//! - `{prefix}:{nodes}:console:{incarnation}`: the incarnation's figures for the console's
+//!   overview ([`super::node_figures`]), with a TTL of the node timeout.
 //!
 //! An incarnation is new at every start, so a node restarting with the same id never adds to
 //! the counts of the one before it: the old incarnation is cleaned up as dead.
@@ -59,13 +61,14 @@ local ms = now[1] * 1000 + math.floor(now[2] / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (ms - tonumber(ARGV[1])))
 ";
 
-/// Leaves the cluster: frees the id if this incarnation holds it, and drops it from the live
-/// set. KEYS: id key, live set. ARGV: incarnation.
+/// Leaves the cluster: frees the id if this incarnation holds it, drops it from the live set
+/// and drops its console figures. KEYS: id key, live set, figures. ARGV: incarnation.
 const LEAVE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3])
 ";
 
 /// Makes a live incarnation alive again after Redis could not be reached for longer than the
@@ -159,6 +162,10 @@ impl NodeKeys {
 
     fn live(&self) -> String {
         format!("{}:{{nodes}}:live", self.prefix)
+    }
+
+    fn figures(&self, incarnation: &str) -> String {
+        format!("{}:{{nodes}}:console:{incarnation}", self.prefix)
     }
 }
 
@@ -299,6 +306,25 @@ impl NodeMembership {
             .collect())
     }
 
+    /// Every incarnation in the live set, the dead that are not reaped yet included.
+    pub async fn live_incarnations(
+        &self,
+        con: &mut ConnectionManager,
+    ) -> Result<Vec<String>, RedisError> {
+        ::redis::cmd("ZRANGE")
+            .arg(self.keys.live())
+            .arg(0)
+            .arg(-1)
+            .query_async(con)
+            .await
+    }
+
+    /// The key of an incarnation's console figures (in the registry's slot, so one `MGET`
+    /// reads every node's).
+    pub fn figures_key(&self, incarnation: &str) -> String {
+        self.keys.figures(incarnation)
+    }
+
     /// Drops a dead incarnation from the live set, once its sockets have been reaped.
     pub async fn forget(&self, con: &mut ConnectionManager, dead: &str) -> Result<(), RedisError> {
         ::redis::cmd("ZREM")
@@ -314,6 +340,7 @@ impl NodeMembership {
         Script::new(LEAVE)
             .key(self.keys.id(&self.id))
             .key(self.keys.live())
+            .key(self.keys.figures(&self.incarnation))
             .arg(&self.incarnation)
             .invoke_async(con)
             .await

@@ -2,8 +2,9 @@
 //! only its own sockets.
 //!
 //! Started tasks: one worker per line per app ([`super::worker`]), the intake of broadcasts
-//! from Redis into the lines, the node's duties ([`super::liveness`]) and the webhook delivery
-//! of the partitions this node holds ([`super::webhook_rounds`]).
+//! from Redis into the lines, the node's duties ([`super::liveness`]), the webhook delivery
+//! of the partitions this node holds ([`super::webhook_rounds`]) and, with the console on, the
+//! writer of this node's figures ([`super::node_figures`]).
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ use super::recovery::Supervisor;
 use super::webhook_rounds;
 use super::webhook_stream::WebhookStreams;
 use crate::apps::{App, AppRegistry};
+use crate::cluster::figures::{FigureSource, NodeFigures};
 use crate::cluster::{CachedEvent, ChannelSummary, Unavailable};
 use crate::config::{Config, RedisConfig};
 use crate::metrics::Metrics;
@@ -42,6 +44,8 @@ pub struct RedisCluster {
     /// Publishes and line runs, waited for at shutdown before the workers stop.
     app_tasks: TaskTracker,
     streams: Arc<WebhookStreams>,
+    /// This node's figures for the console.
+    figures: Arc<FigureSource>,
 }
 
 fn start_error(what: &str, error: impl std::fmt::Display) -> io::Error {
@@ -151,6 +155,15 @@ impl RedisCluster {
             close.clone(),
         );
         let membership = Arc::new(Mutex::new(membership));
+        let figures = Arc::new(FigureSource::new(apps, &metrics));
+        if config.console.enabled {
+            let writer = super::node_figures::Writer {
+                con: con.clone(),
+                membership: membership.clone(),
+                source: figures.clone(),
+            };
+            tasks.spawn(writer.run(redis.heartbeat_interval, close.clone()));
+        }
         metrics.cluster_online(true);
         let supervisor = Supervisor {
             link: link.clone(),
@@ -182,6 +195,7 @@ impl RedisCluster {
             tasks,
             app_tasks,
             streams,
+            figures,
         })
     }
 
@@ -260,8 +274,24 @@ impl RedisCluster {
 
     /// The current incarnation of this node.
     pub fn incarnation(&self) -> String {
+        self.membership().incarnation().to_owned()
+    }
+
+    /// This node's figures as they are now (its webhook queues are the shared streams).
+    pub fn own_figures(&self) -> NodeFigures {
+        self.figures.read(Some(self.incarnation()), |_| None)
+    }
+
+    /// Every live node's figures as it last wrote them, this node's as they are now.
+    pub async fn node_figures(&self) -> Result<Vec<NodeFigures>, Unavailable> {
+        let (membership, own, mut con) = (self.membership(), self.own_figures(), self.link.con());
+        let read = super::node_figures::read(&mut con, &membership, own);
+        bounded(read).await.map_err(unavailable)
+    }
+
+    fn membership(&self) -> Arc<NodeMembership> {
         let membership = self.membership.lock().unwrap_or_else(|e| e.into_inner());
-        membership.incarnation().to_owned()
+        membership.clone()
     }
 
     /// Asks every node to close the user's connections.
@@ -296,12 +326,7 @@ impl RedisCluster {
         }
         self.close.cancel();
         if drained {
-            let membership = self
-                .membership
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            if let Err(error) = membership.leave(&mut self.link.con()).await {
+            if let Err(error) = self.membership().leave(&mut self.link.con()).await {
                 tracing::warn!(%error, "cannot leave the cluster; the node will be taken for dead");
             }
         }

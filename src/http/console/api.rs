@@ -16,6 +16,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 
 use crate::apps::App;
+use crate::cluster::figures::{self, NodeFigures};
+use crate::cluster::Unavailable;
 use crate::http::ApiError;
 use crate::protocol::channel::validate_name;
 use crate::protocol::ChannelType;
@@ -29,42 +31,53 @@ fn app_of(shared: &SharedState, app_id: &str) -> Result<Arc<App>, ApiError> {
         .ok_or_else(|| ApiError::UnknownApp(app_id.to_owned()))
 }
 
-/// One app's figures: this node's counters, the channels of the whole cluster, the webhook
-/// queue of this node.
-async fn app_overview(shared: &SharedState, app: &App) -> Value {
-    let figures = shared.metrics().app(&app.id).figures();
-    let channels = shared
-        .cluster()
-        .channels(app, "")
-        .await
-        .ok()
-        .map(|c| c.len());
-    let queue = shared.cluster().webhook_health(&app.id).map(|health| {
-        json!({
-            "queued": health.queue.events,
-            "oldest_age_ms": health.queue.oldest_age.map_or(0, |age| age.as_millis() as u64),
-        })
-    });
+/// One app's figures: the sums over `nodes`, and the channels of the whole cluster (not asked
+/// when the shared state was found unreachable: each query would wait out its bound again).
+async fn app_overview(
+    shared: &SharedState,
+    app: &App,
+    nodes: &[NodeFigures],
+    reach: bool,
+) -> Value {
+    let total = figures::app_total(nodes, &app.id);
+    let channels = if reach {
+        shared
+            .cluster()
+            .channels(app, "")
+            .await
+            .ok()
+            .map(|c| c.len())
+    } else {
+        None
+    };
     json!({
         "id": app.id,
         "key": app.key,
         "enabled": app.enabled,
-        "figures": figures,
+        "figures": total.figures,
         "channels": channels,
-        "webhook_queue": queue,
+        "webhook_queue": total.webhook_queue,
         "decision_hooks": app.decision_hooks.as_ref().map(|h| h.events.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
     })
 }
 
-/// `GET /console/api/overview`.
+/// `GET /console/api/overview`: every live node's figures (`nodes`), and per app their sums.
+/// When Redis cannot be read, this node's own figures alone, with `cluster_unavailable` set.
 pub async fn overview(State(shared): State<SharedState>) -> Json<Value> {
+    let cluster = shared.cluster();
+    let (nodes, reach) = match cluster.node_figures().await {
+        Ok(nodes) => (nodes, true),
+        Err(Unavailable) => (vec![cluster.own_figures()], false),
+    };
     let mut apps = Vec::new();
     for app in shared.apps().iter() {
-        apps.push(app_overview(&shared, app).await);
+        apps.push(app_overview(&shared, app, &nodes, reach).await);
     }
     Json(json!({
-        "node": shared.cluster().node_name(),
+        "node": cluster.node_name(),
         "time_ms": crate::journal::unix_millis(),
+        "cluster_unavailable": !reach,
+        "nodes": nodes,
         "apps": apps,
     }))
 }

@@ -5,7 +5,8 @@
 
 const state = {
   app: null,
-  previous: null, // the last overview, for per-second rates
+  nodes: new Map(), // per node: its last report, and the rates between its last two
+  polled: false, // an overview was read before: rates are known
   series: [], // messages per second of the selected app
   entries: [], // journal entries of the selected app, oldest first
   kinds: new Set(),
@@ -33,9 +34,44 @@ async function getJson(path) {
 
 // --- overview -----------------------------------------------------------------------------
 
-function rate(now, before, field, seconds) {
-  if (!before || seconds <= 0) return 0;
-  return Math.max(0, (now.figures[field] - before.figures[field]) / seconds);
+const RATES = ['messages_in', 'messages_out', 'rest_requests'];
+
+// A node's figures are counters since it started, so a rate is the difference between two of
+// its reports over its own clock. Another node reports once per heartbeat: a poll that reads
+// the same report again keeps the rates it had, and a node that joins or goes moves the
+// cluster's rates by its own rate, never by its whole count.
+function trackNodes(overview) {
+  const seen = new Set();
+  for (const report of overview.nodes) {
+    const name = report.node || 'this node';
+    seen.add(name);
+    const known = state.nodes.get(name);
+    if (known && report.time_ms <= known.report.time_ms) continue;
+    const rates = {};
+    if (known) {
+      const seconds = (report.time_ms - known.report.time_ms) / 1000;
+      for (const [app, figures] of Object.entries(report.apps)) {
+        const before = known.report.apps[app];
+        rates[app] = {};
+        for (const field of RATES) {
+          rates[app][field] = before ? Math.max(0, (figures[field] - before[field]) / seconds) : 0;
+        }
+      }
+    }
+    state.nodes.set(name, { report, rates });
+  }
+  for (const name of [...state.nodes.keys()]) if (!seen.has(name)) state.nodes.delete(name);
+}
+
+function nodeRate(node, app, field) {
+  const rates = node && node.rates[app];
+  return rates ? rates[field] : 0;
+}
+
+function appRate(app, field) {
+  let sum = 0;
+  for (const node of state.nodes.values()) sum += nodeRate(node, app, field);
+  return sum;
 }
 
 function age(ms) {
@@ -45,31 +81,57 @@ function age(ms) {
 
 function renderOverview(overview) {
   $('node').textContent = overview.node || 'single node';
-  const before = state.previous;
-  const seconds = before ? (overview.time_ms - before.time_ms) / 1000 : 0;
+  $('cluster-unavailable').hidden = !overview.cluster_unavailable;
+  trackNodes(overview);
   const rows = $('apps').querySelector('tbody');
   rows.replaceChildren();
   for (const app of overview.apps) {
-    const prev = before && before.apps.find((a) => a.id === app.id);
     const queue = app.webhook_queue || {};
     const cells = [
       app.id, app.figures.connections, app.channels === null ? '?' : app.channels,
-      rate(app, prev, 'messages_in', seconds).toFixed(1),
-      rate(app, prev, 'messages_out', seconds).toFixed(1),
-      rate(app, prev, 'rest_requests', seconds).toFixed(1),
+      appRate(app.id, 'messages_in').toFixed(1),
+      appRate(app.id, 'messages_out').toFixed(1),
+      appRate(app.id, 'rest_requests').toFixed(1),
       queue.queued === undefined ? '–' : queue.queued, age(queue.oldest_age_ms),
       app.figures.webhook_delivered, app.figures.webhook_retried, app.figures.webhook_dead,
     ];
     const row = el('tr', null, { 'data-app': app.id });
     for (const cell of cells) row.append(el('td', cell));
     rows.append(row);
-    if (app.id === state.app && prev) {
-      state.series.push(rate(app, prev, 'messages_in', seconds) + rate(app, prev, 'messages_out', seconds));
+    if (app.id === state.app && state.polled) {
+      state.series.push(appRate(app.id, 'messages_in') + appRate(app.id, 'messages_out'));
       if (state.series.length > MAX_POINTS) state.series.shift();
     }
   }
-  state.previous = overview;
+  renderNodes(overview);
+  state.polled = true;
   drawChart();
+}
+
+// One row per node: its connections and message rates over every app.
+function renderNodes(overview) {
+  const rows = $('nodes').querySelector('tbody');
+  rows.replaceChildren();
+  for (const report of overview.nodes) {
+    const name = report.node || 'this node';
+    const node = state.nodes.get(name);
+    const own = report.node === overview.node;
+    const apps = Object.keys(report.apps);
+    const sum = (of) => apps.reduce((total, app) => total + of(app), 0);
+    // Clocks of two nodes may differ a little: never a report from the future.
+    const since = Math.max(0, overview.time_ms - report.time_ms);
+    const cells = [
+      own && report.node ? `${name} (this node)` : name,
+      sum((app) => report.apps[app].connections),
+      sum((app) => nodeRate(node, app, 'messages_in')).toFixed(1),
+      sum((app) => nodeRate(node, app, 'messages_out')).toFixed(1),
+      own ? 'now' : `${age(since) === '–' ? '0 ms' : age(since)} ago`,
+    ];
+    const row = el('tr', null, { 'data-node': name });
+    if (own) row.className = 'own';
+    for (const cell of cells) row.append(el('td', cell));
+    rows.append(row);
+  }
 }
 
 function drawChart() {

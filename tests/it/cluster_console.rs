@@ -1,0 +1,122 @@
+//! The console's overview on a cluster counts every node from what the nodes write to Redis:
+//! a node's figures appear within a heartbeat, go within the node timeout of its death, and
+//! with Redis down the overview still answers with the node's own figures and says so.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::cluster_node::{ClusterNode, NODE_TIMEOUT_MS};
+use crate::redis_server::RedisServer;
+use crate::support::{Served, APP_ID, WAIT};
+
+const TOKEN: &str = "cluster-console-token-0123456789";
+
+fn with_console(config: &mut Value) {
+    config["console"] = json!({"token": TOKEN});
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+/// Trades the token for the session cookie; returns the `Cookie` header value.
+async fn session(node: &ClusterNode) -> String {
+    let url = node.http_url(&format!("/console?token={TOKEN}"));
+    let response = http().get(url).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn overview(node: &ClusterNode, cookie: &str) -> Value {
+    let response = http()
+        .get(node.http_url("/console/api/overview"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    serde_json::from_str(&response.text().await.unwrap()).unwrap()
+}
+
+/// Polls the overview until `done` holds for it (bounded by `within`); returns it.
+async fn overview_until(
+    node: &ClusterNode,
+    cookie: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = overview(node, cookie).await;
+        if done(&seen) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "overview never as expected: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn nodes(overview: &Value) -> Vec<&str> {
+    let listed = overview["nodes"].as_array().unwrap();
+    listed.iter().map(|n| n["node"].as_str().unwrap()).collect()
+}
+
+fn connections(overview: &Value) -> i64 {
+    overview["apps"][0]["figures"]["connections"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cluster_overview_counts_every_node_and_forgets_a_dead_one() {
+    let mut redis = RedisServer::start();
+    let a = ClusterNode::start(&redis, with_console);
+    let mut b = ClusterNode::start(&redis, with_console);
+    let (_on_a, _on_b) = (a.client().await, b.client().await);
+    let cookie = session(&a).await;
+
+    let both = overview_until(&a, &cookie, WAIT, |o| {
+        nodes(o).len() == 2 && connections(o) == 2
+    })
+    .await;
+    assert_eq!(both["cluster_unavailable"], false);
+    assert_eq!(both["apps"][0]["id"], APP_ID);
+    assert_eq!(both["apps"][0]["channels"], 0);
+    let own = both["node"].as_str().unwrap();
+    assert!(nodes(&both).contains(&own), "{both}");
+    for node in both["nodes"].as_array().unwrap() {
+        assert_eq!(node["apps"][APP_ID]["connections"], 1, "{node}");
+        assert!(node["apps"][APP_ID]["webhook_queue"].is_null(), "{node}");
+    }
+    let other = nodes(&both).into_iter().find(|n| *n != own).unwrap();
+
+    // A SIGKILLed node says goodbye to nobody: its figures expire with the node timeout.
+    b.kill();
+    let killed = Instant::now();
+    let alone = overview_until(&a, &cookie, WAIT, |o| nodes(o).len() == 1).await;
+    let gone_after = killed.elapsed();
+    assert!(
+        gone_after < Duration::from_millis(NODE_TIMEOUT_MS + 400),
+        "B's figures outlived the node timeout: {gone_after:?}"
+    );
+    assert_eq!(nodes(&alone), [own]);
+    assert!(!alone.to_string().contains(other), "{alone}");
+    assert_eq!(connections(&alone), 1);
+
+    // Redis down: the node's own figures still, flagged as not the cluster's.
+    redis.kill();
+    let cut_off = overview(&a, &cookie).await;
+    assert_eq!(cut_off["cluster_unavailable"], true, "{cut_off}");
+    assert_eq!(nodes(&cut_off), [own]);
+    assert_eq!(connections(&cut_off), 1);
+    assert!(cut_off["apps"][0]["channels"].is_null(), "{cut_off}");
+}
