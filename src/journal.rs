@@ -6,12 +6,12 @@
 //! is one entry, never one per delivery. The feed is a bounded broadcast channel: a viewer that
 //! falls behind loses entries (and is told how many), it never slows the server.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use serde_json::Value;
 use tokio::sync::broadcast;
 
 /// Entries kept per app for a viewer that opens the console.
@@ -23,7 +23,7 @@ pub const MAX_DATA: usize = 2048;
 
 /// One recorded event, as a viewer gets it.
 #[derive(Serialize)]
-struct Entry<'a> {
+struct Entry<'a, D> {
     seq: u64,
     time_ms: u64,
     kind: &'a str,
@@ -31,7 +31,18 @@ struct Entry<'a> {
     channel: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     socket_id: Option<&'a str>,
-    detail: Value,
+    detail: D,
+}
+
+/// The detail of an entry that has none beyond its kind and channel: `{}`.
+#[derive(Serialize)]
+pub struct NoDetail {}
+
+/// The detail of a member's entry: `{"user_id": ..}`.
+#[derive(Serialize)]
+pub struct MemberDetail<'a> {
+    /// The member's user id (unknown on some cluster leaves).
+    pub user_id: Option<&'a str>,
 }
 
 /// One app's journal.
@@ -57,13 +68,14 @@ impl AppJournal {
         self.enabled
     }
 
-    /// Records an event of `kind`; `detail` is built only when the journal is on.
-    pub fn record(
+    /// Records an event of `kind`; `detail` is built only when the journal is on. Typed
+    /// details serialize straight into the entry's text (a `Value` would allocate per field).
+    pub fn record<D: Serialize>(
         &self,
         kind: &str,
         channel: Option<&str>,
         socket_id: Option<&str>,
-        detail: impl FnOnce() -> Value,
+        detail: impl FnOnce() -> D,
     ) {
         if !self.enabled {
             return;
@@ -130,15 +142,15 @@ pub fn unix_millis() -> u64 {
 }
 
 /// `data` as an entry shows it: cut at [`MAX_DATA`] bytes (on a character boundary).
-pub fn shown_data(data: &str) -> Value {
+pub fn shown_data(data: &str) -> Cow<'_, str> {
     if data.len() <= MAX_DATA {
-        return Value::String(data.to_owned());
+        return Cow::Borrowed(data);
     }
     let mut end = MAX_DATA;
     while !data.is_char_boundary(end) {
         end -= 1;
     }
-    Value::String(format!("{}… ({} bytes)", &data[..end], data.len()))
+    Cow::Owned(format!("{}… ({} bytes)", &data[..end], data.len()))
 }
 
 #[cfg(test)]
@@ -154,7 +166,7 @@ mod tests {
         let (recent, mut feed) = journal.follow();
         assert_eq!(recent.len(), RING);
         assert!(recent[0].contains("\"i\":5"), "{}", recent[0]);
-        journal.record("next", Some("c"), Some("1.2"), || Value::Null);
+        journal.record("next", Some("c"), Some("1.2"), || NoDetail {});
         let next = feed.try_recv().unwrap();
         assert!(next.contains("\"kind\":\"next\"") && next.contains("\"channel\":\"c\""));
     }
@@ -162,13 +174,12 @@ mod tests {
     #[test]
     fn an_off_journal_records_nothing_and_long_data_is_cut() {
         let journal = AppJournal::new(false);
-        journal.record("test", None, None, || unreachable!("not built when off"));
+        journal.record("test", None, None, || -> NoDetail {
+            unreachable!("not built when off")
+        });
         assert!(journal.follow().0.is_empty());
         let long = "é".repeat(MAX_DATA);
         let shown = shown_data(&long);
-        assert!(shown
-            .as_str()
-            .unwrap()
-            .ends_with(&format!("({} bytes)", long.len())));
+        assert!(shown.ends_with(&format!("({} bytes)", long.len())));
     }
 }

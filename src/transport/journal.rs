@@ -4,15 +4,30 @@
 
 use std::net::IpAddr;
 
-use serde_json::{json, Value};
+use std::borrow::Cow;
+
+use serde::Serialize;
+use serde_json::json;
 
 use super::decision::{ConnectionInfo, Deferred};
 use super::session::Session;
 use crate::hooks::Verdict;
-use crate::journal::shown_data;
+use crate::journal::{shown_data, MemberDetail, NoDetail};
+
+#[derive(Serialize)]
+struct Closed<'a> {
+    code: Option<u16>,
+    closed_by: &'a str,
+}
+
+#[derive(Serialize)]
+struct ClientEventDetail<'a> {
+    event: &'a str,
+    data: Cow<'a, str>,
+}
 
 impl Session {
-    fn journal(&self, kind: &str, channel: Option<&str>, detail: impl FnOnce() -> Value) {
+    fn journal<D: Serialize>(&self, kind: &str, channel: Option<&str>, detail: impl FnOnce() -> D) {
         let journal = self.slot.metrics().journal();
         if journal.enabled() {
             let socket = self.socket_id.to_string();
@@ -33,30 +48,28 @@ impl Session {
 
     /// The connection ended, with its close code and who closed it.
     pub(super) fn journal_closed(&self, (code, by): (Option<u16>, &str)) {
-        self.journal(
-            "connection_closed",
-            None,
-            || json!({"code": code, "closed_by": by}),
-        );
+        self.journal("connection_closed", None, || Closed {
+            code,
+            closed_by: by,
+        });
     }
 
     /// A subscription took effect.
     pub(super) fn journal_subscribed(&self, channel: &str, user_id: Option<&str>) {
-        self.journal("subscribed", Some(channel), || json!({"user_id": user_id}));
+        self.journal("subscribed", Some(channel), || MemberDetail { user_id });
     }
 
     /// The socket left a channel.
     pub(super) fn journal_unsubscribed(&self, channel: &str) {
-        self.journal("unsubscribed", Some(channel), || json!({}));
+        self.journal("unsubscribed", Some(channel), || NoDetail {});
     }
 
     /// A client event went out to the channel.
     pub(super) fn journal_client_event(&self, channel: &str, event: &str, data: &str) {
-        self.journal(
-            "client_event",
-            Some(channel),
-            || json!({"event": event, "data": shown_data(data)}),
-        );
+        self.journal("client_event", Some(channel), || ClientEventDetail {
+            event,
+            data: shown_data(data),
+        });
     }
 
     /// A decision hook's verdict on what `then` is.

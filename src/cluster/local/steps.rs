@@ -209,20 +209,14 @@ impl<R: Recipient> AppChannels<R> {
         for transition in &change.transitions {
             let event = webhook_event(transition);
             let journal = self.metrics.journal();
-            journal.record(
-                event.kind().name(),
-                Some(channel),
-                None,
-                || match transition {
+            journal.record(event.kind().name(), Some(channel), None, || {
+                let user_id = match transition {
                     Transition::MemberAdded { user_id, .. }
-                    | Transition::MemberRemoved { user_id, .. } => {
-                        serde_json::json!({ "user_id": &**user_id })
-                    }
-                    Transition::Occupied { .. } | Transition::Vacated { .. } => {
-                        serde_json::json!({})
-                    }
-                },
-            );
+                    | Transition::MemberRemoved { user_id, .. } => Some(&**user_id),
+                    Transition::Occupied { .. } | Transition::Vacated { .. } => None,
+                };
+                crate::journal::MemberDetail { user_id }
+            });
             self.submit(event);
         }
         let Some(announce) = change.announce else {

@@ -23,6 +23,7 @@ use super::line::Step;
 use crate::cluster::{Outcome, Refusal};
 use crate::config::EventKind;
 use crate::engine::PresenceMember;
+use crate::journal::{MemberDetail, NoDetail};
 use crate::protocol::codes::{SocketError, SubscriptionError};
 use crate::protocol::SocketId;
 use crate::webhooks::WebhookEvent;
@@ -241,7 +242,7 @@ impl Worker {
             } else {
                 "channel_vacated"
             };
-            journal.record(kind, Some(channel), None, || serde_json::json!({}));
+            journal.record(kind, Some(channel), None, || NoDetail {});
         }
         if transition.membership_changed {
             let kind = if joined {
@@ -249,12 +250,7 @@ impl Worker {
             } else {
                 "member_removed"
             };
-            journal.record(
-                kind,
-                Some(channel),
-                None,
-                || serde_json::json!({ "user_id": user }),
-            );
+            journal.record(kind, Some(channel), None, || MemberDetail { user_id: user });
         }
     }
 
