@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::cluster_node::{ClusterNode, NODE_TIMEOUT_MS};
+use crate::console::{console_get, console_session};
 use crate::redis_server::RedisServer;
-use crate::support::{Served, APP_ID, WAIT};
+use crate::support::{APP_ID, WAIT};
 
 const TOKEN: &str = "cluster-console-token-0123456789";
 
@@ -16,32 +17,12 @@ fn with_console(config: &mut Value) {
     config["console"] = json!({"token": TOKEN});
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(WAIT)
-        .build()
-        .unwrap()
-}
-
-/// Trades the token for the session cookie; returns the `Cookie` header value.
 async fn session(node: &ClusterNode) -> String {
-    let url = node.http_url(&format!("/console?token={TOKEN}"));
-    let response = http().get(url).send().await.unwrap();
-    assert_eq!(response.status(), 303);
-    let cookie = response.headers()["set-cookie"].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_owned()
+    console_session(node, TOKEN).await
 }
 
 async fn overview(node: &ClusterNode, cookie: &str) -> Value {
-    let response = http()
-        .get(node.http_url("/console/api/overview"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    serde_json::from_str(&response.text().await.unwrap()).unwrap()
+    console_get(node, cookie, "/console/api/overview").await
 }
 
 /// Polls the overview until `done` holds for it (bounded by `within`); returns it.

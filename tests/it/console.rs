@@ -11,6 +11,18 @@ use crate::support::*;
 
 const TOKEN: &str = "console-test-token-0123456789";
 
+/// `GET path` of `server` with the session `cookie`, as JSON (asserting 200).
+pub async fn console_get(server: &dyn Served, cookie: &str, path: &str) -> Value {
+    let response = client()
+        .get(server.http_url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "GET {path}");
+    serde_json::from_str(&response.text().await.unwrap()).unwrap()
+}
+
 /// Every console route, with its method.
 const ROUTES: [(&str, &str); 9] = [
     ("GET", "/console"),
@@ -35,7 +47,8 @@ async fn console_server(edit: impl FnOnce(&mut Value)) -> TestServer {
     .await
 }
 
-fn client() -> reqwest::Client {
+/// An HTTP client that shows redirects instead of following them.
+pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(WAIT)
@@ -43,9 +56,13 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Trades the token for the session cookie; returns the `Cookie` header value.
 async fn session(server: &TestServer) -> String {
-    let url = server.http_url(&format!("/console?token={TOKEN}"));
+    console_session(server, TOKEN).await
+}
+
+/// Trades `token` for the session cookie of `server`; returns the `Cookie` header value.
+pub async fn console_session(server: &dyn Served, token: &str) -> String {
+    let url = server.http_url(&format!("/console?token={token}"));
     let response = client().get(url).send().await.unwrap();
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/console");
@@ -56,7 +73,7 @@ async fn session(server: &TestServer) -> String {
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
-    assert!(!cookie.contains(TOKEN), "the cookie must not be the token");
+    assert!(!cookie.contains(token), "the cookie must not be the token");
     cookie.split(';').next().unwrap().to_owned()
 }
 
@@ -140,15 +157,7 @@ async fn the_page_is_served_with_a_strict_policy_and_no_secret() {
     assert!(!policy.contains("unsafe-inline"));
     let page = response.text().await.unwrap();
     assert!(page.contains("/console/console.js"));
-    let overview: Value = request(&server, "GET", "/console/api/overview")
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .map(|t| serde_json::from_str(&t).unwrap())
-        .unwrap();
+    let overview = console_get(&server, &cookie, "/console/api/overview").await;
     assert_eq!(overview["apps"][0]["id"], APP_ID);
     assert!(!overview.to_string().contains(SECRET), "{overview}");
 }
@@ -294,19 +303,8 @@ async fn the_stream_shows_connections_subscriptions_events_and_webhook_deliverie
     assert!(has(&replayed, "connection_opened", |x| x["socket_id"]
         == socket.as_str()));
 
-    let channels: Value = request(
-        &server,
-        "GET",
-        &format!("/console/api/apps/{APP_ID}/channels"),
-    )
-    .header("cookie", &cookie)
-    .send()
-    .await
-    .unwrap()
-    .text()
-    .await
-    .map(|t| serde_json::from_str(&t).unwrap())
-    .unwrap();
+    let path = format!("/console/api/apps/{APP_ID}/channels");
+    let channels = console_get(&server, &cookie, &path).await;
     assert_eq!(channels["channels"][0]["name"], channel);
     assert_eq!(channels["channels"][0]["subscription_count"], 1);
 }
