@@ -121,6 +121,14 @@ async fn a_foreign_origin_is_refused_even_with_the_cookie() {
             .await
             .unwrap();
         assert_eq!(response.status(), 403, "{method} {path}");
+        // A <script src> or <img> of another port of this host sends no Origin.
+        let response = request(&server, method, path)
+            .header("cookie", &cookie)
+            .header("sec-fetch-site", "same-site")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{method} {path} from another port");
         let own = format!("http://{}", server.running.addr);
         let response = request(&server, method, path)
             .header("cookie", &cookie)

@@ -38,8 +38,13 @@ fn has_session(token: &str, headers: &HeaderMap) -> bool {
 }
 
 /// A request from another page (cookies do not tell ports of one host apart) is refused
-/// whatever it carries; one without `Origin` is not from a page script.
+/// whatever it carries. `Sec-Fetch-Site` catches what carries no `Origin` (a `<script src>` or
+/// an `<img>` of another port of the host); a request with neither is not from a page.
 fn same_origin(headers: &HeaderMap) -> bool {
+    let fetch_site = headers.get("sec-fetch-site").map(HeaderValue::as_bytes);
+    if matches!(fetch_site, Some(b"cross-site" | b"same-site")) {
+        return false;
+    }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
@@ -143,5 +148,15 @@ mod tests {
         assert!(!same_origin(&headers));
         headers.insert(header::ORIGIN, "null".parse().unwrap());
         assert!(!same_origin(&headers));
+        headers.remove(header::ORIGIN);
+        for (site, passes) in [
+            ("same-origin", true),
+            ("none", true),
+            ("same-site", false),
+            ("cross-site", false),
+        ] {
+            headers.insert("sec-fetch-site", site.parse().unwrap());
+            assert_eq!(same_origin(&headers), passes, "{site}");
+        }
     }
 }
