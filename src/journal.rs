@@ -41,7 +41,7 @@ pub struct NoDetail {}
 /// The detail of a member's entry: `{"user_id": ..}`.
 #[derive(Serialize)]
 pub struct MemberDetail<'a> {
-    /// The member's user id (unknown on some cluster leaves).
+    /// The member's user id; none for a subscription without one.
     pub user_id: Option<&'a str>,
 }
 

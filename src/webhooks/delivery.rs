@@ -29,6 +29,12 @@ pub(super) enum Failure {
     Final(String),
 }
 
+/// An endpoint's answer to one attempt: its HTTP status, and what that status means.
+pub(super) struct Answer {
+    pub status: u16,
+    pub verdict: Result<(), Failure>,
+}
+
 /// The one HTTP client of the process: HTTP/1.1 with title-case header names, keep-alive.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -144,9 +150,13 @@ impl Deliverer {
                 return false;
             };
             let sent = Instant::now();
-            let result = self.attempt(id, &events_json).await;
+            let (status, result) = match self.attempt(id, &events_json).await {
+                Ok(answer) => (Some(answer.status), answer.verdict),
+                Err(unanswered) => (None, Err(unanswered)),
+            };
             drop(held);
-            self.journal(id, attempts, events.len(), sent.elapsed(), &result);
+            let took = sent.elapsed();
+            self.journal(id, attempts, events.len(), took, status, &result);
             let failure = match result {
                 Ok(()) => {
                     self.metrics.webhook_request_delivered();
@@ -183,6 +193,7 @@ impl Deliverer {
         attempt: u64,
         events: usize,
         took: Duration,
+        status: Option<u16>,
         result: &Result<(), Failure>,
     ) {
         let target = match &self.endpoint.target {
@@ -198,7 +209,7 @@ impl Deliverer {
             };
             serde_json::json!({
                 "webhook_id": id, "attempt": attempt, "events": events, "endpoint": target,
-                "outcome": outcome, "error": why, "latency_ms": took.as_millis() as u64,
+                "status": status, "outcome": outcome, "error": why, "latency_ms": took.as_millis() as u64,
             })
         });
     }
@@ -209,7 +220,8 @@ impl Deliverer {
         self.app_metrics.webhook_delivered_unmeasured(events);
     }
 
-    async fn attempt(&self, id: &str, events_json: &str) -> Result<(), Failure> {
+    /// One request; an `Err` when the endpoint never answered (or the request could not be made).
+    async fn attempt(&self, id: &str, events_json: &str) -> Result<Answer, Failure> {
         let time_ms = unix_millis();
         let body = envelope(time_ms, events_json);
         match &self.endpoint.target {
@@ -256,7 +268,13 @@ impl Deliverer {
         Ok(headers)
     }
 
-    async fn post(&self, url: &str, id: &str, timestamp: u64, body: String) -> Result<(), Failure> {
+    async fn post(
+        &self,
+        url: &str,
+        id: &str,
+        timestamp: u64,
+        body: String,
+    ) -> Result<Answer, Failure> {
         let headers = self.headers(id, timestamp, &body)?;
         let request = self
             .client
@@ -268,9 +286,12 @@ impl Deliverer {
             .send()
             .await
             .map_err(|e| Failure::Retryable(format!("request failed: {e}")))?;
-        let status = response.status();
+        let status = response.status().as_u16();
         discard_body(response).await;
-        classify(status.as_u16())
+        Ok(Answer {
+            status,
+            verdict: classify(status),
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::credentials;
-use super::delivery::{classify, discard_body, Failure};
+use super::delivery::{classify, discard_body, Answer, Failure};
 use crate::config::LambdaTarget;
 
 /// RFC 3986 unreserved characters stay; everything else in a path segment or query value is
@@ -99,13 +99,14 @@ fn signed_headers(
     Ok(map)
 }
 
-/// Invokes the function once; a function error (`X-Amz-Function-Error`) is a failed attempt.
+/// Invokes the function once; a function error (`X-Amz-Function-Error`) is a failed attempt
+/// even under a 2xx.
 pub(super) async fn invoke_lambda(
     client: &reqwest::Client,
     lambda: &LambdaTarget,
     timeout: Duration,
     body: String,
-) -> Result<(), Failure> {
+) -> Result<Answer, Failure> {
     let (url, region) = invoke_url(lambda)?;
     let credentials = credentials::current().await.map_err(Failure::Final)?;
     let headers = signed_headers(
@@ -129,9 +130,9 @@ pub(super) async fn invoke_lambda(
         .get("x-amz-function-error")
         .map(|v| v.to_str().unwrap_or("?").to_owned());
     discard_body(response).await;
-    classify(status)?;
-    match function_error {
+    let verdict = classify(status).and_then(|()| match function_error {
         Some(kind) => Err(Failure::Retryable(format!("the function failed: {kind}"))),
         None => Ok(()),
-    }
+    });
+    Ok(Answer { status, verdict })
 }

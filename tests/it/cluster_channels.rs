@@ -90,6 +90,7 @@ async fn joins_and_leaves_are_idempotent_and_emit_once() {
     let last = state.leave(&mut con, "a", "room", "1.2").await.unwrap();
     assert!(last.changed && last.occupancy_changed);
     assert_eq!(last.subscription_count, 0);
+    assert_eq!(last.user, None, "a public channel's socket has no user");
     assert_eq!(
         events(&mut con, &state, "a", "room").await,
         ["channel_occupied room", "channel_vacated room"]
@@ -208,10 +209,15 @@ async fn the_grace_period_is_held_in_redis_and_cancelled_from_another_node() {
         .join(&mut con, &join("presence-g", "1.1", Some(("u", "{}"))))
         .await
         .unwrap();
-    node_a
+    let left = node_a
         .leave(&mut con, "a", "presence-g", "1.1")
         .await
         .unwrap();
+    assert_eq!(
+        left.user.as_deref(),
+        Some("u"),
+        "the leave names the socket's user"
+    );
     // Within the grace period the user returns on another node: both halves are cancelled.
     node_b
         .join(&mut con, &join("presence-g", "2.1", Some(("u", "{}"))))

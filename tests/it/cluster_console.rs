@@ -1,15 +1,16 @@
 //! The console's overview on a cluster counts every node from what the nodes write to Redis:
 //! a node's figures appear within a heartbeat, go within the node timeout of its death, and
-//! with Redis down the overview still answers with the node's own figures and says so.
+//! with Redis down the overview still answers with the node's own figures and says so. A
+//! node's event log names the members its sockets add and remove, as a single node's does.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::cluster_node::{ClusterNode, NODE_TIMEOUT_MS};
-use crate::console::{console_get, console_session};
+use crate::console::{client, console_get, console_session, has, read_stream};
 use crate::redis_server::RedisServer;
-use crate::support::{APP_ID, WAIT};
+use crate::support::{Served, APP_ID, WAIT};
 
 const TOKEN: &str = "cluster-console-token-0123456789";
 
@@ -100,4 +101,30 @@ async fn cluster_overview_counts_every_node_and_forgets_a_dead_one() {
     assert_eq!(nodes(&cut_off), [own]);
     assert_eq!(connections(&cut_off), 1);
     assert!(cut_off["apps"][0]["channels"].is_null(), "{cut_off}");
+}
+
+/// Redis decides that a member left (the user's last socket anywhere); its reply names the user,
+/// so the node's entry does too.
+#[tokio::test]
+async fn a_nodes_event_log_names_the_members_added_and_removed() {
+    let redis = RedisServer::start();
+    let a = ClusterNode::start(&redis, with_console);
+    let cookie = session(&a).await;
+    let stream_path = format!("/console/api/apps/{APP_ID}/stream");
+    let mut stream = client()
+        .get(a.http_url(&stream_path))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut member = a.client().await;
+    member.join_presence("presence-log", "ada").await;
+    member.disconnect().await;
+    let entries = read_stream(&mut stream, |e| has(e, "member_removed", |_| true)).await;
+    for kind in ["member_added", "member_removed"] {
+        let entry = entries.iter().find(|e| e["kind"] == kind).unwrap();
+        assert_eq!(entry["channel"], "presence-log", "{entry}");
+        assert_eq!(entry["detail"]["user_id"], "ada", "{entry}");
+    }
 }

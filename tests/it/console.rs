@@ -178,7 +178,8 @@ async fn the_console_can_be_turned_off() {
 }
 
 /// Reads the stream until `done` holds for the entries so far (bounded).
-async fn read_stream(
+/// Reads the stream's entries until `done` holds for them (bounded by `WAIT`).
+pub async fn read_stream(
     response: &mut reqwest::Response,
     done: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
@@ -208,7 +209,8 @@ async fn read_stream(
     entries
 }
 
-fn has(entries: &[Value], kind: &str, check: impl Fn(&Value) -> bool) -> bool {
+/// Whether an entry of `kind` passes `check`.
+pub fn has(entries: &[Value], kind: &str, check: impl Fn(&Value) -> bool) -> bool {
     entries.iter().any(|e| e["kind"] == kind && check(e))
 }
 
@@ -294,6 +296,13 @@ async fn the_stream_shows_connections_subscriptions_events_and_webhook_deliverie
         .unwrap()
         .starts_with("msg_"));
     assert_eq!(delivery["detail"]["attempt"], 1);
+    assert_eq!(delivery["detail"]["status"], 200);
+    let occupied = entries.iter().find(|e| e["kind"] == "channel_occupied");
+    assert_eq!(
+        occupied.unwrap()["detail"],
+        json!({}),
+        "a channel's entry has no user"
+    );
 
     // A viewer that opens the console later gets the recent entries at once.
     b.disconnect().await;

@@ -8,6 +8,7 @@ use super::app::AppChannels;
 use super::counts::Announce;
 use super::recipient::Recipient;
 use crate::engine::{Subscribers, Transition};
+use crate::journal::{MemberDetail, NoDetail};
 use crate::outbound::WireFrame;
 use crate::protocol::{frames, SocketId};
 use crate::webhooks::WebhookEvent;
@@ -208,15 +209,18 @@ impl<R: Recipient> AppChannels<R> {
         }
         for transition in &change.transitions {
             let event = webhook_event(transition);
-            let journal = self.metrics.journal();
-            journal.record(event.kind().name(), Some(channel), None, || {
-                let user_id = match transition {
-                    Transition::MemberAdded { user_id, .. }
-                    | Transition::MemberRemoved { user_id, .. } => Some(&**user_id),
-                    Transition::Occupied { .. } | Transition::Vacated { .. } => None,
-                };
-                crate::journal::MemberDetail { user_id }
-            });
+            let (journal, kind) = (self.metrics.journal(), event.kind().name());
+            match transition {
+                Transition::MemberAdded { user_id, .. }
+                | Transition::MemberRemoved { user_id, .. } => {
+                    journal.record(kind, Some(channel), None, || MemberDetail {
+                        user_id: Some(&**user_id),
+                    })
+                }
+                Transition::Occupied { .. } | Transition::Vacated { .. } => {
+                    journal.record(kind, Some(channel), None, || NoDetail {})
+                }
+            }
             self.submit(event);
         }
         let Some(announce) = change.announce else {

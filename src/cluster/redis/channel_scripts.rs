@@ -124,13 +124,14 @@ end
 -- Removes a socket from a channel whose keys start with `ch` (`...:ch:{app}:{channel}`); with
 -- `owner`, only if that incarnation holds it; `origin` publishes the notice on `topic`; `index`
 -- is the app's set of occupied channels in the partition.
--- Returns {changed, count, vacated, removed, count announcement (see `count_changed`)}.
+-- Returns {changed, count, vacated, removed, count announcement (see `count_changed`), the
+-- socket's user id ('' when it had none or was not there)}.
 local function leave_socket(ch, index, pending, stream, topic, origin, socket, app, channel, grace, owner)
   local sockets = ch .. ':sockets'
   local held = redis.call('HGET', sockets, socket)
   local bar = held and string.find(held, '|', 1, true)
   if not held or (owner and string.sub(held, 1, bar - 1) ~= owner) then
-    return {0, redis.call('HLEN', sockets), 0, 0, 0}
+    return {0, redis.call('HLEN', sockets), 0, 0, 0, ''}
   end
   redis.call('HDEL', sockets, socket)
   local user = string.sub(held, bar + 1)
@@ -158,7 +159,7 @@ local function leave_socket(ch, index, pending, stream, topic, origin, socket, a
     end
   end
   local announced = count_changed(ch, pending, stream, topic, origin, app, channel)
-  return {1, count, vacated, removed, announced}
+  return {1, count, vacated, removed, announced, user}
 end
 ";
 
@@ -241,8 +242,8 @@ return reply(1, count, occupied, added, announced, version)
 /// KEYS: the channel's key stem (`...:ch:{app}:{channel}`), owned, pending, stream, the app's
 /// occupied channels in the partition, the partition's epoch.
 /// ARGV: socket, app, channel, owned entry, grace ms, topic, incarnation, the cluster's epoch.
-/// Returns {changed, subscription count, vacated now, member removed now, count announcement};
-/// the error `EPOCH` as JOIN.
+/// Returns {changed, subscription count, vacated now, member removed now, count announcement,
+/// the socket's user id or ''}; the error `EPOCH` as JOIN.
 pub const LEAVE: &str = r"
 if stale_epoch(KEYS[6], ARGV[8]) then
   return redis.error_reply('EPOCH the cluster state this node knew was lost')

@@ -43,7 +43,7 @@ impl CountAnnouncement {
 }
 
 /// What a join or leave changed, cluster-wide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     /// False when the socket was already in (join) or already out (leave): nothing changed.
     pub changed: bool,
@@ -55,6 +55,8 @@ pub struct Transition {
     pub membership_changed: bool,
     /// What became of the new subscription count.
     pub count: CountAnnouncement,
+    /// On a leave, the user id the socket had (presence channels); the joiner knows its own.
+    pub user: Option<String>,
 }
 
 impl Transition {
@@ -67,6 +69,7 @@ impl Transition {
             occupancy_changed: occupancy == 1,
             membership_changed: membership == 1,
             count: CountAnnouncement::from_reply(announced),
+            user: None,
         }
     }
 
@@ -412,7 +415,11 @@ impl ChannelState {
             .arg(&self.webhook_apps)
             .invoke_async(con)
             .await?;
-        Ok(Transition::from_reply(reply))
+        let (changed, count, vacated, removed, announced, user): (i64, u64, i64, i64, i64, String) =
+            reply;
+        let mut transition = Transition::from_reply((changed, count, vacated, removed, announced));
+        transition.user = Some(user).filter(|user| !user.is_empty());
+        Ok(transition)
     }
 
     /// Removes every socket a dead incarnation left, partition by partition, as if each had

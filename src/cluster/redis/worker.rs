@@ -225,7 +225,7 @@ impl Worker {
         match left {
             Ok(transition) => {
                 link.changed(&self.app.app.id, channel, &transition);
-                self.journal(channel, &transition, false, None);
+                self.journal(channel, &transition, false, transition.user.as_deref());
             }
             Err(error) => link.went_offline(&error),
         }

@@ -80,7 +80,7 @@ function age(ms) {
 }
 
 function renderOverview(overview) {
-  $('node').textContent = overview.node || 'single node';
+  $('node').textContent = overview.node ? `node ${overview.node}` : 'this server (a single node)';
   $('cluster-unavailable').hidden = !overview.cluster_unavailable;
   trackNodes(overview);
   const rows = $('apps').querySelector('tbody');
