@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 /// Entries kept per app for a viewer that opens the console.
 pub const RING: usize = 500;
 /// Entries a viewer may be behind before it loses some.
-const FEED: usize = 1024;
+pub const FEED: usize = 1024;
 /// Bytes of an event's data kept in an entry; the rest is cut (and marked so).
 pub const MAX_DATA: usize = 2048;
 
@@ -54,7 +54,8 @@ pub struct AppJournal {
 }
 
 impl AppJournal {
-    fn new(enabled: bool) -> AppJournal {
+    /// An empty journal; `enabled: false` records nothing.
+    pub(crate) fn new(enabled: bool) -> AppJournal {
         AppJournal {
             enabled,
             seq: AtomicU64::new(0),

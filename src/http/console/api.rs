@@ -140,11 +140,11 @@ pub async fn stream(
     let entries = stream::unfold(
         (VecDeque::from(recent), feed, shutdown),
         |(mut recent, mut feed, shutdown)| async move {
-            let event = match recent.pop_front() {
-                Some(entry) => Event::default().data(&*entry),
+            let entry = match recent.pop_front() {
+                Some(entry) => entry,
                 None => next_live(&mut feed, &shutdown).await?,
             };
-            Some((Ok(event), (recent, feed, shutdown)))
+            Some((Ok(Event::default().data(&*entry)), (recent, feed, shutdown)))
         },
     );
     Ok(Sse::new(entries).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
@@ -155,17 +155,48 @@ pub async fn stream(
 async fn next_live(
     feed: &mut Receiver<Arc<str>>,
     shutdown: &tokio_util::sync::CancellationToken,
-) -> Option<Event> {
+) -> Option<Arc<str>> {
     let next = tokio::select! {
         next = feed.recv() => next,
         _ = shutdown.cancelled() => return None,
     };
     match next {
-        Ok(entry) => Some(Event::default().data(&*entry)),
+        Ok(entry) => Some(entry),
         Err(RecvError::Lagged(lost)) => {
             let notice = json!({"kind": "dropped", "detail": {"count": lost}});
-            Some(Event::default().data(notice.to_string()))
+            Some(notice.to_string().into())
         }
         Err(RecvError::Closed) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::journal::{AppJournal, NoDetail, FEED};
+
+    #[tokio::test]
+    async fn a_viewer_that_falls_behind_is_told_how_many_entries_it_lost() {
+        let journal = AppJournal::new(true);
+        let (_, mut feed) = journal.follow();
+        for i in 0..FEED + 10 {
+            journal.record("test", Some(&i.to_string()), None, || NoDetail {});
+        }
+        let shutdown = CancellationToken::new();
+        let notice: Value =
+            serde_json::from_str(&next_live(&mut feed, &shutdown).await.unwrap()).unwrap();
+        assert_eq!(notice, json!({"kind": "dropped", "detail": {"count": 10}}));
+        let next: Value =
+            serde_json::from_str(&next_live(&mut feed, &shutdown).await.unwrap()).unwrap();
+        assert_eq!(
+            next["channel"], "10",
+            "the oldest entry still in the feed follows"
+        );
+        shutdown.cancel();
+        assert!(next_live(&mut AppJournal::new(true).follow().1, &shutdown)
+            .await
+            .is_none());
     }
 }
