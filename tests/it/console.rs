@@ -1,6 +1,7 @@
 //! The debug console's endpoints: every route behind the token (401 without it, 403 from a
 //! foreign origin), the token traded for a cookie, and the live stream showing a connection, a
-//! subscription, a REST event, a client event and a webhook delivery.
+//! subscription, a REST event, a client event and a webhook delivery; the channels and a presence
+//! channel's members.
 
 use std::time::Duration;
 
@@ -324,4 +325,26 @@ async fn the_stream_shows_connections_subscriptions_events_and_webhook_deliverie
     let channels = console_get(&server, &cookie, &path).await;
     assert_eq!(channels["channels"][0]["name"], channel);
     assert_eq!(channels["channels"][0]["subscription_count"], 1);
+}
+
+#[tokio::test]
+async fn the_members_of_a_presence_channel_are_listed_and_other_channels_refused() {
+    let server = console_server(|_| {}).await;
+    let cookie = session(&server).await;
+    let mut member = server.client().await;
+    member.join_presence("presence-room", "ada").await;
+    let path = format!("/console/api/apps/{APP_ID}/channels/presence-room/users");
+    let users = console_get(&server, &cookie, &path).await;
+    assert_eq!(users, json!({"users": ["ada"]}));
+
+    let public = format!("/console/api/apps/{APP_ID}/channels/room/users");
+    let refused = client()
+        .get(server.http_url(&public))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: Value = serde_json::from_str(&refused.text().await.unwrap()).unwrap();
+    assert!(body["error"].is_string(), "{body}");
 }
