@@ -22,10 +22,15 @@ pub fn hooked(hook: &Receiver, grace_ms: u64) -> impl Fn(&mut Value) + '_ {
     }
 }
 
-/// The webhook events received so far, as (name, channel, user id) triples.
+/// The webhook events received so far, as (name, channel, user id) triples, as a receiver that
+/// de-duplicates by `webhook-id` sees them: delivery is at least once, and a batch resent after
+/// an outage or a takeover carries the id of its first attempt.
 pub fn events(hook: &Receiver) -> Vec<(String, String, String)> {
-    hook.events_at("/hook")
-        .iter()
+    let mut seen = std::collections::HashSet::new();
+    hook.at("/hook")
+        .into_iter()
+        .filter(|post| seen.insert(post.header("webhook-id").to_owned()))
+        .flat_map(|post| post.events())
         .map(|e| {
             let text = |k: &str| e[k].as_str().unwrap_or("").to_owned();
             (text("name"), text("channel"), text("user_id"))

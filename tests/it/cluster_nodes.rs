@@ -1,6 +1,6 @@
 //! The cluster's node registry against a real Redis: a live node's id is refused, a dead one's
-//! is taken over, dead incarnations are found by Redis time, and a node that lost its id knows
-//! it is fenced.
+//! is taken over, dead incarnations are found by Redis time, a node that lost its id knows it
+//! is fenced, and one whose beat merely lapsed knows that too.
 
 use std::time::Duration;
 
@@ -111,6 +111,36 @@ async fn dead_incarnations_are_found_by_redis_time() {
         "a beating node is alive"
     );
     beating.abort();
+}
+
+#[tokio::test]
+async fn a_beat_that_lapsed_without_a_reap_is_not_fenced_and_the_node_revives() {
+    let redis = RedisServer::start();
+    let mut con = connect(&redis.url()).await.unwrap();
+    let stalled = NodeMembership::join(&mut con, &config(&redis, None))
+        .await
+        .unwrap();
+    assert_eq!(stalled.beat(&mut con).await.unwrap(), Beat::Alive);
+    // No beat for longer than the timeout (Redis stalled), and nobody reaped it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        stalled.beat(&mut con).await.unwrap(),
+        Beat::Lapsed,
+        "a lapse, not a fence"
+    );
+    assert!(stalled.revive(&mut con).await.unwrap());
+    assert_eq!(stalled.beat(&mut con).await.unwrap(), Beat::Alive);
+
+    // Once a survivor forgot it (the end of a reap), the same wait is a fence.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let survivor = NodeMembership::join(&mut con, &config(&redis, None))
+        .await
+        .unwrap();
+    let dead = survivor.dead_incarnations(&mut con).await.unwrap();
+    assert_eq!(dead, [stalled.incarnation().to_owned()]);
+    survivor.forget(&mut con, &dead[0]).await.unwrap();
+    assert_eq!(stalled.beat(&mut con).await.unwrap(), Beat::Fenced);
+    assert!(!stalled.revive(&mut con).await.unwrap());
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::cluster_mode::{count, events, hooked, trigger};
 use crate::cluster_node::ClusterNode;
@@ -31,6 +31,27 @@ async fn wait_for_channel(node: &ClusterNode, channel: &str, done: impl Fn(&Valu
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{channel} did not converge in 15 s; last answer: {last}");
+}
+
+/// Triggers `probe` events on `node` until `client`, on another node, gets one: `node` is back
+/// in the cluster (its publishes go through Redis again) rather than serving its own sockets
+/// only (bounded: 15 s). Later probes are skipped by [`Client::recv_event`] of other names.
+async fn wait_until_relayed(node: &ClusterNode, channel: &str, client: &mut Client) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let path = format!("/apps/{APP_ID}/events");
+    while tokio::time::Instant::now() < deadline {
+        let body = json!({"name": "probe", "channels": [channel], "data": "{}"});
+        let (status, reply) = Rest::new(node).post(&path, body).await;
+        assert_eq!(status, 200, "{reply}");
+        let heard = client.recv_event("probe");
+        if tokio::time::timeout(Duration::from_millis(200), heard)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    panic!("{channel}: events triggered on the node did not reach the other node in 15 s");
 }
 
 async fn expect_data(client: &mut Client, data: &str) {
@@ -172,6 +193,8 @@ async fn a_redis_that_stops_answering_is_noticed_and_the_nodes_resync_when_it_an
 
     redis.resume();
     wait_for_channel(&b, "quiet", |c| c["subscription_count"] == 3).await;
+    // Redis counting a's socket proves a resynced, not that b is back yet.
+    wait_until_relayed(&b, "quiet", &mut a1).await;
     trigger(&b, "quiet", "after", None).await;
     expect_data(&mut a1, "after").await;
     expect_data(&mut a2, "after").await;

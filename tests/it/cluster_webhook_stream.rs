@@ -149,3 +149,74 @@ async fn a_batch_cut_short_by_a_death_is_resent_under_its_id_by_the_next_holder(
         Next::Empty
     );
 }
+
+#[tokio::test]
+async fn a_holder_whose_lease_ran_out_during_a_stall_commits_unless_another_took_over() {
+    let redis = RedisServer::start();
+    let mut con = connect(&redis.url()).await.unwrap();
+    let state = ChannelState::new("t", "n.x", 0);
+    for socket in ["1.1", "1.2"] {
+        let joining = Joining {
+            app: "a",
+            channel: "room",
+            socket,
+            member: None,
+            max_members: 0,
+            cached: false,
+        };
+        state.join(&mut con, &joining).await.unwrap();
+        state.leave(&mut con, "a", "room", socket).await.unwrap();
+    }
+    let partition = partition_of("a", "room");
+    let all = |_: &StreamEntry| true;
+    let first = WebhookStreams::new("t", "a.1", 300);
+    let second = WebhookStreams::new("t", "b.1", 300);
+    assert!(first.lease(&mut con, partition).await.unwrap());
+    let delivered = first
+        .next_batch(&mut con, partition, "a\n0", 2, all)
+        .await
+        .unwrap()
+        .batch()
+        .unwrap();
+
+    // The POST was answered, then Redis stalled past the lease; nobody took the partition.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(first
+        .done(&mut con, partition, "a\n0", &delivered)
+        .await
+        .unwrap());
+    assert!(second.lease(&mut con, partition).await.unwrap());
+    let after = second
+        .next_batch(&mut con, partition, "a\n0", 2, all)
+        .await
+        .unwrap()
+        .batch()
+        .unwrap();
+    assert_ne!(
+        after.id, delivered.id,
+        "the delivered batch is not sent again"
+    );
+    assert_eq!(
+        names(&after.entries),
+        ["channel_occupied", "channel_vacated"]
+    );
+
+    // The second holder's lease runs out with its batch open: a late commit of the first's
+    // batch must not move the cursor past it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !first
+            .done(&mut con, partition, "a\n0", &delivered)
+            .await
+            .unwrap(),
+        "not the endpoint's open batch"
+    );
+    assert!(first.lease(&mut con, partition).await.unwrap());
+    let resent = first
+        .next_batch(&mut con, partition, "a\n0", 2, all)
+        .await
+        .unwrap()
+        .batch()
+        .unwrap();
+    assert_eq!(resent, after, "the open batch is resent under its id");
+}

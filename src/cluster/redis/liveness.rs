@@ -27,6 +27,9 @@ pub enum NodeHealth {
     /// This incarnation lost its id (it was taken for dead): its sockets must close so their
     /// clients reconnect, and the node must rejoin as a new incarnation.
     Fenced,
+    /// The heartbeat lapsed without a reap (Redis stalled past the timeout): the node revives,
+    /// or finds itself fenced, through recovery.
+    Lapsed,
 }
 
 /// The node's duties, run on a task until `close` is cancelled or the node is fenced.
@@ -119,19 +122,27 @@ async fn beat(
             let now = match membership.beat(&mut con).await {
                 Ok(Beat::Alive) => NodeHealth::Alive,
                 Ok(Beat::Fenced) => NodeHealth::Fenced,
+                Ok(Beat::Lapsed) => NodeHealth::Lapsed,
                 Err(error) => {
                     tracing::warn!(%error, "cannot renew the node heartbeat in Redis");
                     NodeHealth::RedisDown
                 }
             };
             report.send_if_modified(|health| std::mem::replace(health, now) != now);
-            if now == NodeHealth::Fenced {
-                tracing::error!(
-                    node = membership.incarnation(),
-                    "this node was taken for dead by the cluster (fenced)"
-                );
-                stop.cancel();
+            let node = membership.incarnation();
+            match now {
+                NodeHealth::Fenced => {
+                    tracing::error!(node, "this node was taken for dead by the cluster (fenced)")
+                }
+                NodeHealth::Lapsed => tracing::warn!(
+                    node,
+                    "this node's heartbeat lapsed while Redis did not answer; reviving it"
+                ),
+                NodeHealth::Alive | NodeHealth::RedisDown => return,
             }
+            // Neither a fenced nor a lapsed incarnation may reap or sweep; recovery restarts
+            // the duties once the node is back.
+            stop.cancel();
         }
     })
     .await;

@@ -36,17 +36,21 @@ return {1, '', 0}
 ";
 
 /// Renews a heartbeat when the incarnation still holds its id and is not yet dead by [`DEAD`]'s
-/// measure; 0 when either fails (fenced): a beat must never revive a node whose sockets the
-/// others may already be reaping. KEYS: id key, live set. ARGV: incarnation, timeout ms.
+/// measure: a beat must never revive a node whose sockets the others may already be reaping.
+/// Returns 1 when renewed; 0 when fenced (another incarnation holds the id, or this one was
+/// reaped: it left the live set); 2 when it lapsed (the id expired or the last beat is older
+/// than the timeout, say Redis stalled: only a revive may tell whether a reap began).
+/// KEYS: id key, live set. ARGV: incarnation, timeout ms.
 const HEARTBEAT: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+local holder = redis.call('GET', KEYS[1])
+local last = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if (holder and holder ~= ARGV[1]) or not last then
   return 0
 end
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
-local last = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not last or tonumber(last) < ms - tonumber(ARGV[2]) then
-  return 0
+if not holder or tonumber(last) < ms - tonumber(ARGV[2]) then
+  return 2
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ms, ARGV[1])
@@ -138,6 +142,9 @@ pub enum Beat {
     /// The id is no longer this incarnation's: the others took it for dead (a pause longer than
     /// the timeout, a lost Redis). Its sockets must close so their clients reconnect.
     Fenced,
+    /// The heartbeat is older than the timeout but the incarnation was not reaped yet (Redis
+    /// stalled, or this node did): it must not beat on, only revive and resync.
+    Lapsed,
 }
 
 /// This node's place in the cluster.
@@ -260,10 +267,10 @@ impl NodeMembership {
             .arg(self.timeout.as_millis() as u64)
             .invoke_async(con)
             .await?;
-        Ok(if alive == 1 {
-            Beat::Alive
-        } else {
-            Beat::Fenced
+        Ok(match alive {
+            1 => Beat::Alive,
+            2 => Beat::Lapsed,
+            _ => Beat::Fenced,
         })
     }
 

@@ -2,7 +2,7 @@
 //! own sockets meanwhile), after Redis lost its data, and after it was fenced.
 //!
 //! One task watches what can go wrong (a failed script or publish, a broken pub/sub
-//! connection, a failed or fenced heartbeat) and, once Redis answers again:
+//! connection, a failed, fenced or lapsed heartbeat) and, once Redis answers again:
 //! - **the state is there** (the epoch is the one the node knew): the incarnation is revived
 //!   and every line resyncs its sockets, idempotently, with the transitions of the outage
 //!   (joins and leaves that only this node saw) reported once each as they reach Redis;
@@ -57,7 +57,7 @@ impl Supervisor {
         loop {
             let mut health = self.duties.health.clone();
             let offline = self.link.offline.notified();
-            let fenced = tokio::select! {
+            let check = tokio::select! {
                 _ = self.close.cancelled() => break,
                 _ = offline => false,
                 changed = pubsub.changed() => {
@@ -69,19 +69,19 @@ impl Supervisor {
                     }
                     false
                 }
-                // An error means the duties ended (fenced): the last value says so.
+                // An error means the duties ended (fenced or lapsed): the last value says so.
                 _ = health.changed() => {
                     match *health.borrow_and_update() {
                         NodeHealth::RedisDown => {
                             self.link.went_offline(&"the heartbeat could not reach Redis");
                             false
                         }
-                        NodeHealth::Fenced => true,
+                        NodeHealth::Fenced | NodeHealth::Lapsed => true,
                         NodeHealth::Alive => false,
                     }
                 }
             };
-            if fenced || !self.link.is_online() {
+            if check || !self.link.is_online() {
                 self.metrics.cluster_online(false);
                 self.recover().await;
                 self.metrics.cluster_online(self.link.is_online());

@@ -35,10 +35,17 @@ return 1
 ";
 
 /// A batch was delivered (or given up on): the cursor moves past it and its record goes.
-/// KEYS: lease, batches, cursors. ARGV: holder, endpoint field, last entry id.
+/// KEYS: lease, batches, cursors. ARGV: holder, endpoint field, last entry id, `webhook-id`.
+/// A holder whose lease ran out while Redis did not answer (a stall longer than the lease)
+/// may still commit while nobody holds the lease and the endpoint's open batch is still this
+/// one: moving past it skips nothing, and refusing would only make the next holder send it
+/// again.
 const DONE: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
+local holder = redis.call('GET', KEYS[1])
+if holder ~= ARGV[1] then
+  if holder or redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[4] .. '\n' .. ARGV[3] then
+    return 0
+  end
 end
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 redis.call('HDEL', KEYS[2], ARGV[2])
@@ -221,8 +228,8 @@ impl WebhookStreams {
         })
     }
 
-    /// The batch was delivered or given up on; false when the lease was lost meanwhile (the new
-    /// holder resends it under the same id).
+    /// The batch was delivered or given up on; false when another node took the lease meanwhile
+    /// (it resends the batch under the same id).
     pub async fn done(
         &self,
         con: &mut ConnectionManager,
@@ -238,6 +245,7 @@ impl WebhookStreams {
             .arg(&self.holder)
             .arg(endpoint)
             .arg(&batch.last)
+            .arg(&batch.id)
             .invoke_async(con)
             .await?;
         Ok(moved == 1)
