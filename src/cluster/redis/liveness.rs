@@ -136,7 +136,7 @@ async fn beat(
                 }
                 NodeHealth::Lapsed => tracing::warn!(
                     node,
-                    "this node's heartbeat lapsed while Redis did not answer; reviving it"
+                    "this node's heartbeat lapsed (Redis or this node stalled past the node timeout); reviving it"
                 ),
                 NodeHealth::Alive | NodeHealth::RedisDown => return,
             }
