@@ -7,6 +7,7 @@ use std::time::Duration;
 use herald::cluster::redis::channel_state::{partition_of, ChannelState, Joining};
 use herald::cluster::redis::connect;
 use herald::cluster::redis::webhook_stream::{Next, StreamEntry, WebhookStreams};
+use redis::aio::ConnectionManager;
 
 use crate::redis_server::RedisServer;
 
@@ -14,23 +15,28 @@ fn names(entries: &[StreamEntry]) -> Vec<&str> {
     entries.iter().map(|e| e.field("name").unwrap()).collect()
 }
 
-#[tokio::test]
-async fn a_batch_cut_short_by_a_death_is_resent_under_its_id_by_the_next_holder() {
-    let redis = RedisServer::start();
-    let mut con = connect(&redis.url()).await.unwrap();
+/// Each socket in turn occupies and vacates app `a`'s channel `room`: two stream entries each.
+async fn occupy_and_vacate(con: &mut ConnectionManager, sockets: &[&str]) {
     let state = ChannelState::new("t", "n.x", 0);
-    for _ in 0..2 {
+    for &socket in sockets {
         let joining = Joining {
             app: "a",
             channel: "room",
-            socket: "1.1",
+            socket,
             member: None,
             max_members: 0,
             cached: false,
         };
-        state.join(&mut con, &joining).await.unwrap();
-        state.leave(&mut con, "a", "room", "1.1").await.unwrap();
+        state.join(con, &joining).await.unwrap();
+        state.leave(con, "a", "room", socket).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_batch_cut_short_by_a_death_is_resent_under_its_id_by_the_next_holder() {
+    let redis = RedisServer::start();
+    let mut con = connect(&redis.url()).await.unwrap();
+    occupy_and_vacate(&mut con, &["1.1", "1.1"]).await;
     let partition = partition_of("a", "room");
     let all = |_: &StreamEntry| true;
     let first = WebhookStreams::new("t", "a.1", 300);
@@ -154,19 +160,7 @@ async fn a_batch_cut_short_by_a_death_is_resent_under_its_id_by_the_next_holder(
 async fn a_holder_whose_lease_ran_out_during_a_stall_commits_unless_another_took_over() {
     let redis = RedisServer::start();
     let mut con = connect(&redis.url()).await.unwrap();
-    let state = ChannelState::new("t", "n.x", 0);
-    for socket in ["1.1", "1.2"] {
-        let joining = Joining {
-            app: "a",
-            channel: "room",
-            socket,
-            member: None,
-            max_members: 0,
-            cached: false,
-        };
-        state.join(&mut con, &joining).await.unwrap();
-        state.leave(&mut con, "a", "room", socket).await.unwrap();
-    }
+    occupy_and_vacate(&mut con, &["1.1", "1.2"]).await;
     let partition = partition_of("a", "room");
     let all = |_: &StreamEntry| true;
     let first = WebhookStreams::new("t", "a.1", 300);

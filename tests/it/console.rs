@@ -171,7 +171,13 @@ async fn the_console_can_be_turned_off() {
     assert_eq!(client().get(url).send().await.unwrap().status(), 404);
 }
 
-/// Reads the stream until `done` holds for the entries so far (bounded).
+/// Opens the app's live stream with the session `cookie`.
+async fn open_stream(server: &TestServer, cookie: &str) -> reqwest::Response {
+    let path = format!("/console/api/apps/{APP_ID}/stream");
+    let opened = request(server, "GET", &path).header("cookie", cookie);
+    opened.send().await.unwrap()
+}
+
 /// Reads the stream's entries until `done` holds for them (bounded by `WAIT`).
 pub async fn read_stream(
     response: &mut reqwest::Response,
@@ -218,15 +224,7 @@ async fn the_stream_shows_connections_subscriptions_events_and_webhook_deliverie
     })
     .await;
     let cookie = session(&server).await;
-    let mut stream = request(
-        &server,
-        "GET",
-        &format!("/console/api/apps/{APP_ID}/stream"),
-    )
-    .header("cookie", &cookie)
-    .send()
-    .await
-    .unwrap();
+    let mut stream = open_stream(&server, &cookie).await;
     assert_eq!(stream.status(), 200);
     assert!(stream.headers()["content-type"]
         .to_str()
@@ -301,15 +299,7 @@ async fn the_stream_shows_connections_subscriptions_events_and_webhook_deliverie
     // A viewer that opens the console later gets the recent entries at once.
     b.disconnect().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut late = request(
-        &server,
-        "GET",
-        &format!("/console/api/apps/{APP_ID}/stream"),
-    )
-    .header("cookie", &cookie)
-    .send()
-    .await
-    .unwrap();
+    let mut late = open_stream(&server, &cookie).await;
     let replayed = read_stream(&mut late, |e| has(e, "connection_closed", |_| true)).await;
     assert!(has(&replayed, "connection_opened", |x| x["socket_id"]
         == socket.as_str()));
