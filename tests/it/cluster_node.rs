@@ -1,9 +1,11 @@
 //! A Herald cluster node in a child process, on a real Redis: crash tests need a process that
 //! can be killed (dropping an in-process server runs its graceful cleanup, which is no crash).
 
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -21,11 +23,33 @@ pub struct ClusterNode {
     config: PathBuf,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+/// Numbers the config files of the nodes this test process starts.
+static NEXT_NODE: AtomicUsize = AtomicUsize::new(0);
+
+/// Copies the node's log to this test's stderr (shown when the test fails) and sends the port
+/// of its "Herald listening" line once.
+fn relay_log(stdout: ChildStdout) -> mpsc::Receiver<u16> {
+    let (listening, port) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            eprintln!("node: {line}");
+            if let Some(port) = line
+                .contains("Herald listening")
+                .then(|| listening_port(&line))
+                .flatten()
+            {
+                let _ = listening.send(port);
+            }
+        }
+    });
+    port
+}
+
+/// The port in a "Herald listening addr=127.0.0.1:PORT ..." log line.
+fn listening_port(line: &str) -> Option<u16> {
+    let after = &line[line.find("addr=")? + "addr=".len()..];
+    let addr = after.split_whitespace().next()?;
+    addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
 }
 
 /// The config of a node on `redis` after `edit`, with webhooks to `hook` when given.
@@ -41,42 +65,40 @@ pub fn node_config(redis: &RedisServer, port: u16, edit: impl FnOnce(&mut Value)
 }
 
 impl ClusterNode {
-    /// Starts a node and waits until it accepts connections.
+    /// Starts a node on a port of its own choosing and waits until it accepts connections.
     pub fn start(redis: &RedisServer, edit: impl FnOnce(&mut Value)) -> ClusterNode {
-        let port = free_port();
-        let config = node_config(redis, port, edit);
-        let file =
-            std::env::temp_dir().join(format!("herald-node-{}-{port}.json", std::process::id()));
+        // Port 0: the node binds a free port itself and logs it, so no other process can take
+        // the port between a test finding it free and the node binding it.
+        let config = node_config(redis, 0, edit);
+        let file = std::env::temp_dir().join(format!(
+            "herald-node-{}-{}.json",
+            std::process::id(),
+            NEXT_NODE.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::write(&file, config.to_string()).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
             .arg("--config")
             .arg(&file)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .env("RUST_LOG", "warn,herald=info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("herald runs");
-        let mut node = ClusterNode {
+        let listening = relay_log(child.stdout.take().expect("piped stdout"));
+        let port = match listening.recv_timeout(Duration::from_secs(10)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().expect("the node is waited for");
+                panic!("the node did not start listening within 10 s (it exited: {status})");
+            }
+        };
+        ClusterNode {
             child,
             port,
             config: file,
-        };
-        node.wait_until_listening();
-        node
-    }
-
-    fn wait_until_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the node exited at start-up: {status}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("the node on port {} did not listen within 10 s", self.port);
     }
 
     pub fn ws_url(&self) -> String {

@@ -11,18 +11,26 @@ pub struct RedisServer {
     pub port: u16,
 }
 
+/// Start-up attempts on fresh ports before giving up: a port found free can be taken by another
+/// test's server before this one binds it.
+const START_ATTEMPTS: usize = 5;
+
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let server = RedisServer {
-            child: Self::spawn(port),
-            port,
-        };
-        server.wait_until_ready();
-        server
+        for _ in 0..START_ATTEMPTS {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let mut server = RedisServer {
+                child: Self::spawn(port),
+                port,
+            };
+            if server.wait_until_ready() {
+                return server;
+            }
+        }
+        panic!("redis-server found its port taken {START_ATTEMPTS} times in a row");
     }
 
     /// Kills the server (its data goes: there is no persistence).
@@ -34,7 +42,11 @@ impl RedisServer {
     /// Starts an empty server again on the same port, after [`RedisServer::kill`].
     pub fn start_again(&mut self) {
         self.child = Self::spawn(self.port);
-        self.wait_until_ready();
+        assert!(
+            self.wait_until_ready(),
+            "redis-server could not bind port {} again",
+            self.port
+        );
     }
 
     /// SIGSTOP: the server holds every connection open and answers nothing.
@@ -82,29 +94,47 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    fn wait_until_ready(&self) {
+    /// Waits until this server answers; false when it exited first (its port was taken).
+    fn wait_until_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.ping() {
-                return;
+            if self.answers_as_itself() {
+                return true;
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
-            "redis-server on port {} did not answer PING in 10 s",
-            self.port
-        );
+        panic!("redis-server on port {} did not answer in 10 s", self.port);
     }
 
-    fn ping(&self) -> bool {
+    /// Whether the server on the port is this child, by the process id its `INFO` reports: a
+    /// PONG alone could come from another test's server that won the port.
+    fn answers_as_itself(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
+        if stream.write_all(b"INFO server\r\n").is_err() {
+            return false;
+        }
+        let wanted = format!("process_id:{}\r\n", self.child.id());
+        let mut reply = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(read) = stream.read(&mut chunk) {
+            if read == 0 {
+                break;
+            }
+            reply.extend_from_slice(&chunk[..read]);
+            let text = String::from_utf8_lossy(&reply);
+            if let Some(at) = text.find("process_id:") {
+                if text[at..].contains("\r\n") {
+                    return text[at..].starts_with(&wanted);
+                }
+            }
+        }
+        false
     }
 }
 
