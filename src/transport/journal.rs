@@ -2,9 +2,8 @@
 //! unsubscribed, client events and decision hook verdicts. Nothing is built while the console
 //! is off.
 
-use std::net::IpAddr;
-
 use std::borrow::Cow;
+use std::net::IpAddr;
 
 use serde::Serialize;
 use serde_json::json;

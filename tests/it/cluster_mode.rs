@@ -45,8 +45,20 @@ pub fn count(events: &[(String, String, String)], name: &str, channel: &str) -> 
         .count()
 }
 
+/// Triggers event `e` with `data` on `channel` through `node`'s REST API, `except` excluded.
 pub async fn trigger(node: &ClusterNode, channel: &str, data: &str, except: Option<&str>) {
-    let mut body = json!({"name": "e", "channels": [channel], "data": data});
+    trigger_named(node, "e", channel, data, except).await
+}
+
+/// Triggers event `name` on `channel` through `node`'s REST API; asserts a 200.
+pub async fn trigger_named(
+    node: &ClusterNode,
+    name: &str,
+    channel: &str,
+    data: &str,
+    except: Option<&str>,
+) {
+    let mut body = json!({"name": name, "channels": [channel], "data": data});
     if let Some(socket) = except {
         body["socket_id"] = json!(socket);
     }

@@ -33,11 +33,7 @@ fn relay_log(stdout: ChildStdout) -> mpsc::Receiver<u16> {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             eprintln!("node: {line}");
-            if let Some(port) = line
-                .contains("Herald listening")
-                .then(|| listening_port(&line))
-                .flatten()
-            {
+            if let Some(port) = listening_port(&line) {
                 let _ = listening.send(port);
             }
         }
@@ -45,9 +41,10 @@ fn relay_log(stdout: ChildStdout) -> mpsc::Receiver<u16> {
     port
 }
 
-/// The port in a "Herald listening addr=127.0.0.1:PORT ..." log line.
+/// The port of a "Herald listening addr=127.0.0.1:PORT ..." log line; `None` for other lines.
 fn listening_port(line: &str) -> Option<u16> {
-    let after = &line[line.find("addr=")? + "addr=".len()..];
+    let listening = &line[line.find("Herald listening")?..];
+    let after = &listening[listening.find("addr=")? + "addr=".len()..];
     let addr = after.split_whitespace().next()?;
     addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
 }

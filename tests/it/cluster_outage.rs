@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::cluster_mode::{count, events, hooked, trigger};
+use crate::cluster_mode::{count, events, hooked, trigger, trigger_named};
 use crate::cluster_node::ClusterNode;
 use crate::receiver::Receiver;
 use crate::redis_server::RedisServer;
@@ -38,11 +38,8 @@ async fn wait_for_channel(node: &ClusterNode, channel: &str, done: impl Fn(&Valu
 /// only (bounded: 15 s). Later probes are skipped by [`Client::recv_event`] of other names.
 async fn wait_until_relayed(node: &ClusterNode, channel: &str, client: &mut Client) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let path = format!("/apps/{APP_ID}/events");
     while tokio::time::Instant::now() < deadline {
-        let body = json!({"name": "probe", "channels": [channel], "data": "{}"});
-        let (status, reply) = Rest::new(node).post(&path, body).await;
-        assert_eq!(status, 200, "{reply}");
+        trigger_named(node, "probe", channel, "{}", None).await;
         let heard = client.recv_event("probe");
         if tokio::time::timeout(Duration::from_millis(200), heard)
             .await
