@@ -14,9 +14,10 @@
 //! - [`cluster`]: the stage every channel operation goes through; it turns transitions into
 //!   replies, notices, counts and webhook events, in one ordered line per channel (`local` for
 //!   a single node).
+//! - [`limits`]: admission limits: connections, REST bodies being read, and per client address a
+//!   share of a cap and a throttle on failures.
 //! - [`hooks`]: decision hooks: the app's backend asked, and waited for, before a connection,
 //!   a subscription or a client event takes effect.
-//! - [`limits`]: process-wide admission limits (connections, REST bodies being read).
 //! - [`state`]: the shared state handed to every connection and request.
 //! - [`transport`]: one task per WebSocket connection: the read loop and the event handlers.
 //! - [`http`]: the axum router: WebSocket upgrade, REST API, health and metrics.

@@ -70,7 +70,13 @@ fn log_console(server: &Server, addr: std::net::SocketAddr) {
         Some(ConsoleToken::Configured(_)) => {
             tracing::info!("console: {url}?token=<console.token>")
         }
-        None => {}
+        None => return,
+    }
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            address = %addr.ip(),
+            "the console listens on a non-loopback address without TLS: its token and session cookie cross the network in clear; bind host to 127.0.0.1, put a TLS proxy in front, or set console.enabled to false"
+        );
     }
 }
 

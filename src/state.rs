@@ -12,7 +12,7 @@ use crate::apps::AppRegistry;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::hooks::DecisionHooks;
-use crate::limits::{BodyBudget, ConnectionLimit};
+use crate::limits::{BodyBudget, ConnectionLimit, FailureThrottle};
 use crate::metrics::Metrics;
 
 /// Shared server state.
@@ -27,7 +27,16 @@ pub struct Shared {
     body_budget: BodyBudget,
     connection_limit: ConnectionLimit,
     console_token: Option<ConsoleToken>,
+    console_guesses: FailureThrottle,
 }
+
+/// Wrong console tokens one client address may send per [`CONSOLE_GUESS_WINDOW`]; past them it
+/// gets 429 until the window ends. A few typing mistakes still get 401.
+pub const CONSOLE_GUESSES: u32 = 10;
+/// The window of [`CONSOLE_GUESSES`].
+pub const CONSOLE_GUESS_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// Addresses the console's throttle counts apart; past them, new ones share one count.
+const CONSOLE_GUESSERS: usize = 10_000;
 
 /// The token that opens the console.
 pub enum ConsoleToken {
@@ -81,6 +90,11 @@ impl Shared {
             connection_limit: ConnectionLimit::new(config.max_connections),
             body_budget: BodyBudget::new(config.http_body_budget.max(config.http_request_limit)),
             console_token,
+            console_guesses: FailureThrottle::new(
+                CONSOLE_GUESSES,
+                CONSOLE_GUESS_WINDOW,
+                CONSOLE_GUESSERS,
+            ),
             config,
         }))
     }
@@ -128,6 +142,11 @@ impl Shared {
     /// The console's token; `None` when the console is off.
     pub fn console_token(&self) -> Option<&ConsoleToken> {
         self.console_token.as_ref()
+    }
+
+    /// Wrong console tokens per client address.
+    pub fn console_guesses(&self) -> &FailureThrottle {
+        &self.console_guesses
     }
 
     /// Open WebSocket connections of the process, and `max_connections`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
-use super::{lenient, ConfigError};
+use super::{lenient, redacted, ConfigError};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -86,24 +86,6 @@ impl fmt::Debug for RedisConfig {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("node_timeout", &self.node_timeout)
             .finish()
-    }
-}
-
-/// The URL with its password replaced, for logs; anything before an `@` counts as credentials,
-/// with a scheme or without.
-pub fn redacted(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let scheme = if scheme.is_empty() {
-        String::new()
-    } else {
-        format!("{scheme}://")
-    };
-    match rest.rsplit_once('@') {
-        Some((credentials, host)) => {
-            let user = credentials.split_once(':').map_or(credentials, |(u, _)| u);
-            format!("{scheme}{user}:***@{host}")
-        }
-        None => url.to_owned(),
     }
 }
 

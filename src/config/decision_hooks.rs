@@ -64,6 +64,9 @@ pub struct DecisionHooksConfig {
     pub on_failure: OnFailure,
     /// Calls of the app in flight at once; one more fails at once.
     pub max_concurrent: usize,
+    /// Calls in flight at once for one client address (its share of `max_concurrent`), so one
+    /// client cannot hold every slot.
+    pub max_concurrent_per_address: usize,
     /// Extra request headers.
     pub headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
 }
@@ -86,6 +89,8 @@ pub(super) struct RawDecisionHooks {
     pub on_failure: Option<String>,
     #[serde(deserialize_with = "lenient::opt")]
     pub max_concurrent: Option<u64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub max_concurrent_per_address: Option<u64>,
     pub headers: Option<BTreeMap<String, String>>,
 }
 
@@ -126,24 +131,31 @@ pub(super) fn decision_hooks(
             ))
         }
     };
-    let max_concurrent = match raw.max_concurrent {
-        Some(0) => {
-            return Err(ConfigError::invalid(
-                &key("max_concurrent"),
-                "must be at least 1",
-            ))
-        }
-        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-        None => 256,
-    };
+    let max_concurrent = at_least_one(&key("max_concurrent"), raw.max_concurrent)?.unwrap_or(256);
+    // A quarter by default: four clients at their share fill the cap, one alone cannot.
+    let max_concurrent_per_address = at_least_one(
+        &key("max_concurrent_per_address"),
+        raw.max_concurrent_per_address,
+    )?
+    .unwrap_or((max_concurrent / 4).max(1))
+    .min(max_concurrent);
     Ok(DecisionHooksConfig {
         url,
         events,
         request_timeout,
         on_failure,
         max_concurrent,
+        max_concurrent_per_address,
         headers: headers(&key("headers"), raw.headers.as_ref())?,
     })
+}
+
+/// A count that must be at least 1 when given.
+fn at_least_one(path: &str, value: Option<u64>) -> Result<Option<usize>, ConfigError> {
+    match value {
+        Some(0) => Err(ConfigError::invalid(path, "must be at least 1")),
+        other => Ok(other.map(|n| usize::try_from(n).unwrap_or(usize::MAX))),
+    }
 }
 
 /// `events`: required, known names only (a misspelt one would silently ask nothing).

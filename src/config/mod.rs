@@ -11,16 +11,18 @@ mod env;
 mod event_kind;
 mod lenient;
 mod raw;
+mod redact;
 mod webhook;
 
 use std::path::Path;
 use std::time::Duration;
 
 pub use app::AppConfig;
-pub use cluster::{redacted, ClusterConfig, RedisConfig};
+pub use cluster::{ClusterConfig, RedisConfig};
 pub use decision_hooks::{DecisionHooksConfig, HookKind, OnFailure};
 pub use env::apply_env;
 pub use event_kind::{ChannelTypeFilter, EventKind, EventKinds, EVENT_TYPES};
+pub use redact::redacted;
 pub use webhook::{LambdaTarget, RetryPolicy, SignatureScheme, WebhookEndpoint, WebhookTarget};
 
 use raw::{RawConfig, RawMetrics};
@@ -154,6 +156,8 @@ pub struct Config {
     pub http_body_timeout: Duration,
     /// How long request headers may take to arrive, on every listener.
     pub http_header_timeout: Duration,
+    /// Largest request head (request line and headers), on every listener; larger gets 431.
+    pub http_max_header: usize,
     /// Bytes of REST request bodies being read at once, over every connection.
     pub http_body_budget: usize,
     /// How long a cache channel keeps its last event.
@@ -172,8 +176,11 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     /// The debug console.
     pub console: ConsoleConfig,
-    /// Take a connection's address from the first `X-Forwarded-For` entry (behind a proxy).
+    /// `trust_x_forwarded_for` as written: now read as one trusted proxy hop.
     pub trust_x_forwarded_for: bool,
+    /// Proxies in front of Herald whose `X-Forwarded-For` entries are trusted: a client's
+    /// address is the entry this many from the right (`rate_limiter.websocket_rate_limit.trust_hops`).
+    pub trust_hops: usize,
     /// Keys of the file that Herald ignored, with their full path.
     pub unknown_keys: Vec<String>,
 }
@@ -288,6 +295,17 @@ fn apps(raw: &RawConfig, defaults: &WebhookDefaults) -> Result<Vec<AppConfig>, C
     Ok(apps)
 }
 
+/// The smallest request-head limit: hyper's own floor, below which its parser cannot work.
+const MIN_HEADER_LIMIT: usize = 8192;
+
+/// Trusted proxy hops: Sockudo's `trust_hops`, else one when the older
+/// `trust_x_forwarded_for` is on (its left-most entry could be forged by any client).
+fn trust_hops(raw: &RawConfig) -> usize {
+    let hops = raw.rate_limiter.websocket_rate_limit.trust_hops;
+    let legacy = raw.trust_x_forwarded_for == Some(true);
+    hops.map_or(usize::from(legacy), |n| n.min(16) as usize)
+}
+
 /// Timeouts are at least a second and at most a day.
 fn seconds(path: &str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
     match value.unwrap_or(default) {
@@ -347,11 +365,13 @@ impl Config {
         };
         let apps = apps(&raw, &webhook_defaults)?;
         let webhooks = webhooks_config(&raw, batching_duration)?;
+        let trust_hops = trust_hops(&raw);
         let config = Config {
             host: raw.host.unwrap_or_else(|| "0.0.0.0".to_owned()),
             port: raw.port.unwrap_or(6001),
             debug: raw.debug.unwrap_or(false),
             trust_x_forwarded_for: raw.trust_x_forwarded_for.unwrap_or(false),
+            trust_hops,
             console: ConsoleConfig {
                 enabled: raw.console.enabled.unwrap_or(true),
                 token: raw
@@ -390,6 +410,8 @@ impl Config {
                 raw.http_api.header_timeout_ms,
                 Duration::from_millis(30_000),
             )?,
+            http_max_header: kb("http_api.max_header_kb", raw.http_api.max_header_kb, 32.0)?
+                .max(MIN_HEADER_LIMIT),
             http_body_budget: kb(
                 "http_api.max_buffered_body_mb",
                 raw.http_api.max_buffered_body_mb.map(|mb| mb * KB),

@@ -42,6 +42,22 @@ pub(super) struct RawConfig {
     pub adapter: RawAdapter,
     pub database: RawDatabase,
     pub console: RawConsole,
+    pub rate_limiter: RawRateLimiter,
+}
+
+/// Sockudo's `rate_limiter`: only `websocket_rate_limit.trust_hops` is read so far (the
+/// proxies in front of Herald, for every per-address rule).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawRateLimiter {
+    pub websocket_rate_limit: RawRateLimit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawRateLimit {
+    #[serde(deserialize_with = "lenient::opt")]
+    pub trust_hops: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -150,6 +166,8 @@ pub(super) struct RawHttpApi {
     pub header_timeout_ms: Option<u64>,
     #[serde(deserialize_with = "lenient::opt")]
     pub max_buffered_body_mb: Option<f64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub max_header_kb: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]

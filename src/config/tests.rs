@@ -179,8 +179,27 @@ fn decision_hooks_take_their_defaults_and_name_the_key_they_refuse() {
     assert_eq!(hooks.request_timeout, Duration::from_millis(1000));
     assert_eq!(hooks.on_failure, OnFailure::Reject);
     assert_eq!(hooks.max_concurrent, 256);
+    assert_eq!(hooks.max_concurrent_per_address, 64, "a quarter of the cap");
+    let shared = |json: &str| {
+        let c = Config::from_json(&with_hooks(json)).unwrap();
+        let hooks = c.apps[0].decision_hooks.clone().unwrap();
+        (hooks.max_concurrent, hooks.max_concurrent_per_address)
+    };
+    let url = r#""url":"http://x","events":["connection_starting"]"#;
+    assert_eq!(shared(&format!(r#"{{{url},"max_concurrent":2}}"#)), (2, 1));
+    assert_eq!(
+        shared(&format!(
+            r#"{{{url},"max_concurrent":8,"max_concurrent_per_address":99}}"#
+        )),
+        (8, 8),
+        "never more than the cap"
+    );
 
     let refused = [
+        (
+            r#"{"url":"http://x","events":["connection_starting"],"max_concurrent_per_address":0}"#,
+            "decision_hooks.max_concurrent_per_address",
+        ),
         (
             r#"{"events":["connection_starting"]}"#,
             "decision_hooks.url",
@@ -287,4 +306,25 @@ fn the_console_is_on_by_default_and_its_token_must_be_long_enough() {
         apply_env(Config::defaults(), &short).unwrap_err().path,
         "$HERALD_CONSOLE_TOKEN"
     );
+}
+
+#[test]
+fn the_head_limit_and_the_trusted_proxy_hops_have_defaults() {
+    let c = Config::from_json("{}").unwrap();
+    assert_eq!(c.http_max_header, 32 * 1024);
+    assert_eq!(c.trust_hops, 0);
+    let c =
+        Config::from_json(r#"{"http_api":{"max_header_kb":"64"},"trust_x_forwarded_for":true}"#)
+            .unwrap();
+    assert_eq!(c.http_max_header, 64 * 1024);
+    assert_eq!(c.trust_hops, 1, "the older key counts as one hop");
+    let c = Config::from_json(
+        r#"{"trust_x_forwarded_for":true,"rate_limiter":{"websocket_rate_limit":{"trust_hops":2}}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.trust_hops, 2, "Sockudo's key wins");
+    let c = Config::from_json(r#"{"http_api":{"max_header_kb":1}}"#).unwrap();
+    assert_eq!(c.http_max_header, 8192, "hyper's floor");
+    let error = error_of(r#"{"http_api":{"max_header_kb":0}}"#);
+    assert_eq!(error.path, "http_api.max_header_kb");
 }

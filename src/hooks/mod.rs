@@ -3,12 +3,17 @@
 //!
 //! A call is a future the connection task polls itself: only the socket that caused it waits
 //! (its later frames queue behind it), and dropping the future when the socket closes cancels
-//! the request. The calls of one app in flight are capped by `max_concurrent`; one over the
-//! cap fails at once, as a timeout would.
+//! the request. The calls of one app in flight are capped by `max_concurrent`, and those of one
+//! client address by its share of that cap (`max_concurrent_per_address`), so one client
+//! cannot hold every slot; a call over either fails at once, as a timeout would.
+//!
+//! What fails a call (a connection error, a redirect, a status) is logged with the hook's URL
+//! redacted (no credentials, no query); the client only ever gets a fixed message.
 
 mod answer;
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,8 +26,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use answer::HookUser;
 
 use crate::apps::{App, AppRegistry};
-use crate::config::{DecisionHooksConfig, HookKind, OnFailure};
+use crate::config::{redacted, DecisionHooksConfig, HookKind, OnFailure};
 use crate::journal::unix_millis;
+use crate::limits::{AddressShare, AddressSlot};
 use crate::metrics::{HookMetrics, HookOutcome, Metrics};
 use crate::protocol::signing::Signer;
 use crate::webhooks::delivery_id;
@@ -53,6 +59,7 @@ struct AppHook {
     key: String,
     signer: Signer,
     in_flight: Arc<Semaphore>,
+    per_address: Arc<AddressShare>,
     metrics: Vec<(HookKind, HookMetrics)>,
     /// When a failure was last logged (ms since `started`): an outage fails every call, and
     /// one line per second says so as well as thousands would.
@@ -87,6 +94,7 @@ impl DecisionHooks {
                     .collect();
                 Some(Arc::new(AppHook {
                     in_flight: Arc::new(Semaphore::new(config.max_concurrent)),
+                    per_address: AddressShare::new(config.max_concurrent_per_address),
                     key: app.key.clone(),
                     signer: app.signer.clone(),
                     metrics,
@@ -99,8 +107,15 @@ impl DecisionHooks {
         DecisionHooks { by_app, client }
     }
 
-    /// The call asking `app`'s hook about `kind` with `data`; `None` when the app does not ask.
-    pub fn ask(&self, app: &App, kind: HookKind, data: &impl Serialize) -> Option<HookCall> {
+    /// The call asking `app`'s hook about `kind` with `data` for the client at `address`;
+    /// `None` when the app does not ask.
+    pub fn ask(
+        &self,
+        app: &App,
+        kind: HookKind,
+        data: &impl Serialize,
+        address: Option<IpAddr>,
+    ) -> Option<HookCall> {
         let hook = self.by_app.get(app.index())?.as_ref()?;
         let metrics = hook.metrics.iter().find(|(k, _)| *k == kind)?.1.clone();
         let body = serde_json::to_string(&Request {
@@ -110,29 +125,50 @@ impl DecisionHooks {
         })
         .expect("hook data serializes");
         let started = Instant::now();
-        let permit = hook.in_flight.clone().try_acquire_owned();
+        let slot = hook.take_slot(address);
         let (hook, client) = (hook.clone(), self.client.clone());
         Some(Box::pin(async move {
-            let answer = match permit {
-                Ok(permit) => hook.post(&client, body, kind, permit).await,
-                Err(_) => Err(format!(
-                    "{} calls already in flight (max_concurrent)",
-                    hook.config.max_concurrent
-                )),
+            let answer = match slot {
+                Ok(slot) => hook.post(&client, body, kind, slot).await,
+                Err(why) => Err(why),
             };
             hook.verdict(answer, kind, &metrics, started.elapsed())
         }))
     }
 }
 
+/// What a call holds while in flight: one of the app's slots and one of its address's.
+struct CallSlot {
+    _app: OwnedSemaphorePermit,
+    _address: Option<AddressSlot>,
+}
+
 impl AppHook {
+    /// A slot of the app's cap and of `address`'s share of it, or why there is none.
+    fn take_slot(&self, address: Option<IpAddr>) -> Result<CallSlot, String> {
+        let max = self.config.max_concurrent;
+        let app = (self.in_flight.clone().try_acquire_owned())
+            .map_err(|_| format!("{max} calls already in flight (max_concurrent)"))?;
+        let address = match address {
+            Some(ip) => Some(self.per_address.try_take(ip).ok_or_else(|| {
+                let share = self.config.max_concurrent_per_address;
+                format!("{ip} already has {share} calls in flight (max_concurrent_per_address)")
+            })?),
+            None => None,
+        };
+        Ok(CallSlot {
+            _app: app,
+            _address: address,
+        })
+    }
+
     /// Sends one call and reads its answer within the request timeout.
     async fn post(
         &self,
         client: &reqwest::Client,
         body: String,
         kind: HookKind,
-        _permit: OwnedSemaphorePermit,
+        _slot: CallSlot,
     ) -> Result<answer::Answer, String> {
         let timeout = self.config.request_timeout;
         match tokio::time::timeout(timeout, self.exchange(client, body, kind)).await {
@@ -159,6 +195,14 @@ impl AppHook {
         }
         let mut response = request.body(body).send().await.map_err(describe)?;
         let status = response.status();
+        if status.is_redirection() {
+            // Never followed: the answer must come from the configured backend.
+            let location = crate::webhooks::redirect_location(response.headers());
+            return Err(format!(
+                "answered HTTP {} (a redirect to {location}, not followed)",
+                status.as_u16()
+            ));
+        }
         if !status.is_success() {
             return Err(format!("answered HTTP {}", status.as_u16()));
         }
@@ -215,19 +259,19 @@ impl AppHook {
             .is_ok()
         {
             let hook = kind.as_str();
-            let url = &self.config.url;
+            let url = redacted(self.config.url.as_str());
             tracing::warn!(%hook, %url, %why, "decision hook failed (logged at most once a second)");
         }
     }
 }
 
-/// A request error without reqwest's URL-laden chain.
+/// A request error without its URL (whose query may hold a token).
 fn describe(error: reqwest::Error) -> String {
     if error.is_timeout() {
         "timed out".into()
     } else if error.is_connect() {
         "could not connect".into()
     } else {
-        format!("request failed: {error}")
+        crate::webhooks::describe_error(error)
     }
 }

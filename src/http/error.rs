@@ -37,6 +37,14 @@ pub enum ApiError {
     /// 408: the request body did not arrive in time.
     #[error("{0}")]
     Timeout(String),
+    /// 429: this client has used up what it may do for now; `Retry-After` says when to retry.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What was refused.
+        message: String,
+        /// When the client may try again.
+        retry_after: std::time::Duration,
+    },
     /// 503: a process-wide bound is reached; retrying later can succeed.
     #[error("{0}")]
     Busy(String),
@@ -63,6 +71,7 @@ impl ApiError {
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy(_) | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -83,14 +92,22 @@ impl IntoResponse for ApiError {
             Json(json!({ "error": self.to_string(), "code": status.as_u16() })),
         )
             .into_response();
-        if let ApiError::UpgradeRequired(_) = self {
-            // RFC 6455 section 4.4 names the version; RFC 9110 requires the Upgrade header.
-            let headers = response.headers_mut();
-            headers.insert(
-                header::SEC_WEBSOCKET_VERSION,
-                HeaderValue::from_static("13"),
-            );
-            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        let headers = response.headers_mut();
+        match self {
+            ApiError::UpgradeRequired(_) => {
+                // RFC 6455 section 4.4 names the version; RFC 9110 requires the Upgrade header.
+                headers.insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                );
+                headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                // Whole seconds, rounded up: a client retrying at once would only be refused.
+                let seconds = retry_after.as_millis().div_ceil(1000).max(1);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds as u64));
+            }
+            _ => {}
         }
         response
     }

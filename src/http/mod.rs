@@ -3,6 +3,7 @@
 
 mod auth;
 mod channels;
+mod client_address;
 mod console;
 mod error;
 mod events;

@@ -12,8 +12,8 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::client_address::{client_address, peer_of};
 use super::error::ApiError;
-use crate::config::HookKind;
 use crate::protocol::codes::SocketError;
 use crate::state::{Shared, SharedState};
 use crate::transport::{self, ConnectionInfo, Handshake};
@@ -119,7 +119,7 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 fn handshake(
     shared: &Shared,
     key: &str,
-    headers: &HeaderMap,
+    request: &Request,
     query: &HashMap<String, String>,
 ) -> Handshake {
     if let Some(protocol) = query.get("protocol") {
@@ -135,36 +135,32 @@ fn handshake(
     }
     match shared.apps().by_key(key) {
         Some(app) => {
-            let hooks = app.decision_hooks.as_ref();
-            let asks = hooks.is_some_and(|hooks| hooks.asks(HookKind::ConnectionStarting));
-            // The console's journal shows who connected, too; otherwise nothing is kept.
+            // Hooks are told who connected (and count calls per address), and so is the
+            // console's journal; otherwise nothing is kept.
+            let asks = app.decision_hooks.is_some();
             let shown = shared.config().console.enabled;
-            let info = (asks || shown).then(|| Box::new(connection_info(shared, headers, query)));
+            let info = (asks || shown).then(|| Box::new(connection_info(shared, request, query)));
             Handshake::Accepted(app.clone(), info)
         }
         None => Handshake::Refused(SocketError::UnknownApp(key.to_owned())),
     }
 }
 
-/// What the `connection_starting` hook is told about the request.
+/// What the `connection_starting` hook (and the console's journal) is told about the request.
 fn connection_info(
     shared: &Shared,
-    headers: &HeaderMap,
+    request: &Request,
     query: &HashMap<String, String>,
 ) -> ConnectionInfo {
+    let headers = request.headers();
     let header = |name: header::HeaderName| {
         let value = headers.get(name)?.to_str().ok()?;
         Some(value.to_owned())
     };
-    let forwarded_for = shared
-        .config()
-        .trust_x_forwarded_for
-        .then(|| header(header::HeaderName::from_static("x-forwarded-for")))
-        .flatten()
-        .and_then(|list| Some(list.split(',').next()?.trim().to_owned()))
-        .filter(|first| !first.is_empty());
+    let trust_hops = shared.config().trust_hops;
+    let address = peer_of(request).map(|peer| client_address(peer, headers, trust_hops));
     ConnectionInfo {
-        forwarded_for,
+        address,
         origin: header(header::ORIGIN),
         user_agent: header(header::USER_AGENT),
         client: query.get("client").cloned(),
@@ -188,7 +184,7 @@ pub async fn connect(
     Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> Response {
-    let handshake = handshake(&shared, &key, request.headers(), &query);
+    let handshake = handshake(&shared, &key, &request, &query);
     upgrade(shared, request, handshake)
 }
 

@@ -24,7 +24,8 @@ pub enum SocketError {
     /// 4009: the app's decision hook refused the connection (the reason, as it gave it).
     RefusedByHook(String),
     /// 4100: the app's decision hook could not decide and refuses: retry after a back-off.
-    HookUnavailable(String),
+    /// The client is told no more (why it failed names the hook's backend: the log has it).
+    HookUnavailable,
     /// 4100: the outbound queue overflowed (slow consumer); the client backs off and reconnects.
     OverCapacity,
     /// 4200: the server is shutting down; the client reconnects at once.
@@ -54,7 +55,7 @@ impl SocketError {
             SocketError::InvalidVersion(_) => Some(4006),
             SocketError::UnsupportedProtocol(_) => Some(4007),
             SocketError::Unauthorized(_) | SocketError::RefusedByHook(_) => Some(4009),
-            SocketError::OverCapacity | SocketError::HookUnavailable(_) => Some(4100),
+            SocketError::OverCapacity | SocketError::HookUnavailable => Some(4100),
             SocketError::ServerShutdown => Some(4200),
             SocketError::PongTimeout => Some(4201),
             SocketError::ClientEventRateLimited => Some(4301),
@@ -95,12 +96,7 @@ impl fmt::Display for SocketError {
             SocketError::RefusedByHook(reason) | SocketError::ClientEventRefused(reason) => {
                 f.write_str(reason)
             }
-            SocketError::HookUnavailable(why) => {
-                write!(
-                    f,
-                    "The app's decision hook did not answer ({why}); retry later"
-                )
-            }
+            SocketError::HookUnavailable => f.write_str(HOOK_UNAVAILABLE),
             SocketError::OverCapacity => {
                 f.write_str("Over capacity: the client is not reading its messages fast enough")
             }
@@ -136,6 +132,9 @@ pub enum SubscriptionError {
     /// The cluster's shared state (Redis) cannot be reached; retrying later can succeed.
     Unavailable(String),
 }
+
+/// What a client is told when the app's decision hook could not decide: nothing of why.
+pub const HOOK_UNAVAILABLE: &str = "The app's decision hook could not decide; retry later";
 
 impl SubscriptionError {
     /// The `type` field pusher-js and Laravel Echo listeners see.

@@ -4,8 +4,10 @@
 //! back as the `TcpStream` it is (`axum::serve` hands hyper a wrapper that cannot be unwrapped),
 //! which lets fan-out write frames straight to the socket.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -13,6 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
 /// After an accept error (out of file descriptors, say), wait this long before the next accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -41,23 +44,32 @@ impl AcceptErrors {
     }
 }
 
+/// What every request head on a listener is held to.
+#[derive(Clone, Copy)]
+pub struct HeadLimits {
+    /// Headers must arrive within this, on a new connection and between the requests of a
+    /// kept-alive one.
+    pub timeout: Duration,
+    /// A longer head (request line and headers) gets 431 before any handler sees it.
+    pub max_bytes: usize,
+}
+
 /// Accepts connections until `stop` is cancelled; each HTTP connection runs on a task of
 /// `connections`, which finishes in-flight requests and closes once `stop` is cancelled.
-/// Request headers must arrive within `header_timeout`, on a new connection and between the
-/// requests of a kept-alive one.
+/// Every request carries the peer's address as `ConnectInfo<SocketAddr>`.
 pub async fn accept(
     listener: TcpListener,
     router: Router,
     stop: CancellationToken,
     connections: TaskTracker,
-    header_timeout: Duration,
+    limits: HeadLimits,
 ) {
     let mut errors = AcceptErrors::default();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     errors.record(&error);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -67,12 +79,20 @@ pub async fn accept(
         };
         // Frames are written whole, one write each: nothing to gain from Nagle's delay.
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(peer));
+                request
+            },
+        ));
         let stop = stop.clone();
         connections.spawn(async move {
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
+                .header_read_timeout(limits.timeout)
+                .max_header_size(limits.max_bytes)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             tokio::pin!(connection);

@@ -33,6 +33,12 @@ impl Server {
         for key in &config.unknown_keys {
             tracing::warn!(key = %key, "config key is not used by Herald; ignored");
         }
+        if config.trust_x_forwarded_for {
+            tracing::warn!(
+                trust_hops = config.trust_hops,
+                "trust_x_forwarded_for is read as trusted proxy hops (rate_limiter.websocket_rate_limit.trust_hops, 1 unless set): a client is the X-Forwarded-For entry that many from the right; the left-most entry can be forged by any client"
+            );
+        }
         let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
         let metrics_listener = if config.metrics.enabled {
             Some(TcpListener::bind((config.metrics.host.as_str(), config.metrics.port)).await?)
@@ -69,7 +75,10 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let shared = self.shared;
         let token = shared.shutdown().clone();
-        let header_timeout = shared.config().http_header_timeout;
+        let limits = listener::HeadLimits {
+            timeout: shared.config().http_header_timeout,
+            max_bytes: shared.config().http_max_header,
+        };
         if let Some(listener) = self.metrics_listener {
             // The same accept loop and header timeout as the main port: the two share the
             // process's file descriptors, so an idle metrics connection must not live forever.
@@ -78,7 +87,7 @@ impl Server {
                 http::metrics_router(shared.clone()),
                 token.clone(),
                 TaskTracker::new(),
-                header_timeout,
+                limits,
             ));
         }
         tokio::spawn(purge_caches(shared.clone()));
@@ -88,7 +97,7 @@ impl Server {
             http::router(shared.clone()),
             token.clone(),
             requests.clone(),
-            header_timeout,
+            limits,
         ));
         tokio::select! {
             _ = shutdown => token.cancel(),

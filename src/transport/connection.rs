@@ -81,7 +81,6 @@ pub async fn serve(
     shared: SharedState,
     handshake: Handshake,
 ) {
-    let peer = socket.peer_addr().ok().map(|addr| addr.ip());
     let outbound = OutboundQueue::new(socket, shared.config().outbound_buffer);
     let (app, info) = match handshake {
         Handshake::Accepted(app, info) => (app, info),
@@ -114,10 +113,11 @@ pub async fn serve(
     drop(read_ahead);
     let mut session = Session::new(app, shared.clone(), outbound.clone(), liveness, slot);
     if let Some(info) = &info {
-        session.journal_opened(info, peer);
+        session.address = info.address;
+        session.journal_opened(info);
     }
     // With a `connection_starting` hook, the handshake waits for the app's backend.
-    let first = info.and_then(|info| session.connection_call(&info, peer));
+    let first = info.and_then(|info| session.connection_call(&info));
     if first.is_none() {
         session.send(frames::connection_established(
             session.socket_id,
@@ -189,7 +189,7 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session, first: Option
         let waiting = reading.waiting.is_some();
         // While the socket waits, its frames queue up to a bound (then TCP holds the rest):
         // reading on is how a close from the peer is seen and cancels a hook call.
-        let room = reading.inbox.len() < INBOX_LIMIT;
+        let room = reading.has_room();
         let unread = reading.unread && room;
         // No `biased`: a busy outbound queue must not starve inbound frames or the timer.
         tokio::select! {
@@ -240,6 +240,10 @@ async fn run(reader: &mut WebSocketContext, session: &mut Session, first: Option
 
 /// Frames a waiting socket reads ahead before it stops reading.
 const INBOX_LIMIT: usize = 16;
+/// Bytes of frames a waiting socket reads ahead before it stops reading (with the frame that
+/// crossed it, at most `websocket_max_payload_kb` more): the rest waits in TCP, costing the
+/// server nothing, however many sockets wait on a slow hook.
+const INBOX_BYTES: usize = 16 * 1024;
 
 /// A frame as read: a message, or the error to answer it with.
 type Inbound = Result<ClientMessage, SocketError>;
@@ -251,8 +255,10 @@ struct Reading {
     unread: bool,
     /// What the socket waits for; nothing more is handled until it ends.
     waiting: Option<Wait>,
-    /// Frames read while waiting, handled in order once it ends.
-    inbox: VecDeque<Inbound>,
+    /// Frames read while waiting (with their bytes), handled in order once it ends.
+    inbox: VecDeque<(Inbound, usize)>,
+    /// The bytes of the frames in `inbox`, as they arrived.
+    inbox_bytes: usize,
 }
 
 /// How a wait ended.
@@ -274,10 +280,16 @@ impl Reading {
         }
     }
 
-    /// Handles a frame now, or queues it behind the wait.
-    fn take(&mut self, session: &mut Session, inbound: Inbound) {
+    /// Whether a waiting socket may read ahead another frame.
+    fn has_room(&self) -> bool {
+        self.inbox.len() < INBOX_LIMIT && self.inbox_bytes < INBOX_BYTES
+    }
+
+    /// Handles a frame (`bytes` long as it arrived) now, or queues it behind the wait.
+    fn take(&mut self, session: &mut Session, inbound: Inbound, bytes: usize) {
         if self.waiting.is_some() {
-            return self.inbox.push_back(inbound);
+            self.inbox_bytes += bytes;
+            return self.inbox.push_back((inbound, bytes));
         }
         self.waiting = handle(session, inbound);
     }
@@ -294,11 +306,12 @@ impl Reading {
             _ => {}
         }
         while self.waiting.is_none() {
-            let Some(inbound) = self.inbox.pop_front() else {
+            let Some((inbound, bytes)) = self.inbox.pop_front() else {
                 // Most sockets never wait again: give the queue's memory back.
                 self.inbox = VecDeque::new();
                 break;
             };
+            self.inbox_bytes -= bytes;
             self.waiting = handle(session, inbound);
         }
         Ok(())
@@ -329,7 +342,7 @@ fn read_messages(
     };
     reading.unread = true;
     for _ in 0..MESSAGES_PER_WAKE {
-        if reading.inbox.len() >= INBOX_LIMIT {
+        if !reading.has_room() {
             return Ok(());
         }
         let message = match reader.read(&mut io) {
@@ -341,6 +354,7 @@ fn read_messages(
             Err(error) => return Err(read_error(error)),
         };
         session.liveness.seen(Instant::now());
+        let bytes = message.len();
         let inbound = match message {
             Message::Text(text) => {
                 session.slot.metrics().message_in();
@@ -356,7 +370,7 @@ fn read_messages(
             }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
         };
-        reading.take(session, inbound);
+        reading.take(session, inbound, bytes);
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use crate::config::HookKind;
 use crate::engine::PresenceMember;
 use crate::hooks::{HookCall, HookUser, Verdict};
 use crate::protocol::channel::{validate_name, SERVER_TO_USER_PREFIX};
-use crate::protocol::codes::{SocketError, SubscriptionError};
+use crate::protocol::codes::{SocketError, SubscriptionError, HOOK_UNAVAILABLE};
 use crate::protocol::{frames, ChannelType};
 
 /// The reason a refusal carries when the hook gave none.
@@ -25,8 +25,9 @@ const REFUSED: &str = "refused by the app's decision hook";
 /// What the upgrade request told about a connection, kept for its `connection_starting` call.
 #[derive(Debug, Default)]
 pub struct ConnectionInfo {
-    /// The first `X-Forwarded-For` entry, when the server trusts the header.
-    pub forwarded_for: Option<String>,
+    /// The client's address: the peer, or behind trusted proxies the `X-Forwarded-For`
+    /// entry they wrote (the upgrade works it out).
+    pub address: Option<IpAddr>,
     /// The `Origin` header.
     pub origin: Option<String>,
     /// The `User-Agent` header.
@@ -100,19 +101,11 @@ struct ClientEventSending<'a> {
 
 impl Session {
     /// The `connection_starting` call for this socket, if its app asks.
-    pub(super) fn connection_call(
-        &self,
-        info: &ConnectionInfo,
-        peer: Option<IpAddr>,
-    ) -> Option<Wait> {
-        let ip = match &info.forwarded_for {
-            Some(forwarded) => Some(forwarded.clone()),
-            None => peer.map(|ip| ip.to_canonical().to_string()),
-        };
+    pub(super) fn connection_call(&self, info: &ConnectionInfo) -> Option<Wait> {
         let data = ConnectionStarting {
             app_id: &self.app.id,
             socket_id: self.socket_id.to_string(),
-            ip,
+            ip: info.address.map(|ip| ip.to_string()),
             origin: info.origin.as_deref(),
             user_agent: info.user_agent.as_deref(),
             client: info.client.as_deref(),
@@ -173,7 +166,7 @@ impl Session {
     }
 
     fn ask(&self, kind: HookKind, data: &impl Serialize) -> Option<HookCall> {
-        self.shared.hooks().ask(&self.app, kind, data)
+        self.shared.hooks().ask(&self.app, kind, data, self.address)
     }
 
     /// Carries out (or refuses) what waited for the hook; `Err` closes the connection.
@@ -197,9 +190,9 @@ impl Session {
                     self.send(frames::subscription_error(&channel, &error));
                     None
                 }
-                Verdict::Failed(why) => {
-                    let why = format!("the app's decision hook did not answer ({why})");
-                    let error = SubscriptionError::Unavailable(why);
+                // Why it failed stays in the log and the console: it may name the backend.
+                Verdict::Failed(_) => {
+                    let error = SubscriptionError::Unavailable(HOOK_UNAVAILABLE.into());
                     self.send(frames::subscription_error(&channel, &error));
                     None
                 }
@@ -217,8 +210,8 @@ impl Session {
                     self.send(frames::error(&SocketError::ClientEventRefused(reason)));
                     None
                 }
-                Verdict::Failed(why) => {
-                    let why = format!("the app's decision hook did not answer ({why})");
+                Verdict::Failed(_) => {
+                    let why = HOOK_UNAVAILABLE.into();
                     self.send(frames::error(&SocketError::ClientEventRefused(why)));
                     None
                 }
@@ -238,7 +231,7 @@ impl Session {
             Verdict::Refused(reason) => Err(SocketError::RefusedByHook(
                 reason.unwrap_or_else(|| REFUSED.into()),
             )),
-            Verdict::Failed(why) => Err(SocketError::HookUnavailable(why)),
+            Verdict::Failed(_) => Err(SocketError::HookUnavailable),
         }
     }
 

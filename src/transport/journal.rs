@@ -11,7 +11,17 @@ use serde_json::json;
 use super::decision::{ConnectionInfo, Deferred};
 use super::session::Session;
 use crate::hooks::Verdict;
-use crate::journal::{shown_data, MemberDetail, NoDetail};
+use crate::journal::{shown_data, shown_text, MemberDetail, NoDetail};
+
+#[derive(Serialize)]
+struct Opened<'a> {
+    client: Option<Cow<'a, str>>,
+    version: Option<Cow<'a, str>>,
+    protocol: Option<Cow<'a, str>>,
+    ip: Option<IpAddr>,
+    origin: Option<Cow<'a, str>>,
+    user_agent: Option<Cow<'a, str>>,
+}
 
 #[derive(Serialize)]
 struct Closed<'a> {
@@ -21,7 +31,7 @@ struct Closed<'a> {
 
 #[derive(Serialize)]
 struct ClientEventDetail<'a> {
-    event: &'a str,
+    event: Cow<'a, str>,
     data: Cow<'a, str>,
 }
 
@@ -34,14 +44,19 @@ impl Session {
         }
     }
 
-    /// The connection was accepted (before any hook's verdict).
-    pub(super) fn journal_opened(&self, info: &ConnectionInfo, peer: Option<IpAddr>) {
-        self.journal("connection_opened", None, || {
-            json!({
-                "client": info.client, "version": info.version, "protocol": info.protocol,
-                "ip": info.forwarded_for.clone().or(peer.map(|ip| ip.to_canonical().to_string())),
-                "origin": info.origin, "user_agent": info.user_agent,
-            })
+    /// The connection was accepted (before any hook's verdict). Every string came from the
+    /// client: each is cut.
+    pub(super) fn journal_opened(&self, info: &ConnectionInfo) {
+        fn cut(value: &Option<String>) -> Option<Cow<'_, str>> {
+            value.as_deref().map(shown_text)
+        }
+        self.journal("connection_opened", None, || Opened {
+            client: cut(&info.client),
+            version: cut(&info.version),
+            protocol: cut(&info.protocol),
+            ip: info.address,
+            origin: cut(&info.origin),
+            user_agent: cut(&info.user_agent),
         });
     }
 
@@ -55,7 +70,9 @@ impl Session {
 
     /// A subscription took effect.
     pub(super) fn journal_subscribed(&self, channel: &str, user_id: Option<&str>) {
-        self.journal("subscribed", Some(channel), || MemberDetail { user_id });
+        self.journal("subscribed", Some(channel), || MemberDetail {
+            user_id: user_id.map(shown_text),
+        });
     }
 
     /// The socket left a channel.
@@ -66,7 +83,7 @@ impl Session {
     /// A client event went out to the channel.
     pub(super) fn journal_client_event(&self, channel: &str, event: &str, data: &str) {
         self.journal("client_event", Some(channel), || ClientEventDetail {
-            event,
+            event: shown_text(event),
             data: shown_data(data),
         });
     }
@@ -88,11 +105,14 @@ impl Session {
             let (outcome, reason) = match verdict {
                 Verdict::Allowed(user) => (
                     "allowed",
-                    user.as_ref().map(|u| format!("signed in as {}", u.id)),
+                    user.as_ref()
+                        .map(|u| format!("signed in as {}", shown_text(&u.id))),
                 ),
                 Verdict::Refused(reason) => ("refused", reason.clone()),
                 Verdict::Failed(why) => ("failed", Some(why.clone())),
             };
+            let reason = reason.as_deref().map(shown_text);
+            let event = event.map(shown_text);
             json!({"hook": hook, "event": event, "outcome": outcome, "reason": reason})
         });
     }

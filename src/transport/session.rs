@@ -2,6 +2,7 @@
 //! the cleanup that runs when the session is dropped, whatever ended the connection.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -102,6 +103,8 @@ pub(super) struct Session {
     pub user: Option<SignedInUser>,
     pub liveness: Liveness,
     pub client_events: RateWindow,
+    /// The client's address, for its share of the app's decision hook calls.
+    pub address: Option<IpAddr>,
     /// Dropped after [`Session::drop`] has left every channel.
     pub slot: ConnectionSlot,
 }
@@ -123,6 +126,7 @@ impl Session {
             user: None,
             liveness,
             client_events: RateWindow::new(Instant::now()),
+            address: None,
             slot,
         }
     }

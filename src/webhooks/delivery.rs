@@ -35,13 +35,40 @@ pub(super) struct Answer {
     pub verdict: Result<(), Failure>,
 }
 
-/// The one HTTP client of the process: HTTP/1.1 with title-case header names, keep-alive.
+/// The one HTTP client of the process: HTTP/1.1 with title-case header names, keep-alive,
+/// and no redirects followed: a 3xx is an answer like any other (a failed attempt), never a
+/// second request that would carry the signed body elsewhere or turn a POST into a GET.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .http1_title_case_headers()
         .http1_only()
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("the HTTP client builds")
+}
+
+/// A redirect's `Location` as logs may show it (redacted), or `(none)`.
+pub fn redirect_location(headers: &HeaderMap) -> String {
+    let location = headers.get(reqwest::header::LOCATION);
+    match location.map(|value| value.to_str()) {
+        Some(Ok(location)) => crate::config::redacted(location),
+        Some(Err(_)) => "(not text)".into(),
+        None => "(none)".into(),
+    }
+}
+
+/// A request error as logs and the console show it: reqwest's text without the URL (whose
+/// query may hold a token), with its causes.
+pub fn describe_error(error: reqwest::Error) -> String {
+    use std::error::Error;
+    let error = error.without_url();
+    let mut text = format!("request failed: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// A fresh `Webhook-Id`: `msg_` and 128 random bits in hex.
@@ -197,7 +224,7 @@ impl Deliverer {
         result: &Result<(), Failure>,
     ) {
         let target = match &self.endpoint.target {
-            WebhookTarget::Url(url) => url.clone(),
+            WebhookTarget::Url(url) => crate::config::redacted(url),
             WebhookTarget::Lambda(lambda) => format!("lambda:{}", lambda.function_name),
         };
         let journal = self.app_metrics.journal();
@@ -285,13 +312,20 @@ impl Deliverer {
         let response = request
             .send()
             .await
-            .map_err(|e| Failure::Retryable(format!("request failed: {e}")))?;
+            .map_err(|e| Failure::Retryable(describe_error(e)))?;
         let status = response.status().as_u16();
+        let verdict = match classify(status) {
+            // Retried like a 5xx; the log says where it pointed.
+            Err(Failure::Retryable(_)) if response.status().is_redirection() => {
+                let location = redirect_location(response.headers());
+                Err(Failure::Retryable(format!(
+                    "status {status}: a redirect to {location}, not followed"
+                )))
+            }
+            verdict => verdict,
+        };
         discard_body(response).await;
-        Ok(Answer {
-            status,
-            verdict: classify(status),
-        })
+        Ok(Answer { status, verdict })
     }
 }
 
@@ -307,11 +341,12 @@ pub(super) async fn discard_body(mut response: reqwest::Response) {
     }
 }
 
-/// 2xx is success; 408, 429 and 5xx are retried; any other status is final.
+/// 2xx is success; 3xx (never followed), 408, 429 and 5xx are retried; any other status is
+/// final.
 pub(super) fn classify(status: u16) -> Result<(), Failure> {
     match status {
         200..=299 => Ok(()),
-        408 | 429 | 500..=599 => Err(Failure::Retryable(format!("status {status}"))),
+        300..=399 | 408 | 429 | 500..=599 => Err(Failure::Retryable(format!("status {status}"))),
         _ => Err(Failure::Final(format!("status {status}"))),
     }
 }

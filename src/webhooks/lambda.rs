@@ -9,8 +9,8 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::credentials;
-use super::delivery::{classify, discard_body, Answer, Failure};
-use crate::config::LambdaTarget;
+use super::delivery::{classify, describe_error, discard_body, Answer, Failure};
+use crate::config::{redacted, LambdaTarget};
 
 /// RFC 3986 unreserved characters stay; everything else in a path segment or query value is
 /// escaped, as the Lambda API expects.
@@ -43,10 +43,11 @@ fn invoke_url(lambda: &LambdaTarget) -> Result<(reqwest::Url, String), Failure> 
         .clone()
         .unwrap_or_else(|| format!("https://lambda.{region}.amazonaws.com"));
     let mut url = reqwest::Url::parse(&base)
-        .map_err(|e| Failure::Final(format!("lambda endpoint {base:?}: {e}")))?;
+        .map_err(|e| Failure::Final(format!("lambda endpoint {:?}: {e}", redacted(&base))))?;
     if url.host_str().is_none() {
         return Err(Failure::Final(format!(
-            "lambda endpoint {base:?} has no host"
+            "lambda endpoint {:?} has no host",
+            redacted(&base)
         )));
     }
     let function = uri_encode(&lambda.function_name);
@@ -123,7 +124,7 @@ pub(super) async fn invoke_lambda(
         .body(body)
         .send()
         .await
-        .map_err(|e| Failure::Retryable(format!("lambda request failed: {e}")))?;
+        .map_err(|e| Failure::Retryable(format!("lambda {}", describe_error(e))))?;
     let status = response.status().as_u16();
     let function_error = response
         .headers()

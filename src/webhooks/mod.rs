@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 
 pub use event::{PairKey, PairRole, WebhookEvent};
 
-pub(crate) use delivery::{delivery_id, http_client};
+pub(crate) use delivery::{delivery_id, describe_error, http_client, redirect_location};
 
 use crate::config::{
     AppConfig, EventKind, EventKinds, WebhookEndpoint, WebhookTarget, WebhooksConfig,

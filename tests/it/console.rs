@@ -71,7 +71,7 @@ pub async fn console_session(server: &dyn Served, token: &str) -> String {
         .to_str()
         .unwrap()
         .to_owned();
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age="] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
     assert!(!cookie.contains(token), "the cookie must not be the token");

@@ -99,12 +99,29 @@ async fn an_allowed_connection_is_asked_about_with_its_request_and_signed_like_a
     drop((client, second));
 }
 
+/// The hook's `ip` is the client address every per-address rule uses: the peer, or behind
+/// `trust_hops` proxies the entry that many from the right of `X-Forwarded-For` (the left end
+/// is whatever the client wrote). The older `trust_x_forwarded_for` counts as one hop.
 #[tokio::test]
-async fn the_forwarded_address_is_used_only_when_trusted() {
-    for trusted in [false, true] {
+async fn the_forwarded_address_is_the_trusted_hop_from_the_right() {
+    let cases = [
+        (json!({}), "127.0.0.1"),
+        (json!({"trust_x_forwarded_for": true}), "10.0.0.1"),
+        (
+            json!({"rate_limiter": {"websocket_rate_limit": {"trust_hops": 1}}}),
+            "10.0.0.1",
+        ),
+        (
+            json!({"rate_limiter": {"websocket_rate_limit": {"trust_hops": 2}}}),
+            "203.0.113.9",
+        ),
+    ];
+    for (keys, expected) in cases {
         let hook = HookServer::start(|_| HookAnswer::allow()).await;
         let server = server_and(&hook, &["connection_starting"], json!({}), |c| {
-            c["trust_x_forwarded_for"] = json!(trusted);
+            for (key, value) in keys.as_object().unwrap() {
+                c[key] = value.clone();
+            }
         })
         .await;
         let mut request =
@@ -115,12 +132,7 @@ async fn the_forwarded_address_is_used_only_when_trusted() {
             .insert("x-forwarded-for", "203.0.113.9, 10.0.0.1".parse().unwrap());
         let (_ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
         let calls = hook.wait_calls(1).await;
-        let expected = if trusted { "203.0.113.9" } else { "127.0.0.1" };
-        assert_eq!(
-            calls[0].json()["data"]["ip"],
-            expected,
-            "trusted: {trusted}"
-        );
+        assert_eq!(calls[0].json()["data"]["ip"], expected, "{keys}");
     }
 }
 

@@ -2,6 +2,7 @@
 //! One binary with modules, because each `tests/*.rs` file links separately.
 
 mod hook_server;
+mod probe_support;
 mod receiver;
 mod redis_server;
 mod support;
@@ -29,6 +30,9 @@ mod hardening;
 mod metrics;
 mod operability;
 mod presence;
+mod probes_memory;
+mod probes_secrets;
+mod probes_throttle;
 mod rest_auth;
 mod rest_channels;
 mod rest_events;

@@ -8,7 +8,7 @@ use super::app::AppChannels;
 use super::counts::Announce;
 use super::recipient::Recipient;
 use crate::engine::{Subscribers, Transition};
-use crate::journal::{MemberDetail, NoDetail};
+use crate::journal::{shown_text, MemberDetail, NoDetail};
 use crate::outbound::WireFrame;
 use crate::protocol::{frames, SocketId};
 use crate::webhooks::WebhookEvent;
@@ -214,7 +214,7 @@ impl<R: Recipient> AppChannels<R> {
                 Transition::MemberAdded { user_id, .. }
                 | Transition::MemberRemoved { user_id, .. } => {
                     journal.record(kind, Some(channel), None, || MemberDetail {
-                        user_id: Some(&**user_id),
+                        user_id: Some(shown_text(user_id)),
                     })
                 }
                 Transition::Occupied { .. } | Transition::Vacated { .. } => {

@@ -23,7 +23,7 @@ use super::line::Step;
 use crate::cluster::{Outcome, Refusal};
 use crate::config::EventKind;
 use crate::engine::PresenceMember;
-use crate::journal::{MemberDetail, NoDetail};
+use crate::journal::{shown_text, MemberDetail, NoDetail};
 use crate::protocol::codes::{SocketError, SubscriptionError};
 use crate::protocol::SocketId;
 use crate::webhooks::WebhookEvent;
@@ -250,7 +250,9 @@ impl Worker {
             } else {
                 "member_removed"
             };
-            journal.record(kind, Some(channel), None, || MemberDetail { user_id: user });
+            journal.record(kind, Some(channel), None, || MemberDetail {
+                user_id: user.map(shown_text),
+            });
         }
     }
 

@@ -2,13 +2,21 @@
 //! open it) or the session cookie that opening it set.
 //!
 //! The cookie holds an HMAC of a fixed label keyed with the token, not the token: it proves the
-//! token was presented without being it. Both checks compare MACs in constant time.
+//! token was presented without being it. Both checks compare MACs in constant time. The
+//! cookie expires after [`SESSION_MAX_AGE`]; the token opens a new session.
+//!
+//! Wrong tokens are counted per client address: past `CONSOLE_GUESSES` a minute the address
+//! gets 429 until the minute is over, and the log says how many there were, once a minute.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::http::client_address::{client_address, peer_of};
 use crate::http::ApiError;
 use crate::protocol::signing::Signer;
 use crate::state::SharedState;
@@ -17,6 +25,8 @@ use crate::state::SharedState;
 const COOKIE: &str = "herald_console";
 /// What the session cookie is the MAC of.
 const SESSION: &[u8] = b"herald console session";
+/// Seconds a console session lasts (12 hours).
+const SESSION_MAX_AGE: u64 = 12 * 3600;
 
 /// The session cookie's value for `token`.
 fn session(token: &str) -> String {
@@ -73,6 +83,45 @@ fn refused(why: &str) -> Response {
     ApiError::Unauthorized(why.into()).into_response()
 }
 
+/// Whether `given` is the token, counting a wrong one against the client's address; the
+/// refusal is 401, or 429 once the address has used up its guesses.
+fn check_token(
+    shared: &SharedState,
+    request: &Request,
+    token: &str,
+    given: &str,
+) -> Result<(), ApiError> {
+    let peer = peer_of(request).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let address = client_address(peer, request.headers(), shared.config().trust_hops);
+    let guesses = shared.console_guesses();
+    // Counted before it is checked: concurrent guesses cannot pass the limit together.
+    let failed = guesses
+        .attempt(address, Instant::now())
+        .map_err(|retry_after| {
+            let message = "too many wrong console tokens from this address; retry later".into();
+            ApiError::TooManyRequests {
+                message,
+                retry_after,
+            }
+        })?;
+    if is_token(token, given) {
+        guesses.forgive(address);
+        return Ok(());
+    }
+    if let Some(tally) = failed.report {
+        tracing::warn!(
+            %address,
+            wrong_tokens = tally.failures,
+            refused = tally.refused,
+            "wrong console tokens since the last report (reported at most once a minute)"
+        );
+    }
+    if failed.now_throttled {
+        tracing::warn!(%address, "console: too many wrong tokens from this address; refused with 429 for the rest of the minute");
+    }
+    Err(ApiError::Unauthorized("wrong console token".into()))
+}
+
 /// Guards every console route; `GET /console?token=` trades the token for the cookie.
 pub async fn guard(State(shared): State<SharedState>, request: Request, next: Next) -> Response {
     let Some(token) = shared.console_token().map(|t| t.secret().to_owned()) else {
@@ -83,12 +132,12 @@ pub async fn guard(State(shared): State<SharedState>, request: Request, next: Ne
             .into_response();
     }
     if let Some(given) = query_token(&request) {
-        if !is_token(&token, &given) {
-            return refused("wrong console token");
+        if let Err(refusal) = check_token(&shared, &request, &token, &given) {
+            return refusal.into_response();
         }
         // The token leaves the URL (history, access logs) at once.
         let cookie = format!(
-            "{COOKIE}={}; Path=/console; HttpOnly; SameSite=Strict",
+            "{COOKIE}={}; Path=/console; Max-Age={SESSION_MAX_AGE}; HttpOnly; SameSite=Strict",
             session(&token)
         );
         let cookie = HeaderValue::from_str(&cookie).expect("hex and ASCII");

@@ -1,5 +1,12 @@
 //! Process-wide admission limits: open WebSocket connections (`max_connections`) and REST
-//! request bytes being read before a handler runs (`http_api.max_buffered_body_mb`).
+//! request bytes being read before a handler runs (`http_api.max_buffered_body_mb`); per client
+//! address, a share of a cap and a throttle on failures (`per_address`).
+
+mod per_address;
+
+pub use per_address::{
+    address_key, AddressShare, AddressSlot, Failed, FailureTally, FailureThrottle,
+};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
