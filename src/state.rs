@@ -35,8 +35,10 @@ pub struct Shared {
 pub const CONSOLE_GUESSES: u32 = 10;
 /// The window of [`CONSOLE_GUESSES`].
 pub const CONSOLE_GUESS_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
-/// Addresses the console's throttle counts apart; past them, new ones share one count.
-const CONSOLE_GUESSERS: usize = 10_000;
+/// Addresses the console's throttle counts apart within a window (about 6 MiB at most); past
+/// them, new ones share one count, so an attacker with this many addresses (or IPv6 /64s) a
+/// minute can make new addresses wait; a browser holding its session cookie never waits.
+const CONSOLE_GUESSERS: usize = 100_000;
 
 /// The token that opens the console.
 pub enum ConsoleToken {
@@ -88,7 +90,7 @@ impl Shared {
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
             connection_limit: ConnectionLimit::new(config.max_connections),
-            body_budget: BodyBudget::new(config.http_body_budget.max(config.http_request_limit)),
+            body_budget: BodyBudget::new(config.http.body_budget.max(config.http.request_limit)),
             console_token,
             console_guesses: FailureThrottle::new(
                 CONSOLE_GUESSES,

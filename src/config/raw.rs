@@ -7,6 +7,8 @@ use serde::Deserialize;
 use super::cluster::{RawAdapter, RawDatabase};
 use super::decision_hooks::RawDecisionHooks;
 use super::lenient;
+use super::namespaces::RawNamespace;
+use super::websocket::RawWebSocket;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -43,6 +45,7 @@ pub(super) struct RawConfig {
     pub database: RawDatabase,
     pub console: RawConsole,
     pub rate_limiter: RawRateLimiter,
+    pub websocket: RawWebSocket,
 }
 
 /// Sockudo's `rate_limiter`: only `websocket_rate_limit.trust_hops` is read so far (the
@@ -118,6 +121,27 @@ pub(super) struct RawApp {
     pub max_event_batch_size: Option<u64>,
     pub webhooks: Option<Vec<RawWebhook>>,
     pub decision_hooks: Option<RawDecisionHooks>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub channel_namespaces: Option<Vec<RawNamespace>>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub decay_seconds: Option<u64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub terminate_on_limit: Option<bool>,
+    pub message_rate_limit: Option<RawMessageRateLimit>,
+}
+
+/// Sockudo's per-socket limit on every inbound message.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawMessageRateLimit {
+    #[serde(deserialize_with = "lenient::opt")]
+    pub enabled: Option<bool>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub max_attempts: Option<u64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub decay_seconds: Option<u64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub terminate_on_limit: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

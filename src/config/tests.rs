@@ -43,13 +43,22 @@ fn numbers_as_strings_are_accepted() {
 #[test]
 fn unknown_keys_are_collected_with_paths() {
     let c = Config::from_json(
-        r#"{"mode":"production","app_manager":{"array":{"apps":[{"id":"a","key":"k","secret":"s","allowed_origins":["*"]}]}}}"#,
+        r#"{"mode":"production","app_manager":{"array":{"apps":[{"id":"a","key":"k","secret":"s","history":{"enabled":true},"frobnicate":1}]}}}"#,
     )
     .unwrap();
+    let paths: Vec<&str> = c.ignored_keys.iter().map(|k| k.path.as_str()).collect();
     assert_eq!(
-        c.unknown_keys,
-        ["mode", "app_manager.array.apps[0].allowed_origins"]
+        paths,
+        [
+            "app_manager.array.apps[0].frobnicate",
+            "app_manager.array.apps[0].history",
+            "mode",
+        ]
     );
+    assert!(c.ignored_keys[0].reason.contains("not used by Herald"));
+    assert!(c.ignored_keys[1]
+        .reason
+        .contains("Sockudo-protocol feature"));
 }
 
 #[test]
@@ -311,12 +320,12 @@ fn the_console_is_on_by_default_and_its_token_must_be_long_enough() {
 #[test]
 fn the_head_limit_and_the_trusted_proxy_hops_have_defaults() {
     let c = Config::from_json("{}").unwrap();
-    assert_eq!(c.http_max_header, 32 * 1024);
+    assert_eq!(c.http.max_header, 32 * 1024);
     assert_eq!(c.trust_hops, 0);
     let c =
         Config::from_json(r#"{"http_api":{"max_header_kb":"64"},"trust_x_forwarded_for":true}"#)
             .unwrap();
-    assert_eq!(c.http_max_header, 64 * 1024);
+    assert_eq!(c.http.max_header, 64 * 1024);
     assert_eq!(c.trust_hops, 1, "the older key counts as one hop");
     let c = Config::from_json(
         r#"{"trust_x_forwarded_for":true,"rate_limiter":{"websocket_rate_limit":{"trust_hops":2}}}"#,
@@ -324,7 +333,7 @@ fn the_head_limit_and_the_trusted_proxy_hops_have_defaults() {
     .unwrap();
     assert_eq!(c.trust_hops, 2, "Sockudo's key wins");
     let c = Config::from_json(r#"{"http_api":{"max_header_kb":1}}"#).unwrap();
-    assert_eq!(c.http_max_header, 8192, "hyper's floor");
+    assert_eq!(c.http.max_header, 8192, "hyper's floor");
     let error = error_of(r#"{"http_api":{"max_header_kb":0}}"#);
     assert_eq!(error.path, "http_api.max_header_kb");
 }

@@ -81,7 +81,7 @@ fn unauthorized(why: impl Into<String>) -> ApiError {
 /// `Content-Length` is refused at once), within `http_api.body_timeout_ms`, and only while the
 /// process-wide budget for bodies being read has room.
 async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let limit = shared.config().http_request_limit;
+    let limit = shared.config().http.request_limit;
     let too_large =
         || ApiError::PayloadTooLarge("request body is over http_api.request_limit_in_mb".into());
     let declared = headers
@@ -115,7 +115,7 @@ async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<B
         }
         Ok(bytes.freeze())
     };
-    tokio::time::timeout(shared.config().http_body_timeout, read)
+    tokio::time::timeout(shared.config().http.body_timeout, read)
         .await
         .map_err(|_| {
             ApiError::Timeout(

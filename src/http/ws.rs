@@ -139,6 +139,14 @@ fn handshake(
             // console's journal; otherwise nothing is kept.
             let asks = app.decision_hooks.is_some();
             let shown = shared.config().console.enabled;
+            let origin = request.headers().get(header::ORIGIN);
+            if !app
+                .allowed_origins
+                .allows(origin.and_then(|o| o.to_str().ok()))
+            {
+                // Before any hook is asked and before `connection_established`.
+                return Handshake::Refused(SocketError::OriginNotAllowed);
+            }
             let info = (asks || shown).then(|| Box::new(connection_info(shared, request, query)));
             Handshake::Accepted(app.clone(), info)
         }

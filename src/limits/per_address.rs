@@ -90,6 +90,8 @@ pub struct FailureTally {
     pub failures: u64,
     /// Requests refused because their address was over the limit.
     pub refused: u64,
+    /// Addresses that used up their allowance.
+    pub throttled: u64,
 }
 
 /// What recording one failure found.
@@ -97,7 +99,9 @@ pub struct FailureTally {
 pub struct Failed {
     /// What happened since the last report, when one is due (at most once a window).
     pub report: Option<FailureTally>,
-    /// This failure used up the address's allowance: it is refused until its window ends.
+    /// This failure used up the address's allowance (it is refused until its window ends), and
+    /// it is the first address to since a window ago: worth a line of its own. Later ones are
+    /// counted in the next report.
     pub now_throttled: bool,
 }
 
@@ -114,6 +118,7 @@ struct ThrottleState {
     by_address: HashMap<IpAddr, Window>,
     tally: FailureTally,
     last_logged: Option<Instant>,
+    last_throttled_logged: Option<Instant>,
 }
 
 /// Where addresses past the throttle's capacity are counted, together.
@@ -130,6 +135,7 @@ impl FailureThrottle {
                 by_address: HashMap::new(),
                 tally: FailureTally::default(),
                 last_logged: None,
+                last_throttled_logged: None,
             }),
         }
     }
@@ -189,11 +195,16 @@ impl FailureThrottle {
             };
         }
         window.failures = window.failures.saturating_add(1);
-        let now_throttled = window.failures == self.max;
+        let throttled = window.failures == self.max;
         state.tally.failures += 1;
-        let due = state
-            .last_logged
-            .is_none_or(|at| now.duration_since(at) >= self.window);
+        state.tally.throttled += u64::from(throttled);
+        let quiet =
+            |last: Option<Instant>| last.is_none_or(|at| now.duration_since(at) >= self.window);
+        let now_throttled = throttled && quiet(state.last_throttled_logged);
+        if now_throttled {
+            state.last_throttled_logged = Some(now);
+        }
+        let due = quiet(state.last_logged);
         let report = due.then(|| {
             state.last_logged = Some(now);
             std::mem::take(&mut state.tally)
@@ -255,6 +266,7 @@ mod tests {
         let tally = FailureTally {
             failures: 1,
             refused: 0,
+            throttled: 0,
         };
         assert_eq!(first.report, Some(tally));
         for n in 2..=3 {
@@ -263,6 +275,10 @@ mod tests {
             assert_eq!(failed.now_throttled, n == 3);
         }
         let later = start + Duration::from_secs(20);
+        for _ in 0..3 {
+            let failed = throttle.attempt(ip("10.0.0.3"), later).unwrap();
+            assert!(!failed.now_throttled, "one throttle line a window");
+        }
         let refused = throttle.attempt(ip("10.0.0.1"), later);
         assert_eq!(refused.unwrap_err(), Duration::from_secs(40));
         // Another address goes on, and a right attempt does not count.
@@ -273,8 +289,9 @@ mod tests {
         // A new window, and a report of the last one (the forgiven attempts not counted).
         let failed = throttle.attempt(ip("10.0.0.1"), start + Duration::from_secs(60));
         let tally = FailureTally {
-            failures: 3,
+            failures: 6,
             refused: 1,
+            throttled: 2,
         };
         assert_eq!(failed.unwrap().report, Some(tally));
     }

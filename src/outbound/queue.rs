@@ -3,8 +3,11 @@
 //! A producer (fan-out, a REST handler, the socket's own handlers) writes a frame straight to the
 //! socket when nothing is queued before it: one non-blocking `write`, no task wake-up, no copy.
 //! What the socket cannot take at once is queued, and the connection task writes it when the
-//! socket drains. A push that would exceed the byte bound marks the queue overflowed instead: the
-//! connection closes with 4100 and no producer ever waits on a slow consumer. Every write happens
+//! socket drains. A push that would exceed a bound (bytes, and frames when Sockudo's
+//! `websocket.max_messages` sets one) marks the queue overflowed instead: the connection closes
+//! with 4100 and no producer ever waits on a slow consumer. With `drop_when_full` (Sockudo's
+//! `disconnect_on_buffer_full: false`) the frame that does not fit is dropped instead, counted,
+//! and the socket stays. Every write happens
 //! under the queue's lock, so frames reach the wire whole and in the order they were pushed.
 
 use std::collections::VecDeque;
@@ -16,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::wire::WireFrame;
+use crate::config::OutboundLimits;
 use crate::protocol::codes::SocketError;
 
 /// A cheap-clone handle to a connection's outbound side, as stored in channel registries.
@@ -47,19 +51,21 @@ struct State {
     broken: bool,
     /// The connection ended: nobody writes any more.
     shut: bool,
+    /// Frames dropped because the queue was full (with `drop_when_full`).
+    dropped: u64,
 }
 
 /// The outbound side of one connection.
 pub struct OutboundQueue {
     state: Mutex<State>,
     notify: Notify,
-    limit_bytes: usize,
+    limits: OutboundLimits,
     socket: TcpStream,
 }
 
 impl OutboundQueue {
-    /// The outbound side of `socket`, holding at most `limit_bytes` of unsent frames.
-    pub fn new(socket: TcpStream, limit_bytes: usize) -> Outbound {
+    /// The outbound side of `socket`, holding at most what `limits` allow of unsent frames.
+    pub fn new(socket: TcpStream, limits: OutboundLimits) -> Outbound {
         Arc::new(OutboundQueue {
             state: Mutex::new(State {
                 frames: VecDeque::new(),
@@ -68,9 +74,10 @@ impl OutboundQueue {
                 close: None,
                 broken: false,
                 shut: false,
+                dropped: 0,
             }),
             notify: Notify::new(),
-            limit_bytes,
+            limits,
             socket,
         })
     }
@@ -116,12 +123,33 @@ impl OutboundQueue {
                 }
             }
         }
-        // Queue first: a frame already partly on the wire must be finished even if it overflows.
         let rest = frame.bytes().slice(written..);
+        let full = |state: &State| {
+            state.bytes > self.limits.bytes
+                || self
+                    .limits
+                    .frames
+                    .is_some_and(|max| state.frames.len() > max)
+        };
+        if self.limits.drop_when_full && written == 0 {
+            state.bytes += rest.len();
+            state.frames.push_back(rest);
+            if full(&state) {
+                // Never on the wire: taken back whole, the stream stays valid.
+                let dropped = state.frames.pop_back().expect("just queued");
+                state.bytes -= dropped.len();
+                state.dropped += 1;
+                return false;
+            }
+            drop(state);
+            self.notify.notify_one();
+            return true;
+        }
+        // Queue first: a frame already partly on the wire must be finished even if it overflows.
         state.front_started |= written > 0;
         state.bytes += rest.len();
         state.frames.push_back(rest);
-        let overflowed = state.bytes > self.limit_bytes;
+        let overflowed = !self.limits.drop_when_full && full(&state);
         if overflowed {
             state.overflow();
         }
@@ -151,6 +179,11 @@ impl OutboundQueue {
             state.bytes += frame.len();
             state.frames.push_back(frame.bytes().clone());
         }
+    }
+
+    /// Frames dropped because the queue was full (only with `drop_when_full`).
+    pub fn dropped(&self) -> u64 {
+        self.lock().dropped
     }
 
     /// Waits until something was queued, a close was requested or a write failed.
@@ -222,6 +255,15 @@ mod tests {
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpSocket};
 
+    /// Limits of `bytes` and nothing else, closing when full.
+    fn bytes_only(bytes: usize) -> OutboundLimits {
+        OutboundLimits {
+            bytes,
+            frames: None,
+            drop_when_full: false,
+        }
+    }
+
     /// A connected loopback pair: the server side (ours) and the peer.
     async fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -246,7 +288,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_socket_is_written_at_once() {
         let (ours, mut peer) = pair().await;
-        let q = OutboundQueue::new(ours, 1024);
+        let q = OutboundQueue::new(ours, bytes_only(1024));
         let frame = WireFrame::text("hello");
         assert!(q.push(&frame));
         assert_eq!(read_exactly(&mut peer, frame.len()).await, frame.as_ref());
@@ -256,7 +298,7 @@ mod tests {
     #[tokio::test]
     async fn queued_frames_go_out_in_order_on_flush() {
         let (ours, mut peer) = pair().await;
-        let q = OutboundQueue::new(ours, 1024);
+        let q = OutboundQueue::new(ours, bytes_only(1024));
         let (a, b) = (WireFrame::text("a"), WireFrame::text("b"));
         assert!(q.push_queued(&a));
         // Something is queued, so this one must wait behind it rather than overtake it.
@@ -302,7 +344,7 @@ mod tests {
     #[tokio::test]
     async fn a_frame_too_big_for_the_socket_is_finished_by_flush() {
         let (ours, mut peer) = narrow_pair().await;
-        let q = OutboundQueue::new(ours, 4 << 20);
+        let q = OutboundQueue::new(ours, bytes_only(4 << 20));
         let frame = WireFrame::text(&"z".repeat(1 << 20));
         assert!(q.push(&frame));
         assert_eq!(
@@ -319,7 +361,7 @@ mod tests {
     #[tokio::test]
     async fn an_overflow_still_finishes_the_frame_already_started() {
         let (ours, mut peer) = narrow_pair().await;
-        let q = OutboundQueue::new(ours, 64 * 1024);
+        let q = OutboundQueue::new(ours, bytes_only(64 * 1024));
         // Bigger than the bound: part goes out at once, the rest overflows the queue.
         let frame = WireFrame::text(&"z".repeat(1 << 20));
         assert!(!q.push(&frame));
@@ -339,7 +381,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_stops_reading_overflows_into_over_capacity() {
         let (ours, _peer) = pair().await;
-        let q = OutboundQueue::new(ours, 64 * 1024);
+        let q = OutboundQueue::new(ours, bytes_only(64 * 1024));
         let frame = WireFrame::text(&"x".repeat(16 * 1024));
         // The kernel buffers take some frames; then the queue fills up and overflows.
         let mut pushes = 0;
@@ -352,9 +394,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn with_drop_when_full_a_frame_past_a_bound_is_dropped_and_the_socket_stays() {
+        let (ours, mut peer) = pair().await;
+        let limits = OutboundLimits {
+            bytes: 1 << 20,
+            frames: Some(2),
+            drop_when_full: true,
+        };
+        let q = OutboundQueue::new(ours, limits);
+        let frames = [
+            WireFrame::text("a"),
+            WireFrame::text("b"),
+            WireFrame::text("c"),
+        ];
+        for frame in &frames[..2] {
+            assert!(q.push_queued(frame));
+        }
+        assert!(
+            !q.push_queued(&frames[2]),
+            "a third frame is over max_messages"
+        );
+        assert_eq!(q.dropped(), 1);
+        assert_eq!(q.flush(), Flushed::Idle, "no close: the socket stays");
+        let expected = [frames[0].as_ref(), frames[1].as_ref()].concat();
+        assert_eq!(read_exactly(&mut peer, expected.len()).await, expected);
+        assert!(q.push(&frames[2]), "room again once the queue drained");
+    }
+
+    #[tokio::test]
     async fn close_waits_for_queued_frames() {
         let (ours, mut peer) = pair().await;
-        let q = OutboundQueue::new(ours, 1024);
+        let q = OutboundQueue::new(ours, bytes_only(1024));
         let a = WireFrame::text("a");
         q.push_queued(&a);
         q.close(SocketError::ServerShutdown);
@@ -379,6 +449,7 @@ mod tests {
             front_started: false,
             close: None,
             broken: false,
+            dropped: 0,
             shut: false,
         };
         state.consume(4);

@@ -75,13 +75,15 @@ pub enum ChannelNameError {
     /// Longer than the app's `max_channel_name_length`.
     #[error("channel name is {len} characters long, over the limit of {max}")]
     TooLong { len: usize, max: usize },
-    /// A character outside `[A-Za-z0-9_\-=@,.;]`.
-    #[error("channel name {0:?} has characters outside [A-Za-z0-9_-=@,.;]")]
+    /// A character outside `[A-Za-z0-9_\-=@,.;:]`.
+    #[error("channel name {0:?} has characters outside [A-Za-z0-9_-=@,.;:]")]
     BadCharacters(String),
 }
 
+/// Pusher's characters, and `:` as Sockudo allows it: its channel namespaces (`chat:room`)
+/// are named by it.
 fn allowed_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'=' | b'@' | b',' | b'.' | b';')
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'=' | b'@' | b',' | b'.' | b';' | b':')
 }
 
 /// Checks a channel name against the Pusher rules and the app's length limit.

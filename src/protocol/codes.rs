@@ -23,6 +23,9 @@ pub enum SocketError {
     Unauthorized(String),
     /// 4009: the app's decision hook refused the connection (the reason, as it gave it).
     RefusedByHook(String),
+    /// 4009: the page's `Origin` is not in the app's `allowed_origins` (pusher-js does not
+    /// reconnect).
+    OriginNotAllowed,
     /// 4100: the app's decision hook could not decide and refuses: retry after a back-off.
     /// The client is told no more (why it failed names the hook's backend: the log has it).
     HookUnavailable,
@@ -34,6 +37,12 @@ pub enum SocketError {
     PongTimeout,
     /// 4301: client events sent faster than the app allows; the socket stays open.
     ClientEventRateLimited,
+    /// 4301: messages sent faster than the app's `message_rate_limit`; dropped, the socket
+    /// stays open.
+    MessageRateLimited,
+    /// 4301, and the connection closes: over a rate limit of an app that asked for
+    /// `terminate_on_limit`.
+    RateLimitClosed,
     /// `code: null`: a frame that is not JSON or lacks an `event`.
     MalformedMessage(String),
     /// `code: null`: an unknown `pusher:` event.
@@ -54,11 +63,15 @@ impl SocketError {
             SocketError::PathNotFound(_) => Some(4005),
             SocketError::InvalidVersion(_) => Some(4006),
             SocketError::UnsupportedProtocol(_) => Some(4007),
-            SocketError::Unauthorized(_) | SocketError::RefusedByHook(_) => Some(4009),
+            SocketError::Unauthorized(_)
+            | SocketError::RefusedByHook(_)
+            | SocketError::OriginNotAllowed => Some(4009),
             SocketError::OverCapacity | SocketError::HookUnavailable => Some(4100),
             SocketError::ServerShutdown => Some(4200),
             SocketError::PongTimeout => Some(4201),
-            SocketError::ClientEventRateLimited => Some(4301),
+            SocketError::ClientEventRateLimited
+            | SocketError::MessageRateLimited
+            | SocketError::RateLimitClosed => Some(4301),
             SocketError::MalformedMessage(_)
             | SocketError::UnknownEvent(_)
             | SocketError::ClientEventRejected(_)
@@ -68,10 +81,12 @@ impl SocketError {
 
     /// The WebSocket close code to close with after the error frame, if the error is fatal.
     ///
-    /// 43xx errors never close: pusher-js would refuse to reconnect.
+    /// 43xx errors close only when the app asked for it (`terminate_on_limit`): pusher-js
+    /// does not reconnect after one.
     pub fn close_code(&self) -> Option<u16> {
-        match self.code() {
-            Some(code) if code < 4300 => Some(code),
+        match (self, self.code()) {
+            (SocketError::RateLimitClosed, code) => code,
+            (_, Some(code)) if code < 4300 => Some(code),
             _ => None,
         }
     }
@@ -105,6 +120,11 @@ impl fmt::Display for SocketError {
             SocketError::ClientEventRateLimited => {
                 f.write_str("Client event rejected due to rate limit")
             }
+            SocketError::MessageRateLimited => f.write_str("Message rejected due to rate limit"),
+            SocketError::RateLimitClosed => {
+                f.write_str("Rate limit exceeded; the connection is closed")
+            }
+            SocketError::OriginNotAllowed => f.write_str("Origin not allowed"),
             SocketError::MalformedMessage(why) => write!(f, "Malformed message: {why}"),
             SocketError::UnknownEvent(event) => write!(f, "Unsupported event: {event}"),
             SocketError::ClientEventRejected(why) => write!(f, "Client event rejected: {why}"),

@@ -30,8 +30,8 @@ pub struct Server {
 impl Server {
     /// Binds the WebSocket/REST listener and, when enabled, the metrics listener.
     pub async fn bind(config: Config) -> io::Result<Server> {
-        for key in &config.unknown_keys {
-            tracing::warn!(key = %key, "config key is not used by Herald; ignored");
+        for key in &config.ignored_keys {
+            tracing::warn!(key = %key.path, "{}", key.reason);
         }
         if config.trust_x_forwarded_for {
             tracing::warn!(
@@ -76,8 +76,8 @@ impl Server {
         let shared = self.shared;
         let token = shared.shutdown().clone();
         let limits = listener::HeadLimits {
-            timeout: shared.config().http_header_timeout,
-            max_bytes: shared.config().http_max_header,
+            timeout: shared.config().http.header_timeout,
+            max_bytes: shared.config().http.max_header,
         };
         if let Some(listener) = self.metrics_listener {
             // The same accept loop and header timeout as the main port: the two share the

@@ -81,7 +81,7 @@ pub async fn serve(
     shared: SharedState,
     handshake: Handshake,
 ) {
-    let outbound = OutboundQueue::new(socket, shared.config().outbound_buffer);
+    let outbound = OutboundQueue::new(socket, shared.config().outbound);
     let (app, info) = match handshake {
         Handshake::Accepted(app, info) => (app, info),
         Handshake::Refused(error) => return finish(&outbound, &closing_frames(&error)).await,
@@ -358,7 +358,11 @@ fn read_messages(
         let inbound = match message {
             Message::Text(text) => {
                 session.slot.metrics().message_in();
-                ClientMessage::parse(text.as_str())
+                match session.count_message() {
+                    Ok(()) => ClientMessage::parse(text.as_str()),
+                    Err(error) if error.close_code().is_some() => return Err(Exit::Close(error)),
+                    Err(dropped) => Err(dropped),
+                }
             }
             Message::Binary(_) => Err(SocketError::MalformedMessage(
                 "binary frames are not supported; send JSON text".into(),

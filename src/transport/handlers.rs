@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::decision::Wait;
 use super::session::{Session, SignedInUser};
+use crate::apps::App;
 use crate::cluster::{ClientEvent, Pending, Subscription};
 use crate::engine::PresenceMember;
 use crate::protocol::channel::{server_to_user_id, validate_name};
@@ -49,6 +50,7 @@ impl Session {
                 data,
             } => match self.client_event(&event, &channel, data) {
                 Ok(wait) => return wait,
+                Err(error) if error.close_code().is_some() => self.outbound.close(error),
                 Err(error) => self.send(frames::error(&error)),
             },
         }
@@ -125,6 +127,10 @@ impl Session {
         let channel = request.channel.as_str();
         let kind = validate_name(channel, self.app.max_channel_name_length)
             .map_err(|e| SubscriptionError::InvalidChannel(e.to_string()))?;
+        let namespaces = &self.app.channel_namespaces;
+        if let Some(why) = namespaces.refuse_subscription(channel, kind.is_presence()) {
+            return Err(SubscriptionError::InvalidChannel(why));
+        }
         if kind.kind == ChannelKind::ServerToUser {
             let signed_in = self.user.as_ref().map(|u| &*u.id);
             if signed_in != server_to_user_id(channel) {
@@ -248,36 +254,8 @@ impl Session {
         channel: &str,
         data: Box<RawValue>,
     ) -> Result<Option<Wait>, SocketError> {
-        let reject = |why: String| Err(SocketError::ClientEventRejected(why));
         let app = self.app.clone();
-        if !app.enable_client_messages {
-            return reject("client events are not enabled for this app".into());
-        }
-        if !ChannelType::of(channel).allows_client_events() {
-            return reject(format!(
-                "client events are only allowed on private and presence channels, not {channel}"
-            ));
-        }
-        let Some(presence_user) = self.channels.get(channel) else {
-            return reject(format!("not subscribed to {channel}"));
-        };
-        if event.len() > app.max_event_name_length {
-            return reject(format!(
-                "event name is longer than {} characters",
-                app.max_event_name_length
-            ));
-        }
-        if data.get().len() > app.max_event_payload {
-            return reject(format!(
-                "data is over the limit of {} bytes",
-                app.max_event_payload
-            ));
-        }
-        if let Some(max) = app.max_client_events_per_second {
-            if !self.client_events.allow(Instant::now(), max) {
-                return Err(SocketError::ClientEventRateLimited);
-            }
-        }
+        let presence_user = self.check_client_event(&app, event, channel, &data)?;
         let event = ClientEvent {
             channel,
             name: event,
@@ -294,6 +272,57 @@ impl Session {
             .cluster()
             .client_event(&app, event)
             .map(Wait::Line))
+    }
+
+    /// Herald's own checks of a client event (enabled, channel, namespace, size, rate); the
+    /// presence user it goes out as.
+    fn check_client_event(
+        &mut self,
+        app: &App,
+        event: &str,
+        channel: &str,
+        data: &RawValue,
+    ) -> Result<Option<Arc<str>>, SocketError> {
+        let reject = |why: String| Err(SocketError::ClientEventRejected(why));
+        if !app.enable_client_messages {
+            return reject("client events are not enabled for this app".into());
+        }
+        if !ChannelType::of(channel).allows_client_events() {
+            return reject(format!(
+                "client events are only allowed on private and presence channels, not {channel}"
+            ));
+        }
+        let Some(presence_user) = self.channels.get(channel).cloned() else {
+            return reject(format!("not subscribed to {channel}"));
+        };
+        if let Some(why) = app.channel_namespaces.refuse_client_event(channel) {
+            return reject(why);
+        }
+        if event.len() > app.max_event_name_length {
+            return reject(format!(
+                "event name is longer than {} characters",
+                app.max_event_name_length
+            ));
+        }
+        if data.get().len() > app.max_event_payload {
+            return reject(format!(
+                "data is over the limit of {} bytes",
+                app.max_event_payload
+            ));
+        }
+        if let Some(max) = app.max_client_events_per_second {
+            if !self
+                .client_events
+                .allow(Instant::now(), max, app.client_event_window)
+            {
+                return Err(if app.terminate_on_limit {
+                    SocketError::RateLimitClosed
+                } else {
+                    SocketError::ClientEventRateLimited
+                });
+            }
+        }
+        Ok(presence_user)
     }
 
     /// Sends a client event the hook allowed; nothing when the socket left the channel since.

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -16,7 +17,7 @@ use crate::protocol::codes::SocketError;
 use crate::protocol::{frames, SocketId};
 use crate::state::SharedState;
 
-/// Client events accepted in the current one-second window.
+/// Events accepted in the current fixed window.
 pub(super) struct RateWindow {
     started: Instant,
     count: u32,
@@ -30,9 +31,9 @@ impl RateWindow {
         }
     }
 
-    /// Counts one event; false when it would exceed `max` in this second.
-    pub(super) fn allow(&mut self, now: Instant, max: u32) -> bool {
-        if now.duration_since(self.started).as_secs() >= 1 {
+    /// Counts one event; false when it would exceed `max` in this `window`.
+    pub(super) fn allow(&mut self, now: Instant, max: u32, window: Duration) -> bool {
+        if now.duration_since(self.started) >= window {
             self.started = now;
             self.count = 0;
         }
@@ -103,6 +104,8 @@ pub(super) struct Session {
     pub user: Option<SignedInUser>,
     pub liveness: Liveness,
     pub client_events: RateWindow,
+    /// Every inbound message, for the app's `message_rate_limit`.
+    pub messages: RateWindow,
     /// The client's address, for its share of the app's decision hook calls.
     pub address: Option<IpAddr>,
     /// Dropped after [`Session::drop`] has left every channel.
@@ -126,9 +129,26 @@ impl Session {
             user: None,
             liveness,
             client_events: RateWindow::new(Instant::now()),
+            messages: RateWindow::new(Instant::now()),
             address: None,
             slot,
         }
+    }
+
+    /// Counts an inbound message against the app's `message_rate_limit`: `Err` with what to
+    /// tell the client when it is over (a closing error when the app asks to terminate).
+    pub fn count_message(&mut self) -> Result<(), SocketError> {
+        let Some(limit) = self.app.message_rate_limit else {
+            return Ok(());
+        };
+        if self.messages.allow(Instant::now(), limit.max, limit.window) {
+            return Ok(());
+        }
+        Err(if limit.terminate {
+            SocketError::RateLimitClosed
+        } else {
+            SocketError::MessageRateLimited
+        })
     }
 
     /// Queues a frame for this socket only.

@@ -37,6 +37,7 @@ mod rest_auth;
 mod rest_channels;
 mod rest_events;
 mod signin;
+mod sockudo_config;
 mod subscriptions;
 mod transport;
 mod webhook_burst;

@@ -13,10 +13,11 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::MaybeTlsStream;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use futures_util::StreamExt;
 
@@ -46,49 +47,65 @@ pub enum Outcome {
 /// Opens a WebSocket to `url` from `source` (any 127.0.0.0/8 address is this machine) and
 /// reads until it is established or closed (bounded by `bound`).
 pub async fn connect_from(source: IpAddr, url: &str, bound: Duration) -> Outcome {
+    connect_with(source, url, &[], bound).await
+}
+
+/// [`connect_from`] with extra request headers (an `Origin`, say).
+pub async fn connect_with(
+    source: IpAddr,
+    url: &str,
+    headers: &[(&'static str, &str)],
+    bound: Duration,
+) -> Outcome {
     let host = url.trim_start_matches("ws://").split('/').next().unwrap();
     let server: SocketAddr = host.parse().unwrap();
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(source, 0)).unwrap();
     let stream = socket.connect(server).await.unwrap();
-    let handshake = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream));
-    let (mut ws, _) = tokio::time::timeout(WAIT, handshake)
+    let mut request = url.into_client_request().unwrap();
+    for (name, value) in headers {
+        request.headers_mut().insert(*name, value.parse().unwrap());
+    }
+    let handshake = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream));
+    let (ws, _) = tokio::time::timeout(WAIT, handshake)
         .await
         .expect("handshake in time")
         .expect("handshake");
-    let mut errors = Vec::new();
-    let read = async {
-        while let Some(Ok(message)) = ws.next().await {
-            match message {
-                Message::Text(text) => {
-                    let frame: Value = serde_json::from_str(&text).unwrap();
-                    if frame["event"] == "pusher:connection_established" {
-                        return Outcome::Established;
-                    }
-                    errors.push(frame);
-                }
-                Message::Close(frame) => {
-                    let (code, reason) = frame
-                        .map(|CloseFrame { code, reason }| (Some(code.into()), reason.to_string()))
-                        .unwrap_or((None, String::new()));
-                    return Outcome::Closed {
-                        code,
-                        reason,
-                        errors: std::mem::take(&mut errors),
-                    };
-                }
-                _ => {}
-            }
-        }
-        Outcome::Closed {
-            code: None,
-            reason: String::new(),
-            errors: std::mem::take(&mut errors),
-        }
-    };
-    tokio::time::timeout(bound, read)
+    tokio::time::timeout(bound, outcome(ws))
         .await
         .expect("established or closed in time")
+}
+
+/// Reads until `connection_established` or a close.
+async fn outcome(mut ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Outcome {
+    let mut errors = Vec::new();
+    while let Some(Ok(message)) = ws.next().await {
+        match message {
+            Message::Text(text) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                if frame["event"] == "pusher:connection_established" {
+                    return Outcome::Established;
+                }
+                errors.push(frame);
+            }
+            Message::Close(frame) => {
+                let (code, reason) = frame
+                    .map(|CloseFrame { code, reason }| (Some(code.into()), reason.to_string()))
+                    .unwrap_or((None, String::new()));
+                return Outcome::Closed {
+                    code,
+                    reason,
+                    errors,
+                };
+            }
+            _ => {}
+        }
+    }
+    Outcome::Closed {
+        code: None,
+        reason: String::new(),
+        errors,
+    }
 }
 
 /// One request a [`Redirector`] saw.

@@ -160,6 +160,20 @@ impl Client {
         }
     }
 
+    /// A client on an open socket, once `pusher:connection_established` arrived.
+    pub async fn from_socket(ws: Socket) -> Client {
+        let mut client = Client {
+            ws,
+            socket_id: String::new(),
+        };
+        let established = client.recv().await;
+        assert_eq!(established["event"], "pusher:connection_established");
+        let data: Value =
+            serde_json::from_str(established["data"].as_str().expect("data is a string")).unwrap();
+        client.socket_id = data["socket_id"].as_str().unwrap().to_owned();
+        client
+    }
+
     /// Connects and reads `pusher:connection_established`.
     pub async fn connect(url: &str) -> Client {
         let mut client = Client::unestablished(url).await;

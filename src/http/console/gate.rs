@@ -1,9 +1,10 @@
 //! Who may use the console: a request from the console's own origin with the token (only to
 //! open it) or the session cookie that opening it set.
 //!
-//! The cookie holds an HMAC of a fixed label keyed with the token, not the token: it proves the
-//! token was presented without being it. Both checks compare MACs in constant time. The
-//! cookie expires after [`SESSION_MAX_AGE`]; the token opens a new session.
+//! The cookie holds the time it was issued and an HMAC of a fixed label and that time keyed with
+//! the token, not the token: it proves the token was presented without being it, and the server
+//! refuses it [`SESSION_MAX_AGE`] seconds after it was issued, whatever the browser keeps. Both
+//! checks compare MACs in constant time.
 //!
 //! Wrong tokens are counted per client address: past `CONSOLE_GUESSES` a minute the address
 //! gets 429 until the minute is over, and the log says how many there were, once a minute.
@@ -28,23 +29,41 @@ const SESSION: &[u8] = b"herald console session";
 /// Seconds a console session lasts (12 hours).
 const SESSION_MAX_AGE: u64 = 12 * 3600;
 
-/// The session cookie's value for `token`.
-fn session(token: &str) -> String {
-    Signer::new(token).sign_hex(SESSION)
+/// The session cookie's value for `token`, issued at `issued` (Unix seconds).
+fn session(token: &str, issued: u64) -> String {
+    let issued = issued.to_string();
+    let mac = Signer::new(token).sign_hex(format!("{}.{issued}", hex::encode(SESSION)).as_bytes());
+    format!("{issued}.{mac}")
 }
 
 /// Whether `given` is the token, in constant time (the MACs are compared, not the strings).
 fn is_token(token: &str, given: &str) -> bool {
-    Signer::new(token).verify_hex(&[SESSION], &session(given))
+    Signer::new(token).verify_hex(&[SESSION], &Signer::new(given).sign_hex(SESSION))
 }
 
-fn has_session(token: &str, headers: &HeaderMap) -> bool {
+/// Whether a cookie of the request is a session of `token` issued within the last
+/// [`SESSION_MAX_AGE`] seconds (before `now`).
+fn has_session(token: &str, headers: &HeaderMap, now: u64) -> bool {
     let cookies = headers.get_all(header::COOKIE).iter();
     let cookies = cookies.filter_map(|value| value.to_str().ok());
     cookies
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-        .any(|value| Signer::new(token).verify_hex(&[SESSION], value))
+        .any(|value| {
+            let Some((issued, mac)) = value.split_once('.') else {
+                return false;
+            };
+            let fresh = issued
+                .parse::<u64>()
+                .is_ok_and(|at| at <= now && now - at < SESSION_MAX_AGE);
+            let label = format!("{}.{issued}", hex::encode(SESSION));
+            fresh && Signer::new(token).verify_hex(&[label.as_bytes()], mac)
+        })
+}
+
+/// Unix seconds now.
+fn unix_now() -> u64 {
+    crate::journal::unix_millis() / 1000
 }
 
 /// A request from another page (cookies do not tell ports of one host apart) is refused
@@ -113,11 +132,12 @@ fn check_token(
             %address,
             wrong_tokens = tally.failures,
             refused = tally.refused,
+            throttled_addresses = tally.throttled,
             "wrong console tokens since the last report (reported at most once a minute)"
         );
     }
     if failed.now_throttled {
-        tracing::warn!(%address, "console: too many wrong tokens from this address; refused with 429 for the rest of the minute");
+        tracing::warn!(%address, "console: too many wrong tokens from this address; refused with 429 for the rest of the minute (further addresses are counted in the next report)");
     }
     Err(ApiError::Unauthorized("wrong console token".into()))
 }
@@ -138,7 +158,7 @@ pub async fn guard(State(shared): State<SharedState>, request: Request, next: Ne
         // The token leaves the URL (history, access logs) at once.
         let cookie = format!(
             "{COOKIE}={}; Path=/console; Max-Age={SESSION_MAX_AGE}; HttpOnly; SameSite=Strict",
-            session(&token)
+            session(&token, unix_now())
         );
         let cookie = HeaderValue::from_str(&cookie).expect("hex and ASCII");
         return (
@@ -150,7 +170,7 @@ pub async fn guard(State(shared): State<SharedState>, request: Request, next: Ne
         )
             .into_response();
     }
-    if !has_session(&token, request.headers()) {
+    if !has_session(&token, request.headers(), unix_now()) {
         return refused("open the console with ?token= (Herald logs the URL at start-up)");
     }
     let mut response = next.run(request).await;
@@ -172,18 +192,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cookie_proves_the_token_without_being_it() {
+    fn the_cookie_proves_the_token_without_being_it_and_expires() {
         let token = "0123456789abcdef-token";
         assert!(is_token(token, token));
         assert!(!is_token(token, "0123456789abcdef-tokeN"));
         assert!(!is_token(token, ""));
         let mut headers = HeaderMap::new();
-        let cookie = format!("other=1; {COOKIE}={}", session(token));
+        let now = 1_800_000_000;
+        let cookie = format!("other=1; {COOKIE}={}", session(token, now));
         headers.insert(header::COOKIE, cookie.parse().unwrap());
-        assert!(has_session(token, &headers));
-        assert!(!session(token).contains(token));
+        assert!(has_session(token, &headers, now + 60));
+        assert!(
+            !has_session(token, &headers, now + SESSION_MAX_AGE),
+            "expired"
+        );
+        assert!(!has_session("another-token-0123456789", &headers, now));
+        assert!(!session(token, now).contains(token));
+        // A forged time does not verify.
+        let forged = session(token, now).replacen(&now.to_string(), &(now + 9).to_string(), 1);
+        headers.insert(
+            header::COOKIE,
+            format!("{COOKIE}={forged}").parse().unwrap(),
+        );
+        assert!(!has_session(token, &headers, now + 60));
         headers.insert(header::COOKIE, format!("{COOKIE}={token}").parse().unwrap());
-        assert!(!has_session(token, &headers));
+        assert!(!has_session(token, &headers, now));
     }
 
     #[test]
