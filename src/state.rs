@@ -3,6 +3,7 @@
 //! Fields are private: handlers read what they need through the methods, so what the state
 //! holds can change without touching them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -28,6 +29,7 @@ pub struct Shared {
     connection_limit: ConnectionLimit,
     console_token: Option<ConsoleToken>,
     console_guesses: FailureThrottle,
+    draining: AtomicBool,
 }
 
 /// Wrong console tokens one client address may send per [`CONSOLE_GUESS_WINDOW`]; past them it
@@ -97,6 +99,7 @@ impl Shared {
                 CONSOLE_GUESS_WINDOW,
                 CONSOLE_GUESSERS,
             ),
+            draining: AtomicBool::new(false),
             config,
         }))
     }
@@ -144,6 +147,16 @@ impl Shared {
     /// The console's token; `None` when the console is off.
     pub fn console_token(&self) -> Option<&ConsoleToken> {
         self.console_token.as_ref()
+    }
+
+    /// From now on the server drains: readiness fails, upgrades and REST writes get 503.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the server is draining (a shutdown signal came).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Wrong console tokens per client address.

@@ -6,6 +6,7 @@
 
 mod app;
 mod cluster;
+mod cors;
 mod decision_hooks;
 mod env;
 mod event_kind;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 pub use app::{AppConfig, MessageRateLimit};
 pub use cluster::{ClusterConfig, RedisConfig};
+pub use cors::CorsConfig;
 pub use decision_hooks::{DecisionHooksConfig, HookKind, OnFailure};
 pub use env::apply_env;
 pub use event_kind::{ChannelTypeFilter, EventKind, EventKinds, EVENT_TYPES};
@@ -87,6 +89,9 @@ pub struct Config {
     pub user_authentication_timeout: Duration,
     /// Bound on the wait for sockets and deliveries at shutdown.
     pub shutdown_grace_period: Duration,
+    /// How long a draining server keeps its sockets open before closing them with 4200
+    /// (Herald's `shutdown_drain_delay_ms`), so a load balancer sees `/ready` fail first.
+    pub shutdown_drain_delay: Duration,
     /// Largest inbound WebSocket message; larger ones close the socket with 1009.
     pub websocket_max_payload: usize,
     /// What one socket's outbound queue may hold before it counts as a slow consumer, and what
@@ -96,6 +101,8 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// The REST API's and every listener's bounds (`http_api`).
     pub http: HttpApiConfig,
+    /// Which pages may call the REST API (`cors`); none sends no CORS headers.
+    pub cors: Option<CorsConfig>,
     /// How long a cache channel keeps its last event.
     pub channel_cache_ttl: Duration,
     /// At most one `subscription_count` per channel per this long (zero: every change).
@@ -168,6 +175,7 @@ impl Config {
             apps: sections::apps(&raw, &webhook_defaults)?,
             webhooks: sections::webhooks_config(&raw, sections::batching_duration(&raw)?)?,
             http: sections::http_api(&raw.http_api)?,
+            cors: cors::cors(raw.cors.as_ref())?,
             trust_hops: sections::trust_hops(&raw),
             console: ConsoleConfig {
                 enabled: raw.console.enabled.unwrap_or(true),
@@ -183,6 +191,7 @@ impl Config {
                 30,
             )?,
             shutdown_grace_period: Duration::from_secs(raw.shutdown_grace_period.unwrap_or(10)),
+            shutdown_drain_delay: Duration::from_millis(raw.shutdown_drain_delay_ms.unwrap_or(0)),
             websocket_max_payload: websocket::inbound_limit(
                 kb(
                     "websocket_max_payload_kb",

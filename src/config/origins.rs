@@ -41,6 +41,11 @@ impl OriginAllowlist {
         })
     }
 
+    /// Whether the list has no entry at all.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
     /// Whether the list restricts anything (it is not empty and has no `*`).
     pub fn restricts(&self) -> bool {
         !self.patterns.is_empty() && !self.patterns.contains(&Pattern::Any)

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::cluster::{RawAdapter, RawDatabase};
+use super::cors::RawCors;
 use super::decision_hooks::RawDecisionHooks;
 use super::lenient;
 use super::namespaces::RawNamespace;
@@ -29,6 +30,8 @@ pub(super) struct RawConfig {
     #[serde(deserialize_with = "lenient::opt")]
     pub shutdown_grace_period: Option<u64>,
     #[serde(deserialize_with = "lenient::opt")]
+    pub shutdown_drain_delay_ms: Option<u64>,
+    #[serde(deserialize_with = "lenient::opt")]
     pub websocket_max_payload_kb: Option<f64>,
     #[serde(deserialize_with = "lenient::opt")]
     pub outbound_buffer_kb: Option<f64>,
@@ -46,6 +49,7 @@ pub(super) struct RawConfig {
     pub console: RawConsole,
     pub rate_limiter: RawRateLimiter,
     pub websocket: RawWebSocket,
+    pub cors: Option<RawCors>,
 }
 
 /// Sockudo's `rate_limiter`: only `websocket_rate_limit.trust_hops` is read so far (the

@@ -7,6 +7,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+/// Seconds a client is told to wait before retrying a request a draining server refused.
+const DRAINING_RETRY_AFTER: u64 = 5;
+
 /// Why a REST request was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -45,6 +48,9 @@ pub enum ApiError {
         /// When the client may try again.
         retry_after: std::time::Duration,
     },
+    /// 503 with `Retry-After`: the server is shutting down; another node can take this.
+    #[error("the server is shutting down; retry (another node) later")]
+    Draining,
     /// 503: a process-wide bound is reached; retrying later can succeed.
     #[error("{0}")]
     Busy(String),
@@ -72,7 +78,9 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Busy(_) | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy(_) | ApiError::Unavailable | ApiError::Draining => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,6 +109,9 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("13"),
                 );
                 headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            }
+            ApiError::Draining => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(DRAINING_RETRY_AFTER));
             }
             ApiError::TooManyRequests { retry_after, .. } => {
                 // Whole seconds, rounded up: a client retrying at once would only be refused.

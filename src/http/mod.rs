@@ -7,11 +7,12 @@ mod client_address;
 mod console;
 mod error;
 mod events;
+mod health;
 mod info;
 mod users;
 mod ws;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -27,15 +28,10 @@ use crate::transport::Handshake;
 
 /// The main router: WebSocket, REST API and health.
 pub fn router(shared: SharedState) -> Router {
-    let api = Router::new()
+    // A draining server refuses what changes state, so a client retries on another node.
+    let writes = Router::new()
         .route("/apps/{app_id}/events", post(events::trigger))
         .route("/apps/{app_id}/batch_events", post(events::batch))
-        .route("/apps/{app_id}/channels", get(channels::list))
-        .route("/apps/{app_id}/channels/{channel}", get(channels::show))
-        .route(
-            "/apps/{app_id}/channels/{channel}/users",
-            get(channels::users),
-        )
         .route(
             "/apps/{app_id}/users/{user_id}/terminate_connections",
             post(users::terminate_connections),
@@ -44,17 +40,56 @@ pub fn router(shared: SharedState) -> Router {
             "/users/{user_id}/terminate_connections",
             post(users::terminate_connections),
         )
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            health::refuse_while_draining,
+        ));
+    let api = Router::new()
+        .route("/apps/{app_id}/channels", get(channels::list))
+        .route("/apps/{app_id}/channels/{channel}", get(channels::show))
+        .route(
+            "/apps/{app_id}/channels/{channel}/users",
+            get(channels::users),
+        )
+        .merge(writes)
         .layer(middleware::from_fn_with_state(shared.clone(), count_status));
+    // CORS covers the REST API only: never the console, the metrics or the WebSocket.
+    let api = match &shared.config().cors {
+        Some(cors) => api.layer(cors_layer(cors)),
+        None => api,
+    };
     Router::new()
         .route("/app/{key}", get(ws::connect))
-        .route("/", get(health))
-        .route("/up", get(health))
-        .route("/up/{app_id}", get(app_health))
+        .route("/", get(health::up))
+        .route("/up", get(health::up))
+        .route("/up/{app_id}", get(health::app_up))
+        .route("/ready", get(health::ready))
+        .route("/live", get(health::live))
         .merge(api)
         .merge(console::router(shared.clone()))
         .fallback(fallback)
         .layer(middleware::from_fn(error::json_errors))
         .with_state(shared)
+}
+
+/// The CORS layer of the `cors` block: `*` with credentials mirrors the request's `Origin`.
+fn cors_layer(cors: &crate::config::CorsConfig) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let layer = CorsLayer::new()
+        .allow_methods(cors.methods.clone())
+        .allow_headers(cors.allowed_headers.clone())
+        .allow_credentials(cors.credentials);
+    let origins = cors.origins.clone();
+    let allow = match (cors.any_origin, cors.credentials) {
+        (true, true) => AllowOrigin::mirror_request(),
+        (true, false) => AllowOrigin::any(),
+        (false, _) => AllowOrigin::predicate(move |origin, _| {
+            origin
+                .to_str()
+                .is_ok_and(|origin| origins.allows(Some(origin)))
+        }),
+    };
+    layer.allow_origin(allow)
 }
 
 /// The metrics router, served on the metrics port.
@@ -75,32 +110,6 @@ async fn count_status(State(shared): State<SharedState>, request: Request, next:
         .metrics()
         .rest_request(response.status().as_u16(), started.elapsed());
     response
-}
-
-async fn health() -> &'static str {
-    "OK"
-}
-
-/// `{"status": "ok", "webhooks": {...}}`: a degraded webhook queue shows here, never as a
-/// non-200 status, so a load balancer does not drain a node for it.
-async fn app_health(State(shared): State<SharedState>, Path(app_id): Path<String>) -> Response {
-    match shared.apps().by_id(&app_id) {
-        Some(app) if app.enabled => {
-            let webhooks = shared.cluster().webhook_health(&app_id).map(|health| {
-                serde_json::json!({
-                    "degraded": health.degraded,
-                    "queued_events": health.queue.events,
-                    "queued_bytes": health.queue.bytes,
-                    "oldest_undelivered_ms": health.queue.oldest_age.map_or(0, |age| age.as_millis() as u64),
-                    "dropped_events": health.queue.dropped,
-                    "suppressed_events": health.queue.suppressed,
-                })
-            });
-            axum::Json(serde_json::json!({"status": "ok", "webhooks": webhooks})).into_response()
-        }
-        Some(_) => ApiError::AppDisabled.into_response(),
-        None => ApiError::UnknownApp(app_id).into_response(),
-    }
 }
 
 async fn metrics(State(shared): State<SharedState>) -> impl IntoResponse {

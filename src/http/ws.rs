@@ -192,6 +192,10 @@ pub async fn connect(
     Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> Response {
+    if shared.is_draining() {
+        // Before the upgrade: the client's next attempt goes to a node that serves.
+        return ApiError::Draining.into_response();
+    }
     let handshake = handshake(&shared, &key, &request, &query);
     upgrade(shared, request, handshake)
 }

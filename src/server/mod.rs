@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
@@ -70,11 +71,15 @@ impl Server {
         self.shared.clone()
     }
 
-    /// Serves until `shutdown` resolves, then closes every socket with 4200, waits for them,
-    /// and flushes the webhook pipelines (all bounded by `shutdown_grace_period`).
+    /// Serves until `shutdown` resolves, then drains: readiness fails and new sockets and REST
+    /// writes are refused at once (the listeners keep answering), every socket is closed with
+    /// 4200 after `shutdown_drain_delay_ms`, and the webhook pipelines are flushed (bounded by
+    /// `shutdown_grace_period`).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let shared = self.shared;
-        let token = shared.shutdown().clone();
+        let sockets = shared.shutdown().clone();
+        // The listeners outlive the drain: they stop only once everything else has.
+        let listening = CancellationToken::new();
         let limits = listener::HeadLimits {
             timeout: shared.config().http.header_timeout,
             max_bytes: shared.config().http.max_header,
@@ -82,46 +87,36 @@ impl Server {
         if let Some(listener) = self.metrics_listener {
             // The same accept loop and header timeout as the main port: the two share the
             // process's file descriptors, so an idle metrics connection must not live forever.
+            let router = http::metrics_router(shared.clone());
+            let stop = listening.clone();
             tokio::spawn(listener::accept(
                 listener,
-                http::metrics_router(shared.clone()),
-                token.clone(),
+                router,
+                stop,
                 TaskTracker::new(),
                 limits,
             ));
         }
         tokio::spawn(purge_caches(shared.clone()));
         let requests = TaskTracker::new();
+        let router = http::router(shared.clone());
+        let stop = listening.clone();
         let accepting = tokio::spawn(listener::accept(
             self.listener,
-            http::router(shared.clone()),
-            token.clone(),
+            router,
+            stop,
             requests.clone(),
             limits,
         ));
         tokio::select! {
-            _ = shutdown => token.cancel(),
-            _ = token.cancelled() => {}
+            _ = shutdown => {}
+            _ = sockets.cancelled() => {}
         }
+        drain(&shared).await;
+        listening.cancel();
         let _ = accepting.await;
         requests.close();
-        let connections = shared.connections();
-        connections.close();
-        let grace_period = shared.config().shutdown_grace_period;
-        let deadline = tokio::time::Instant::now() + grace_period;
-        let drained = async {
-            requests.wait().await;
-            connections.wait().await;
-        };
-        if tokio::time::timeout_at(deadline, drained).await.is_err() {
-            tracing::warn!(
-                open = connections.len(),
-                requests = requests.len(),
-                "connections still open after the shutdown grace period"
-            );
-        }
-        // The flush has a budget of its own, so a slow socket drain cannot starve it.
-        shared.cluster().flush(grace_period).await;
+        let _ = tokio::time::timeout(REQUESTS_GRACE, requests.wait()).await;
         Ok(())
     }
 
@@ -139,6 +134,41 @@ impl Server {
             task: Some(task),
         })
     }
+}
+
+/// How long requests still in flight get once everything else has stopped.
+const REQUESTS_GRACE: Duration = Duration::from_secs(1);
+
+/// The drain after a shutdown signal: refuse new work at once, close every socket with 4200
+/// after the drain delay, wait for them, then flush the webhook pipelines.
+async fn drain(shared: &SharedState) {
+    shared.start_draining();
+    let sockets = shared.shutdown();
+    let delay = shared.config().shutdown_drain_delay;
+    tracing::info!(
+        delay_ms = delay.as_millis() as u64,
+        "draining: /ready answers 503; sockets close with 4200 after the delay"
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = sockets.cancelled() => {}
+    }
+    sockets.cancel();
+    let connections = shared.connections();
+    connections.close();
+    let grace_period = shared.config().shutdown_grace_period;
+    let deadline = tokio::time::Instant::now() + grace_period;
+    if tokio::time::timeout_at(deadline, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open after the shutdown grace period"
+        );
+    }
+    // The flush has a budget of its own, so a slow socket drain cannot starve it.
+    shared.cluster().flush(grace_period).await;
 }
 
 async fn purge_caches(shared: SharedState) {

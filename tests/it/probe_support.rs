@@ -259,6 +259,34 @@ impl LoggedHerald {
     pub fn ws_url(&self, key: &str) -> String {
         format!("ws://127.0.0.1:{}/app/{key}?protocol=7", self.port)
     }
+
+    /// Sends `signal` (`TERM`, `INT`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded by `within`) for the process to exit; its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl crate::support::Served for LoggedHerald {
+    fn http_url(&self, path: &str) -> String {
+        LoggedHerald::http_url(self, path)
+    }
 }
 
 impl Drop for LoggedHerald {

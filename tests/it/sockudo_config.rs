@@ -245,7 +245,6 @@ async fn sockudos_own_config_starts_and_its_policy_is_enforced() {
         .collect();
     for expected in [
         "delta_compression",
-        "cors",
         "echo_control",
         "app_manager.array.apps[0].policy.idempotency",
     ] {
