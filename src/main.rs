@@ -62,7 +62,9 @@ fn log_console(server: &Server, addr: std::net::SocketAddr) {
         ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
         ip => ip.to_string(),
     };
-    let url = format!("http://{host}:{}/console", addr.port());
+    let tls = server.state().config().tls.is_some();
+    let scheme = if tls { "https" } else { "http" };
+    let url = format!("{scheme}://{host}:{}/console", addr.port());
     match server.state().console_token() {
         Some(ConsoleToken::Generated(token)) => {
             tracing::info!("console (a token made at start-up; set console.token to keep one): {url}?token={token}")
@@ -72,7 +74,7 @@ fn log_console(server: &Server, addr: std::net::SocketAddr) {
         }
         None => return,
     }
-    if !addr.ip().is_loopback() {
+    if !addr.ip().is_loopback() && !tls {
         tracing::warn!(
             address = %addr.ip(),
             "the console listens on a non-loopback address without TLS: its token and session cookie cross the network in clear; bind host to 127.0.0.1, put a TLS proxy in front, or set console.enabled to false"

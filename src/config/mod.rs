@@ -17,6 +17,7 @@ mod policy;
 mod raw;
 mod redact;
 mod sections;
+mod tls;
 mod unimplemented;
 mod webhook;
 mod websocket;
@@ -39,6 +40,7 @@ pub use sections::{
     ConsoleConfig, HttpApiConfig, MetricsConfig, WebhooksConfig, DEFAULT_QUEUE_MAX_BYTES,
     DEFAULT_QUEUE_MAX_TOTAL_BYTES,
 };
+pub use tls::TlsConfig;
 pub use unimplemented::IgnoredKey;
 pub use webhook::{LambdaTarget, RetryPolicy, SignatureScheme, WebhookEndpoint, WebhookTarget};
 pub use websocket::OutboundLimits;
@@ -103,6 +105,8 @@ pub struct Config {
     pub http: HttpApiConfig,
     /// Which pages may call the REST API (`cors`); none sends no CORS headers.
     pub cors: Option<CorsConfig>,
+    /// TLS on the server port (`ssl`); none serves plain `ws://` and `http://`.
+    pub tls: Option<TlsConfig>,
     /// How long a cache channel keeps its last event.
     pub channel_cache_ttl: Duration,
     /// At most one `subscription_count` per channel per this long (zero: every change).
@@ -176,6 +180,7 @@ impl Config {
             webhooks: sections::webhooks_config(&raw, sections::batching_duration(&raw)?)?,
             http: sections::http_api(&raw.http_api)?,
             cors: cors::cors(raw.cors.as_ref())?,
+            tls: tls::tls(raw.ssl.as_ref())?,
             trust_hops: sections::trust_hops(&raw),
             console: ConsoleConfig {
                 enabled: raw.console.enabled.unwrap_or(true),

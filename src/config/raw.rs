@@ -9,6 +9,7 @@ use super::cors::RawCors;
 use super::decision_hooks::RawDecisionHooks;
 use super::lenient;
 use super::namespaces::RawNamespace;
+use super::tls::RawSsl;
 use super::websocket::RawWebSocket;
 
 #[derive(Deserialize, Default)]
@@ -50,6 +51,7 @@ pub(super) struct RawConfig {
     pub rate_limiter: RawRateLimiter,
     pub websocket: RawWebSocket,
     pub cors: Option<RawCors>,
+    pub ssl: Option<RawSsl>,
 }
 
 /// Sockudo's `rate_limiter`: only `websocket_rate_limit.trust_hops` is read so far (the

@@ -68,11 +68,6 @@ const RULES: &[Rule] = &[
         "refusing traffic under memory pressure is not implemented",
     ),
     rule(
-        "ssl",
-        Verdict::RefuseIfOn,
-        "TLS on the server port is not implemented yet: terminate TLS in a proxy in front of Herald",
-    ),
-    rule(
         "rate_limiter",
         Verdict::RefuseIfOn,
         "rate limiting is not implemented yet",

@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod health;
 mod info;
+mod redirect;
 mod users;
 mod ws;
 
@@ -21,6 +22,7 @@ use axum::Router;
 
 pub use auth::verify_query;
 pub use error::ApiError;
+pub use redirect::redirect_router;
 
 use crate::protocol::codes::SocketError;
 use crate::state::SharedState;

@@ -11,9 +11,11 @@ use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use super::client_address::{client_address, peer_of};
 use super::error::ApiError;
+use crate::outbound::Link;
 use crate::protocol::codes::SocketError;
 use crate::state::{Shared, SharedState};
 use crate::transport::{self, ConnectionInfo, Handshake};
@@ -39,11 +41,23 @@ pub fn upgrade(shared: SharedState, mut request: Request, handshake: Handshake) 
             Ok(upgraded) => upgraded,
             Err(error) => return tracing::debug!(%error, "WebSocket upgrade failed"),
         };
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
+        // The socket itself, and its TLS session when the port speaks TLS: fan-out writes to
+        // it directly, encrypting through the session (see `crate::outbound`).
+        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
-                transport::serve(parts.io.into_inner(), parts.read_buf, shared, handshake).await
+                let socket = parts.io.into_inner();
+                return transport::serve(socket, Link::Plain, parts.read_buf, shared, handshake)
+                    .await;
             }
-            Err(_) => tracing::error!("upgraded connection is not a TCP stream; closed"),
+            Err(upgraded) => upgraded,
+        };
+        match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+            Ok(parts) => {
+                let (socket, session) = parts.io.into_inner().into_inner();
+                let link = Link::tls(session);
+                transport::serve(socket, link, parts.read_buf, shared, handshake).await
+            }
+            Err(_) => tracing::error!("upgraded connection is not a TCP or TLS stream; closed"),
         }
     }));
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());

@@ -45,6 +45,7 @@ pub struct Metrics {
     hooks: HookFamilies,
     apps: HashMap<String, Arc<AppMetrics>>,
     slow_consumer_disconnects: Counter,
+    tls_handshake_failures: Counter,
     rest_requests: Family<StatusLabel, Counter>,
     rest_latency: Histogram,
     webhook_requests_delivered: Counter,
@@ -94,6 +95,7 @@ impl Metrics {
             hooks,
             apps,
             slow_consumer_disconnects: Counter::default(),
+            tls_handshake_failures: Counter::default(),
             rest_requests: Family::default(),
             // 0.1 ms to about 3 s.
             rest_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
@@ -117,6 +119,11 @@ impl Metrics {
                 "slow_consumer_disconnects",
                 "Sockets closed with 4100 because their outbound queue overflowed.",
                 &self.slow_consumer_disconnects,
+            ),
+            (
+                "tls_handshake_failures",
+                "TLS handshakes that failed or stalled past http_api.header_timeout_ms.",
+                &self.tls_handshake_failures,
             ),
             (
                 "webhook_requests_delivered",
@@ -195,6 +202,11 @@ impl Metrics {
     /// A socket closed because its outbound queue overflowed.
     pub fn slow_consumer_disconnect(&self) {
         self.slow_consumer_disconnects.inc();
+    }
+
+    /// A TLS handshake failed or stalled.
+    pub fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.inc();
     }
 
     /// A REST API request answered with `status` after `elapsed`.

@@ -5,8 +5,10 @@
 //! It sits below both the connection task (`transport`) and the fan-out (`cluster`), so neither
 //! has to know the other.
 
+mod link;
 mod queue;
 mod wire;
 
+pub use link::Link;
 pub use queue::{Flushed, Outbound, OutboundQueue};
 pub use wire::WireFrame;

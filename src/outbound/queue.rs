@@ -18,6 +18,7 @@ use bytes::{Buf, Bytes};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use super::link::Link;
 use super::wire::WireFrame;
 use crate::config::OutboundLimits;
 use crate::protocol::codes::SocketError;
@@ -53,6 +54,8 @@ struct State {
     shut: bool,
     /// Frames dropped because the queue was full (with `drop_when_full`).
     dropped: u64,
+    /// Plain, or the TLS session every byte goes through.
+    link: Link,
 }
 
 /// The outbound side of one connection.
@@ -64,8 +67,9 @@ pub struct OutboundQueue {
 }
 
 impl OutboundQueue {
-    /// The outbound side of `socket`, holding at most what `limits` allow of unsent frames.
-    pub fn new(socket: TcpStream, limits: OutboundLimits) -> Outbound {
+    /// The outbound side of `socket` (through `link`), holding at most what `limits` allow of
+    /// unsent frames.
+    pub fn new(socket: TcpStream, link: Link, limits: OutboundLimits) -> Outbound {
         Arc::new(OutboundQueue {
             state: Mutex::new(State {
                 frames: VecDeque::new(),
@@ -75,6 +79,7 @@ impl OutboundQueue {
                 broken: false,
                 shut: false,
                 dropped: 0,
+                link,
             }),
             notify: Notify::new(),
             limits,
@@ -110,9 +115,17 @@ impl OutboundQueue {
             return false;
         }
         let mut written = 0;
-        if write_now && state.frames.is_empty() {
-            match self.socket.try_write(frame.as_ref()) {
-                Ok(n) if n == frame.len() => return true,
+        if write_now && state.frames.is_empty() && !state.link.pending() {
+            let frame_slice = [IoSlice::new(frame.as_ref())];
+            match state.link.write(&self.socket, &frame_slice) {
+                Ok(n) if n == frame.len() => {
+                    if state.link.pending() {
+                        // Ciphertext the socket did not take: the connection task sends it.
+                        drop(state);
+                        self.notify.notify_one();
+                    }
+                    return true;
+                }
                 Ok(n) => written = n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => {
@@ -204,22 +217,46 @@ impl OutboundQueue {
                 return Flushed::Close(SocketError::OverCapacity);
             }
             if state.frames.is_empty() {
+                match state.link.drain(&self.socket) {
+                    Ok(true) => {}
+                    Ok(false) => return Flushed::Blocked,
+                    Err(_) => {
+                        state.broken = true;
+                        continue;
+                    }
+                }
                 return match &state.close {
                     Some(error) => Flushed::Close(error.clone()),
                     None => Flushed::Idle,
                 };
             }
-            let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
-            let count = state.frames.len().min(WRITE_BATCH);
-            for (slice, frame) in slices.iter_mut().zip(state.frames.iter()) {
-                *slice = IoSlice::new(frame);
-            }
-            match self.socket.try_write_vectored(&slices[..count]) {
+            let written = {
+                let State { frames, link, .. } = &mut *state;
+                let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
+                let count = frames.len().min(WRITE_BATCH);
+                for (slice, frame) in slices.iter_mut().zip(frames.iter()) {
+                    *slice = IoSlice::new(frame);
+                }
+                link.write(&self.socket, &slices[..count])
+            };
+            match written {
                 Ok(n) => state.consume(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
                 Err(_) => state.broken = true,
             }
         }
+    }
+
+    /// Reads what the peer sent (decrypted, through TLS); called by the connection task.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut state = self.lock();
+        let read = state.link.read(&self.socket, buf);
+        if state.link.pending() {
+            // The session has something to say (an alert, a key update): the task sends it.
+            drop(state);
+            self.notify.notify_one();
+        }
+        read
     }
 }
 
@@ -288,7 +325,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_socket_is_written_at_once() {
         let (ours, mut peer) = pair().await;
-        let q = OutboundQueue::new(ours, bytes_only(1024));
+        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(1024));
         let frame = WireFrame::text("hello");
         assert!(q.push(&frame));
         assert_eq!(read_exactly(&mut peer, frame.len()).await, frame.as_ref());
@@ -298,7 +335,7 @@ mod tests {
     #[tokio::test]
     async fn queued_frames_go_out_in_order_on_flush() {
         let (ours, mut peer) = pair().await;
-        let q = OutboundQueue::new(ours, bytes_only(1024));
+        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(1024));
         let (a, b) = (WireFrame::text("a"), WireFrame::text("b"));
         assert!(q.push_queued(&a));
         // Something is queued, so this one must wait behind it rather than overtake it.
@@ -344,7 +381,7 @@ mod tests {
     #[tokio::test]
     async fn a_frame_too_big_for_the_socket_is_finished_by_flush() {
         let (ours, mut peer) = narrow_pair().await;
-        let q = OutboundQueue::new(ours, bytes_only(4 << 20));
+        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(4 << 20));
         let frame = WireFrame::text(&"z".repeat(1 << 20));
         assert!(q.push(&frame));
         assert_eq!(
@@ -361,7 +398,7 @@ mod tests {
     #[tokio::test]
     async fn an_overflow_still_finishes_the_frame_already_started() {
         let (ours, mut peer) = narrow_pair().await;
-        let q = OutboundQueue::new(ours, bytes_only(64 * 1024));
+        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(64 * 1024));
         // Bigger than the bound: part goes out at once, the rest overflows the queue.
         let frame = WireFrame::text(&"z".repeat(1 << 20));
         assert!(!q.push(&frame));
@@ -381,7 +418,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_stops_reading_overflows_into_over_capacity() {
         let (ours, _peer) = pair().await;
-        let q = OutboundQueue::new(ours, bytes_only(64 * 1024));
+        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(64 * 1024));
         let frame = WireFrame::text(&"x".repeat(16 * 1024));
         // The kernel buffers take some frames; then the queue fills up and overflows.
         let mut pushes = 0;
@@ -401,7 +438,7 @@ mod tests {
             frames: Some(2),
             drop_when_full: true,
         };
-        let q = OutboundQueue::new(ours, limits);
+        let q = OutboundQueue::new(ours, Link::Plain, limits);
         let frames = [
             WireFrame::text("a"),
             WireFrame::text("b"),
@@ -424,7 +461,7 @@ mod tests {
     #[tokio::test]
     async fn close_waits_for_queued_frames() {
         let (ours, mut peer) = pair().await;
-        let q = OutboundQueue::new(ours, bytes_only(1024));
+        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(1024));
         let a = WireFrame::text("a");
         q.push_queued(&a);
         q.close(SocketError::ServerShutdown);
@@ -450,6 +487,7 @@ mod tests {
             close: None,
             broken: false,
             dropped: 0,
+            link: Link::Plain,
             shut: false,
         };
         state.consume(4);

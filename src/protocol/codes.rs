@@ -5,6 +5,9 @@ use std::fmt;
 /// An error the server reports on a connection as `pusher:error`, sometimes followed by a close.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SocketError {
+    /// 4000: this port speaks plain WebSocket but the server wants TLS: pusher-js switches to
+    /// `wss://`.
+    TlsRequired,
     /// 4001: no app has this key.
     UnknownApp(String),
     /// 4003: the app exists but `enabled` is false.
@@ -57,6 +60,7 @@ impl SocketError {
     /// The Pusher error code, `None` for errors Pusher reports with `code: null`.
     pub fn code(&self) -> Option<u16> {
         match self {
+            SocketError::TlsRequired => Some(4000),
             SocketError::UnknownApp(_) => Some(4001),
             SocketError::AppDisabled => Some(4003),
             SocketError::OverQuota | SocketError::ServerFull => Some(4004),
@@ -95,6 +99,7 @@ impl SocketError {
 impl fmt::Display for SocketError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            SocketError::TlsRequired => f.write_str("Use the TLS port (wss://)"),
             SocketError::UnknownApp(key) => write!(f, "App key {key} does not exist"),
             SocketError::AppDisabled => f.write_str("Application is disabled"),
             SocketError::OverQuota => f.write_str("Application is over connection quota"),

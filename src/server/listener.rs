@@ -1,4 +1,5 @@
-//! The accept loop of the WebSocket/REST listener: HTTP/1.1 with upgrades, over plain TCP.
+//! The accept loop of the WebSocket/REST listener: HTTP/1.1 with upgrades, over plain TCP or
+//! inside TLS.
 //!
 //! Herald runs its own loop instead of `axum::serve` so that an upgraded connection can be taken
 //! back as the `TcpStream` it is (`axum::serve` hands hyper a wrapper that cannot be unwrapped),
@@ -13,9 +14,12 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+
+use crate::state::SharedState;
 
 /// After an accept error (out of file descriptors, say), wait this long before the next accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -54,6 +58,15 @@ pub struct HeadLimits {
     pub max_bytes: usize,
 }
 
+/// Whether a listener speaks TLS, and what to count a failed handshake on.
+#[derive(Clone)]
+pub enum Security {
+    /// Plain HTTP.
+    Plain,
+    /// TLS first (bounded by the head timeout), then HTTP inside it.
+    Tls(TlsAcceptor, SharedState),
+}
+
 /// Accepts connections until `stop` is cancelled; each HTTP connection runs on a task of
 /// `connections`, which finishes in-flight requests and closes once `stop` is cancelled.
 /// Every request carries the peer's address as `ConnectInfo<SocketAddr>`.
@@ -63,6 +76,7 @@ pub async fn accept(
     stop: CancellationToken,
     connections: TaskTracker,
     limits: HeadLimits,
+    security: Security,
 ) {
     let mut errors = AcceptErrors::default();
     loop {
@@ -87,22 +101,53 @@ pub async fn accept(
                 request
             },
         ));
-        let stop = stop.clone();
+        let (stop, security) = (stop.clone(), security.clone());
         connections.spawn(async move {
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.timeout)
-                .max_header_size(limits.max_bytes)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
+            match security {
+                Security::Plain => serve_http(stream, service, limits, stop).await,
+                Security::Tls(acceptor, shared) => {
+                    let metrics = shared.metrics();
+                    // A peer that never finishes its handshake holds a descriptor no longer
+                    // than one that never finishes its request head.
+                    match tokio::time::timeout(limits.timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => serve_http(tls, service, limits, stop).await,
+                        Ok(Err(error)) => {
+                            metrics.tls_handshake_failed();
+                            tracing::debug!(%error, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics.tls_handshake_failed();
+                            tracing::debug!("TLS handshake stalled; closed");
+                        }
+                    }
                 }
             }
         });
+    }
+}
+
+/// Serves HTTP/1.1 (with upgrades) on `io` until it closes, or gracefully once `stop`.
+async fn serve_http<I, S>(io: I, service: S, limits: HeadLimits, stop: CancellationToken)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.timeout)
+        .max_header_size(limits.max_bytes)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
     }
 }

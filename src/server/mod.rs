@@ -3,10 +3,12 @@
 //! The binary, the tests and the benchmark all start Herald through this type.
 
 mod listener;
+mod tls;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -17,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::http;
 use crate::state::{Shared, SharedState};
+use tls::ServerCertificate;
 
 /// How often expired cache-channel entries are dropped.
 const CACHE_PURGE_INTERVAL: Duration = Duration::from_secs(60);
@@ -26,6 +29,8 @@ pub struct Server {
     shared: SharedState,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    /// With `ssl`: the certificate the main port presents, and the plain redirect port.
+    tls: Option<(Arc<ServerCertificate>, Option<TcpListener>)>,
 }
 
 impl Server {
@@ -40,18 +45,34 @@ impl Server {
                 "trust_x_forwarded_for is read as trusted proxy hops (rate_limiter.websocket_rate_limit.trust_hops, 1 unless set): a client is the X-Forwarded-For entry that many from the right; the left-most entry can be forged by any client"
             );
         }
+        // Certificates first: a bad file stops start-up before anything listens.
+        let certificate = match &config.tls {
+            Some(tls) => Some(ServerCertificate::load(tls).map_err(io::Error::other)?),
+            None => None,
+        };
         let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
         let metrics_listener = if config.metrics.enabled {
             Some(TcpListener::bind((config.metrics.host.as_str(), config.metrics.port)).await?)
         } else {
             None
         };
+        let redirect = match config.tls.as_ref().and_then(|tls| tls.redirect_port) {
+            Some(port) => Some(TcpListener::bind((config.host.as_str(), port)).await?),
+            None => None,
+        };
         let shared = Shared::start(config).await?;
         Ok(Server {
             shared,
             listener,
             metrics_listener,
+            tls: certificate.map(|certificate| (certificate, redirect)),
         })
+    }
+
+    /// The address of the plain port that sends clients to TLS (`ssl.redirect_http`).
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        let (_, redirect) = self.tls.as_ref()?;
+        redirect.as_ref()?.local_addr().ok()
     }
 
     /// The address of the WebSocket/REST listener.
@@ -88,16 +109,38 @@ impl Server {
             // The same accept loop and header timeout as the main port: the two share the
             // process's file descriptors, so an idle metrics connection must not live forever.
             let router = http::metrics_router(shared.clone());
-            let stop = listening.clone();
+            let (stop, plain) = (listening.clone(), listener::Security::Plain);
             tokio::spawn(listener::accept(
                 listener,
                 router,
                 stop,
                 TaskTracker::new(),
                 limits,
+                plain,
             ));
         }
         tokio::spawn(purge_caches(shared.clone()));
+        let security = match self.tls {
+            Some((certificate, redirect)) => {
+                if let Some(redirect) = redirect {
+                    let tls_port = self.listener.local_addr()?.port();
+                    let router = http::redirect_router(shared.clone(), tls_port);
+                    let (stop, plain) = (listening.clone(), listener::Security::Plain);
+                    tokio::spawn(listener::accept(
+                        redirect,
+                        router,
+                        stop,
+                        TaskTracker::new(),
+                        limits,
+                        plain,
+                    ));
+                }
+                tokio::spawn(certificate.clone().watch(listening.clone()));
+                let acceptor = tokio_rustls::TlsAcceptor::from(certificate.server_config());
+                listener::Security::Tls(acceptor, shared.clone())
+            }
+            None => listener::Security::Plain,
+        };
         let requests = TaskTracker::new();
         let router = http::router(shared.clone());
         let stop = listening.clone();
@@ -107,6 +150,7 @@ impl Server {
             stop,
             requests.clone(),
             limits,
+            security,
         ));
         tokio::select! {
             _ = shutdown => {}
@@ -124,12 +168,14 @@ impl Server {
     pub fn spawn(self) -> io::Result<RunningServer> {
         let addr = self.local_addr()?;
         let metrics_addr = self.metrics_addr();
+        let redirect_addr = self.redirect_addr();
         let shared = self.shared.clone();
         let token = shared.shutdown().clone();
         let task = tokio::spawn(self.run(async move { token.cancelled().await }));
         Ok(RunningServer {
             addr,
             metrics_addr,
+            redirect_addr,
             shared,
             task: Some(task),
         })
@@ -187,6 +233,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The metrics address, when enabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// The plain port that sends clients to TLS (`ssl.redirect_http`), when there is one.
+    pub redirect_addr: Option<SocketAddr>,
     /// The shared state.
     pub shared: SharedState,
     task: Option<JoinHandle<io::Result<()>>>,

@@ -23,7 +23,7 @@ use super::session::{ConnectionSlot, Session};
 use crate::apps::App;
 use crate::cluster::Refusal;
 use crate::hooks::Verdict;
-use crate::outbound::{Flushed, Outbound, OutboundQueue, WireFrame};
+use crate::outbound::{Flushed, Link, Outbound, OutboundQueue, WireFrame};
 use crate::protocol::codes::SocketError;
 use crate::protocol::frames;
 use crate::protocol::incoming::ClientMessage;
@@ -74,14 +74,16 @@ impl Exit {
     }
 }
 
-/// Serves one upgraded WebSocket until it closes; `read_ahead` is what arrived with the upgrade.
+/// Serves one upgraded WebSocket (through `link`: plain or TLS) until it closes; `read_ahead`
+/// is what arrived with the upgrade.
 pub async fn serve(
     socket: TcpStream,
+    link: Link,
     read_ahead: Bytes,
     shared: SharedState,
     handshake: Handshake,
 ) {
-    let outbound = OutboundQueue::new(socket, shared.config().outbound);
+    let outbound = OutboundQueue::new(socket, link, shared.config().outbound);
     let (app, info) = match handshake {
         Handshake::Accepted(app, info) => (app, info),
         Handshake::Refused(error) => return finish(&outbound, &closing_frames(&error)).await,
@@ -454,7 +456,7 @@ struct SocketIo<'a> {
 
 impl Read for SocketIo<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.outbound.socket().try_read(buf)
+        self.outbound.read(buf)
     }
 }
 

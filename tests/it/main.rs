@@ -6,6 +6,7 @@ mod probe_support;
 mod receiver;
 mod redis_server;
 mod support;
+mod tls_support;
 
 mod architecture;
 mod client_events;
@@ -41,6 +42,7 @@ mod rest_events;
 mod signin;
 mod sockudo_config;
 mod subscriptions;
+mod tls;
 mod transport;
 mod webhook_burst;
 mod webhook_jwt;

@@ -283,8 +283,8 @@ fn each_class_of_unimplemented_key_is_refused_or_warned() {
     let load = |json: Value| herald::config::Config::from_json(&json.to_string());
     let refused = [
         (
-            json!({"ssl": {"enabled": true, "cert_path": "/c", "key_path": "/k"}}),
-            "ssl",
+            json!({"ssl": {"enabled": true, "cert_path": "/c"}}),
+            "ssl.key_path",
         ),
         (json!({"unix_socket": {"enabled": true}}), "unix_socket"),
         (json!({"path_prefix": "/realtime"}), "path_prefix"),
@@ -307,7 +307,7 @@ fn each_class_of_unimplemented_key_is_refused_or_warned() {
         assert_eq!(error.path, key, "{error}");
     }
     let warned = json!({
-        "ssl": {"enabled": false}, "unix_socket": {"enabled": false}, "path_prefix": "/",
+        "ssl": {"enabled": false, "frobnicate": 1}, "unix_socket": {"enabled": false}, "path_prefix": "/",
         "mode": "production", "websocket": {"auto_ping": true, "compression": "disabled"},
         "app_manager": {"array": {"apps": [{"id": "a", "key": "k", "secret": "s",
             "enable_watchlist_events": true, "channel_namespaces": [{"name": "c", "history": {}}]}]}},
@@ -319,7 +319,7 @@ fn each_class_of_unimplemented_key_is_refused_or_warned() {
         .map(|k| k.path.as_str())
         .collect();
     for key in [
-        "ssl",
+        "ssl.frobnicate",
         "unix_socket",
         "path_prefix",
         "mode",

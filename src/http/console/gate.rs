@@ -156,8 +156,14 @@ pub async fn guard(State(shared): State<SharedState>, request: Request, next: Ne
             return refusal.into_response();
         }
         // The token leaves the URL (history, access logs) at once.
+        // Under TLS the cookie never goes out over plain HTTP.
+        let secure = if shared.config().tls.is_some() {
+            "; Secure"
+        } else {
+            ""
+        };
         let cookie = format!(
-            "{COOKIE}={}; Path=/console; Max-Age={SESSION_MAX_AGE}; HttpOnly; SameSite=Strict",
+            "{COOKIE}={}; Path=/console; Max-Age={SESSION_MAX_AGE}; HttpOnly; SameSite=Strict{secure}",
             session(&token, unix_now())
         );
         let cookie = HeaderValue::from_str(&cookie).expect("hex and ASCII");
