@@ -21,6 +21,7 @@ mod cluster_node;
 mod cluster_nodes;
 mod cluster_outage;
 mod cluster_rolling;
+mod cluster_tls;
 mod cluster_webhook_delivery;
 mod cluster_webhook_stream;
 mod connection;

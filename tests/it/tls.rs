@@ -15,7 +15,7 @@ use crate::support::*;
 use crate::tls_support::Certs;
 
 /// The next text frame as JSON.
-async fn recv<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Value {
+pub async fn recv<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Value {
     loop {
         let message = tokio::time::timeout(WAIT, ws.next())
             .await
@@ -34,7 +34,10 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, fr
 }
 
 /// Subscribes to public `channel` and waits for the confirmation.
-async fn subscribe<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, channel: &str) {
+pub async fn subscribe<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    channel: &str,
+) {
     assert_eq!(recv(ws).await["event"], "pusher:connection_established");
     send(
         ws,
@@ -299,4 +302,59 @@ async fn the_redirect_port_sends_http_and_websockets_to_tls() {
         .await;
     assert_eq!(closed.code, Some(4000), "{closed:?}");
     assert_eq!(closed.errors[0]["data"]["code"], 4000);
+}
+
+/// Sends a signed `POST /apps/{id}/events` to `https_base` (`https://127.0.0.1:PORT`).
+pub async fn trigger_at(certs: &Certs, https_base: &str, channel: &str, data: &str) {
+    struct At<'a>(&'a str);
+    impl Served for At<'_> {
+        fn http_url(&self, path: &str) -> String {
+            format!("{}{path}", self.0)
+        }
+    }
+    let at = At(https_base);
+    let rest = Rest::new(&at);
+    let body = json!({"name": "news", "channel": channel, "data": data}).to_string();
+    let url = rest.signed_url("POST", &format!("/apps/{APP_ID}/events"), &body, &[]);
+    let response = certs
+        .https_client()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
+    assert_eq!(response.send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate_of_the_running_binary() {
+    let certs = Certs::make("sighup");
+    certs.server("next", "ec");
+    let mut config = base_config();
+    config["ssl"] = certs.ssl("server", json!({"reload_interval_s": 3600}));
+    let herald = crate::probe_support::LoggedHerald::start("sighup", &config);
+    let (_, first) = certs.connect(herald.port).await;
+    let mut open = certs.websocket(herald.port, KEY).await;
+    subscribe(&mut open, "news").await;
+    for file in ["pem", "key"] {
+        std::fs::copy(
+            certs.dir.join(format!("next.{file}")),
+            certs.dir.join(format!("server.{file}")),
+        )
+        .unwrap();
+    }
+    herald.signal("HUP");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !herald.log().contains("reloaded (SIGHUP)") {
+        assert!(std::time::Instant::now() < deadline, "{}", herald.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, rotated) = certs.connect(herald.port).await;
+    assert_ne!(rotated, first);
+    trigger_at(
+        &certs,
+        &format!("https://127.0.0.1:{}", herald.port),
+        "news",
+        "after HUP",
+    )
+    .await;
+    assert_eq!(recv(&mut open).await["data"], "after HUP");
 }
