@@ -13,7 +13,7 @@ use crate::apps::AppRegistry;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::hooks::DecisionHooks;
-use crate::limits::{BodyBudget, ConnectionLimit, FailureThrottle};
+use crate::limits::{BodyBudget, ConnectionLimit, FailureThrottle, WindowCounts};
 use crate::metrics::Metrics;
 
 /// Shared server state.
@@ -30,6 +30,37 @@ pub struct Shared {
     console_token: Option<ConsoleToken>,
     console_guesses: FailureThrottle,
     draining: AtomicBool,
+    windows: LocalWindows,
+}
+
+/// Rate-limit and quota windows counted in this process: all of them on a single node, and a
+/// cluster node's while Redis cannot be reached.
+pub struct LocalWindows {
+    /// `rate_limiter.api_rate_limit`, per client address.
+    pub api: WindowCounts<std::net::IpAddr>,
+    /// `rate_limiter.websocket_rate_limit`, per client address.
+    pub websocket: WindowCounts<std::net::IpAddr>,
+    /// `max_backend_events_per_second`, per app index.
+    pub events: WindowCounts<usize>,
+    /// `max_read_requests_per_second`, per app index.
+    pub reads: WindowCounts<usize>,
+}
+
+/// Client addresses each rate limit counts apart in this process; past them, new ones share.
+const LIMITED_ADDRESSES: usize = 100_000;
+
+impl LocalWindows {
+    fn new(config: &Config) -> LocalWindows {
+        let second = std::time::Duration::from_secs(1);
+        let window = |limit: Option<crate::config::RateLimit>| limit.map_or(second, |l| l.window);
+        let limits = config.rate_limiter.as_ref();
+        LocalWindows {
+            api: WindowCounts::new(window(limits.map(|l| l.api)), LIMITED_ADDRESSES),
+            websocket: WindowCounts::new(window(limits.map(|l| l.websocket)), LIMITED_ADDRESSES),
+            events: WindowCounts::new(second, config.apps.len()),
+            reads: WindowCounts::new(second, config.apps.len()),
+        }
+    }
 }
 
 /// Wrong console tokens one client address may send per [`CONSOLE_GUESS_WINDOW`]; past them it
@@ -100,6 +131,7 @@ impl Shared {
                 CONSOLE_GUESSERS,
             ),
             draining: AtomicBool::new(false),
+            windows: LocalWindows::new(&config),
             config,
         }))
     }
@@ -157,6 +189,11 @@ impl Shared {
     /// Whether the server is draining (a shutdown signal came).
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// The rate-limit and quota windows counted in this process.
+    pub fn local_windows(&self) -> &LocalWindows {
+        &self.windows
     }
 
     /// Wrong console tokens per client address.

@@ -14,6 +14,7 @@
 
 pub mod figures;
 mod local;
+mod pending;
 pub mod redis;
 pub mod sequence;
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 pub use crate::engine::{CachedEvent, ChannelSummary};
 pub use local::LocalCluster;
+pub use pending::{Outcome, Pending, Refusal};
 
 use crate::apps::{App, AppRegistry};
 use crate::config::{ClusterConfig, Config};
@@ -56,114 +58,6 @@ pub struct Subscribed {
     pub pending: Option<Pending>,
 }
 
-/// A step of the caller's still to be carried out in its channel's line (another thread is
-/// carrying the line out, or Redis is still to confirm it): a joiner's reply, a published event,
-/// a client event. The caller waits for it before it goes on, so what it does next cannot
-/// overtake it.
-#[must_use = "the caller must not go on before the step is carried out"]
-pub struct Pending {
-    waiting: Option<Waiting>,
-    refusal: Option<Refusal>,
-    /// An event handed to Redis: a REST answer waits for it too, so a trigger sent after the
-    /// answer cannot reach Redis first.
-    publish: bool,
-}
-
-enum Waiting {
-    Line(tokio::sync::oneshot::Receiver<()>),
-    Outcome(tokio::sync::oneshot::Receiver<Outcome>),
-}
-
-/// How a step that Redis had to decide ended.
-pub enum Outcome {
-    /// Carried out.
-    Done,
-    /// A subscription refused after the socket asked (the member limit counts the whole
-    /// cluster, so only Redis knows): the socket forgets the channel and reports the error.
-    Refused(Refusal),
-}
-
-/// A subscription the cluster refused.
-#[derive(Debug)]
-pub struct Refusal {
-    /// The channel.
-    pub channel: Arc<str>,
-    /// Why, as the client is told.
-    pub error: crate::protocol::codes::SubscriptionError,
-}
-
-impl Pending {
-    fn new(done: tokio::sync::oneshot::Receiver<()>) -> Pending {
-        Pending {
-            waiting: Some(Waiting::Line(done)),
-            refusal: None,
-            publish: false,
-        }
-    }
-
-    /// A step decided elsewhere (on Redis); `publish` for an event handed to Redis.
-    pub fn decided(done: tokio::sync::oneshot::Receiver<Outcome>, publish: bool) -> Pending {
-        Pending {
-            waiting: Some(Waiting::Outcome(done)),
-            refusal: None,
-            publish,
-        }
-    }
-
-    /// Whether a REST answer must wait for it even after the request's last event.
-    pub fn is_publish(&self) -> bool {
-        self.publish
-    }
-
-    fn finish(&mut self, outcome: Option<Outcome>) {
-        self.waiting = None;
-        if let Some(Outcome::Refused(refusal)) = outcome {
-            self.refusal = Some(refusal);
-        }
-    }
-
-    /// Whether the step has been carried out by now.
-    pub fn is_done(&mut self) -> bool {
-        use tokio::sync::oneshot::error::TryRecvError;
-        let outcome = match &mut self.waiting {
-            None => return true,
-            Some(Waiting::Line(done)) => match done.try_recv() {
-                Err(TryRecvError::Empty) => return false,
-                Ok(()) | Err(TryRecvError::Closed) => None,
-            },
-            Some(Waiting::Outcome(done)) => match done.try_recv() {
-                Err(TryRecvError::Empty) => return false,
-                Ok(outcome) => Some(outcome),
-                Err(TryRecvError::Closed) => None,
-            },
-        };
-        self.finish(outcome);
-        true
-    }
-
-    /// Resolves once the step has been carried out, with the refusal of a subscription Redis
-    /// refused (cancel-safe: wait again after a drop).
-    pub async fn done(&mut self) -> Option<Refusal> {
-        let outcome = match &mut self.waiting {
-            None => None,
-            Some(Waiting::Line(done)) => {
-                let _ = done.await;
-                None
-            }
-            Some(Waiting::Outcome(done)) => done.await.ok(),
-        };
-        self.finish(outcome);
-        self.refusal.take()
-    }
-
-    /// Waits for `pending`, if there is one.
-    pub async fn wait(pending: Option<Pending>) {
-        if let Some(mut pending) = pending {
-            pending.done().await;
-        }
-    }
-}
-
 /// A client event that passed the socket's checks.
 pub struct ClientEvent<'a> {
     /// The channel, which the sender is subscribed to.
@@ -182,6 +76,26 @@ pub struct ClientEvent<'a> {
 /// rather than a partial answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable;
+
+/// A window counted for the whole cluster: a rate limit's, per client address, or a quota's,
+/// per app.
+#[derive(Debug, Clone, Copy)]
+pub enum WindowKey<'a> {
+    /// A rate limit (`api`, `ws`) of one client address.
+    Address {
+        /// Which limit.
+        limit: &'static str,
+        /// The client.
+        address: std::net::IpAddr,
+    },
+    /// A quota (`events`, `reads`) of one app.
+    App {
+        /// Which quota.
+        quota: &'static str,
+        /// The app's id.
+        app: &'a str,
+    },
+}
 
 /// The stage in use.
 pub enum Cluster {
@@ -384,6 +298,20 @@ impl Cluster {
         match self {
             Cluster::Local(local) => Ok(vec![local.figures()]),
             Cluster::Redis(node) => node.node_figures().await,
+        }
+    }
+
+    /// Adds `amount` hits to the cluster-wide window of `key`: its count and when it ends;
+    /// `Ok(None)` on a single node, which counts in its own memory.
+    pub async fn hit_window(
+        &self,
+        key: &WindowKey<'_>,
+        window: Duration,
+        amount: u32,
+    ) -> Result<Option<(u64, Duration)>, Unavailable> {
+        match self {
+            Cluster::Local(_) => Ok(None),
+            Cluster::Redis(node) => node.hit_window(key, window, amount).await.map(Some),
         }
     }
 

@@ -37,6 +37,11 @@ pub struct AppConfig {
     pub terminate_on_limit: bool,
     /// Sockudo's `message_rate_limit`: every inbound message of a connection, limited.
     pub message_rate_limit: Option<MessageRateLimit>,
+    /// REST-published events per second (Sockudo's `max_backend_events_per_second`, a batch's
+    /// items counted one by one); `None` is unlimited.
+    pub max_backend_events_per_second: Option<u32>,
+    /// REST reads per second (Sockudo's `max_read_requests_per_second`); `None` is unlimited.
+    pub max_read_requests_per_second: Option<u32>,
     /// Origins whose pages may open a WebSocket (`allowed_origins`); empty allows any.
     pub allowed_origins: OriginAllowlist,
     /// Rules for channels by namespace (`channel_namespaces`).
@@ -122,6 +127,11 @@ fn endpoints(
 /// Zero or negative means unlimited, as in soketi (-1) and Sockudo (0).
 fn limit(value: Option<i64>) -> Option<usize> {
     value.filter(|v| *v > 0).map(|v| v as usize)
+}
+
+/// A rate: zero or negative means unlimited.
+fn per_second(value: Option<i64>) -> Option<u32> {
+    limit(value).map(|v| v.min(u32::MAX as usize) as u32)
 }
 
 /// An app's size limits, each from the app, else the global section, else the default.
@@ -210,8 +220,9 @@ impl AppConfig {
             enable_client_messages: raw.enable_client_messages.unwrap_or(false),
             enable_user_authentication: raw.enable_user_authentication.unwrap_or(false),
             enable_subscription_count: raw.enable_subscription_count.unwrap_or(false),
-            max_client_events_per_second: limit(raw.max_client_events_per_second)
-                .map(|v| v.min(u32::MAX as usize) as u32),
+            max_client_events_per_second: per_second(raw.max_client_events_per_second),
+            max_backend_events_per_second: per_second(raw.max_backend_events_per_second),
+            max_read_requests_per_second: per_second(raw.max_read_requests_per_second),
             max_presence_members_per_channel,
             max_presence_member_size,
             max_channel_name_length,

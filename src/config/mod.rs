@@ -14,6 +14,7 @@ mod lenient;
 mod namespaces;
 mod origins;
 mod policy;
+mod rate_limit;
 mod raw;
 mod redact;
 mod sections;
@@ -33,6 +34,7 @@ pub use env::apply_env;
 pub use event_kind::{ChannelTypeFilter, EventKind, EventKinds, EVENT_TYPES};
 pub use namespaces::ChannelNamespaces;
 pub use origins::OriginAllowlist;
+pub use rate_limit::{RateLimit, RateLimiterConfig};
 pub use redact::redacted;
 pub(crate) use sections::console_token;
 use sections::{kb, seconds};
@@ -107,6 +109,8 @@ pub struct Config {
     pub cors: Option<CorsConfig>,
     /// TLS on the server port (`ssl`); none serves plain `ws://` and `http://`.
     pub tls: Option<TlsConfig>,
+    /// Per-address limits on REST requests and upgrades (`rate_limiter`); none limits nothing.
+    pub rate_limiter: Option<RateLimiterConfig>,
     /// How long a cache channel keeps its last event.
     pub channel_cache_ttl: Duration,
     /// At most one `subscription_count` per channel per this long (zero: every change).
@@ -181,6 +185,7 @@ impl Config {
             http: sections::http_api(&raw.http_api)?,
             cors: cors::cors(raw.cors.as_ref())?,
             tls: tls::tls(raw.ssl.as_ref())?,
+            rate_limiter: rate_limit::rate_limiter(&raw.rate_limiter)?,
             trust_hops: sections::trust_hops(&raw),
             console: ConsoleConfig {
                 enabled: raw.console.enabled.unwrap_or(true),

@@ -9,6 +9,7 @@ use super::cors::RawCors;
 use super::decision_hooks::RawDecisionHooks;
 use super::lenient;
 use super::namespaces::RawNamespace;
+use super::rate_limit::RawRateLimiter;
 use super::tls::RawSsl;
 use super::websocket::RawWebSocket;
 
@@ -52,21 +53,6 @@ pub(super) struct RawConfig {
     pub websocket: RawWebSocket,
     pub cors: Option<RawCors>,
     pub ssl: Option<RawSsl>,
-}
-
-/// Sockudo's `rate_limiter`: only `websocket_rate_limit.trust_hops` is read so far (the
-/// proxies in front of Herald, for every per-address rule).
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub(super) struct RawRateLimiter {
-    pub websocket_rate_limit: RawRateLimit,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub(super) struct RawRateLimit {
-    #[serde(deserialize_with = "lenient::opt")]
-    pub trust_hops: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -134,6 +120,10 @@ pub(super) struct RawApp {
     #[serde(deserialize_with = "lenient::opt")]
     pub terminate_on_limit: Option<bool>,
     pub message_rate_limit: Option<RawMessageRateLimit>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub max_backend_events_per_second: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub max_read_requests_per_second: Option<i64>,
 }
 
 /// Sockudo's per-socket limit on every inbound message.

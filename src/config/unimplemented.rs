@@ -22,8 +22,6 @@ pub struct IgnoredKey {
 
 /// What a rule does with the value it finds.
 enum Verdict {
-    /// Refused when set to a limit (not null, not 0 or below, which mean unlimited).
-    RefuseIfLimited,
     /// Refused when the value turns the feature on (`enabled: true`, or `true` itself).
     RefuseIfOn,
     /// Refused when the value is not one of these (e.g. `path_prefix` "/").
@@ -67,21 +65,6 @@ const RULES: &[Rule] = &[
         Verdict::RefuseIfOn,
         "refusing traffic under memory pressure is not implemented",
     ),
-    rule(
-        "rate_limiter",
-        Verdict::RefuseIfOn,
-        "rate limiting is not implemented yet",
-    ),
-    rule(
-        "app_manager.array.apps[].max_backend_events_per_second",
-        Verdict::RefuseIfLimited,
-        "this quota is not implemented yet",
-    ),
-    rule(
-        "app_manager.array.apps[].max_read_requests_per_second",
-        Verdict::RefuseIfLimited,
-        "this quota is not implemented yet",
-    ),
     rule("websocket.auto_ping", Verdict::Warn, "Herald pings after activity_timeout of silence (Pusher's rule); ignored"),
     rule("websocket.ping_interval", Verdict::Warn, "Herald pings after activity_timeout of silence (Pusher's rule); ignored"),
     rule("websocket.idle_timeout", Verdict::Warn, "a socket is closed after activity_timeout and pong_timeout of silence; ignored"),
@@ -91,6 +74,7 @@ const RULES: &[Rule] = &[
     rule("app_manager.array.apps[].channel_namespaces[].annotations_enabled", Verdict::Warn, NOT_PUSHER),
     rule("app_manager.array.apps[].channel_namespaces[].history", Verdict::Warn, NOT_PUSHER),
     rule("app_manager.array.apps[].channel_namespaces[].presence_history", Verdict::Warn, NOT_PUSHER),
+    rule("rate_limiter.redis", Verdict::Warn, "in a cluster the counts live in the cluster's Redis (adapter.redis); ignored"),
     rule("mode", Verdict::Warn, "Herald has no modes; ignored"),
     rule("server_role", Verdict::Warn, "Herald nodes have one role; ignored"),
     rule("instance", Verdict::Warn, "ignored"),
@@ -156,7 +140,6 @@ pub(super) fn classify(
         };
         let value = value_at(document, path).unwrap_or(&Value::Null);
         let refused = match rule.verdict {
-            Verdict::RefuseIfLimited => is_limit(value),
             Verdict::RefuseIfOn => is_on(value),
             Verdict::RefuseUnless(allowed) => !value.as_str().is_some_and(|v| allowed.contains(&v)),
             Verdict::Warn => false,
@@ -222,15 +205,6 @@ fn value_at<'a>(document: &'a Value, path: &str) -> Option<&'a Value> {
         }
     }
     Some(value)
-}
-
-/// Whether a number (or a number written as a string) sets a limit: above zero.
-fn is_limit(value: &Value) -> bool {
-    match value {
-        Value::Number(n) => n.as_f64().is_some_and(|n| n > 0.0),
-        Value::String(text) => text.trim().parse::<f64>().is_ok_and(|n| n > 0.0),
-        _ => false,
-    }
 }
 
 /// Whether a section or flag asks for its feature: `true`, or an object whose `enabled` is.

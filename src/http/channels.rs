@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use super::auth::Authenticated;
 use super::error::ApiError;
 use super::info::{channel_attributes, InfoAttributes};
+use super::rate_limit::read_quota;
 use crate::protocol::channel::validate_name;
 use crate::protocol::ChannelType;
 use crate::state::SharedState;
@@ -16,6 +17,7 @@ pub async fn list(
     State(shared): State<SharedState>,
     auth: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
+    read_quota(&shared, &auth.app).await?;
     let prefix = auth.param("filter_by_prefix");
     let prefix = prefix.as_deref().unwrap_or("");
     let info = InfoAttributes::parse_for_trigger(auth.param("info").as_deref().unwrap_or(""))?;
@@ -39,6 +41,7 @@ pub async fn show(
     auth: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
     let app = &auth.app;
+    read_quota(&shared, app).await?;
     let kind = validate_name(&channel, app.max_channel_name_length)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let info = InfoAttributes::parse_for_channel(auth.param("info").as_deref().unwrap_or(""))?;
@@ -75,6 +78,7 @@ pub async fn users(
     Path((_app_id, channel)): Path<(String, String)>,
     auth: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
+    read_quota(&shared, &auth.app).await?;
     validate_name(&channel, auth.app.max_channel_name_length)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if !ChannelType::of(&channel).is_presence() {

@@ -47,6 +47,8 @@ pub enum ApiError {
         message: String,
         /// When the client may try again.
         retry_after: std::time::Duration,
+        /// The limit, for Sockudo's `X-RateLimit-*` headers (none for the console's throttle).
+        limit: Option<u32>,
     },
     /// 503 with `Retry-After`: the server is shutting down; another node can take this.
     #[error("the server is shutting down; retry (another node) later")]
@@ -113,10 +115,17 @@ impl IntoResponse for ApiError {
             ApiError::Draining => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(DRAINING_RETRY_AFTER));
             }
-            ApiError::TooManyRequests { retry_after, .. } => {
+            ApiError::TooManyRequests {
+                retry_after, limit, ..
+            } => {
                 // Whole seconds, rounded up: a client retrying at once would only be refused.
-                let seconds = retry_after.as_millis().div_ceil(1000).max(1);
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds as u64));
+                let seconds = retry_after.as_millis().div_ceil(1000).max(1) as u64;
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                if let Some(limit) = limit {
+                    headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
+                    headers.insert("x-ratelimit-remaining", HeaderValue::from(0u32));
+                    headers.insert("x-ratelimit-reset", HeaderValue::from(seconds));
+                }
             }
             _ => {}
         }

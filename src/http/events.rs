@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use super::auth::Authenticated;
 use super::error::ApiError;
 use super::info::{channel_attributes, InfoAttributes};
+use super::rate_limit::backend_events_quota;
 use crate::apps::App;
 use crate::cluster::Pending;
 use crate::outbound::WireFrame;
@@ -361,6 +362,7 @@ pub async fn trigger(
 ) -> Result<Json<Value>, ApiError> {
     let app: Arc<App> = auth.app;
     let event = validate(&app, parse_body(&auth.body)?)?;
+    backend_events_quota(&shared, &app, 1).await?;
     let event = publish_all(&shared, &app, vec![event]).await?.remove(0);
     if event.info.is_some() {
         Ok(Json(
@@ -383,6 +385,8 @@ pub async fn batch(
         .enumerate()
         .map(|(i, item)| validate(&app, item).map_err(|e| with_index(i, e)))
         .collect::<Result<Vec<_>, _>>()?;
+    // Each item counts, as Sockudo counts them.
+    backend_events_quota(&shared, &app, events.len()).await?;
     let events = publish_all(&shared, &app, events).await?;
     if events.iter().all(|e| e.info.is_none()) {
         return Ok(Json(json!({})));

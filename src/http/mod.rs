@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod health;
 mod info;
+mod rate_limit;
 mod redirect;
 mod users;
 mod ws;
@@ -54,6 +55,10 @@ pub fn router(shared: SharedState) -> Router {
             get(channels::users),
         )
         .merge(writes)
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            rate_limit::limit_api,
+        ))
         .layer(middleware::from_fn_with_state(shared.clone(), count_status));
     // CORS covers the REST API only: never the console, the metrics or the WebSocket.
     let api = match &shared.config().cors {

@@ -210,6 +210,11 @@ pub async fn connect(
         // Before the upgrade: the client's next attempt goes to a node that serves.
         return ApiError::Draining.into_response();
     }
+    if let Some(limit) = super::rate_limit::upgrade_limit(&shared, &request) {
+        if let Some(refused) = super::rate_limit::limit_upgrade(&shared, limit).await {
+            return refused;
+        }
+    }
     let handshake = handshake(&shared, &key, &request, &query);
     upgrade(shared, request, handshake)
 }

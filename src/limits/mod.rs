@@ -3,10 +3,12 @@
 //! address, a share of a cap and a throttle on failures (`per_address`).
 
 mod per_address;
+mod windows;
 
 pub use per_address::{
     address_key, AddressShare, AddressSlot, Failed, FailureTally, FailureThrottle,
 };
+pub use windows::{WindowCounts, WindowDecision};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

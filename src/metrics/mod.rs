@@ -46,6 +46,8 @@ pub struct Metrics {
     apps: HashMap<String, Arc<AppMetrics>>,
     slow_consumer_disconnects: Counter,
     tls_handshake_failures: Counter,
+    rate_limited: Counter,
+    rate_limit_local_fallbacks: Counter,
     rest_requests: Family<StatusLabel, Counter>,
     rest_latency: Histogram,
     webhook_requests_delivered: Counter,
@@ -96,6 +98,8 @@ impl Metrics {
             apps,
             slow_consumer_disconnects: Counter::default(),
             tls_handshake_failures: Counter::default(),
+            rate_limited: Counter::default(),
+            rate_limit_local_fallbacks: Counter::default(),
             rest_requests: Family::default(),
             // 0.1 ms to about 3 s.
             rest_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
@@ -124,6 +128,16 @@ impl Metrics {
                 "tls_handshake_failures",
                 "TLS handshakes that failed or stalled past http_api.header_timeout_ms.",
                 &self.tls_handshake_failures,
+            ),
+            (
+                "rate_limited",
+                "Requests and upgrades refused with 429 by a rate limit or an app's quota.",
+                &self.rate_limited,
+            ),
+            (
+                "rate_limit_local_fallbacks",
+                "Rate-limit and quota counts made in this node's memory because Redis could not be reached.",
+                &self.rate_limit_local_fallbacks,
             ),
             (
                 "webhook_requests_delivered",
@@ -202,6 +216,16 @@ impl Metrics {
     /// A socket closed because its outbound queue overflowed.
     pub fn slow_consumer_disconnect(&self) {
         self.slow_consumer_disconnects.inc();
+    }
+
+    /// A request or upgrade refused by a rate limit or a quota.
+    pub fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+
+    /// A shared window counted locally because Redis could not be reached.
+    pub fn rate_limit_local_fallback(&self) {
+        self.rate_limit_local_fallbacks.inc();
     }
 
     /// A TLS handshake failed or stalled.

@@ -39,6 +39,12 @@ impl Server {
         for key in &config.ignored_keys {
             tracing::warn!(key = %key.path, "{}", key.reason);
         }
+        if let Some(limits) = &config.rate_limiter {
+            let cluster = matches!(config.cluster, crate::config::ClusterConfig::Redis(_));
+            if cluster && limits.memory_driver {
+                tracing::warn!("rate_limiter.driver is \"memory\", but a cluster node counts every limit in the cluster's Redis, so N nodes never allow N times a limit");
+            }
+        }
         if config.trust_x_forwarded_for {
             tracing::warn!(
                 trust_hops = config.trust_hops,

@@ -19,6 +19,9 @@ webhook endpoints; two more apps are added, each with its own endpoints:
 With REDIS_URL the config is that of a cluster node (`adapter.driver` redis; each node gets its
 id from HERALD_NODE_ID), for the two-node run of node/cluster/.
 
+tls_config() writes the config of the TLS node that tls_herald.py starts: config.json with an
+`ssl` block (Sockudo's keys) serving the given PEM chain and key on the main port.
+
 Everything points at 127.0.0.1.
 """
 
@@ -139,6 +142,15 @@ def main():
     config["console"] = {"token": "compat-console-token-0123456789abcdef"}
     if redis_url:
         config["adapter"] = {"driver": "redis", "redis": {"url": redis_url, "prefix": "compat"}}
+    with open(out, "w") as f:
+        json.dump(config, f, indent=2)
+
+
+def tls_config(out, cert_path, key_path):
+    """config.json (its SDK app only, no webhooks) with TLS on the main port."""
+    with open(HERE / "config.json") as f:
+        config = json.load(f)
+    config["ssl"] = {"enabled": True, "cert_path": str(cert_path), "key_path": str(key_path)}
     with open(out, "w") as f:
         json.dump(config, f, indent=2)
 

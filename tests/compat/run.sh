@@ -15,6 +15,8 @@
 #          `node --test`,
 #       2. the Python suite (the `pusher` PyPI server SDK, standardwebhooks, livekit-api, botocore)
 #          under pytest,
+#     (node/tls.test.js and python/test_tls.py each start a second herald with TLS themselves,
+#     through tls_herald.py, from HERALD_BIN: a throwaway CA and certificate made with openssl),
 #   - then stops it, starts a private redis-server and two cluster nodes A and B on it, and runs
 #       3. the two-node suite (node/cluster/: pusher-js on node A, the `pusher` SDK on node B).
 # Herald and the receivers are always stopped on exit. Exits non-zero if anything fails.
@@ -36,6 +38,11 @@ cd "$here"
 
 # Per-suite wall-clock bounds (seconds); each suite normally takes well under 30 s.
 suite_timeout=150
+
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "error: openssl is not installed (the TLS tests make their certificates with it)" >&2
+  exit 2
+fi
 
 echo "== compat: installing Node dependencies (npm ci)"
 npm ci --no-audit --no-fund --loglevel=error </dev/null
@@ -183,6 +190,8 @@ export HERALD_HOST=127.0.0.1
 export HERALD_PORT="$port"
 export HERALD_URL="http://127.0.0.1:$port"
 export HERALD_COMPAT_CONFIG="$config"
+# For the TLS tests, which start their own herald (tls_herald.py).
+export HERALD_BIN="$herald_bin"
 export WEBHOOK_NODE_URL="http://127.0.0.1:$node_hook_port"
 export WEBHOOK_PYTHON_URL="http://127.0.0.1:$py_hook_port"
 export WEBHOOK_AWS_ACCESS_KEY_ID="$aws_access_key_id"

@@ -289,17 +289,12 @@ fn each_class_of_unimplemented_key_is_refused_or_warned() {
         (json!({"unix_socket": {"enabled": true}}), "unix_socket"),
         (json!({"path_prefix": "/realtime"}), "path_prefix"),
         (
-            json!({"rate_limiter": {"enabled": true}}),
-            "rate_limiter.enabled",
+            json!({"rate_limiter": {"enabled": true, "driver": "nats"}}),
+            "rate_limiter.driver",
         ),
         (
             json!({"http_api": {"accept_traffic": {"enabled": true}}}),
             "http_api.accept_traffic",
-        ),
-        (
-            json!({"app_manager": {"array": {"apps": [{"id": "a", "key": "k", "secret": "s",
-                "policy": {"limits": {"max_backend_events_per_second": 5}}}]}}}),
-            "app_manager.array.apps[0].policy.limits.max_backend_events_per_second",
         ),
     ];
     for (json, key) in refused {

@@ -186,7 +186,7 @@ pub struct ChannelState {
 
 /// A stable hash (FNV-1a), the same in every build: a channel's partition must not change
 /// between two nodes of a rolling deploy.
-fn fnv1a(parts: &[&str]) -> u64 {
+pub(super) fn fnv1a(parts: &[&str]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for byte in part.bytes().chain(std::iter::once(0)) {

@@ -8,7 +8,8 @@
 //! ([`node`]) and the node's duties ([`liveness`]) find dead nodes and fence this one; the
 //! webhook streams ([`webhook_stream`]) are delivered by whichever node holds a partition's
 //! lease ([`webhook_delivery`], [`webhook_rounds`]). Each node's figures for the console are
-//! shared in Redis too ([`node_figures`]). `docs/cluster.md` has the design.
+//! shared in Redis too ([`node_figures`]), and so are the rate limits' and quotas' windows
+//! ([`window_counts`]). `docs/cluster.md` has the design.
 
 pub mod app;
 mod channel_reads;
@@ -26,6 +27,7 @@ mod stage;
 pub mod webhook_delivery;
 pub mod webhook_rounds;
 pub mod webhook_stream;
+pub mod window_counts;
 mod worker;
 
 pub use node::{Beat, JoinError, NodeMembership};

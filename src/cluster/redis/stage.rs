@@ -24,9 +24,10 @@ use super::node::{check_eviction_policy, cluster_epoch, NodeMembership};
 use super::recovery::Supervisor;
 use super::webhook_rounds;
 use super::webhook_stream::WebhookStreams;
+use super::window_counts::SharedWindows;
 use crate::apps::{App, AppRegistry};
 use crate::cluster::figures::{FigureSource, NodeFigures};
-use crate::cluster::{CachedEvent, ChannelSummary, Unavailable};
+use crate::cluster::{CachedEvent, ChannelSummary, Unavailable, WindowKey};
 use crate::config::{Config, RedisConfig};
 use crate::metrics::Metrics;
 use crate::protocol::{ChannelKind, ChannelType};
@@ -46,6 +47,8 @@ pub struct RedisCluster {
     streams: Arc<WebhookStreams>,
     /// This node's figures for the console.
     figures: Arc<FigureSource>,
+    /// The rate limits' and quotas' windows, shared by every node.
+    windows: SharedWindows,
 }
 
 fn start_error(what: &str, error: impl std::fmt::Display) -> io::Error {
@@ -188,6 +191,7 @@ impl RedisCluster {
             ));
         }
         Ok(RedisCluster {
+            windows: SharedWindows::new(link.con(), &redis.prefix),
             link,
             membership,
             apps: node_apps,
@@ -292,6 +296,25 @@ impl RedisCluster {
     fn membership(&self) -> Arc<NodeMembership> {
         let membership = self.membership.lock().unwrap_or_else(|e| e.into_inner());
         membership.clone()
+    }
+
+    /// Adds `amount` hits to the cluster-wide window of `key`: its count and when it ends.
+    pub async fn hit_window(
+        &self,
+        key: &WindowKey<'_>,
+        window: Duration,
+        amount: u32,
+    ) -> Result<(u64, Duration), Unavailable> {
+        // Known to be down: count locally at once rather than wait for a timeout per request.
+        if !self.link.is_online() {
+            return Err(Unavailable);
+        }
+        bounded(self.windows.hit(key, window, amount))
+            .await
+            .map_err(|error| {
+                tracing::debug!(%error, "a shared rate-limit window could not reach Redis");
+                Unavailable
+            })
     }
 
     /// Asks every node to close the user's connections.

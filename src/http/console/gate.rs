@@ -121,6 +121,7 @@ fn check_token(
             ApiError::TooManyRequests {
                 message,
                 retry_after,
+                limit: None,
             }
         })?;
     if is_token(token, given) {

@@ -16,9 +16,10 @@ class ClosedError(Exception):
 
 
 class Socket:
-    def __init__(self, base_url, key):
+    def __init__(self, base_url, key, ssl_context=None):
+        """base_url: ws://HOST:PORT, or wss://HOST:PORT with the ssl.SSLContext to verify it."""
         url = f"{base_url}/app/{key}?protocol=7&client=js&version=8.6.0&flash=false"
-        self.ws = connect(url, open_timeout=WAIT, close_timeout=2)
+        self.ws = connect(url, ssl=ssl_context, open_timeout=WAIT, close_timeout=2)
         self.inbox = []
         self.close_code = None
         est = self._recv(WAIT)
