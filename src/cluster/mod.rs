@@ -134,19 +134,20 @@ impl Cluster {
         }
     }
 
-    /// Counts a new connection against the app's quota; false (nothing counted) when full.
-    pub fn try_add_connection(&self, app: &App) -> bool {
+    /// Counts a new connection against the app's quota (for the whole cluster in a cluster);
+    /// false (nothing counted) when full.
+    pub async fn admit_connection(&self, app: &App) -> bool {
         match self {
             Cluster::Local(local) => local.app(app).try_add_connection(),
-            Cluster::Redis(node) => node.app(app).try_add_connection(),
+            Cluster::Redis(node) => node.admit_connection(app).await,
         }
     }
 
-    /// Releases a connection counted by [`Cluster::try_add_connection`].
+    /// Releases a connection counted by [`Cluster::admit_connection`].
     pub fn remove_connection(&self, app: &App) {
         match self {
             Cluster::Local(local) => local.app(app).remove_connection(),
-            Cluster::Redis(node) => node.app(app).remove_connection(),
+            Cluster::Redis(node) => node.release_connection(app),
         }
     }
 

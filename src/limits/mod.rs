@@ -84,6 +84,11 @@ impl ConnectionLimit {
     pub fn remove(&self) {
         self.open.fetch_sub(1, Ordering::AcqRel);
     }
+
+    /// The connections counted now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ pub async fn serve(
     if !app.enabled {
         return finish(&outbound, &closing_frames(&SocketError::AppDisabled)).await;
     }
-    let slot = match ConnectionSlot::acquire(&app, &shared) {
+    let slot = match ConnectionSlot::acquire(&app, &shared).await {
         Ok(slot) => slot,
         Err(refusal) => return finish(&outbound, &closing_frames(&refusal)).await,
     };

@@ -55,11 +55,14 @@ pub struct ConnectionSlot {
 
 impl ConnectionSlot {
     /// Takes a slot, or the refusal when the server or the app is at `max_connections`.
-    pub fn acquire(app: &Arc<App>, shared: &SharedState) -> Result<ConnectionSlot, SocketError> {
+    pub async fn acquire(
+        app: &Arc<App>,
+        shared: &SharedState,
+    ) -> Result<ConnectionSlot, SocketError> {
         if !shared.connection_limit().try_add() {
             return Err(SocketError::ServerFull);
         }
-        if !shared.cluster().try_add_connection(app) {
+        if !shared.cluster().admit_connection(app).await {
             shared.connection_limit().remove();
             return Err(SocketError::OverQuota);
         }

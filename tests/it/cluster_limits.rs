@@ -62,3 +62,32 @@ async fn cluster_a_node_that_cannot_reach_redis_counts_on_its_own() {
         "and limited locally"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_an_apps_max_connections_counts_every_node_and_a_dead_node_releases_its_own() {
+    let redis = RedisServer::start();
+    let edit = |c: &mut serde_json::Value| TestServer::app(c)["max_connections"] = json!(1);
+    let mut a = ClusterNode::start(&redis, edit);
+    let b = ClusterNode::start(&redis, edit);
+    let _held = a.client().await;
+    let refused = Client::unestablished(&b.ws_url()).await.closed().await;
+    assert_eq!(
+        refused.code,
+        Some(4004),
+        "the app's one connection is on the other node: {refused:?}"
+    );
+    a.kill();
+    // Once the dead node is reaped, its connection no longer counts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (ws, _) = tokio_tungstenite::connect_async(b.ws_url()).await.unwrap();
+        if Client::from_socket_or_close(ws).await.is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead node's connection still counts"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

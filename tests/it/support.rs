@@ -174,6 +174,31 @@ impl Client {
         client
     }
 
+    /// A client on an open socket if `pusher:connection_established` arrives; `None` when the
+    /// server refuses it (an error frame and a close).
+    pub async fn from_socket_or_close(ws: Socket) -> Option<Client> {
+        let mut client = Client {
+            ws,
+            socket_id: String::new(),
+        };
+        loop {
+            let next = tokio::time::timeout(WAIT, client.ws.next()).await.ok()??;
+            match next.ok()? {
+                Message::Text(text) => {
+                    let frame: Value = serde_json::from_str(&text).ok()?;
+                    if frame["event"] != "pusher:connection_established" {
+                        return None;
+                    }
+                    let data: Value = serde_json::from_str(frame["data"].as_str()?).ok()?;
+                    client.socket_id = data["socket_id"].as_str()?.to_owned();
+                    return Some(client);
+                }
+                Message::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
     /// Connects and reads `pusher:connection_established`.
     pub async fn connect(url: &str) -> Client {
         let mut client = Client::unestablished(url).await;

@@ -296,7 +296,8 @@ impl RedisApp {
         closed.len()
     }
 
-    /// Counts a new connection against the app's quota on this node; false when full.
+    /// Counts a new connection against the app's quota on this node; false when full (the
+    /// cluster-wide count is the stage's, see `connection_counts`).
     pub fn try_add_connection(&self) -> bool {
         self.connections.try_add()
     }
@@ -304,5 +305,10 @@ impl RedisApp {
     /// Releases a connection counted by [`RedisApp::try_add_connection`].
     pub fn remove_connection(&self) {
         self.connections.remove()
+    }
+
+    /// The app's connections on this node now.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open()
     }
 }

@@ -11,10 +11,12 @@
 //! shared in Redis too ([`node_figures`]), and so are the rate limits' and quotas' windows
 //! ([`window_counts`]). `docs/cluster.md` has the design.
 
+mod admission;
 pub mod app;
 mod channel_reads;
 mod channel_scripts;
 pub mod channel_state;
+pub mod connection_counts;
 pub mod fanout;
 mod fencing;
 pub mod line;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::app::RedisApp;
+use super::connection_counts::ConnectionCounts;
 use super::fanout::{Broadcast, BroadcastBody, Fanout};
 use super::fencing::Rejoin;
 use super::line::Step;
@@ -27,7 +28,7 @@ use super::webhook_stream::WebhookStreams;
 use super::window_counts::SharedWindows;
 use crate::apps::{App, AppRegistry};
 use crate::cluster::figures::{FigureSource, NodeFigures};
-use crate::cluster::{CachedEvent, ChannelSummary, Unavailable, WindowKey};
+use crate::cluster::{CachedEvent, ChannelSummary, Unavailable};
 use crate::config::{Config, RedisConfig};
 use crate::metrics::Metrics;
 use crate::protocol::{ChannelKind, ChannelType};
@@ -35,7 +36,7 @@ use crate::webhooks::StreamEndpoint;
 
 /// A node of a cluster on Redis.
 pub struct RedisCluster {
-    link: Arc<NodeLink>,
+    pub(super) link: Arc<NodeLink>,
     /// The current incarnation's membership (replaced when the node rejoins after a fence).
     membership: Arc<Mutex<Arc<NodeMembership>>>,
     /// Per app, in [`App::index`] order.
@@ -48,7 +49,9 @@ pub struct RedisCluster {
     /// This node's figures for the console.
     figures: Arc<FigureSource>,
     /// The rate limits' and quotas' windows, shared by every node.
-    windows: SharedWindows,
+    pub(super) windows: SharedWindows,
+    /// The apps' connections, counted for the cluster.
+    pub(super) connection_counts: Arc<ConnectionCounts>,
 }
 
 fn start_error(what: &str, error: impl std::fmt::Display) -> io::Error {
@@ -158,6 +161,14 @@ impl RedisCluster {
             close.clone(),
         );
         let membership = Arc::new(Mutex::new(membership));
+        let connection_counts =
+            ConnectionCounts::new(con.clone(), &redis.prefix, membership.clone());
+        let counted = (node_apps.clone(), redis.heartbeat_interval, close.clone());
+        tasks.spawn(
+            connection_counts
+                .clone()
+                .run(counted.0, counted.1, counted.2),
+        );
         let figures = Arc::new(FigureSource::new(apps, &metrics));
         if config.console.enabled {
             let writer = super::node_figures::Writer {
@@ -192,6 +203,7 @@ impl RedisCluster {
         }
         Ok(RedisCluster {
             windows: SharedWindows::new(link.con(), &redis.prefix),
+            connection_counts,
             link,
             membership,
             apps: node_apps,
@@ -298,25 +310,6 @@ impl RedisCluster {
         membership.clone()
     }
 
-    /// Adds `amount` hits to the cluster-wide window of `key`: its count and when it ends.
-    pub async fn hit_window(
-        &self,
-        key: &WindowKey<'_>,
-        window: Duration,
-        amount: u32,
-    ) -> Result<(u64, Duration), Unavailable> {
-        // Known to be down: count locally at once rather than wait for a timeout per request.
-        if !self.link.is_online() {
-            return Err(Unavailable);
-        }
-        bounded(self.windows.hit(key, window, amount))
-            .await
-            .map_err(|error| {
-                tracing::debug!(%error, "a shared rate-limit window could not reach Redis");
-                Unavailable
-            })
-    }
-
     /// Asks every node to close the user's connections.
     pub async fn terminate_connections(&self, app: &App, user_id: &str) -> Result<(), Unavailable> {
         let asked = bounded(self.link.fanout.terminate(&app.id, user_id)).await;
@@ -363,7 +356,7 @@ impl RedisCluster {
 const QUERY_BOUND: Duration = Duration::from_secs(2);
 
 /// A query of the shared state, bounded by [`QUERY_BOUND`].
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     query: impl std::future::Future<Output = Result<T, ::redis::RedisError>>,
 ) -> Result<T, ::redis::RedisError> {
     tokio::time::timeout(QUERY_BOUND, query)

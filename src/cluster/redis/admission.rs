@@ -1,0 +1,63 @@
+//! What a cluster node asks Redis before it admits work: a new connection against its app's
+//! cluster-wide `max_connections`, and a request against the rate limits' and quotas' shared
+//! windows. While Redis is known to be unreachable the node decides alone at once (its own
+//! count), rather than make every request wait for a timeout.
+
+use std::time::Duration;
+
+use super::stage::{bounded, RedisCluster};
+use crate::apps::App;
+use crate::cluster::{Unavailable, WindowKey};
+
+impl RedisCluster {
+    /// Adds `amount` hits to the cluster-wide window of `key`: its count and when it ends.
+    pub async fn hit_window(
+        &self,
+        key: &WindowKey<'_>,
+        window: Duration,
+        amount: u32,
+    ) -> Result<(u64, Duration), Unavailable> {
+        if !self.link.is_online() {
+            return Err(Unavailable);
+        }
+        let hit = bounded(self.windows.hit(key, window, amount)).await;
+        hit.map_err(|error| {
+            tracing::debug!(%error, "a shared rate-limit window could not reach Redis");
+            Unavailable
+        })
+    }
+
+    /// Counts a new connection of `app` on this node and, with a `max_connections`, in the
+    /// cluster; false (nothing counted) when either is full.
+    pub async fn admit_connection(&self, app: &App) -> bool {
+        let local = self.app(app);
+        if !local.try_add_connection() {
+            return false;
+        }
+        let Some(max) = app.max_connections else {
+            return true;
+        };
+        if !self.link.is_online() {
+            return true;
+        }
+        match bounded(self.connection_counts.admit(&app.id, max)).await {
+            Ok(true) => true,
+            Ok(false) => {
+                local.remove_connection();
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, app = %app.id, "cannot count a connection in Redis; max_connections is checked against this node's connections alone meanwhile");
+                true
+            }
+        }
+    }
+
+    /// Releases a connection counted by [`RedisCluster::admit_connection`].
+    pub fn release_connection(&self, app: &App) {
+        self.app(app).remove_connection();
+        if app.max_connections.is_some() {
+            self.connection_counts.release(&app.id);
+        }
+    }
+}
