@@ -172,7 +172,8 @@ async fn the_console_can_be_turned_off() {
 }
 
 /// Opens the app's live stream with the session `cookie`.
-async fn open_stream(server: &TestServer, cookie: &str) -> reqwest::Response {
+/// Opens the app's live stream of the console with the session `cookie`.
+pub async fn open_stream(server: &TestServer, cookie: &str) -> reqwest::Response {
     let path = format!("/console/api/apps/{APP_ID}/stream");
     let opened = request(server, "GET", &path).header("cookie", cookie);
     opened.send().await.unwrap()

@@ -72,11 +72,7 @@ async fn a_request_head_over_the_limit_is_refused_before_any_of_it_is_kept() {
 async fn the_journal_keeps_a_cut_user_agent() {
     let server = TestServer::start_with(|c| c["console"] = json!({"token": TOKEN})).await;
     let cookie = console_session(&server, TOKEN).await;
-    let stream = crate::console::client()
-        .get(server.http_url(&format!("/console/api/apps/{APP_ID}/stream")))
-        .header("cookie", &cookie)
-        .send();
-    let mut stream = stream.await.unwrap();
+    let mut stream = crate::console::open_stream(&server, &cookie).await;
     // Under the head limit, but far more than the journal keeps.
     let agent = "B".repeat(20 * 1024);
     let mut request =

@@ -152,11 +152,7 @@ async fn the_console_shows_webhook_urls_without_credentials_or_query() {
     let url = format!("http://bob:pw-secret@{}/w?token=tok-secret", receiver.addr);
     let server = webhooked(&url, |c| c["console"] = json!({"token": TOKEN})).await;
     let cookie = console_session(&server, TOKEN).await;
-    let stream = crate::console::client()
-        .get(server.http_url(&format!("/console/api/apps/{APP_ID}/stream")))
-        .header("cookie", &cookie)
-        .send();
-    let mut stream = stream.await.unwrap();
+    let mut stream = crate::console::open_stream(&server, &cookie).await;
     let mut client = server.client().await;
     client.subscribe("room").await;
     let entries = read_stream(&mut stream, |es| has(es, "webhook_delivery", |_| true)).await;

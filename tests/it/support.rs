@@ -140,16 +140,7 @@ impl Client {
         .await
         .expect("connect in time")
         .expect("WebSocket handshake");
-        let mut client = Client {
-            ws,
-            socket_id: String::new(),
-        };
-        let established = client.recv().await;
-        assert_eq!(established["event"], "pusher:connection_established");
-        let data: Value =
-            serde_json::from_str(established["data"].as_str().expect("data is a string")).unwrap();
-        client.socket_id = data["socket_id"].as_str().unwrap().to_owned();
-        client
+        Client::from_socket(ws).await
     }
 
     /// Opens a socket whose first frame is still unread.
@@ -201,13 +192,7 @@ impl Client {
 
     /// Connects and reads `pusher:connection_established`.
     pub async fn connect(url: &str) -> Client {
-        let mut client = Client::unestablished(url).await;
-        let established = client.recv().await;
-        assert_eq!(established["event"], "pusher:connection_established");
-        let data: Value =
-            serde_json::from_str(established["data"].as_str().expect("data is a string")).unwrap();
-        client.socket_id = data["socket_id"].as_str().unwrap().to_owned();
-        client
+        Client::from_socket(Client::open(url).await).await
     }
 
     pub async fn send(&mut self, frame: Value) {

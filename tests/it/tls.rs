@@ -59,22 +59,10 @@ async fn tls_server(certs: &Certs, name: &str, extra: Value) -> TestServer {
     .await
 }
 
-/// Triggers `event` on `channel` through the signed REST API over HTTPS.
+/// Triggers `news` on `channel` through `server`'s signed REST API over HTTPS.
 async fn trigger_https(certs: &Certs, server: &TestServer, channel: &str, data: &str) {
-    let rest = Rest::new(server);
-    let body = json!({"name": "news", "channel": channel, "data": data}).to_string();
-    let url = rest
-        .signed_url("POST", &format!("/apps/{APP_ID}/events"), &body, &[])
-        .replace("http://", "https://");
-    let response = certs
-        .https_client()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let base = format!("https://127.0.0.1:{}", server.running.addr.port());
+    trigger_at(certs, &base, channel, data).await;
 }
 
 #[tokio::test]
