@@ -8,10 +8,12 @@ use md5::{Digest, Md5};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::target::{APP_ID, KEY, SECRET};
+use crate::tls;
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -31,10 +33,21 @@ pub fn now_micros() -> u64 {
 
 /// Connects and returns the socket with its socket id.
 pub async fn connect(port: u16) -> Result<(Socket, String), String> {
-    let url = format!("ws://127.0.0.1:{port}/app/{KEY}?protocol=7&client=bench&version=1.0.0");
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .map_err(|e| e.to_string())?;
+    let url = format!(
+        "{}://127.0.0.1:{port}/app/{KEY}?protocol=7&client=bench&version=1.0.0",
+        tls::ws_scheme()
+    );
+    let (mut ws, _) = match tls::connector() {
+        None => tokio_tungstenite::connect_async(url).await,
+        Some(connector) => {
+            tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
+                .await
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    if let MaybeTlsStream::Rustls(stream) = ws.get_ref() {
+        tls::note_suite(stream.get_ref().1.negotiated_cipher_suite());
+    }
     let first = next_json(&mut ws)
         .await
         .ok_or("closed before connection_established")?;
@@ -85,20 +98,42 @@ pub fn presence_data(socket_id: &str, channel: &str, user_id: &str) -> Value {
     json!({"auth": auth, "channel": channel, "channel_data": channel_data})
 }
 
-/// Publishes through the signed REST API over one keep-alive connection.
+/// Requests a `--tls` publisher keeps in flight at most.
+const TLS_IN_FLIGHT: usize = 16;
+
+/// Publishes through the signed REST API over keep-alive connections.
+///
+/// With `--tls` it keeps at most [`TLS_IN_FLIGHT`] requests in flight and never closes an idle
+/// connection, so the server does at most that many handshakes per publisher. Without the cap,
+/// a load generator that falls behind (it shares the cores, and decrypts every delivery) opens
+/// a connection per waiting request, and the server's CPU would count thousands of handshakes
+/// the load caused, not the broadcasts. A request that waits for a slot counts as latency.
 pub struct Publisher {
     client: reqwest::Client,
     port: u16,
+    in_flight: Option<Semaphore>,
 }
 
 impl Publisher {
     pub fn new(port: u16) -> Publisher {
+        let (idle, in_flight) = match tls::enabled() {
+            false => (4, None),
+            true => (usize::MAX, Some(Semaphore::new(TLS_IN_FLIGHT))),
+        };
         Publisher {
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(4)
+            client: tls::trust(reqwest::Client::builder().pool_max_idle_per_host(idle))
                 .build()
                 .unwrap(),
             port,
+            in_flight,
+        }
+    }
+
+    /// A slot for one request, with `--tls` only.
+    async fn slot(&self) -> Option<SemaphorePermit<'_>> {
+        match &self.in_flight {
+            Some(gate) => gate.acquire().await.ok(),
+            None => None,
         }
     }
 
@@ -119,7 +154,8 @@ impl Publisher {
         let query = query.join("&");
         let signature = hmac_hex(&format!("{method}\n{path}\n{query}"));
         format!(
-            "http://127.0.0.1:{}{path}?{query}&auth_signature={signature}",
+            "{}://127.0.0.1:{}{path}?{query}&auth_signature={signature}",
+            tls::http_scheme(),
             self.port
         )
     }
@@ -129,6 +165,7 @@ impl Publisher {
         let md5 = hex::encode(Md5::digest(body.as_bytes()));
         let path = format!("/apps/{APP_ID}/events");
         let url = self.signed_url("POST", &path, &[("body_md5", md5)]);
+        let _slot = self.slot().await;
         let response = self
             .client
             .post(url)
@@ -148,6 +185,7 @@ impl Publisher {
     pub async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Value, String> {
         let path = format!("/apps/{APP_ID}{path}");
         let url = self.signed_url("GET", &path, params);
+        let _slot = self.slot().await;
         let response = self
             .client
             .get(url)

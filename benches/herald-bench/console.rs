@@ -83,11 +83,11 @@ impl Drop for Viewer {
 
 /// Opens the console (token for cookie) and reads the bench app's stream until aborted.
 async fn watch(port: u16, entries: &AtomicU64, dropped: &AtomicU64) -> Result<(), String> {
-    let client = reqwest::Client::builder()
+    let client = crate::tls::trust(reqwest::Client::builder())
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| e.to_string())?;
-    let base = format!("http://127.0.0.1:{port}/console");
+    let base = format!("{}://127.0.0.1:{port}/console", crate::tls::http_scheme());
     let opened = client
         .get(format!("{base}?token={TOKEN}"))
         .send()

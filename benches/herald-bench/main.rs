@@ -19,6 +19,7 @@ mod report;
 mod scenarios;
 mod slow;
 mod target;
+mod tls;
 
 use std::path::PathBuf;
 
@@ -149,6 +150,11 @@ struct Cli {
     /// the bench app's journal).
     #[arg(long, value_enum, default_value = "closed")]
     console: console::ConsoleMode,
+    /// Serve TLS: a private CA and a certificate for 127.0.0.1 made with `openssl` (removed at
+    /// the end), the server's `ssl` block, wss:// clients and an https:// publisher trusting only
+    /// that CA (the clients' TLS work is the bench's CPU, not the server's).
+    #[arg(long)]
+    tls: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -308,6 +314,12 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
 async fn main() {
     let cli = Cli::parse();
     console::set_mode(cli.console);
+    if cli.tls {
+        if let Err(error) = tls::enable() {
+            eprintln!("--tls: {error}");
+            std::process::exit(1);
+        }
+    }
     let server = cli.server.clone().unwrap_or_else(default_server);
     let scenarios = match cli.scenario {
         Scenario::All => {
@@ -344,7 +356,9 @@ async fn main() {
             }
         }
     }
-    let all = json!({"server": server, "results": results});
+    println!("tls: {}", tls::describe());
+    tls::cleanup();
+    let all = json!({"server": server, "tls": cli.tls, "results": results});
     println!("\n{all}");
     if let Some(path) = &cli.json {
         std::fs::write(path, all.to_string()).expect("write the JSON results");

@@ -83,17 +83,13 @@ struct Readers {
 }
 
 /// Starts one lean reader per socket, each expecting `expected` stamped events before `deadline`.
-fn spawn_readers(
-    sockets: Vec<Socket>,
-    expected: u64,
-    deadline: Instant,
-) -> Result<Readers, String> {
+fn spawn_readers(sockets: Vec<Socket>, expected: u64, deadline: Instant) -> Readers {
     let received = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::with_capacity(sockets.len());
     for ws in sockets {
         let (received, latencies) = (received.clone(), latencies.clone());
-        let mut reader = FrameReader::new(ws)?;
+        let mut reader = FrameReader::new(ws);
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::with_capacity(expected as usize);
             while (mine.len() as u64) < expected {
@@ -107,11 +103,11 @@ fn spawn_readers(
             latencies.lock().unwrap().extend(mine);
         }));
     }
-    Ok(Readers {
+    Readers {
         received,
         latencies,
         tasks,
-    })
+    }
 }
 
 impl Readers {
@@ -186,7 +182,7 @@ pub async fn publish_load(place: &Placement<'_>, load: &PublishLoad) -> Result<R
     let per_channel_events = events / channels as u64;
     let events = per_channel_events * channels as u64;
     let deadline = Instant::now() + Duration::from_secs(load.secs + 15);
-    let readers = spawn_readers(sockets, per_channel_events, deadline)?;
+    let readers = spawn_readers(sockets, per_channel_events, deadline);
     let publisher = Arc::new(Publisher::new(place.publish_port));
     let cpu_before = place.cpu_seconds();
     let own_cpu_before = own_cpu_seconds();

@@ -35,7 +35,7 @@ pub async fn slow_consumer(
     let deadline = started + Duration::from_secs(secs + 15);
     let mut tasks = Vec::new();
     for ws in sockets {
-        let mut reader = FrameReader::new(ws)?;
+        let mut reader = FrameReader::new(ws);
         tasks.push(tokio::spawn(async move {
             // (micros since start at receipt, latency) for each event.
             let mut samples = Vec::with_capacity(events as usize);
@@ -86,7 +86,7 @@ pub async fn slow_consumer(
     second.sort_unstable();
     max_rss = max_rss.max(target.rss_bytes());
     // Now read what reached the slow socket: it ends in a close frame or a dropped connection.
-    let mut slow_reader = FrameReader::new(slow)?;
+    let mut slow_reader = FrameReader::new(slow);
     let mut close_code = None;
     let mut disconnected = false;
     let until = Instant::now() + Duration::from_secs(10);

@@ -58,7 +58,7 @@ pub fn config(port: u16, webhook_url: Option<&str>) -> Value {
         }
         None => json!([]),
     };
-    json!({
+    let mut config = json!({
         "host": "127.0.0.1",
         "port": port,
         "debug": false,
@@ -77,7 +77,12 @@ pub fn config(port: u16, webhook_url: Option<&str>) -> Value {
             "max_client_events_per_second": 10000,
             "webhooks": webhooks
         }]}}
-    })
+    });
+    // `--tls`: the server port speaks only TLS.
+    if let Some(ssl) = crate::tls::section() {
+        config["ssl"] = ssl;
+    }
+    config
 }
 
 impl Target {

@@ -139,7 +139,9 @@ impl Cluster {
     pub async fn admit_connection(&self, app: &App) -> bool {
         match self {
             Cluster::Local(local) => local.app(app).try_add_connection(),
-            Cluster::Redis(node) => node.admit_connection(app).await,
+            // Boxed: the Redis call's future is large, and an unboxed one would be part of every
+            // connection task's state for the connection's whole life.
+            Cluster::Redis(node) => Box::pin(node.admit_connection(app)).await,
         }
     }
 

@@ -24,8 +24,6 @@ pub struct IgnoredKey {
 enum Verdict {
     /// Refused when the value turns the feature on (`enabled: true`, or `true` itself).
     RefuseIfOn,
-    /// Refused when the value is not one of these (e.g. `path_prefix` "/").
-    RefuseUnless(&'static [&'static str]),
     /// Warned, whatever the value.
     Warn,
 }
@@ -52,8 +50,8 @@ const NOT_PUSHER: &str = "a Sockudo-protocol feature Herald does not implement; 
 const RULES: &[Rule] = &[
     rule(
         "path_prefix",
-        Verdict::RefuseUnless(&["/", ""]),
-        "Herald serves /app/{key} and /apps/{id} at the root only; clients configured for a prefix could not connect",
+        Verdict::Warn,
+        "Sockudo 5.2 declares path_prefix but never reads it: it serves /app/{key} and /apps/{id} at the root, and so does Herald; ignored",
     ),
     rule(
         "unix_socket",
@@ -141,7 +139,6 @@ pub(super) fn classify(
         let value = value_at(document, path).unwrap_or(&Value::Null);
         let refused = match rule.verdict {
             Verdict::RefuseIfOn => is_on(value),
-            Verdict::RefuseUnless(allowed) => !value.as_str().is_some_and(|v| allowed.contains(&v)),
             Verdict::Warn => false,
         };
         if refused {
@@ -236,8 +233,8 @@ mod tests {
         let refused = classify_paths(on, &["unix_socket"]).unwrap_err();
         assert_eq!(refused.path, "unix_socket");
         let prefixed = json!({"path_prefix": "/ws"});
-        assert!(classify_paths(prefixed, &["path_prefix"]).is_err());
-        assert!(classify_paths(json!({"path_prefix": "/"}), &["path_prefix"]).is_ok());
+        let warned = classify_paths(prefixed, &["path_prefix"]).unwrap();
+        assert!(warned[0].reason.contains("never reads it"));
     }
 
     #[test]

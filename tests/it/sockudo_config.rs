@@ -287,7 +287,6 @@ fn each_class_of_unimplemented_key_is_refused_or_warned() {
             "ssl.key_path",
         ),
         (json!({"unix_socket": {"enabled": true}}), "unix_socket"),
-        (json!({"path_prefix": "/realtime"}), "path_prefix"),
         (
             json!({"rate_limiter": {"enabled": true, "driver": "nats"}}),
             "rate_limiter.driver",
@@ -302,7 +301,7 @@ fn each_class_of_unimplemented_key_is_refused_or_warned() {
         assert_eq!(error.path, key, "{error}");
     }
     let warned = json!({
-        "ssl": {"enabled": false, "frobnicate": 1}, "unix_socket": {"enabled": false}, "path_prefix": "/",
+        "ssl": {"enabled": false, "frobnicate": 1}, "unix_socket": {"enabled": false}, "path_prefix": "/realtime",
         "mode": "production", "websocket": {"auto_ping": true, "compression": "disabled"},
         "app_manager": {"array": {"apps": [{"id": "a", "key": "k", "secret": "s",
             "enable_watchlist_events": true, "channel_namespaces": [{"name": "c", "history": {}}]}]}},
