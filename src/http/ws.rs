@@ -42,23 +42,23 @@ pub fn upgrade(shared: SharedState, mut request: Request, handshake: Handshake) 
             Err(error) => return tracing::debug!(%error, "WebSocket upgrade failed"),
         };
         // The socket itself, and its TLS session when the port speaks TLS: fan-out writes to
-        // it directly, encrypting through the session (see `crate::outbound`).
-        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                let socket = parts.io.into_inner();
-                return transport::serve(socket, Link::Plain, parts.read_buf, shared, handshake)
-                    .await;
-            }
-            Err(upgraded) => upgraded,
+        // it directly, encrypting through the session (see `crate::outbound`). One `serve` call
+        // for both: two would each take room in every connection task's state.
+        let (socket, link, read_ahead) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => (parts.io.into_inner(), Link::Plain, parts.read_buf),
+            Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+                Ok(parts) => {
+                    let (socket, session) = parts.io.into_inner().into_inner();
+                    (socket, Link::tls(session), parts.read_buf)
+                }
+                Err(_) => {
+                    return tracing::error!(
+                        "upgraded connection is not a TCP or TLS stream; closed"
+                    )
+                }
+            },
         };
-        match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
-            Ok(parts) => {
-                let (socket, session) = parts.io.into_inner().into_inner();
-                let link = Link::tls(session);
-                transport::serve(socket, link, parts.read_buf, shared, handshake).await
-            }
-            Err(_) => tracing::error!("upgraded connection is not a TCP or TLS stream; closed"),
-        }
+        transport::serve(socket, link, read_ahead, shared, handshake).await
     }));
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     (
