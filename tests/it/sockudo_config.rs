@@ -222,10 +222,13 @@ async fn terminate_on_limit_closes_and_the_message_rate_limit_counts_every_messa
 
 /// The fixture with its listeners moved to loopback and free ports.
 fn sockudo_fixture() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/sockudo-config.json"
-    );
+    on_free_ports("tests/fixtures/sockudo-config.json")
+}
+
+/// The config file at `path` (from the repository's root) with its listeners moved to loopback
+/// and free ports.
+fn on_free_ports(path: &str) -> Value {
+    let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
     let mut config: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     config["host"] = json!("127.0.0.1");
     config["port"] = json!(0);
@@ -275,6 +278,17 @@ async fn sockudos_own_config_starts_and_its_policy_is_enforced() {
         reply["event"], "pusher_internal:subscription_succeeded",
         "{reply}"
     );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn heralds_shipped_config_starts_with_nothing_ignored() {
+    let config =
+        herald::config::Config::from_json(&on_free_ports("config.json").to_string()).unwrap();
+    assert!(config.ignored_keys.is_empty(), "{:?}", config.ignored_keys);
+    let server = herald::Server::bind(config).await.unwrap().spawn().unwrap();
+    let url = format!("ws://{}/app/app-key?protocol=7", server.addr);
+    Client::connect(&url).await;
     server.shutdown().await.unwrap();
 }
 
