@@ -201,9 +201,9 @@ impl Session {
 
     fn signin(&mut self, request: SigninRequest) {
         match self.verify_signin(&request) {
-            Ok(user) => {
+            Ok((user, echo)) => {
                 self.sign_in(user);
-                self.send(frames::signin_success(&request.user_data));
+                self.send(frames::signin_success(&echo));
             }
             Err(why) => self.outbound.close(SocketError::Unauthorized(why)),
         }
@@ -221,7 +221,8 @@ impl Session {
         self.liveness.authorized();
     }
 
-    fn verify_signin(&self, request: &SigninRequest) -> Result<SignedInUser, String> {
+    /// The signed-in user, and the `user_data` to echo in `pusher:signin_success`.
+    fn verify_signin(&self, request: &SigninRequest) -> Result<(SignedInUser, String), String> {
         let app = &self.app;
         verify_user_auth(
             &app.key,
@@ -233,19 +234,24 @@ impl Session {
         .map_err(|e| format!("sign-in refused: {e}"))?;
         let data: UserData = serde_json::from_str(&request.user_data)
             .map_err(|e| format!("user_data must be a JSON object with an id: {e}"))?;
-        let id = match &data.id {
-            serde_json::Value::String(id) if !id.is_empty() => id.clone(),
-            _ => return Err("user_data.id must be a non-empty string".into()),
-        };
+        // A number (Laravel's `authenticateUser` sends the model's integer id) is the id in
+        // its string form, as a presence `user_id` is.
+        let id =
+            user_id_text(&data.id).ok_or("user_data.id must be a non-empty string or a number")?;
         if let Some(current) = &self.user {
             if *current.id != *id {
                 return Err(format!("already signed in as {:?}", current.id));
             }
         }
-        Ok(SignedInUser {
+        let echo = match data.id {
+            serde_json::Value::String(_) => request.user_data.clone(),
+            _ => with_string_id(&request.user_data, &id)?,
+        };
+        let user = SignedInUser {
             id: Arc::from(id),
             user_info: data.user_info.map(Arc::from),
-        })
+        };
+        Ok((user, echo))
     }
 
     fn client_event(
@@ -346,6 +352,17 @@ impl Session {
 }
 
 /// A presence user id as a string: `1` and `"1"` are the same member.
+/// `user_data` with its `id` as the string `id`, every other field as sent: pusher-js drops a
+/// `pusher:signin_success` whose echoed id is not a non-empty string, and then never subscribes
+/// to its `#server-to-user-` channel.
+fn with_string_id(user_data: &str, id: &str) -> Result<String, String> {
+    let mut fields: std::collections::BTreeMap<String, Box<RawValue>> =
+        serde_json::from_str(user_data).map_err(|e| format!("user_data: {e}"))?;
+    let id = serde_json::value::to_raw_value(id).map_err(|e| e.to_string())?;
+    fields.insert("id".into(), id);
+    serde_json::to_string(&fields).map_err(|e| e.to_string())
+}
+
 fn user_id_text(value: &serde_json::Value) -> Option<String> {
     match value {
         serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),

@@ -55,11 +55,13 @@ async fn bad_signin_signature_closes_with_4009() {
     assert_eq!(closed.errors[0]["data"]["code"], 4009);
 }
 
+/// Laravel's `authenticateUser` signs the model's integer id: it is the id's string form
+/// everywhere, the echo included (pusher-js drops a sign-in whose echoed id is not a string).
 #[tokio::test]
-async fn signin_needs_a_string_id() {
+async fn a_numeric_id_signs_in_as_its_string_form() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let user_data = json!({"id": 42}).to_string();
+    let user_data = json!({"id": 42, "user_info": {"name": "Ada", "score": 1.5}}).to_string();
     let auth = format!(
         "{KEY}:{}",
         hmac_hex(SECRET, &format!("{}::user::{user_data}", client.socket_id))
@@ -67,7 +69,36 @@ async fn signin_needs_a_string_id() {
     client
         .send(json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}))
         .await;
-    assert_eq!(client.closed().await.code, Some(4009));
+    let reply = client.recv().await;
+    assert_eq!(reply["event"], "pusher:signin_success", "{reply}");
+    let echoed: serde_json::Value =
+        serde_json::from_str(reply["data"]["user_data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        echoed,
+        json!({"id": "42", "user_info": {"name": "Ada", "score": 1.5}})
+    );
+    client.subscribe("#server-to-user-42").await;
+    let (status, _) = Rest::new(&server)
+        .post(
+            &format!("/apps/{APP_ID}/events"),
+            json!({"name": "hello", "channels": ["#server-to-user-42"], "data": "hi"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(client.recv().await["event"], "hello");
+    // Neither an empty id nor a boolean is an id.
+    for id in [json!(""), json!(true)] {
+        let mut other = server.client().await;
+        let user_data = json!({"id": id}).to_string();
+        let auth = format!(
+            "{KEY}:{}",
+            hmac_hex(SECRET, &format!("{}::user::{user_data}", other.socket_id))
+        );
+        other
+            .send(json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}))
+            .await;
+        assert_eq!(other.closed().await.code, Some(4009), "{id}");
+    }
 }
 
 #[tokio::test]

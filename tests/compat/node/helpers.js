@@ -49,12 +49,20 @@ function uniqueName(prefix) {
   return `${prefix}${Date.now().toString(36)}-${crypto.randomBytes(4).toString('hex')}`;
 }
 
+// A sign-in signature made the way every server SDK makes it, for user data the npm SDK refuses.
+function signUser(app, socketId, user) {
+  const userData = JSON.stringify(user);
+  const signature = crypto.createHmac('sha256', app.secret).update(`${socketId}::user::${userData}`).digest('hex');
+  return { auth: `${app.key}:${signature}`, user_data: userData };
+}
+
 /**
  * Creates a pusher-js client whose channel authorization and user authentication are signed
  * locally with the server SDK (the app's auth endpoint, minus HTTP).
  *
  * opts.presence: {user_id, user_info} used as presence channel_data.
- * opts.user: user data object for pusher.signin() (must contain a string id).
+ * opts.user: user data object for pusher.signin(). A numeric id (as Laravel's authenticateUser
+ *   signs it) is signed here directly: the `pusher` npm SDK refuses anything but a string.
  * opts.badAuth: true, or a predicate on the channel name: sign those private/presence
  *   subscriptions with a wrong signature.
  * opts.badUserAuth: sign the sign-in request with a wrong signature.
@@ -90,7 +98,9 @@ function makeClient(opts = {}) {
     userAuthentication: {
       customHandler: ({ socketId }, callback) => {
         try {
-          const signed = sdk.authenticateUser(socketId, opts.user);
+          const signed = typeof opts.user.id === 'string'
+            ? sdk.authenticateUser(socketId, opts.user)
+            : signUser(app, socketId, opts.user);
           if (opts.badUserAuth) signed.auth = `${app.key}:${'0'.repeat(64)}`;
           callback(null, signed);
         } catch (err) {

@@ -63,6 +63,24 @@ test('signin: pusher:signin_success, then sendToUser reaches the signed-in user 
     assert.deepEqual(leaked.map((e) => e.data), [{ text: 'other' }], 'sendToUser leaked to another user');
   }));
 
+test('signin with a numeric id (as Laravel signs it): pusher-js gets sendToUser for its string form', T, () =>
+  h.withClients(async (pool) => {
+    const sdk = h.serverSdk();
+    const userId = Number(String(Date.now()).slice(-9));
+    const client = pool.make({ user: { id: userId, user_info: { name: 'Numeric' } } });
+    await h.waitConnected(client);
+    client.signin();
+    await h.until(
+      () => client.user.user_data && client.user.serverToUserChannel && client.user.serverToUserChannel.subscribed,
+      'sign-in with a numeric id and its #server-to-user- subscription',
+    );
+    assert.equal(client.user.user_data.id, String(userId), 'the echoed id is the string form');
+    assert.deepEqual(client.user.user_data.user_info, { name: 'Numeric' });
+    const got = h.nextEvent(client.user, 'notice');
+    await h.json(sdk.sendToUser(String(userId), 'notice', { text: 'numeric' }));
+    assert.deepEqual((await got).data, { text: 'numeric' });
+  }));
+
 test('signin with a bad signature is refused with 4009', T, () =>
   h.withClients(async (pool) => {
     const client = pool.make({ user: { id: h.uniqueName('user-') }, badUserAuth: true });
