@@ -97,6 +97,19 @@ pub enum WindowKey<'a> {
     },
 }
 
+/// Whether a new connection fits its app's `max_connections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Counted; in a cluster, `counted_in_cluster` says whether Redis counted it too (not while
+    /// Redis is unreachable), and so whether its end must be uncounted there.
+    Admitted {
+        /// Redis counted it.
+        counted_in_cluster: bool,
+    },
+    /// The app is at its `max_connections`: nothing counted.
+    Full,
+}
+
 /// The stage in use.
 pub enum Cluster {
     /// A single node: local state is the whole truth.
@@ -134,22 +147,26 @@ impl Cluster {
         }
     }
 
-    /// Counts a new connection against the app's quota (for the whole cluster in a cluster);
-    /// false (nothing counted) when full.
-    pub async fn admit_connection(&self, app: &App) -> bool {
+    /// Counts a new connection against the app's quota (for the whole cluster in a cluster).
+    pub async fn admit_connection(&self, app: &App) -> Admission {
         match self {
-            Cluster::Local(local) => local.app(app).try_add_connection(),
+            Cluster::Local(local) => match local.app(app).try_add_connection() {
+                true => Admission::Admitted {
+                    counted_in_cluster: false,
+                },
+                false => Admission::Full,
+            },
             // Boxed: the Redis call's future is large, and an unboxed one would be part of every
             // connection task's state for the connection's whole life.
             Cluster::Redis(node) => Box::pin(node.admit_connection(app)).await,
         }
     }
 
-    /// Releases a connection counted by [`Cluster::admit_connection`].
-    pub fn remove_connection(&self, app: &App) {
+    /// Releases a connection counted by [`Cluster::admit_connection`] as `counted_in_cluster`.
+    pub fn remove_connection(&self, app: &App, counted_in_cluster: bool) {
         match self {
             Cluster::Local(local) => local.app(app).remove_connection(),
-            Cluster::Redis(node) => node.release_connection(app),
+            Cluster::Redis(node) => node.release_connection(app, counted_in_cluster),
         }
     }
 

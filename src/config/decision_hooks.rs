@@ -108,7 +108,10 @@ pub(super) fn decision_hooks(
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
         .ok_or_else(|| {
-            ConfigError::invalid(&key("url"), format!("{url:?} is not an http(s) URL"))
+            ConfigError::invalid(
+                &key("url"),
+                format!("{:?} is not an http(s) URL", super::redacted(url)),
+            )
         })?;
     let events = events(&key("events"), raw.events.as_deref())?;
     let request_timeout = match raw.request_timeout_ms {

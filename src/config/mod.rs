@@ -185,7 +185,7 @@ impl Config {
             http: sections::http_api(&raw.http_api)?,
             cors: cors::cors(raw.cors.as_ref())?,
             tls: tls::tls(raw.ssl.as_ref())?,
-            rate_limiter: rate_limit::rate_limiter(&raw.rate_limiter)?,
+            rate_limiter: rate_limit::rate_limiter(&raw.rate_limiter, sections::trust_hops(&raw))?,
             trust_hops: sections::trust_hops(&raw),
             console: ConsoleConfig {
                 enabled: raw.console.enabled.unwrap_or(true),

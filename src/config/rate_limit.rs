@@ -58,8 +58,12 @@ pub struct RateLimiterConfig {
     pub memory_driver: bool,
 }
 
-/// The block; `None` when absent or not enabled.
-pub(super) fn rate_limiter(raw: &RawRateLimiter) -> Result<Option<RateLimiterConfig>, ConfigError> {
+/// The block; `None` when absent or not enabled. A limit without a `trust_hops` of its own
+/// takes `default_hops` (the proxies every per-address rule trusts).
+pub(super) fn rate_limiter(
+    raw: &RawRateLimiter,
+    default_hops: usize,
+) -> Result<Option<RateLimiterConfig>, ConfigError> {
     if raw.enabled != Some(true) {
         return Ok(None);
     }
@@ -74,18 +78,29 @@ pub(super) fn rate_limiter(raw: &RawRateLimiter) -> Result<Option<RateLimiterCon
         }
     };
     Ok(Some(RateLimiterConfig {
-        api: limit("rate_limiter.api_rate_limit", &raw.api_rate_limit, 100)?,
+        api: limit(
+            "rate_limiter.api_rate_limit",
+            &raw.api_rate_limit,
+            100,
+            default_hops,
+        )?,
         websocket: limit(
             "rate_limiter.websocket_rate_limit",
             &raw.websocket_rate_limit,
             20,
+            default_hops,
         )?,
         memory_driver,
     }))
 }
 
 /// One limit, Sockudo's window (60 s) and `max_requests` when omitted.
-fn limit(path: &str, raw: &RawRateLimit, default_max: u32) -> Result<RateLimit, ConfigError> {
+fn limit(
+    path: &str,
+    raw: &RawRateLimit,
+    default_max: u32,
+    default_hops: usize,
+) -> Result<RateLimit, ConfigError> {
     let max = match raw.max_requests {
         Some(0) => {
             return Err(ConfigError::invalid(
@@ -108,7 +123,7 @@ fn limit(path: &str, raw: &RawRateLimit, default_max: u32) -> Result<RateLimit, 
     Ok(RateLimit {
         max,
         window,
-        trust_hops: raw.trust_hops.unwrap_or(0).min(16) as usize,
+        trust_hops: raw.trust_hops.map_or(default_hops, |n| n.min(16) as usize),
     })
 }
 
@@ -118,7 +133,7 @@ mod tests {
 
     #[test]
     fn off_by_default_and_sockudos_limits_when_on() {
-        assert_eq!(rate_limiter(&RawRateLimiter::default()).unwrap(), None);
+        assert_eq!(rate_limiter(&RawRateLimiter::default(), 0).unwrap(), None);
         let on = RawRateLimiter {
             enabled: Some(true),
             api_rate_limit: RawRateLimit {
@@ -128,7 +143,7 @@ mod tests {
             },
             ..RawRateLimiter::default()
         };
-        let config = rate_limiter(&on).unwrap().unwrap();
+        let config = rate_limiter(&on, 2).unwrap().unwrap();
         assert_eq!(
             config.api,
             RateLimit {
@@ -138,10 +153,17 @@ mod tests {
             }
         );
         assert_eq!(config.websocket.max, 20);
+        assert_eq!(
+            config.websocket.trust_hops, 2,
+            "the global proxy depth by default"
+        );
         let bad = RawRateLimiter {
             driver: Some("nats".into()),
             ..on
         };
-        assert_eq!(rate_limiter(&bad).unwrap_err().path, "rate_limiter.driver");
+        assert_eq!(
+            rate_limiter(&bad, 0).unwrap_err().path,
+            "rate_limiter.driver"
+        );
     }
 }

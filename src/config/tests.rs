@@ -337,3 +337,18 @@ fn the_head_limit_and_the_trusted_proxy_hops_have_defaults() {
     let error = error_of(r#"{"http_api":{"max_header_kb":0}}"#);
     assert_eq!(error.path, "http_api.max_header_kb");
 }
+
+#[test]
+fn a_refused_hook_or_webhook_url_is_named_without_its_secrets() {
+    let hooks = with_hooks(
+        r#"{"url":"htps://bob:TOKEN@hooks.example/in?key=SECRET","events":["connection_starting"]}"#,
+    );
+    let webhook = r#"{"app_manager":{"array":{"apps":[{"id":"1","key":"k","secret":"s","webhooks":[{"url":"ftp://bob:TOKEN@x/?key=SECRET","event_types":["channel_occupied"]}]}]}}}"#;
+    for json in [hooks.as_str(), webhook] {
+        let error = error_of(json).to_string();
+        assert!(
+            !error.contains("TOKEN") && !error.contains("SECRET"),
+            "{error}"
+        );
+    }
+}

@@ -176,7 +176,7 @@ fn target(path: &str, raw: &RawWebhook) -> Result<WebhookTarget, ConfigError> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ConfigError::invalid(
                 &format!("{path}.url"),
-                format!("{url:?} is not an http(s) URL"),
+                format!("{:?} is not an http(s) URL", super::redacted(url)),
             ));
         }
         return Ok(WebhookTarget::Url(url.clone()));

@@ -81,22 +81,34 @@ pub fn router(shared: SharedState) -> Router {
 
 /// The CORS layer of the `cors` block: `*` with credentials mirrors the request's `Origin`.
 fn cors_layer(cors: &crate::config::CorsConfig) -> tower_http::cors::CorsLayer {
-    use tower_http::cors::{AllowOrigin, CorsLayer};
-    let layer = CorsLayer::new()
-        .allow_methods(cors.methods.clone())
-        .allow_headers(cors.allowed_headers.clone())
-        .allow_credentials(cors.credentials);
+    use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+    // A literal `*` with credentials is refused by browsers (and makes tower-http panic): with
+    // credentials, `*` mirrors what the request asks for.
+    let mirror = cors.credentials;
+    let methods = match cors.methods.iter().any(|m| m.as_str() == "*") {
+        true if mirror => AllowMethods::mirror_request(),
+        true => AllowMethods::any(),
+        false => AllowMethods::list(cors.methods.clone()),
+    };
+    let headers = match cors.allowed_headers.iter().any(|h| h.as_str() == "*") {
+        true if mirror => AllowHeaders::mirror_request(),
+        true => AllowHeaders::any(),
+        false => AllowHeaders::list(cors.allowed_headers.clone()),
+    };
     let origins = cors.origins.clone();
-    let allow = match (cors.any_origin, cors.credentials) {
+    let allow = match (cors.any_origin, mirror) {
         (true, true) => AllowOrigin::mirror_request(),
         (true, false) => AllowOrigin::any(),
+        // An empty list allows no page (unlike `allowed_origins`, where it allows any).
         (false, _) => AllowOrigin::predicate(move |origin, _| {
-            origin
-                .to_str()
-                .is_ok_and(|origin| origins.allows(Some(origin)))
+            !origins.is_empty() && origin.to_str().is_ok_and(|o| origins.allows(Some(o)))
         }),
     };
-    layer.allow_origin(allow)
+    CorsLayer::new()
+        .allow_methods(methods)
+        .allow_headers(headers)
+        .allow_credentials(cors.credentials)
+        .allow_origin(allow)
 }
 
 /// The metrics router, served on the metrics port.

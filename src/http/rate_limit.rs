@@ -103,7 +103,10 @@ pub async fn limit_api(
         return refused(&shared, &decision, message).into_response();
     }
     let mut response = next.run(request).await;
-    add_headers(response.headers_mut(), &decision);
+    // A quota's refusal carries its own window's figures.
+    if !response.headers().contains_key("x-ratelimit-limit") {
+        add_headers(response.headers_mut(), &decision);
+    }
     response
 }
 

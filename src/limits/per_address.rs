@@ -119,6 +119,8 @@ struct ThrottleState {
     tally: FailureTally,
     last_logged: Option<Instant>,
     last_throttled_logged: Option<Instant>,
+    /// When ended windows were last dropped.
+    swept: Option<Instant>,
 }
 
 /// Where addresses past the throttle's capacity are counted, together.
@@ -136,6 +138,7 @@ impl FailureThrottle {
                 tally: FailureTally::default(),
                 last_logged: None,
                 last_throttled_logged: None,
+                swept: None,
             }),
         }
     }
@@ -177,11 +180,14 @@ impl FailureThrottle {
     /// Records a failure of `ip`: whether it is throttled from now on, and what to log when
     /// the last report is a window old.
     fn failed(&self, state: &mut ThrottleState, ip: IpAddr, now: Instant) -> Failed {
-        if state.by_address.len() >= self.capacity {
-            let window = self.window;
+        let window = self.window;
+        let sweep_due = (state.swept).is_none_or(|at| now.duration_since(at) >= window / 4);
+        if state.by_address.len() >= self.capacity && sweep_due {
+            // At most a few times a window: a sweep scans every address under the lock.
             state
                 .by_address
                 .retain(|_, w| now.duration_since(w.started) < window);
+            state.swept = Some(now);
         }
         let key = state.key(address_key(ip), self.capacity);
         let window = state.by_address.entry(key).or_insert(Window {

@@ -39,7 +39,14 @@ impl WindowDecision {
 pub struct WindowCounts<K> {
     window: Duration,
     capacity: usize,
-    counts: Mutex<HashMap<Option<K>, (Instant, u64)>>,
+    table: Mutex<Table<K>>,
+}
+
+struct Table<K> {
+    counts: HashMap<Option<K>, (Instant, u64)>,
+    /// When ended windows were last dropped: a full table is swept at most a few times a
+    /// window, never on every hit (a sweep scans every key under the lock).
+    swept: Option<Instant>,
 }
 
 impl<K: Hash + Eq + Clone> WindowCounts<K> {
@@ -48,17 +55,24 @@ impl<K: Hash + Eq + Clone> WindowCounts<K> {
         WindowCounts {
             window,
             capacity: capacity.max(1),
-            counts: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table {
+                counts: HashMap::new(),
+                swept: None,
+            }),
         }
     }
 
     /// Adds `amount` hits of `key` at `now`; the decision against `limit`.
     pub fn hit(&self, key: &K, amount: u32, limit: u32, now: Instant) -> WindowDecision {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let Table { counts, swept } = &mut *table;
         let mut slot = Some(key.clone());
         if !counts.contains_key(&slot) && counts.len() >= self.capacity {
             let window = self.window;
-            counts.retain(|_, (started, _)| now.duration_since(*started) < window);
+            if swept.is_none_or(|at| now.duration_since(at) >= window / 4) {
+                counts.retain(|_, (started, _)| now.duration_since(*started) < window);
+                *swept = Some(now);
+            }
             if counts.len() >= self.capacity {
                 // Everyone new shares one count: memory stays bounded, nobody goes unlimited.
                 slot = None;

@@ -56,6 +56,8 @@ struct State {
     dropped: u64,
     /// Plain, or the TLS session every byte goes through.
     link: Link,
+    /// The TLS `close_notify` went out after the last frames.
+    close_notified: bool,
 }
 
 /// The outbound side of one connection.
@@ -80,6 +82,7 @@ impl OutboundQueue {
                 shut: false,
                 dropped: 0,
                 link,
+                close_notified: false,
             }),
             notify: Notify::new(),
             limits,
@@ -217,6 +220,11 @@ impl OutboundQueue {
                 return Flushed::Close(SocketError::OverCapacity);
             }
             if state.frames.is_empty() {
+                if state.shut && !state.close_notified {
+                    // After the last frames (a close frame), TLS says it is done too.
+                    state.link.close_notify();
+                    state.close_notified = true;
+                }
                 match state.link.drain(&self.socket) {
                     Ok(true) => {}
                     Ok(false) => return Flushed::Blocked,
@@ -488,6 +496,7 @@ mod tests {
             broken: false,
             dropped: 0,
             link: Link::Plain,
+            close_notified: false,
             shut: false,
         };
         state.consume(4);

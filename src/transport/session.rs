@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::liveness::Liveness;
 use crate::apps::App;
-use crate::cluster::Refusal;
+use crate::cluster::{Admission, Refusal};
 use crate::metrics::AppMetrics;
 use crate::outbound::{Outbound, WireFrame};
 use crate::protocol::codes::SocketError;
@@ -51,6 +51,8 @@ pub struct ConnectionSlot {
     app: Arc<App>,
     shared: SharedState,
     metrics: Arc<AppMetrics>,
+    /// Redis counted it against the app's cluster-wide `max_connections`.
+    counted_in_cluster: bool,
 }
 
 impl ConnectionSlot {
@@ -62,16 +64,20 @@ impl ConnectionSlot {
         if !shared.connection_limit().try_add() {
             return Err(SocketError::ServerFull);
         }
-        if !shared.cluster().admit_connection(app).await {
-            shared.connection_limit().remove();
-            return Err(SocketError::OverQuota);
-        }
+        let counted_in_cluster = match shared.cluster().admit_connection(app).await {
+            Admission::Admitted { counted_in_cluster } => counted_in_cluster,
+            Admission::Full => {
+                shared.connection_limit().remove();
+                return Err(SocketError::OverQuota);
+            }
+        };
         let metrics = shared.metrics().app(&app.id);
         metrics.connection(1);
         Ok(ConnectionSlot {
             app: app.clone(),
             shared: shared.clone(),
             metrics,
+            counted_in_cluster,
         })
     }
 
@@ -83,7 +89,8 @@ impl ConnectionSlot {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.shared.cluster().remove_connection(&self.app);
+        let counted = self.counted_in_cluster;
+        self.shared.cluster().remove_connection(&self.app, counted);
         self.shared.connection_limit().remove();
         self.metrics.connection(-1);
     }

@@ -116,3 +116,18 @@ fn a_bad_method_or_header_is_refused_with_its_key() {
             .unwrap_err();
     assert_eq!(error.path, "cors.allowed_headers[1]");
 }
+
+#[tokio::test]
+async fn a_wildcard_with_credentials_mirrors_and_an_empty_origin_list_allows_no_page() {
+    // tower-http refuses `*` with credentials (it panics); Herald mirrors the request instead.
+    let server =
+        with_cors(json!({"origin": ["*"], "methods": ["*"], "allowed_headers": ["*"]})).await;
+    let (status, allow, _) = cors_headers(&server, "OPTIONS", EVENTS, "https://page.example").await;
+    assert_eq!(
+        (status, allow.as_deref()),
+        (200, Some("https://page.example"))
+    );
+    let server = with_cors(json!({"origin": []})).await;
+    let (_, allow, _) = cors_headers(&server, "OPTIONS", EVENTS, "https://page.example").await;
+    assert_eq!(allow, None);
+}

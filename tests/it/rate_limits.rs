@@ -129,3 +129,18 @@ async fn an_apps_quotas_count_events_one_by_one_and_reads() {
     assert_eq!(rest.post(&events, one).await.0, 200);
     assert_eq!(read_channels(&server, None).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_quotas_refusal_keeps_its_own_headers_under_the_api_limit() {
+    let limits = json!({"enabled": true, "api_rate_limit": {"max_requests": 100}});
+    let server = limited_server(limits, json!({"max_read_requests_per_second": 1})).await;
+    assert_eq!(read_channels(&server, None).await.status(), 200);
+    let refused = read_channels(&server, None).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        header(&refused, "x-ratelimit-limit"),
+        "1",
+        "the quota's, not the API limit's"
+    );
+    assert_eq!(header(&refused, "retry-after"), "1");
+}

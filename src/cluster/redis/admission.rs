@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::stage::{bounded, RedisCluster};
 use crate::apps::App;
-use crate::cluster::{Unavailable, WindowKey};
+use crate::cluster::{Admission, Unavailable, WindowKey};
 
 impl RedisCluster {
     /// Adds `amount` hits to the cluster-wide window of `key`: its count and when it ends.
@@ -28,35 +28,41 @@ impl RedisCluster {
     }
 
     /// Counts a new connection of `app` on this node and, with a `max_connections`, in the
-    /// cluster; false (nothing counted) when either is full.
-    pub async fn admit_connection(&self, app: &App) -> bool {
+    /// cluster.
+    pub async fn admit_connection(&self, app: &App) -> Admission {
         let local = self.app(app);
         if !local.try_add_connection() {
-            return false;
+            return Admission::Full;
         }
+        let alone = Admission::Admitted {
+            counted_in_cluster: false,
+        };
         let Some(max) = app.max_connections else {
-            return true;
+            return alone;
         };
         if !self.link.is_online() {
-            return true;
+            return alone;
         }
         match bounded(self.connection_counts.admit(&app.id, max)).await {
-            Ok(true) => true,
+            Ok(true) => Admission::Admitted {
+                counted_in_cluster: true,
+            },
             Ok(false) => {
                 local.remove_connection();
-                false
+                Admission::Full
             }
             Err(error) => {
                 tracing::warn!(%error, app = %app.id, "cannot count a connection in Redis; max_connections is checked against this node's connections alone meanwhile");
-                true
+                alone
             }
         }
     }
 
-    /// Releases a connection counted by [`RedisCluster::admit_connection`].
-    pub fn release_connection(&self, app: &App) {
+    /// Releases a connection counted by [`RedisCluster::admit_connection`]; one that Redis
+    /// counted is uncounted there too (one it did not count must not lower the count).
+    pub fn release_connection(&self, app: &App, counted_in_cluster: bool) {
         self.app(app).remove_connection();
-        if app.max_connections.is_some() {
+        if counted_in_cluster {
             self.connection_counts.release(&app.id);
         }
     }
