@@ -2,7 +2,7 @@
 # Runs every test suite: Rust unit + integration tests (cargo nextest), then the official-client
 # compatibility suites (pusher-js and the `pusher` npm SDK under Node's test runner, the `pusher`
 # PyPI SDK under pytest, the console in headless Chromium). Installs what the suites need on a
-# fresh machine: redis-server, chromium and chromium-driver from the Debian packages.
+# fresh machine: redis-server, openssl, chromium and chromium-driver from the Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -22,6 +22,15 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq redis-server >/dev/null
   # The package starts a system-wide instance on 6379; the tests use their own, so stop it.
   $sudo_if_needed systemctl stop redis-server >/dev/null 2>&1 || $sudo_if_needed service redis-server stop >/dev/null 2>&1 || true
+fi
+
+# The TLS tests make their CA and certificates with the openssl command.
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "== installing openssl (Debian package) for the TLS tests"
+  sudo_if_needed=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_if_needed="sudo"; fi
+  $sudo_if_needed apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq openssl >/dev/null
 fi
 
 # The console's browser test drives Debian's headless Chromium through its driver.
