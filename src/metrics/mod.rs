@@ -117,27 +117,13 @@ impl Metrics {
     }
 
     fn register_server_series(mut self) -> Metrics {
+        self.register_edge_counters();
         let r = &mut self.registry;
         let counters = [
             (
                 "slow_consumer_disconnects",
                 "Sockets closed with 4100 because their outbound queue overflowed.",
                 &self.slow_consumer_disconnects,
-            ),
-            (
-                "tls_handshake_failures",
-                "TLS handshakes that failed or stalled past http_api.header_timeout_ms.",
-                &self.tls_handshake_failures,
-            ),
-            (
-                "rate_limited",
-                "Requests and upgrades refused with 429 by a rate limit or an app's quota.",
-                &self.rate_limited,
-            ),
-            (
-                "rate_limit_local_fallbacks",
-                "Rate-limit and quota counts made in this node's memory because Redis could not be reached.",
-                &self.rate_limit_local_fallbacks,
             ),
             (
                 "webhook_requests_delivered",
@@ -180,6 +166,30 @@ impl Metrics {
         );
         r.register_collector(Box::new(self.webhook_queues.clone()));
         self
+    }
+
+    /// The counters of what the edge refuses: failed TLS handshakes, rate limits and quotas.
+    fn register_edge_counters(&mut self) {
+        let counters = [
+            (
+                "tls_handshake_failures",
+                "TLS handshakes that failed or stalled past http_api.header_timeout_ms.",
+                &self.tls_handshake_failures,
+            ),
+            (
+                "rate_limited",
+                "Requests and upgrades refused with 429 by a rate limit or an app's quota.",
+                &self.rate_limited,
+            ),
+            (
+                "rate_limit_local_fallbacks",
+                "Rate-limit and quota counts made in this node's memory because Redis could not be reached.",
+                &self.rate_limit_local_fallbacks,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            self.registry.register(name, help, counter.clone());
+        }
     }
 
     /// Whether this cluster node is online (see `cluster_online`).

@@ -139,33 +139,26 @@ impl OutboundQueue {
                 }
             }
         }
-        let rest = frame.bytes().slice(written..);
-        let full = |state: &State| {
-            state.bytes > self.limits.bytes
-                || self
-                    .limits
-                    .frames
-                    .is_some_and(|max| state.frames.len() > max)
-        };
-        if self.limits.drop_when_full && written == 0 {
-            state.bytes += rest.len();
-            state.frames.push_back(rest);
-            if full(&state) {
-                // Never on the wire: taken back whole, the stream stays valid.
-                let dropped = state.frames.pop_back().expect("just queued");
-                state.bytes -= dropped.len();
-                state.dropped += 1;
-                return false;
-            }
-            drop(state);
-            self.notify.notify_one();
-            return true;
-        }
+        self.queue(state, frame.bytes().slice(written..), written > 0)
+    }
+
+    /// Queues what the socket did not take at once (`started`: part of the frame is on the
+    /// wire already); false when it did not fit.
+    fn queue(&self, mut state: MutexGuard<'_, State>, rest: Bytes, started: bool) -> bool {
         // Queue first: a frame already partly on the wire must be finished even if it overflows.
-        state.front_started |= written > 0;
+        state.front_started |= started;
         state.bytes += rest.len();
         state.frames.push_back(rest);
-        let overflowed = !self.limits.drop_when_full && full(&state);
+        let full = state.bytes > self.limits.bytes
+            || (self.limits.frames).is_some_and(|max| state.frames.len() > max);
+        if full && self.limits.drop_when_full && !started {
+            // Never on the wire: taken back whole, the stream stays valid.
+            let dropped = state.frames.pop_back().expect("just queued");
+            state.bytes -= dropped.len();
+            state.dropped += 1;
+            return false;
+        }
+        let overflowed = full && !self.limits.drop_when_full;
         if overflowed {
             state.overflow();
         }

@@ -115,45 +115,17 @@ impl Server {
             // The same accept loop and header timeout as the main port: the two share the
             // process's file descriptors, so an idle metrics connection must not live forever.
             let router = http::metrics_router(shared.clone());
-            let (stop, plain) = (listening.clone(), listener::Security::Plain);
-            tokio::spawn(listener::accept(
-                listener,
-                router,
-                stop,
-                TaskTracker::new(),
-                limits,
-                plain,
-            ));
+            spawn_plain(listener, router, limits, &listening);
         }
         tokio::spawn(purge_caches(shared.clone()));
-        let security = match self.tls {
-            Some((certificate, redirect)) => {
-                if let Some(redirect) = redirect {
-                    let tls_port = self.listener.local_addr()?.port();
-                    let router = http::redirect_router(shared.clone(), tls_port);
-                    let (stop, plain) = (listening.clone(), listener::Security::Plain);
-                    tokio::spawn(listener::accept(
-                        redirect,
-                        router,
-                        stop,
-                        TaskTracker::new(),
-                        limits,
-                        plain,
-                    ));
-                }
-                tokio::spawn(certificate.clone().watch(listening.clone()));
-                let acceptor = tokio_rustls::TlsAcceptor::from(certificate.server_config());
-                listener::Security::Tls(acceptor, shared.clone())
-            }
-            None => listener::Security::Plain,
-        };
+        let tls_port = self.listener.local_addr()?.port();
+        let security = security(self.tls, &shared, tls_port, limits, &listening);
         let requests = TaskTracker::new();
         let router = http::router(shared.clone());
-        let stop = listening.clone();
         let accepting = tokio::spawn(listener::accept(
             self.listener,
             router,
-            stop,
+            listening.clone(),
             requests.clone(),
             limits,
             security,
@@ -186,6 +158,46 @@ impl Server {
             task: Some(task),
         })
     }
+}
+
+/// Serves a side listener (metrics, the TLS redirect port) over plain HTTP until `listening`
+/// is cancelled.
+fn spawn_plain(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: listener::HeadLimits,
+    listening: &CancellationToken,
+) {
+    let plain = listener::Security::Plain;
+    tokio::spawn(listener::accept(
+        listener,
+        router,
+        listening.clone(),
+        TaskTracker::new(),
+        limits,
+        plain,
+    ));
+}
+
+/// What the main port speaks: plain, or TLS with its certificate's reload and, when asked, the
+/// plain port that redirects to `tls_port`.
+fn security(
+    tls: Option<(Arc<ServerCertificate>, Option<TcpListener>)>,
+    shared: &SharedState,
+    tls_port: u16,
+    limits: listener::HeadLimits,
+    listening: &CancellationToken,
+) -> listener::Security {
+    let Some((certificate, redirect)) = tls else {
+        return listener::Security::Plain;
+    };
+    if let Some(redirect) = redirect {
+        let router = http::redirect_router(shared.clone(), tls_port);
+        spawn_plain(redirect, router, limits, listening);
+    }
+    tokio::spawn(certificate.clone().watch(listening.clone()));
+    let acceptor = tokio_rustls::TlsAcceptor::from(certificate.server_config());
+    listener::Security::Tls(acceptor, shared.clone())
 }
 
 /// How long requests still in flight get once everything else has stopped.

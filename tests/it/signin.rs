@@ -61,13 +61,8 @@ async fn bad_signin_signature_closes_with_4009() {
 async fn a_numeric_id_signs_in_as_its_string_form() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let user_data = json!({"id": 42, "user_info": {"name": "Ada", "score": 1.5}}).to_string();
-    let auth = format!(
-        "{KEY}:{}",
-        hmac_hex(SECRET, &format!("{}::user::{user_data}", client.socket_id))
-    );
     client
-        .send(json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}))
+        .send_signin(json!({"id": 42, "user_info": {"name": "Ada", "score": 1.5}}))
         .await;
     let reply = client.recv().await;
     assert_eq!(reply["event"], "pusher:signin_success", "{reply}");
@@ -89,14 +84,7 @@ async fn a_numeric_id_signs_in_as_its_string_form() {
     // Neither an empty id nor a boolean is an id.
     for id in [json!(""), json!(true)] {
         let mut other = server.client().await;
-        let user_data = json!({"id": id}).to_string();
-        let auth = format!(
-            "{KEY}:{}",
-            hmac_hex(SECRET, &format!("{}::user::{user_data}", other.socket_id))
-        );
-        other
-            .send(json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}))
-            .await;
+        other.send_signin(json!({"id": id})).await;
         assert_eq!(other.closed().await.code, Some(4009), "{id}");
     }
 }

@@ -341,7 +341,14 @@ impl Client {
 
     /// Signs in as `user_id` and expects success.
     pub async fn sign_in(&mut self, user_id: &str) -> Value {
-        let user_data = json!({"id": user_id, "user_info": {"name": user_id}}).to_string();
+        self.send_signin(json!({"id": user_id, "user_info": {"name": user_id}}))
+            .await;
+        self.recv().await
+    }
+
+    /// Sends `pusher:signin` for `user_data`, signed correctly.
+    pub async fn send_signin(&mut self, user_data: Value) {
+        let user_data = user_data.to_string();
         let auth = format!(
             "{KEY}:{}",
             hmac_hex(SECRET, &format!("{}::user::{user_data}", self.socket_id))
@@ -350,7 +357,6 @@ impl Client {
             json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}),
         )
         .await;
-        self.recv().await
     }
 }
 

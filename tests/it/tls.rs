@@ -102,18 +102,7 @@ async fn every_kind_of_key_is_read() {
     // RSA (PKCS#1) and EC (SEC1) in their traditional PEM forms, and an encrypted PKCS#8.
     certs.openssl(&["rsa", "-in", "rsa.key", "-traditional", "-out", "rsa1.key"]);
     certs.openssl(&["ec", "-in", "server.key", "-out", "ec1.key"]);
-    certs.openssl(&[
-        "pkcs8",
-        "-topk8",
-        "-in",
-        "server.key",
-        "-v2",
-        "aes-256-cbc",
-        "-passout",
-        "pass:s3cret",
-        "-out",
-        "enc.key",
-    ]);
+    certs.encrypt_key("server.key", "enc.key", "s3cret");
     let cases = [
         ("rsa.pem", "rsa1.key", json!({})),
         ("server.pem", "ec1.key", json!({})),
@@ -159,18 +148,7 @@ async fn start_up_stops_naming_the_key_and_the_file() {
         "-out",
         "legacy.key",
     ]);
-    certs.openssl(&[
-        "pkcs8",
-        "-topk8",
-        "-in",
-        "server.key",
-        "-v2",
-        "aes-256-cbc",
-        "-passout",
-        "pass:right",
-        "-out",
-        "enc.key",
-    ]);
+    certs.encrypt_key("server.key", "enc.key", "right");
     let missing = certs.path("missing.pem");
     let cases = [
         (
@@ -345,4 +323,23 @@ async fn sighup_reloads_the_certificate_of_the_running_binary() {
     )
     .await;
     assert_eq!(recv(&mut open).await["data"], "after HUP");
+}
+
+#[tokio::test]
+async fn a_closing_tls_socket_ends_with_close_notify() {
+    let certs = Certs::make("notify");
+    let server = tls_server(&certs, "server", json!({})).await;
+    let (mut tls, _) = certs.connect(server.running.addr.port()).await;
+    let upgrade = "GET /app/no-such-key HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    tls.write_all(upgrade.as_bytes()).await.unwrap();
+    // Without close_notify, rustls reports the end of the stream as an unexpected EOF.
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(WAIT, tls.read_to_end(&mut received)).await;
+    read.expect("closed in time")
+        .expect("a clean TLS close (close_notify)");
+    assert!(
+        String::from_utf8_lossy(&received).contains("4001"),
+        "the 4001 error came first"
+    );
 }

@@ -139,6 +139,25 @@ impl Certs {
         );
     }
 
+    /// `from` (a PKCS#8 key) encrypted with `passphrase` into `to`, as `openssl pkcs8 -topk8`
+    /// writes it.
+    pub fn encrypt_key(&self, from: &str, to: &str, passphrase: &str) {
+        let pass = format!("pass:{passphrase}");
+        let args = [
+            "pkcs8",
+            "-topk8",
+            "-in",
+            from,
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            &pass,
+            "-out",
+            to,
+        ];
+        openssl(&self.dir, &args);
+    }
+
     /// Runs `openssl` with `args` in the directory (to make other kinds of keys).
     pub fn openssl(&self, args: &[&str]) {
         openssl(&self.dir, args);

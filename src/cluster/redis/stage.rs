@@ -161,14 +161,9 @@ impl RedisCluster {
             close.clone(),
         );
         let membership = Arc::new(Mutex::new(membership));
+        let every_beat = (redis.heartbeat_interval, close.clone(), &tasks);
         let connection_counts =
-            ConnectionCounts::new(con.clone(), &redis.prefix, membership.clone());
-        let counted = (node_apps.clone(), redis.heartbeat_interval, close.clone());
-        tasks.spawn(
-            connection_counts
-                .clone()
-                .run(counted.0, counted.1, counted.2),
-        );
+            counting_connections(&con, redis, &membership, &node_apps, every_beat);
         let figures = Arc::new(FigureSource::new(apps, &metrics));
         if config.console.enabled {
             let writer = super::node_figures::Writer {
@@ -356,6 +351,20 @@ impl RedisCluster {
 const QUERY_BOUND: Duration = Duration::from_secs(2);
 
 /// A query of the shared state, bounded by [`QUERY_BOUND`].
+/// The apps' connections counted for the cluster, with their correction every heartbeat
+/// running on `tasks` until `close`.
+fn counting_connections(
+    con: &::redis::aio::ConnectionManager,
+    redis: &RedisConfig,
+    membership: &Arc<Mutex<Arc<NodeMembership>>>,
+    apps: &[Arc<RedisApp>],
+    (interval, close, tasks): (Duration, CancellationToken, &TaskTracker),
+) -> Arc<ConnectionCounts> {
+    let counts = ConnectionCounts::new(con.clone(), &redis.prefix, membership.clone());
+    tasks.spawn(counts.clone().run(apps.to_vec(), interval, close));
+    counts
+}
+
 pub(super) async fn bounded<T>(
     query: impl std::future::Future<Output = Result<T, ::redis::RedisError>>,
 ) -> Result<T, ::redis::RedisError> {
