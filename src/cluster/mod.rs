@@ -15,8 +15,10 @@
 pub mod figures;
 mod local;
 mod pending;
+mod recipient;
 pub mod redis;
 pub mod sequence;
+mod watchlist;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,7 @@ use std::time::Duration;
 pub use crate::engine::{CachedEvent, ChannelSummary};
 pub use local::LocalCluster;
 pub use pending::{Outcome, Pending, Refusal};
+pub use watchlist::Watching;
 
 use crate::apps::{App, AppRegistry};
 use crate::config::{ClusterConfig, Config};
@@ -231,6 +234,37 @@ impl Cluster {
         match self {
             Cluster::Local(local) => local.sign_out(app, user_id, socket),
             Cluster::Redis(node) => node.app(app).sign_out(user_id, socket),
+        }
+    }
+
+    /// Registers a signed-in socket as watching `ids` (at most 100): it gets their initial
+    /// status, then every change, as `pusher_internal:watchlist_events`.
+    pub fn watch(
+        &self,
+        app: &App,
+        socket: SocketId,
+        outbound: Outbound,
+        ids: &[String],
+    ) -> Arc<Watching<Outbound>> {
+        match self {
+            Cluster::Local(local) => local.watch(app, socket, outbound, ids),
+            Cluster::Redis(node) => node.app(app).watch(socket, outbound, ids),
+        }
+    }
+
+    /// Forgets a socket's watchlist (it closed).
+    pub fn unwatch(&self, app: &App, watching: &Watching<Outbound>) {
+        match self {
+            Cluster::Local(local) => local.unwatch(app, watching),
+            Cluster::Redis(node) => node.app(app).unwatch(watching),
+        }
+    }
+
+    /// The user's signed-in connections (on every node, in a cluster).
+    pub async fn user_connections(&self, app: &App, user_id: &str) -> Result<u64, Unavailable> {
+        match self {
+            Cluster::Local(local) => Ok(local.user_connections(app, user_id)),
+            Cluster::Redis(node) => node.user_connections(app, user_id).await,
         }
     }
 

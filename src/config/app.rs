@@ -28,6 +28,8 @@ pub struct AppConfig {
     pub enable_user_authentication: bool,
     /// Whether `pusher_internal:subscription_count` events are sent.
     pub enable_subscription_count: bool,
+    /// Whether a sign-in's `watchlist` is watched (`pusher_internal:watchlist_events`).
+    pub enable_watchlist_events: bool,
     /// Client events per connection per `client_event_window`; `None` is unlimited.
     pub max_client_events_per_second: Option<u32>,
     /// The window of `max_client_events_per_second` (Sockudo's `decay_seconds`, default 1 s).
@@ -220,6 +222,7 @@ impl AppConfig {
             enable_client_messages: raw.enable_client_messages.unwrap_or(false),
             enable_user_authentication: raw.enable_user_authentication.unwrap_or(false),
             enable_subscription_count: raw.enable_subscription_count.unwrap_or(false),
+            enable_watchlist_events: raw.enable_watchlist_events.unwrap_or(false),
             max_client_events_per_second: per_second(raw.max_client_events_per_second),
             max_backend_events_per_second: per_second(raw.max_backend_events_per_second),
             max_read_requests_per_second: per_second(raw.max_read_requests_per_second),

@@ -17,11 +17,16 @@ pub enum EventKind {
     CacheMiss,
     /// A channel's subscription count changed.
     SubscriptionCount,
+    /// A user's first signed-in connection anywhere arrived (Herald's own; only endpoints
+    /// naming it get it).
+    UserOnline,
+    /// A user's last signed-in connection closed, after the grace period (Herald's own).
+    UserOffline,
 }
 
 impl EventKind {
     /// Every kind, in the order the README lists them.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::ChannelOccupied,
         EventKind::ChannelVacated,
         EventKind::MemberAdded,
@@ -29,6 +34,8 @@ impl EventKind {
         EventKind::ClientEvent,
         EventKind::CacheMiss,
         EventKind::SubscriptionCount,
+        EventKind::UserOnline,
+        EventKind::UserOffline,
     ];
 
     /// The name in `event_types` and in the event's `name` field.
@@ -41,6 +48,8 @@ impl EventKind {
             EventKind::ClientEvent => "client_event",
             EventKind::CacheMiss => "cache_miss",
             EventKind::SubscriptionCount => "subscription_count",
+            EventKind::UserOnline => "user_online",
+            EventKind::UserOffline => "user_offline",
         }
     }
 
@@ -56,18 +65,25 @@ impl EventKind {
             EventKind::ChannelVacated => Some(EventKind::ChannelOccupied),
             EventKind::MemberAdded => Some(EventKind::MemberRemoved),
             EventKind::MemberRemoved => Some(EventKind::MemberAdded),
+            EventKind::UserOnline => Some(EventKind::UserOffline),
+            EventKind::UserOffline => Some(EventKind::UserOnline),
             EventKind::ClientEvent | EventKind::CacheMiss | EventKind::SubscriptionCount => None,
         }
     }
 
-    const fn bit(self) -> u8 {
+    /// Whether events of this kind are about a user, not a channel (no channel filter applies).
+    pub const fn is_user(self) -> bool {
+        matches!(self, EventKind::UserOnline | EventKind::UserOffline)
+    }
+
+    const fn bit(self) -> u16 {
         1 << self as u8
     }
 }
 
 /// The names of every [`EventKind`], in [`EventKind::ALL`] order.
-pub const EVENT_TYPES: [&str; 7] = {
-    let mut names = [""; 7];
+pub const EVENT_TYPES: [&str; 9] = {
+    let mut names = [""; 9];
     let mut i = 0;
     while i < names.len() {
         names[i] = EventKind::ALL[i].name();
@@ -78,7 +94,7 @@ pub const EVENT_TYPES: [&str; 7] = {
 
 /// A set of event kinds.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub struct EventKinds(u8);
+pub struct EventKinds(u16);
 
 impl EventKinds {
     /// Whether `kind` is in the set.

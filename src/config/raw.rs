@@ -96,6 +96,8 @@ pub(super) struct RawApp {
     #[serde(deserialize_with = "lenient::opt")]
     pub enable_subscription_count: Option<bool>,
     #[serde(deserialize_with = "lenient::opt")]
+    pub enable_watchlist_events: Option<bool>,
+    #[serde(deserialize_with = "lenient::opt")]
     pub max_client_events_per_second: Option<i64>,
     #[serde(deserialize_with = "lenient::opt")]
     pub max_presence_members_per_channel: Option<u64>,

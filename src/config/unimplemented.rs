@@ -109,7 +109,6 @@ const RULES: &[Rule] = &[
     rule("push_rules", Verdict::Warn, "push notifications are not implemented; ignored"),
     rule("mcp", Verdict::Warn, "not implemented; ignored"),
     rule("ably_compat", Verdict::Warn, "the Ably protocol is not implemented; ignored"),
-    rule("app_manager.array.apps[].enable_watchlist_events", Verdict::Warn, "watchlist events are not implemented yet; ignored"),
     rule("app_manager.array.apps[].annotations_enabled", Verdict::Warn, NOT_PUSHER),
     rule("app_manager.array.apps[].channel_delta_compression", Verdict::Warn, "delta compression is not implemented; ignored"),
     rule("app_manager.array.apps[].idempotency", Verdict::Warn, "idempotent publishing is not implemented; ignored"),

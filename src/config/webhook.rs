@@ -302,6 +302,18 @@ pub(super) fn endpoint(
     let target = target(path, raw)?;
     let event_types = event_types(path, raw.event_types.as_deref())?;
     let (channel_type, channel_prefix) = filter(path, raw.filter.as_ref())?;
+    let filtered = channel_type.is_some() || channel_prefix.is_some();
+    if filtered
+        && EventKind::ALL
+            .iter()
+            .any(|k| k.is_user() && event_types.contains(*k))
+    {
+        return Err(ConfigError::invalid(
+            &format!("{path}.filter"),
+            "cannot be used with user_online or user_offline in event_types: user events \
+             have no channel (give them an endpoint of their own)",
+        ));
+    }
     let request_timeout = match raw.request_timeout_ms {
         Some(0) => {
             return Err(ConfigError::invalid(

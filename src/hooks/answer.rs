@@ -5,9 +5,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use crate::config::HookKind;
-
-/// Pusher's documented limit on user ids, as for presence and sign-in.
-const MAX_USER_ID_LENGTH: usize = 128;
+use crate::protocol::user_id::{user_id_text, watchlist};
 
 /// The user a `connection_starting` answer signs the connection in as.
 #[derive(Debug, Clone)]
@@ -16,6 +14,10 @@ pub struct HookUser {
     pub id: Arc<str>,
     /// Its `user_info`, used as presence `user_info` when a subscription brings none.
     pub user_info: Option<Arc<RawValue>>,
+    /// The users whose online status it watches (`user.watchlist`, at most 100).
+    pub watchlist: Vec<String>,
+    /// The answer's watchlist was longer than 100 ids (the client gets 4302).
+    pub watchlist_cut: bool,
 }
 
 /// What a 2xx answer says.
@@ -51,15 +53,11 @@ fn user_of(user: serde_json::Value) -> Result<HookUser, String> {
     let serde_json::Value::Object(mut user) = user else {
         return Err("user must be an object with an id".into());
     };
-    let id = match user.remove("id") {
-        Some(serde_json::Value::String(id)) if !id.is_empty() && id.len() <= MAX_USER_ID_LENGTH => {
-            id
-        }
-        _ => {
-            return Err(format!(
-                "user.id must be a non-empty string of at most {MAX_USER_ID_LENGTH} characters"
-            ))
-        }
+    let id = user.remove("id").unwrap_or_default();
+    let id = user_id_text(&id).map_err(|why| format!("user.id {why}"))?;
+    let (watchlist, watchlist_cut) = match user.remove("watchlist") {
+        None | Some(serde_json::Value::Null) => (Vec::new(), false),
+        Some(list) => watchlist(&list).map_err(|why| format!("user.{why}"))?,
     };
     let user_info = match user.remove("user_info") {
         None | Some(serde_json::Value::Null) => None,
@@ -71,6 +69,8 @@ fn user_of(user: serde_json::Value) -> Result<HookUser, String> {
     Ok(HookUser {
         id: Arc::from(id),
         user_info,
+        watchlist,
+        watchlist_cut,
     })
 }
 
@@ -133,7 +133,15 @@ mod tests {
         let expected = ("u1".to_owned(), Some(r#"{"n":1}"#.to_owned()));
         assert_eq!(user(allowed), Some(Some(expected)));
         assert!(connection(r#"{"allow":true,"user":{"id":""}}"#).is_err());
-        assert!(connection(r#"{"allow":true,"user":{"id":5}}"#).is_err());
+        let numeric = connection(r#"{"allow":true,"user":{"id":5}}"#);
+        assert_eq!(user(numeric), Some(Some(("5".into(), None))));
+        let Ok(Answer::Allow(Some(watching))) =
+            connection(r#"{"allow":true,"user":{"id":"u","watchlist":["a",2]}}"#)
+        else {
+            panic!("a watchlist is part of the user");
+        };
+        assert_eq!(watching.watchlist, ["a", "2"]);
+        assert!(connection(r#"{"allow":true,"user":{"id":"u","watchlist":"a"}}"#).is_err());
         assert!(connection(r#"{"allow":true,"user":"u1"}"#).is_err());
         let other = parse(
             br#"{"allow":true,"user":{"id":"u1"}}"#,

@@ -54,6 +54,7 @@ pub fn router(shared: SharedState) -> Router {
             "/apps/{app_id}/channels/{channel}/users",
             get(channels::users),
         )
+        .route("/apps/{app_id}/users/{user_id}", get(users::status))
         .merge(writes)
         .layer(middleware::from_fn_with_state(
             shared.clone(),

@@ -13,6 +13,10 @@ pub enum ChannelKind {
     Presence,
     /// `#server-to-user-{id}`: only for a connection signed in as `{id}`.
     ServerToUser,
+    /// `#user:{id}`: Herald's own, never named by a client. Every connection signed in as
+    /// `{id}` is in it, so its occupancy is the user's online status (watchlists, the
+    /// `user_online` / `user_offline` webhooks) and its subscription count their connections.
+    User,
 }
 
 /// A channel's kind plus whether it keeps the last event (cache channels).
@@ -27,6 +31,19 @@ pub struct ChannelType {
 /// Prefix of the channel pusher-js subscribes to after sign-in.
 pub const SERVER_TO_USER_PREFIX: &str = "#server-to-user-";
 
+/// Prefix of a user's own channel ([`ChannelKind::User`]).
+pub const USER_CHANNEL_PREFIX: &str = "#user:";
+
+/// The channel whose occupancy is `user_id`'s online status.
+pub fn user_channel(user_id: &str) -> String {
+    format!("{USER_CHANNEL_PREFIX}{user_id}")
+}
+
+/// The user whose status a [`ChannelKind::User`] channel is.
+pub fn user_of_channel(name: &str) -> Option<&str> {
+    name.strip_prefix(USER_CHANNEL_PREFIX)
+}
+
 impl ChannelType {
     /// Classifies a name by its longest matching prefix.
     pub fn of(name: &str) -> ChannelType {
@@ -38,6 +55,8 @@ impl ChannelType {
             (ChannelKind::Presence, rest)
         } else if name.starts_with(SERVER_TO_USER_PREFIX) {
             (ChannelKind::ServerToUser, "")
+        } else if name.starts_with(USER_CHANNEL_PREFIX) {
+            (ChannelKind::User, "")
         } else {
             (ChannelKind::Public, name)
         };
@@ -63,6 +82,11 @@ impl ChannelType {
     /// Whether this is a presence channel.
     pub fn is_presence(self) -> bool {
         self.kind == ChannelKind::Presence
+    }
+
+    /// Whether this is a user's own channel, which no client sees (no reply, not listed).
+    pub fn is_user(self) -> bool {
+        self.kind == ChannelKind::User
     }
 }
 
@@ -147,6 +171,12 @@ mod tests {
     fn validates_characters_and_length() {
         assert!(validate_name("foo-bar_1234@=,.;", 200).is_ok());
         assert!(validate_name("#server-to-user-42", 200).is_ok());
+        assert_eq!(kind("#user:42"), (ChannelKind::User, false));
+        assert!(
+            validate_name("#user:42", 200).is_err(),
+            "a client never names a user's channel"
+        );
+        assert_eq!(user_of_channel(&user_channel("a:b")), Some("a:b"));
         assert_eq!(validate_name("", 200), Err(ChannelNameError::Empty));
         assert!(matches!(
             validate_name("a b", 200),

@@ -46,6 +46,9 @@ pub enum SocketError {
     /// 4301, and the connection closes: over a rate limit of an app that asked for
     /// `terminate_on_limit`.
     RateLimitClosed,
+    /// 4302: the sign-in's watchlist has more than 100 ids; the first 100 are watched and the
+    /// socket stays open.
+    WatchlistLimit,
     /// `code: null`: a frame that is not JSON or lacks an `event`.
     MalformedMessage(String),
     /// `code: null`: an unknown `pusher:` event.
@@ -76,6 +79,7 @@ impl SocketError {
             SocketError::ClientEventRateLimited
             | SocketError::MessageRateLimited
             | SocketError::RateLimitClosed => Some(4301),
+            SocketError::WatchlistLimit => Some(4302),
             SocketError::MalformedMessage(_)
             | SocketError::UnknownEvent(_)
             | SocketError::ClientEventRejected(_)
@@ -130,6 +134,9 @@ impl fmt::Display for SocketError {
                 f.write_str("Rate limit exceeded; the connection is closed")
             }
             SocketError::OriginNotAllowed => f.write_str("Origin not allowed"),
+            SocketError::WatchlistLimit => {
+                f.write_str("Watchlist limit exceeded: only the first 100 user ids are watched")
+            }
             SocketError::MalformedMessage(why) => write!(f, "Malformed message: {why}"),
             SocketError::UnknownEvent(event) => write!(f, "Unsupported event: {event}"),
             SocketError::ClientEventRejected(why) => write!(f, "Client event rejected: {why}"),

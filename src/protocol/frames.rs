@@ -108,6 +108,29 @@ pub fn signin_success(user_data: &str) -> String {
     )
 }
 
+/// `pusher_internal:watchlist_events` telling of watched users that went `online` (true) or
+/// `offline`; `data` is a JSON string, as pusher-js reads every internal event's.
+pub fn watchlist_events<'a>(changes: impl IntoIterator<Item = (bool, &'a str)>) -> String {
+    let (mut online, mut offline) = (Vec::new(), Vec::new());
+    for (is_online, user) in changes {
+        match is_online {
+            true => online.push(user),
+            false => offline.push(user),
+        }
+    }
+    // pusher-js hands every event to the app's bindings: none goes out without ids.
+    let events: Vec<_> = [("online", online), ("offline", offline)]
+        .into_iter()
+        .filter(|(_, ids)| !ids.is_empty())
+        .map(|(name, ids)| json!({ "name": name, "user_ids": ids }))
+        .collect();
+    frame(
+        "pusher_internal:watchlist_events",
+        None,
+        json!({ "events": events }).to_string(),
+    )
+}
+
 /// An app event published through the REST API: `data` is the publisher's string, untouched.
 pub fn channel_event(event: &str, channel: &str, data: &str) -> String {
     frame(event, Some(channel), data)

@@ -9,6 +9,7 @@ pub mod incoming;
 pub mod jwt;
 pub mod signing;
 pub mod socket_id;
+pub mod user_id;
 
 pub use channel::{ChannelKind, ChannelType};
 pub use socket_id::SocketId;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::handlers::Watchlist;
 use super::session::{Session, SignedInUser};
 use crate::cluster::{ClientEvent, Pending};
 use crate::config::HookKind;
@@ -243,6 +244,12 @@ impl Session {
             id: user.id.clone(),
             user_info: user.user_info,
         });
+        if self.app.enable_watchlist_events {
+            self.watch(Watchlist {
+                ids: user.watchlist,
+                cut: user.watchlist_cut,
+            });
+        }
         let channel = format!("{SERVER_TO_USER_PREFIX}{}", user.id);
         match validate_name(&channel, self.app.max_channel_name_length) {
             Ok(kind) => self.join(&channel, kind, None),

@@ -15,10 +15,8 @@ use crate::protocol::channel::{server_to_user_id, validate_name};
 use crate::protocol::codes::{SocketError, SubscriptionError};
 use crate::protocol::incoming::{ClientMessage, SigninRequest, SubscribeRequest};
 use crate::protocol::signing::{verify_channel_auth, verify_user_auth};
+use crate::protocol::user_id::{user_id_text, watchlist};
 use crate::protocol::{frames, ChannelKind, ChannelType};
-
-/// Pusher's documented limit on presence user ids.
-const MAX_USER_ID_LENGTH: usize = 128;
 
 #[derive(Deserialize)]
 struct ChannelData {
@@ -32,6 +30,23 @@ struct UserData {
     id: serde_json::Value,
     #[serde(default)]
     user_info: Option<Box<RawValue>>,
+    #[serde(default)]
+    watchlist: Option<serde_json::Value>,
+}
+
+/// A verified sign-in: the user, the `user_data` to echo, and the users it watches.
+struct Signin {
+    user: SignedInUser,
+    echo: String,
+    watchlist: Watchlist,
+}
+
+/// The users a sign-in watches (empty when the app has no watchlist events).
+#[derive(Default)]
+pub(super) struct Watchlist {
+    pub ids: Vec<String>,
+    /// The list was longer than 100: the client gets 4302.
+    pub cut: bool,
 }
 
 impl Session {
@@ -178,16 +193,8 @@ impl Session {
                 "expected {{\"user_id\":..,\"user_info\":..}}: {e}"
             ))
         })?;
-        let user_id = user_id_text(&data.user_id).ok_or_else(|| {
-            SubscriptionError::InvalidChannelData(
-                "user_id must be a non-empty string or a number".into(),
-            )
-        })?;
-        if user_id.len() > MAX_USER_ID_LENGTH {
-            return Err(SubscriptionError::InvalidChannelData(format!(
-                "user_id is longer than {MAX_USER_ID_LENGTH} characters"
-            )));
-        }
+        let user_id = user_id_text(&data.user_id)
+            .map_err(|why| SubscriptionError::InvalidChannelData(format!("user_id {why}")))?;
         let size = data.user_info.as_ref().map_or(0, |info| info.get().len());
         let max = self.app.max_presence_member_size;
         if size > max {
@@ -201,12 +208,28 @@ impl Session {
 
     fn signin(&mut self, request: SigninRequest) {
         match self.verify_signin(&request) {
-            Ok((user, echo)) => {
-                self.sign_in(user);
-                self.send(frames::signin_success(&echo));
+            Ok(signin) => {
+                self.sign_in(signin.user);
+                self.send(frames::signin_success(&signin.echo));
+                self.watch(signin.watchlist);
             }
             Err(why) => self.outbound.close(SocketError::Unauthorized(why)),
         }
+    }
+
+    /// Watches the sign-in's users (once per connection): the initial status and every change
+    /// follow as `pusher_internal:watchlist_events`.
+    pub(super) fn watch(&mut self, watchlist: Watchlist) {
+        if watchlist.cut {
+            self.send(frames::error(&SocketError::WatchlistLimit));
+        }
+        if watchlist.ids.is_empty() || self.watching.is_some() {
+            return;
+        }
+        let cluster = self.shared.cluster();
+        let outbound = self.outbound.clone();
+        let watching = cluster.watch(&self.app, self.socket_id, outbound, &watchlist.ids);
+        self.watching = Some(watching);
     }
 
     /// Signs the connection in as `user` (a second sign-in as the same id changes nothing).
@@ -221,8 +244,9 @@ impl Session {
         self.liveness.authorized();
     }
 
-    /// The signed-in user, and the `user_data` to echo in `pusher:signin_success`.
-    fn verify_signin(&self, request: &SigninRequest) -> Result<(SignedInUser, String), String> {
+    /// The signed-in user, the `user_data` to echo in `pusher:signin_success`, and its
+    /// watchlist.
+    fn verify_signin(&self, request: &SigninRequest) -> Result<Signin, String> {
         let app = &self.app;
         verify_user_auth(
             &app.key,
@@ -236,8 +260,7 @@ impl Session {
             .map_err(|e| format!("user_data must be a JSON object with an id: {e}"))?;
         // A number (Laravel's `authenticateUser` sends the model's integer id) is the id in
         // its string form, as a presence `user_id` is.
-        let id =
-            user_id_text(&data.id).ok_or("user_data.id must be a non-empty string or a number")?;
+        let id = user_id_text(&data.id).map_err(|why| format!("user_data.id {why}"))?;
         if let Some(current) = &self.user {
             if *current.id != *id {
                 return Err(format!("already signed in as {:?}", current.id));
@@ -247,11 +270,23 @@ impl Session {
             serde_json::Value::String(_) => request.user_data.clone(),
             _ => with_string_id(&request.user_data, &id)?,
         };
+        // An app without watchlist events ignores a watchlist, whatever it holds.
+        let watchlist = match &data.watchlist {
+            Some(list) if app.enable_watchlist_events => {
+                let (ids, cut) = watchlist(list).map_err(|why| format!("user_data.{why}"))?;
+                Watchlist { ids, cut }
+            }
+            _ => Watchlist::default(),
+        };
         let user = SignedInUser {
             id: Arc::from(id),
             user_info: data.user_info.map(Arc::from),
         };
-        Ok((user, echo))
+        Ok(Signin {
+            user,
+            echo,
+            watchlist,
+        })
     }
 
     fn client_event(
@@ -351,7 +386,6 @@ impl Session {
     }
 }
 
-/// A presence user id as a string: `1` and `"1"` are the same member.
 /// `user_data` with its `id` as the string `id`, every other field as sent: pusher-js drops a
 /// `pusher:signin_success` whose echoed id is not a non-empty string, and then never subscribes
 /// to its `#server-to-user-` channel.
@@ -361,12 +395,4 @@ fn with_string_id(user_data: &str, id: &str) -> Result<String, String> {
     let id = serde_json::value::to_raw_value(id).map_err(|e| e.to_string())?;
     fields.insert("id".into(), id);
     serde_json::to_string(&fields).map_err(|e| e.to_string())
-}
-
-fn user_id_text(value: &serde_json::Value) -> Option<String> {
-    match value {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::liveness::Liveness;
 use crate::apps::App;
-use crate::cluster::{Admission, Refusal};
+use crate::cluster::{Admission, Refusal, Watching};
 use crate::metrics::AppMetrics;
 use crate::outbound::{Outbound, WireFrame};
 use crate::protocol::codes::SocketError;
@@ -112,6 +112,8 @@ pub(super) struct Session {
     pub channels: HashMap<Arc<str>, Option<Arc<str>>>,
     /// The id this connection signed in as.
     pub user: Option<SignedInUser>,
+    /// The users this connection watches, once signed in with a watchlist.
+    pub watching: Option<Arc<Watching<Outbound>>>,
     pub liveness: Liveness,
     pub client_events: RateWindow,
     /// Every inbound message, for the app's `message_rate_limit`.
@@ -137,6 +139,7 @@ impl Session {
             outbound,
             channels: HashMap::new(),
             user: None,
+            watching: None,
             liveness,
             client_events: RateWindow::new(Instant::now()),
             messages: RateWindow::new(Instant::now()),
@@ -186,6 +189,9 @@ impl Session {
         let channels: Vec<Arc<str>> = self.channels.keys().cloned().collect();
         for channel in channels {
             self.leave(&channel);
+        }
+        if let Some(watching) = self.watching.take() {
+            self.shared.cluster().unwatch(&self.app, &watching);
         }
         if let Some(user) = self.user.take() {
             self.shared

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::EventKind;
+use crate::protocol::channel::user_of_channel;
 
 /// One webhook event; serializes to Pusher's `{"name": ..., "channel": ..., ...}` shape.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -39,6 +40,19 @@ pub enum WebhookEvent {
     SubscriptionCount {
         channel: Arc<str>,
         subscription_count: usize,
+    },
+    /// A user's first signed-in connection arrived: the occupancy of its `#user:` channel,
+    /// which orders and pairs it but is not part of the event.
+    UserOnline {
+        #[serde(skip)]
+        channel: Arc<str>,
+        user_id: Arc<str>,
+    },
+    /// A user's last signed-in connection closed (held for the grace period).
+    UserOffline {
+        #[serde(skip)]
+        channel: Arc<str>,
+        user_id: Arc<str>,
     },
 }
 
@@ -75,6 +89,28 @@ impl std::io::Write for ByteCount {
 }
 
 impl WebhookEvent {
+    /// A channel's first subscriber arrived: `user_online` on a user's own channel.
+    pub fn occupied(channel: Arc<str>) -> WebhookEvent {
+        match user_of_channel(&channel) {
+            Some(user) => WebhookEvent::UserOnline {
+                user_id: Arc::from(user),
+                channel,
+            },
+            None => WebhookEvent::ChannelOccupied { channel },
+        }
+    }
+
+    /// A channel's last subscriber left: `user_offline` on a user's own channel.
+    pub fn vacated(channel: Arc<str>) -> WebhookEvent {
+        match user_of_channel(&channel) {
+            Some(user) => WebhookEvent::UserOffline {
+                user_id: Arc::from(user),
+                channel,
+            },
+            None => WebhookEvent::ChannelVacated { channel },
+        }
+    }
+
     /// The event a cluster stream entry holds, from its fields (`name`, `channel`, `user_id`);
     /// `None` for a name this build does not know.
     pub fn from_fields<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Option<WebhookEvent> {
@@ -94,8 +130,9 @@ impl WebhookEvent {
                 channel,
                 subscription_count: field("subscription_count")?.parse().ok()?,
             },
-            "channel_occupied" => WebhookEvent::ChannelOccupied { channel },
-            "channel_vacated" => WebhookEvent::ChannelVacated { channel },
+            // The scripts name a user's transitions by its channel's occupancy.
+            "channel_occupied" => WebhookEvent::occupied(channel),
+            "channel_vacated" => WebhookEvent::vacated(channel),
             "member_added" => WebhookEvent::MemberAdded {
                 channel,
                 user_id: user()?,
@@ -113,6 +150,8 @@ impl WebhookEvent {
         match self {
             WebhookEvent::ChannelOccupied { .. }
             | WebhookEvent::ChannelVacated { .. }
+            | WebhookEvent::UserOnline { .. }
+            | WebhookEvent::UserOffline { .. }
             | WebhookEvent::CacheMiss { .. } => Vec::new(),
             WebhookEvent::MemberAdded { user_id, .. }
             | WebhookEvent::MemberRemoved { user_id, .. } => {
@@ -149,6 +188,8 @@ impl WebhookEvent {
             WebhookEvent::ClientEvent { .. } => EventKind::ClientEvent,
             WebhookEvent::CacheMiss { .. } => EventKind::CacheMiss,
             WebhookEvent::SubscriptionCount { .. } => EventKind::SubscriptionCount,
+            WebhookEvent::UserOnline { .. } => EventKind::UserOnline,
+            WebhookEvent::UserOffline { .. } => EventKind::UserOffline,
         }
     }
 
@@ -165,10 +206,12 @@ impl WebhookEvent {
         let member_key =
             |channel: &Arc<str>, user: &Arc<str>| PairKey::Member(channel.clone(), user.clone());
         match self {
-            WebhookEvent::ChannelOccupied { channel } => {
+            WebhookEvent::ChannelOccupied { channel }
+            | WebhookEvent::UserOnline { channel, .. } => {
                 Some((channel_key(channel), PairRole::Opens))
             }
-            WebhookEvent::ChannelVacated { channel } => {
+            WebhookEvent::ChannelVacated { channel }
+            | WebhookEvent::UserOffline { channel, .. } => {
                 Some((channel_key(channel), PairRole::Closes))
             }
             WebhookEvent::MemberAdded { channel, user_id } => {
@@ -192,7 +235,9 @@ impl WebhookEvent {
             | WebhookEvent::MemberRemoved { channel, .. }
             | WebhookEvent::ClientEvent { channel, .. }
             | WebhookEvent::CacheMiss { channel }
-            | WebhookEvent::SubscriptionCount { channel, .. } => channel,
+            | WebhookEvent::SubscriptionCount { channel, .. }
+            | WebhookEvent::UserOnline { channel, .. }
+            | WebhookEvent::UserOffline { channel, .. } => channel,
         }
     }
 
@@ -236,5 +281,29 @@ mod tests {
         );
         assert_eq!(e.kind().name(), "client_event");
         assert_eq!(e.json_len(), serde_json::to_string(&e).unwrap().len());
+    }
+
+    #[test]
+    fn a_users_channel_occupancy_is_their_online_status() {
+        let online = WebhookEvent::occupied("#user:7".into());
+        assert_eq!(
+            serde_json::to_value(&online).unwrap(),
+            json!({"name": "user_online", "user_id": "7"})
+        );
+        assert_eq!(
+            online.channel(),
+            "#user:7",
+            "ordered and paired by its channel"
+        );
+        let offline = WebhookEvent::from_fields(|f| match f {
+            "name" => Some("channel_vacated"),
+            "channel" => Some("#user:7"),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(offline.kind(), EventKind::UserOffline);
+        assert_eq!(offline.pair().unwrap().0, online.pair().unwrap().0);
+        let plain = WebhookEvent::occupied("room".into());
+        assert_eq!(plain.kind(), EventKind::ChannelOccupied);
     }
 }

@@ -13,9 +13,17 @@ use crate::redis_server::RedisServer;
 
 async fn node(redis: &RedisServer, origin: &str) -> (Arc<Fanout>, Received) {
     let publisher = connect(&redis.url()).await.unwrap();
-    Fanout::start(&redis.url(), "t", origin, publisher, Duration::from_secs(1))
-        .await
-        .unwrap()
+    let apps = ["app".to_owned()];
+    Fanout::start(
+        &redis.url(),
+        "t",
+        apps,
+        origin,
+        publisher,
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap()
 }
 
 fn frame(json: &str) -> WireFrame {

@@ -44,6 +44,7 @@ fn follow(joiner: &mut Joiner, notices: &[Broadcast]) {
             }
             BroadcastBody::Event(_)
             | BroadcastBody::Terminate { .. }
+            | BroadcastBody::Watchlist { .. }
             | BroadcastBody::SubscriptionCount(_) => {}
         }
     }
@@ -60,6 +61,7 @@ async fn concurrent_joins_on_three_nodes_keep_every_member_list_consistent() {
         let (fanout, mut received) = Fanout::start(
             &redis.url(),
             "t",
+            ["a".to_owned()],
             &incarnation,
             con.clone(),
             Duration::from_secs(1),

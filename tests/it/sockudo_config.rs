@@ -332,9 +332,10 @@ fn each_class_of_unimplemented_key_is_refused_or_warned() {
         "path_prefix",
         "mode",
         "websocket.auto_ping",
-        "app_manager.array.apps[0].enable_watchlist_events",
         "app_manager.array.apps[0].channel_namespaces[0].history",
     ] {
         assert!(paths.contains(&key), "{key} not warned: {paths:?}");
     }
+    let watchlist = "app_manager.array.apps[0].enable_watchlist_events";
+    assert!(!paths.contains(&watchlist), "watchlist events are built");
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::receiver::{RawReceiver, Receiver};
 use crate::support::*;
 
-const ALL_EVENTS: [&str; 7] = herald::config::EVENT_TYPES;
+const ALL_EVENTS: [&str; 9] = herald::config::EVENT_TYPES;
 
 /// A server whose app has `hooks`; grace period `grace_ms`, batching window `batch_ms` (0: off).
 async fn server_with(

@@ -11,10 +11,11 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::task::TaskTracker;
 
 use super::counts::{Announce, CountThrottle};
-use super::recipient::{Recipient, WebhookOut};
 use super::steps::{Change, Join, Step};
 use crate::apps::App;
+use crate::cluster::recipient::{Recipient, WebhookOut};
 use crate::cluster::sequence::{ChannelSequence, Ran, Ticket};
+use crate::cluster::watchlist::Watchlists;
 use crate::cluster::{ClientEvent, Pending, Subscribed, Subscription};
 use crate::config::EventKind;
 use crate::engine::{ChannelCache, ChannelFull, ChannelRegistry, UserRegistry};
@@ -33,6 +34,8 @@ pub struct AppChannels<R: Recipient> {
     pub(super) app: Arc<App>,
     pub(super) channels: ChannelRegistry<R>,
     pub(super) users: UserRegistry<R>,
+    /// The sockets watching users' online status.
+    pub(super) watchlists: Watchlists<R>,
     pub(super) cache: ChannelCache,
     pub(super) counts: CountThrottle,
     pub(super) sequence: ChannelSequence<Step<R>>,
@@ -59,6 +62,7 @@ impl<R: Recipient> AppChannels<R> {
             app,
             channels: ChannelRegistry::default(),
             users: UserRegistry::default(),
+            watchlists: Watchlists::default(),
             cache,
             counts,
             sequence: ChannelSequence::default(),
@@ -90,6 +94,7 @@ impl<R: Recipient> AppChannels<R> {
                 ChannelKind::Public | ChannelKind::Private => true,
                 ChannelKind::Presence
                 | ChannelKind::ServerToUser
+                | ChannelKind::User
                 | ChannelKind::PrivateEncrypted => false,
             }
     }
@@ -143,7 +148,8 @@ impl<R: Recipient> AppChannels<R> {
             },
         );
         let newly = joined?;
-        if newly {
+        // A user's own channel is no client's subscription.
+        if newly && !ChannelType::of(channel).is_user() {
             self.metrics.subscription(1);
         }
         self.run(line);
@@ -167,7 +173,9 @@ impl<R: Recipient> AppChannels<R> {
         if left.is_none() {
             return false;
         }
-        self.metrics.subscription(-1);
+        if !ChannelType::of(channel).is_user() {
+            self.metrics.subscription(-1);
+        }
         self.run(line);
         true
     }

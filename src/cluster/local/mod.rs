@@ -4,7 +4,6 @@
 mod app;
 mod counts;
 mod grace;
-mod recipient;
 mod steps;
 #[cfg(test)]
 mod tests;
@@ -19,16 +18,19 @@ use tokio_util::task::TaskTracker;
 pub use app::AppChannels;
 
 use super::figures::{FigureSource, NodeFigures, QueueFigures};
+use super::recipient::{self, Recipient};
+use super::watchlist::Watching;
+use super::Subscription;
 use crate::apps::{App, AppRegistry};
 use crate::config::Config;
 use crate::engine::{CachedEvent, ChannelCache, ChannelSummary};
 use crate::metrics::{Metrics, WebhookHealth};
 use crate::outbound::Outbound;
+use crate::protocol::channel::user_channel;
 use crate::protocol::codes::SocketError;
-use crate::protocol::SocketId;
+use crate::protocol::{ChannelType, SocketId};
 use crate::webhooks::Webhooks;
 use counts::CountThrottle;
-use recipient::Recipient;
 use webhook_sink::WebhookSink;
 
 /// The stage of a server that runs alone.
@@ -95,14 +97,54 @@ impl LocalCluster {
         &self.apps[app.index()]
     }
 
-    /// Records that `socket` signed in as `user_id`.
+    /// Records that `socket` signed in as `user_id`, and adds it to the user's own channel
+    /// (whose occupancy is the user's online status).
     pub fn sign_in(&self, app: &App, user_id: &Arc<str>, socket: SocketId, outbound: Outbound) {
-        self.app(app).users.add(user_id, socket, outbound);
+        let state = self.app(app);
+        state.users.add(user_id, socket, outbound.clone());
+        let channel = user_channel(user_id);
+        let request = Subscription {
+            channel: &channel,
+            socket,
+            outbound: &outbound,
+            member: None,
+            cached: false,
+        };
+        // Not a presence channel, so never full; nobody waits for it (no reply goes out).
+        let _ = state.subscribe(request);
     }
 
     /// Forgets `socket`'s sign-in.
     pub fn sign_out(&self, app: &App, user_id: &str, socket: SocketId) {
-        self.app(app).users.remove(user_id, socket);
+        let state = self.app(app);
+        state.users.remove(user_id, socket);
+        state.leave(&user_channel(user_id), socket);
+    }
+
+    /// Registers `socket` as watching `ids` and sends it their initial status.
+    pub fn watch(
+        &self,
+        app: &App,
+        socket: SocketId,
+        outbound: Outbound,
+        ids: &[String],
+    ) -> Arc<Watching<Outbound>> {
+        let state = self.app(app);
+        let watching = state.watchlists.watch(socket, outbound, ids);
+        let online = |id: &str| state.channels.summary(&user_channel(id)).is_some();
+        state.watchlists.start(&watching, online);
+        Arc::new(watching)
+    }
+
+    /// Forgets a socket's watchlist.
+    pub fn unwatch(&self, app: &App, watching: &Watching<Outbound>) {
+        self.app(app).watchlists.unwatch(watching);
+    }
+
+    /// The user's signed-in connections.
+    pub fn user_connections(&self, app: &App, user_id: &str) -> u64 {
+        let summary = self.app(app).channels.summary(&user_channel(user_id));
+        summary.map_or(0, |s| s.subscription_count as u64)
     }
 
     /// The channel's counts; `None` when unoccupied.
@@ -110,9 +152,12 @@ impl LocalCluster {
         self.app(app).channels.summary(channel)
     }
 
-    /// Every occupied channel whose name starts with `prefix`.
+    /// Every occupied channel whose name starts with `prefix` (a user's own channel is no
+    /// client's: not listed).
     pub fn channels(&self, app: &App, prefix: &str) -> Vec<ChannelSummary> {
-        self.app(app).channels.summaries(prefix)
+        let mut summaries = self.app(app).channels.summaries(prefix);
+        summaries.retain(|s| !ChannelType::of(&s.name).is_user());
+        summaries
     }
 
     /// The user ids present in a presence channel.

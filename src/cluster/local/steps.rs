@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use super::app::AppChannels;
 use super::counts::Announce;
-use super::recipient::Recipient;
+use crate::cluster::recipient::Recipient;
 use crate::engine::{Subscribers, Transition};
 use crate::journal::{shown_text, MemberDetail, NoDetail};
 use crate::outbound::WireFrame;
-use crate::protocol::{frames, SocketId};
+use crate::protocol::channel::user_of_channel;
+use crate::protocol::{frames, ChannelType, SocketId};
 use crate::webhooks::WebhookEvent;
 
 /// One thing that happened on a channel, in the order the channel's lock gave it.
@@ -95,12 +96,8 @@ impl<R: Recipient> Change<R> {
 /// The webhook event of a transition.
 fn webhook_event(transition: &Transition) -> WebhookEvent {
     match transition {
-        Transition::Occupied { channel } => WebhookEvent::ChannelOccupied {
-            channel: channel.clone(),
-        },
-        Transition::Vacated { channel } => WebhookEvent::ChannelVacated {
-            channel: channel.clone(),
-        },
+        Transition::Occupied { channel } => WebhookEvent::occupied(channel.clone()),
+        Transition::Vacated { channel } => WebhookEvent::vacated(channel.clone()),
         Transition::MemberAdded {
             channel, user_id, ..
         } => WebhookEvent::MemberAdded {
@@ -175,10 +172,13 @@ impl<R: Recipient> AppChannels<R> {
             cached,
             change,
         } = join;
-        let data = snapshot.as_deref().unwrap_or("{}");
-        joiner.push(&WireFrame::text(&frames::subscription_succeeded(
-            &channel, data,
-        )));
+        // A user's own channel is the server's: its client hears nothing of it.
+        if !ChannelType::of(&channel).is_user() {
+            let data = snapshot.as_deref().unwrap_or("{}");
+            joiner.push(&WireFrame::text(&frames::subscription_succeeded(
+                &channel, data,
+            )));
+        }
         if cached {
             joiner.push(&self.replay_cache(&channel));
         }
@@ -209,17 +209,10 @@ impl<R: Recipient> AppChannels<R> {
         }
         for transition in &change.transitions {
             let event = webhook_event(transition);
-            let (journal, kind) = (self.metrics.journal(), event.kind().name());
-            match transition {
-                Transition::MemberAdded { user_id, .. }
-                | Transition::MemberRemoved { user_id, .. } => {
-                    journal.record(kind, Some(channel), None, || MemberDetail {
-                        user_id: Some(shown_text(user_id)),
-                    })
-                }
-                Transition::Occupied { .. } | Transition::Vacated { .. } => {
-                    journal.record(kind, Some(channel), None, || NoDetail {})
-                }
+            self.journal_transition(channel, transition, &event);
+            if let Some(user) = user_of_channel(channel) {
+                let online = matches!(transition, Transition::Occupied { .. });
+                self.watchlists.changed(user, online);
             }
             self.submit(event);
         }
@@ -242,6 +235,30 @@ impl<R: Recipient> AppChannels<R> {
                 tokio::spawn(self.tasks.track_future(announce));
             }
             Announce::Pending => {}
+        }
+    }
+
+    /// The console's entry of a transition: a user's status names the user, not its channel.
+    fn journal_transition(
+        &self,
+        channel: &Arc<str>,
+        transition: &Transition,
+        event: &WebhookEvent,
+    ) {
+        let (journal, kind) = (self.metrics.journal(), event.kind().name());
+        match (transition, user_of_channel(channel)) {
+            (_, Some(user)) => journal.record(kind, None, None, || MemberDetail {
+                user_id: Some(shown_text(user)),
+            }),
+            (
+                Transition::MemberAdded { user_id, .. } | Transition::MemberRemoved { user_id, .. },
+                None,
+            ) => journal.record(kind, Some(channel), None, || MemberDetail {
+                user_id: Some(shown_text(user_id)),
+            }),
+            (Transition::Occupied { .. } | Transition::Vacated { .. }, None) => {
+                journal.record(kind, Some(channel), None, || NoDetail {})
+            }
         }
     }
 

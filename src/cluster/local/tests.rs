@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::app::AppChannels;
 use super::counts::CountThrottle;
-use super::recipient::{Recipient, WebhookOut};
 use crate::apps::AppRegistry;
+use crate::cluster::recipient::{Recipient, WebhookOut};
 use crate::cluster::{ClientEvent, Subscription};
 use crate::config::{Config, EventKind};
 use crate::engine::{ChannelCache, PresenceMember};

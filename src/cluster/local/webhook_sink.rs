@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::grace::GraceStage;
-use super::recipient::WebhookOut;
+use crate::cluster::recipient::WebhookOut;
 use crate::config::EventKind;
 use crate::webhooks::{Admitted, WebhookEvent, Webhooks};
 

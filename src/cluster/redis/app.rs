@@ -18,12 +18,14 @@ use super::link::NodeLink;
 use super::worker::Resync;
 use crate::apps::App;
 use crate::cluster::sequence::{ChannelSequence, Ran, LINES};
+use crate::cluster::watchlist::{Watching, Watchlists};
 use crate::cluster::{ClientEvent, Outcome, Pending, Subscribed, Subscription};
 use crate::config::EventKind;
 use crate::engine::{ChannelRegistry, PresenceMember, UserRegistry};
 use crate::limits::ConnectionLimit;
 use crate::metrics::AppMetrics;
 use crate::outbound::{Outbound, WireFrame};
+use crate::protocol::channel::user_channel;
 use crate::protocol::codes::SocketError;
 use crate::protocol::{frames, SocketId};
 use crate::webhooks::WebhookEvent;
@@ -71,6 +73,8 @@ pub struct RedisApp {
     pub(super) link: Arc<NodeLink>,
     pub(super) channels: ChannelRegistry<Outbound>,
     users: UserRegistry<Outbound>,
+    /// The sockets of this node watching users' online status.
+    pub(super) watchlists: Watchlists<Outbound>,
     sequence: ChannelSequence<Step>,
     /// Per line, the versioned-delivery state of its channels.
     replay: Box<[Mutex<LineReplay>]>,
@@ -97,6 +101,7 @@ impl RedisApp {
             link,
             channels: ChannelRegistry::default(),
             users: UserRegistry::default(),
+            watchlists: Watchlists::default(),
             sequence: ChannelSequence::default(),
             replay: (0..LINES).map(|_| Mutex::default()).collect(),
             ops: ops.into_boxed_slice(),
@@ -260,14 +265,71 @@ impl RedisApp {
             .spawn(async move { link.append(&app, &event).await });
     }
 
-    /// Records that `socket` signed in as `user_id`.
+    /// Records that `socket` signed in as `user_id`, and adds it to the user's own channel
+    /// (whose occupancy across the cluster is the user's online status).
     pub fn sign_in(&self, user_id: &Arc<str>, socket: SocketId, outbound: Outbound) {
-        self.users.add(user_id, socket, outbound);
+        self.users.add(user_id, socket, outbound.clone());
+        let channel = user_channel(user_id);
+        let request = Subscription {
+            channel: &channel,
+            socket,
+            outbound: &outbound,
+            member: None,
+            cached: false,
+        };
+        // Nobody waits for it: the client hears nothing of its user's channel.
+        drop(self.subscribe(request));
     }
 
     /// Forgets `socket`'s sign-in.
     pub fn sign_out(&self, user_id: &str, socket: SocketId) {
         self.users.remove(user_id, socket);
+        self.leave(&user_channel(user_id), socket);
+    }
+
+    /// Registers `socket` as watching `ids`; its initial status is read from Redis on a task
+    /// (changes heard meanwhile follow it).
+    pub fn watch(
+        self: &Arc<Self>,
+        socket: SocketId,
+        outbound: Outbound,
+        ids: &[String],
+    ) -> Arc<Watching<Outbound>> {
+        let watching = Arc::new(self.watchlists.watch(socket, outbound, ids));
+        let (app, started) = (self.clone(), watching.clone());
+        self.tasks.spawn(async move {
+            let channels: Vec<String> = started.ids().iter().map(|id| user_channel(id)).collect();
+            let link = &app.link;
+            let counts = link
+                .state()
+                .subscription_counts(&mut link.con(), &app.app.id, &channels)
+                .await;
+            let counts = counts.unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot read watched users' status; none sent as online");
+                vec![0; channels.len()]
+            });
+            let online: std::collections::HashSet<&str> = (started.ids().iter())
+                .zip(&counts)
+                .filter(|(_, count)| **count > 0)
+                .map(|(id, _)| &**id)
+                .collect();
+            app.watchlists.start(&started, |id| online.contains(id));
+        });
+        watching
+    }
+
+    /// Forgets a socket's watchlist.
+    pub fn unwatch(&self, watching: &Watching<Outbound>) {
+        self.watchlists.unwatch(watching);
+    }
+
+    /// The user's signed-in connections across the cluster.
+    pub async fn user_connections(&self, user_id: &str) -> Result<u64, ::redis::RedisError> {
+        let (link, channel) = (&self.link, user_channel(user_id));
+        let state = link.state();
+        state
+            .subscription_count(&mut link.con(), &self.app.id, &channel)
+            .await
     }
 
     /// Closes this node's connections signed in as the user (asked by any node).

@@ -12,6 +12,7 @@ use ::redis::RedisError;
 use super::channel_state::{partition_of, ChannelState, PARTITIONS};
 use super::fanout::{topic, Fanout};
 use crate::outbound::WireFrame;
+use crate::protocol::ChannelType;
 use crate::webhooks::WebhookEvent;
 
 /// A channel's counts across the cluster.
@@ -48,6 +49,25 @@ impl ChannelState {
         }))
     }
 
+    /// The subscription count of each channel across the cluster (0 when unoccupied), in one
+    /// pipeline.
+    pub async fn subscription_counts(
+        &self,
+        con: &mut ConnectionManager,
+        app: &str,
+        channels: &[String],
+    ) -> Result<Vec<u64>, RedisError> {
+        if channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut counting = ::redis::pipe();
+        for channel in channels {
+            let stem = self.channel_stem(app, channel);
+            counting.cmd("HLEN").arg(format!("{stem}:sockets"));
+        }
+        counting.query_async(con).await
+    }
+
     /// Every occupied channel of the app whose name starts with `prefix`, with its counts.
     pub async fn occupied(
         &self,
@@ -64,7 +84,8 @@ impl ChannelState {
         let names: Vec<String> = per_partition
             .into_iter()
             .flatten()
-            .filter(|name| name.starts_with(prefix))
+            // A user's own channel is no client's: not listed.
+            .filter(|name| name.starts_with(prefix) && !ChannelType::of(name).is_user())
             .collect();
         if names.is_empty() {
             return Ok(Vec::new());

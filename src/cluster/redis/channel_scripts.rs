@@ -48,6 +48,16 @@ local function notice(topic, kind, origin, except, ch, body)
   local version = next_version(ch .. ':flags')
   redis.call('PUBLISH', topic, 'h1\n' .. kind .. '\n' .. origin .. '\n' .. except .. '\n' .. version .. '\n' .. body)
 end
+-- A user's own channel (`#user:{id}`) became occupied or empty: the user went online or
+-- offline. Every node hears it on the app's user topic (the channel's topic with `#users` in
+-- place of the channel), in the same atomic step as the change, and tells its watchers.
+local function watchlist_notice(topic, origin, channel, online)
+  if string.sub(channel, 1, 6) ~= '#user:' then
+    return
+  end
+  local users_topic = string.sub(topic, 1, #topic - #channel) .. '#users'
+  redis.call('PUBLISH', users_topic, 'h1\nw\n' .. origin .. '\n\n\n' .. online .. string.sub(channel, 7))
+end
 -- The state was lost or rebuilt since this node read the cluster's epoch (`''`: not checked).
 local function stale_epoch(key, epoch)
   return epoch ~= '' and redis.call('GET', key) ~= epoch
@@ -80,7 +90,7 @@ local function count_window(app, channel)
   if not window then
     return nil
   end
-  for _, prefix in ipairs({'presence-', 'private-encrypted-', '#server-to-user-'}) do
+  for _, prefix in ipairs({'presence-', 'private-encrypted-', '#server-to-user-', '#user:'}) do
     if string.sub(channel, 1, #prefix) == prefix then
       return nil
     end
@@ -152,6 +162,7 @@ local function leave_socket(ch, index, pending, stream, topic, origin, socket, a
   if count == 0 then
     vacated = 1
     redis.call('SREM', index, channel)
+    watchlist_notice(topic, origin, channel, '0')
     if grace > 0 then
       redis.call('ZADD', pending, due, 'v\n' .. app .. '\n' .. channel)
     elseif forget_flags(ch) then
@@ -212,6 +223,9 @@ local occupied, added = 0, 0
 if count == 1 then
   occupied = 1
   redis.call('SADD', KEYS[9], channel)
+  if not rebuild then
+    watchlist_notice(topic, inc, channel, '1')
+  end
   local held = redis.call('ZREM', KEYS[6], 'v\n' .. app .. '\n' .. channel)
   if redis.call('HSETNX', KEYS[4], 'occupied', '1') == 1 and held == 0 and not rebuild then
     emit(KEYS[7], 'channel_occupied', app, channel)

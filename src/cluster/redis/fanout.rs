@@ -51,6 +51,14 @@ pub enum BroadcastBody {
     /// The channel's subscription count across the cluster (published by the script that
     /// announced it, throttled per the app's window).
     SubscriptionCount(usize),
+    /// A user's first signed-in connection arrived (`online`) or their last one closed,
+    /// anywhere in the cluster (published by the script that made the change).
+    Watchlist {
+        /// The user.
+        user_id: String,
+        /// Online now, or offline.
+        online: bool,
+    },
 }
 
 /// One event received from the cluster.
@@ -82,6 +90,8 @@ const USERS_TOPIC: &str = "#users";
 /// A node's side of the fan-out.
 pub struct Fanout {
     prefix: String,
+    /// The apps' ids, longest first: a topic names its app by one of them.
+    app_ids: Arc<[String]>,
     origin: String,
     url: String,
     publisher: ConnectionManager,
@@ -125,12 +135,16 @@ impl Fanout {
     pub async fn start(
         url: &str,
         prefix: &str,
+        app_ids: impl IntoIterator<Item = String>,
         origin: &str,
         publisher: ConnectionManager,
         check_every: Duration,
     ) -> Result<(Arc<Fanout>, Received), RedisError> {
+        let mut app_ids: Vec<String> = app_ids.into_iter().collect();
+        app_ids.sort_by_key(|id| std::cmp::Reverse(id.len()));
         let fanout = Arc::new(Fanout {
             prefix: prefix.to_owned(),
+            app_ids: app_ids.into(),
             origin: origin.to_owned(),
             url: url.to_owned(),
             publisher,
@@ -228,13 +242,16 @@ impl Fanout {
     ) -> bool {
         let mut checks = tokio::time::interval(check_every);
         checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let topic_prefix = format!("{}:bc:", self.prefix);
+        let topics = Topics {
+            prefix: format!("{}:bc:", self.prefix),
+            app_ids: self.app_ids.clone(),
+        };
         loop {
             tokio::select! {
                 message = messages.next() => {
                     let Some(message) = message else { return true };
                     let topic = message.get_channel_name();
-                    match decode(&topic_prefix, topic, message.get_payload_bytes()) {
+                    match decode(&topics, topic, message.get_payload_bytes()) {
                         Some(broadcast) => {
                             if deliver.send(broadcast).await.is_err() {
                                 return false;
@@ -348,13 +365,34 @@ impl Fanout {
     }
 }
 
+/// How a topic names its app and channel.
+struct Topics {
+    /// `{prefix}:bc:`.
+    prefix: String,
+    /// The apps' ids, longest first.
+    app_ids: Arc<[String]>,
+}
+
+impl Topics {
+    /// The app and the channel of `{prefix}:bc:{app}:{channel}`. Both may hold ':' (app ids,
+    /// and channel namespaces such as `chat:room`), so the app is the longest known id the
+    /// topic starts with.
+    fn split<'t>(&self, topic: &'t str) -> Option<(&'t str, &'t str)> {
+        let rest = topic.strip_prefix(self.prefix.as_str())?;
+        self.app_ids.iter().find_map(|id| {
+            let channel = rest.strip_prefix(id.as_str())?.strip_prefix(':')?;
+            Some((&rest[..id.len()], channel))
+        })
+    }
+}
+
 /// A message of topic `{prefix}:bc:{app}:{channel}`: version of the format, kind (`e` event,
-/// `a` member added, `r` member removed, `c` subscription count, `t` terminate), origin, except, notice version, body; one per line,
-/// the body last, so it may hold anything (a member added's body is the user id, prefixed by
-/// its length and `:`, then the user info).
-fn decode(topic_prefix: &str, topic: &str, message: &[u8]) -> Option<Broadcast> {
-    // App ids may hold ':' but channel names may not (Pusher's rules): split at the last one.
-    let (app, channel) = topic.strip_prefix(topic_prefix)?.rsplit_once(':')?;
+/// `a` member added, `r` member removed, `c` subscription count, `t` terminate, `w` a user
+/// online or offline), origin, except, notice version, body; one per line, the body last, so it
+/// may hold anything (a member added's body is the user id, prefixed by its length and `:`,
+/// then the user info; a watchlist change's is `1` or `0`, then the user id).
+fn decode(topics: &Topics, topic: &str, message: &[u8]) -> Option<Broadcast> {
+    let (app, channel) = topics.split(topic)?;
     let mut parts = message.splitn(6, |&byte| byte == b'\n');
     let mut line = || std::str::from_utf8(parts.next()?).ok();
     if line()? != VERSION {
@@ -388,6 +426,14 @@ fn decode(topic_prefix: &str, topic: &str, message: &[u8]) -> Option<Broadcast> 
         "t" => BroadcastBody::Terminate {
             user_id: text()?.to_owned(),
         },
+        "w" => {
+            let text = text()?;
+            let (online, user_id) = (text.get(..1)?, text.get(1..)?);
+            BroadcastBody::Watchlist {
+                user_id: user_id.to_owned(),
+                online: online == "1",
+            }
+        }
         _ => return None,
     };
     Some(Broadcast {
@@ -404,8 +450,22 @@ fn decode(topic_prefix: &str, topic: &str, message: &[u8]) -> Option<Broadcast> 
 mod tests {
     use super::*;
 
+    fn topics() -> Topics {
+        Topics {
+            prefix: "t:bc:".into(),
+            app_ids: vec!["my:app".to_owned(), "a".to_owned()].into(),
+        }
+    }
+
     #[test]
     fn messages_decode_with_their_topic() {
+        let decode = |prefix: &str, topic: &str, message: &[u8]| {
+            let topics = Topics {
+                prefix: prefix.to_owned(),
+                ..topics()
+            };
+            decode(&topics, topic, message)
+        };
         let frame = WireFrame::text(r#"{"event":"e","data":"a\nb"}"#);
         let message = [b"h1\ne\nn1.ab\n12.34\n\n".as_slice(), frame.as_ref()].concat();
         let broadcast = decode("t:bc:", "t:bc:my:app:presence-room", &message).unwrap();
@@ -443,5 +503,19 @@ mod tests {
             "another kind"
         );
         assert_eq!(decode("t:bc:", "other:a:c", b"h1\nr\nn1\n\n\nu"), None);
+        let namespaced = decode("t:bc:", "t:bc:my:app:chat:room", b"h1\nr\nn1\n\n8\nu").unwrap();
+        assert_eq!(
+            (namespaced.app.as_str(), namespaced.channel.as_str()),
+            ("my:app", "chat:room"),
+            "a channel namespace's ':' is the channel's"
+        );
+        assert_eq!(
+            decode("t:bc:", "t:bc:unknown:c", b"h1\nr\nn1\n\n8\nu"),
+            None
+        );
+        let offline = decode("t:bc:", "t:bc:a:#users", b"h1\nw\nn1\n\n\n0u:1").unwrap();
+        let user_id = "u:1".to_owned();
+        let online = false;
+        assert_eq!(offline.body, BroadcastBody::Watchlist { user_id, online });
     }
 }

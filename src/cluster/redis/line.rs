@@ -21,7 +21,7 @@ use crate::cluster::{Outcome, Refusal};
 use crate::engine::{Subscribers, Transition};
 use crate::outbound::{Outbound, WireFrame};
 use crate::protocol::codes::SubscriptionError;
-use crate::protocol::{frames, SocketId};
+use crate::protocol::{frames, ChannelType, SocketId};
 
 /// Versioned broadcasts a channel keeps while joins are in flight; more means the joiner's
 /// list is read again.
@@ -147,16 +147,20 @@ impl RedisApp {
                 |joined, _| !joined.already_subscribed,
             )
             .unwrap_or(false);
-        if newly {
+        // A user's own channel is the server's: its client hears nothing of it.
+        let hidden = ChannelType::of(&channel).is_user();
+        if newly && !hidden {
             self.metrics.subscription(1);
         }
         let data = match member {
             Some(_) => presence_snapshot(&reply.members),
             None => "{}".to_owned(),
         };
-        outbound.push(&WireFrame::text(&frames::subscription_succeeded(
-            &channel, &data,
-        )));
+        if !hidden {
+            outbound.push(&WireFrame::text(&frames::subscription_succeeded(
+                &channel, &data,
+            )));
+        }
         if cached {
             let replayed = match &reply.cached {
                 Some(frame) => WireFrame::text(frame),
@@ -218,13 +222,16 @@ impl RedisApp {
             let _ = done.send(Outcome::Refused(refusal));
             return;
         };
-        if !joined.already_subscribed {
+        let hidden = ChannelType::of(&channel).is_user();
+        if !joined.already_subscribed && !hidden {
             self.metrics.subscription(1);
         }
         let data = joined.presence_snapshot.as_deref().unwrap_or("{}");
-        outbound.push(&WireFrame::text(&frames::subscription_succeeded(
-            &channel, data,
-        )));
+        if !hidden {
+            outbound.push(&WireFrame::text(&frames::subscription_succeeded(
+                &channel, data,
+            )));
+        }
         if cached {
             outbound.push(&WireFrame::text(&frames::cache_miss(&channel)));
         }
@@ -248,7 +255,9 @@ impl RedisApp {
                 .map(|user| (user, view.recipients()))
         });
         if let Some(removed) = left {
-            self.metrics.subscription(-1);
+            if !ChannelType::of(channel).is_user() {
+                self.metrics.subscription(-1);
+            }
             if let Some((user_id, others)) = removed {
                 let frame = WireFrame::text(&frames::member_removed(channel, &user_id));
                 self.deliver(&others, &frame, |_| true);
@@ -283,7 +292,7 @@ impl RedisApp {
             BroadcastBody::SubscriptionCount(count) => {
                 WireFrame::text(&frames::subscription_count(&channel, count))
             }
-            BroadcastBody::Terminate { .. } => return,
+            BroadcastBody::Terminate { .. } | BroadcastBody::Watchlist { .. } => return,
         };
         let recipients = || {
             self.channels

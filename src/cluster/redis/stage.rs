@@ -110,6 +110,7 @@ impl RedisCluster {
         let (fanout, received) = Fanout::start(
             &redis.url,
             &redis.prefix,
+            apps.iter().map(|app| app.id.to_string()),
             &incarnation,
             con.clone(),
             check_every,
@@ -249,6 +250,12 @@ impl RedisCluster {
             .into_iter()
             .map(|c| summary(c.name, c.subscription_count, c.user_count))
             .collect())
+    }
+
+    /// The user's signed-in connections, on every node.
+    pub async fn user_connections(&self, app: &App, user_id: &str) -> Result<u64, Unavailable> {
+        let connections = bounded(self.app(app).user_connections(user_id)).await;
+        connections.map_err(unavailable)
     }
 
     /// The user ids present in a presence channel, on every node.
@@ -407,9 +414,16 @@ async fn intake(
         let Some(app) = registry.by_id(&broadcast.app).map(|a| &apps[a.index()]) else {
             continue;
         };
-        if let BroadcastBody::Terminate { user_id } = &broadcast.body {
-            app.terminate_here(user_id);
-            continue;
+        match &broadcast.body {
+            BroadcastBody::Terminate { user_id } => {
+                app.terminate_here(user_id);
+                continue;
+            }
+            BroadcastBody::Watchlist { user_id, online } => {
+                app.watchlists.changed(user_id, *online);
+                continue;
+            }
+            _ => {}
         }
         let line = app.line_of(&broadcast.channel);
         let _ = app.push(line, Step::Received(broadcast));

@@ -24,8 +24,9 @@ use crate::cluster::{Outcome, Refusal};
 use crate::config::EventKind;
 use crate::engine::PresenceMember;
 use crate::journal::{shown_text, MemberDetail, NoDetail};
+use crate::protocol::channel::user_of_channel;
 use crate::protocol::codes::{SocketError, SubscriptionError};
-use crate::protocol::SocketId;
+use crate::protocol::{ChannelType, SocketId};
 use crate::webhooks::WebhookEvent;
 
 /// Runs the operations of `line` until the queue closes or the node is closed (the queue's
@@ -236,6 +237,19 @@ impl Worker {
     /// scripts).
     fn journal(&self, channel: &str, transition: &Transition, joined: bool, user: Option<&str>) {
         let journal = self.app.metrics.journal();
+        if let Some(user) = user_of_channel(channel) {
+            if transition.occupancy_changed {
+                let kind = if joined {
+                    "user_online"
+                } else {
+                    "user_offline"
+                };
+                journal.record(kind, None, None, || MemberDetail {
+                    user_id: Some(shown_text(user)),
+                });
+            }
+            return;
+        }
         if transition.occupancy_changed {
             let kind = if joined {
                 "channel_occupied"
@@ -326,6 +340,11 @@ impl Worker {
     }
 
     async fn listen(&mut self, channel: &Arc<str>) -> Result<(), ::redis::RedisError> {
+        // Nothing is published on a user's own channel: its changes go to the app's user
+        // topic, which every node listens to.
+        if ChannelType::of(channel).is_user() {
+            return Ok(());
+        }
         let app = &self.app.app.id;
         self.app.link.fanout.listen(app, channel).await
     }
@@ -333,7 +352,7 @@ impl Worker {
     async fn unlisten_if_unused(&mut self, channel: &Arc<str>) {
         let in_use = self.app.channels.summary(channel).is_some()
             || self.app.replay(self.line).contains_key(channel);
-        if in_use {
+        if in_use || ChannelType::of(channel).is_user() {
             return;
         }
         let app = &self.app.app.id;

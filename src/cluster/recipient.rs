@@ -1,4 +1,4 @@
-//! What the local stage needs of a subscriber and of the webhook side, so its rules run in
+//! What a stage needs of a subscriber and of the webhook side, so its rules run in
 //! unit tests with recording stand-ins instead of sockets and HTTP endpoints.
 
 use crate::config::EventKind;
