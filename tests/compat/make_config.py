@@ -1,10 +1,11 @@
-"""Writes the Herald config the compat suites run against: config.json plus the webhook apps.
+"""Writes the Herald config the compat suites run against: config.json plus the webhook apps
+(and the decision hook and watchlist apps).
 
     python make_config.py OUT_PATH NODE_RECEIVER_PORT PYTHON_RECEIVER_PORT [REDIS_URL]
 
 The receivers' ports are only known at run time, so run.sh calls this before starting Herald.
 The first app of config.json (the one the SDK suites use) is copied unchanged and keeps no
-webhook endpoints; two more apps are added, each with its own endpoints:
+webhook endpoints; more apps are added, each with its own endpoints or feature:
 
   WEBHOOK_NODE_APP    endpoints on the Node receiver (node/webhook_receiver.js), verified there
                       with the official `pusher` npm SDK (and, for the two `"signature": "jwt"`
@@ -15,6 +16,9 @@ webhook endpoints; two more apps are added, each with its own endpoints:
                       python/test_webhooks.py.
   DECISION_HOOK_APP   (when DECISION_HOOK_PORT is set) decision hooks for every event on that
                       port, where node/decision_hooks.test.js runs its hook server.
+  WATCHLIST_APP       `enable_watchlist_events`: a sign-in's `watchlist` is watched
+                      (node/watchlist.test.js, node/cluster/watchlist.test.js); the first app
+                      has no watchlist events.
 
 With REDIS_URL the config is that of a cluster node (`adapter.driver` redis; each node gets its
 id from HERALD_NODE_ID), for the two-node run of node/cluster/.
@@ -43,6 +47,8 @@ WEBHOOK_NODE_APP = {"id": "100002", "key": "compat-wh-node-key", "secret": "comp
 WEBHOOK_PYTHON_APP = {"id": "100003", "key": "compat-wh-py-key", "secret": "compat-wh-py-secret"}
 # Asks the decision hook on 127.0.0.1:$DECISION_HOOK_PORT (node/decision_hooks.test.js runs it).
 DECISION_HOOK_APP = {"id": "100004", "key": "compat-hook-key", "secret": "compat-hook-secret"}
+# Watchlist events on; no webhooks.
+WATCHLIST_APP = {"id": "100005", "key": "compat-watch-key", "secret": "compat-watch-secret"}
 
 LAMBDA_REGION = "eu-west-1"
 LAMBDA_FUNCTION = "compat-fn"
@@ -138,6 +144,9 @@ def main():
             "headers": {"X-Compat-Hook": "yes"},
         }
         apps.append(hooked)
+    watching = app_entry(WATCHLIST_APP, [])
+    watching["enable_watchlist_events"] = True
+    apps.append(watching)
     # The debug console, for python/test_console_browser.py.
     config["console"] = {"token": "compat-console-token-0123456789abcdef"}
     if redis_url:

@@ -17,7 +17,8 @@
 #          under pytest,
 #     (node/tls.test.js and python/test_tls.py each start a second herald with TLS themselves,
 #     through tls_herald.py, from HERALD_BIN: a throwaway CA and certificate made with openssl),
-#   - then stops it, starts a private redis-server and two cluster nodes A and B on it, and runs
+#   - then stops it, starts a private redis-server and two cluster nodes A and B on it (and a
+#     third node C, which node/cluster/watchlist.test.js kills with SIGKILL), and runs
 #       3. the two-node suite (node/cluster/: pusher-js on node A, the `pusher` SDK on node B).
 # Herald and the receivers are always stopped on exit. Exits non-zero if anything fails.
 # Everything listens on and talks to 127.0.0.1 only.
@@ -83,6 +84,7 @@ cluster_config="$work/cluster.json"
 server_pid=""
 node_a_pid=""
 node_b_pid=""
+node_c_pid=""
 redis_pid=""
 node_hook_pid=""
 py_hook_pid=""
@@ -111,11 +113,12 @@ cleanup() {
   stop_pid "$server_pid"
   stop_pid "$node_a_pid"
   stop_pid "$node_b_pid"
+  stop_pid "$node_c_pid"
   stop_pid "$redis_pid"
   stop_pid "$node_hook_pid"
   stop_pid "$py_hook_pid"
   if [ "$rc" -ne 0 ]; then
-    for f in herald.log node-a.log node-b.log redis.log node-receiver.log python-receiver.log; do
+    for f in herald.log node-a.log node-b.log node-c.log redis.log node-receiver.log python-receiver.log; do
       if [ -s "$work/$f" ]; then
         echo "== compat: last lines of $f"
         tail -n 40 "$work/$f" || true
@@ -229,12 +232,15 @@ server_pid=""
 redis_port="$(free_port)"
 port_a="$(free_port)"
 port_b="$(free_port)"
+port_c="$(free_port)"
 for _ in $(seq 1 20); do
-  [ "$port_a" != "$redis_port" ] && [ "$port_b" != "$redis_port" ] && [ "$port_a" != "$port_b" ] && break
+  [ "$port_a" != "$redis_port" ] && [ "$port_b" != "$redis_port" ] && [ "$port_c" != "$redis_port" ] \
+    && [ "$port_a" != "$port_b" ] && [ "$port_c" != "$port_a" ] && [ "$port_c" != "$port_b" ] && break
   port_a="$(free_port)"
   port_b="$(free_port)"
+  port_c="$(free_port)"
 done
-echo "== compat: two-node run (redis-server on 127.0.0.1:$redis_port, nodes on $port_a and $port_b)"
+echo "== compat: two-node run (redis-server on 127.0.0.1:$redis_port, nodes on $port_a and $port_b, node C to be killed on $port_c)"
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "error: redis-server is not installed (scripts/test.sh installs it)" >&2
   exit 1
@@ -247,11 +253,17 @@ start_herald A "$port_a" "$cluster_config" "$work/node-a.log"
 node_a_pid=$herald_pid
 start_herald B "$port_b" "$cluster_config" "$work/node-b.log"
 node_b_pid=$herald_pid
+# Node C: only node/cluster/watchlist.test.js uses it, and kills it with SIGKILL (HERALD_PID_C)
+# to see a dead node's users go offline on the survivors.
+start_herald C "$port_c" "$cluster_config" "$work/node-c.log"
+node_c_pid=$herald_pid
 wait_http "$node_a_pid" "http://127.0.0.1:$port_a/up" "node A"
 wait_http "$node_b_pid" "http://127.0.0.1:$port_b/up" "node B"
+wait_http "$node_c_pid" "http://127.0.0.1:$port_c/up" "node C"
 
 echo "== compat: Node two-node suite (pusher-js on node A, the pusher SDK on node B)"
-if ! HERALD_PORT="$port_a" HERALD_PORT_B="$port_b" HERALD_COMPAT_CONFIG="$cluster_config" \
+if ! HERALD_PORT="$port_a" HERALD_PORT_B="$port_b" HERALD_PORT_C="$port_c" HERALD_PID_C="$node_c_pid" \
+  HERALD_COMPAT_CONFIG="$cluster_config" \
   timeout --kill-after=5 "$suite_timeout" node --test --test-force-exit node/cluster/*.test.js </dev/null; then
   echo "== compat: Node two-node suite FAILED" >&2
   status=1
