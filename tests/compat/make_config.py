@@ -18,7 +18,10 @@ webhook endpoints; more apps are added, each with its own endpoints or feature:
                       port, where node/decision_hooks.test.js runs its hook server.
   WATCHLIST_APP       `enable_watchlist_events`: a sign-in's `watchlist` is watched
                       (node/watchlist.test.js, node/cluster/watchlist.test.js); the first app
-                      has no watchlist events.
+                      has no watchlist events. One webhook endpoint, USER_EVENTS_PATH on the
+                      Node receiver, for `user_online` / `user_offline` only (no filter: user
+                      events have no channel); node/cluster/user_webhooks.test.js reads it. The
+                      receiver verifies its requests with this app's credentials.
 
 With REDIS_URL the config is that of a cluster node (`adapter.driver` redis; each node gets its
 id from HERALD_NODE_ID), for the two-node run of node/cluster/.
@@ -47,8 +50,12 @@ WEBHOOK_NODE_APP = {"id": "100002", "key": "compat-wh-node-key", "secret": "comp
 WEBHOOK_PYTHON_APP = {"id": "100003", "key": "compat-wh-py-key", "secret": "compat-wh-py-secret"}
 # Asks the decision hook on 127.0.0.1:$DECISION_HOOK_PORT (node/decision_hooks.test.js runs it).
 DECISION_HOOK_APP = {"id": "100004", "key": "compat-hook-key", "secret": "compat-hook-secret"}
-# Watchlist events on; no webhooks.
+# Watchlist events on; user presence webhooks (and no others) on the Node receiver.
 WATCHLIST_APP = {"id": "100005", "key": "compat-watch-key", "secret": "compat-watch-secret"}
+USER_EVENT_TYPES = ["user_online", "user_offline"]
+# The watchlist app's endpoint on the Node receiver, a path of its own (no other app's endpoint
+# is there, so the receiver knows whose secret to verify with and the tests read only its events).
+USER_EVENTS_PATH = "/user-events"
 
 LAMBDA_REGION = "eu-west-1"
 LAMBDA_FUNCTION = "compat-fn"
@@ -124,7 +131,7 @@ def main():
     whsec = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     config["webhooks"] = {
         "batching": {"enabled": True, "duration": 50},
-        # vacated / member_removed go out at once instead of after 3 s.
+        # vacated / member_removed / user_offline go out at once instead of after 3 s.
         "grace_period_ms": 0,
         "request_timeout_ms": 2000,
         # Fast retries; give up after 10 s (a receiver that is gone must not keep Herald busy).
@@ -144,7 +151,9 @@ def main():
             "headers": {"X-Compat-Hook": "yes"},
         }
         apps.append(hooked)
-    watching = app_entry(WATCHLIST_APP, [])
+    watching = app_entry(WATCHLIST_APP, [
+        {"url": f"http://127.0.0.1:{node_port}{USER_EVENTS_PATH}", "event_types": USER_EVENT_TYPES},
+    ])
     watching["enable_watchlist_events"] = True
     apps.append(watching)
     # The debug console, for python/test_console_browser.py.
