@@ -331,3 +331,30 @@ async fn the_members_of_a_presence_channel_are_listed_and_other_channels_refused
     let body: Value = serde_json::from_str(&refused.text().await.unwrap()).unwrap();
     assert!(body["error"].is_string(), "{body}");
 }
+
+#[tokio::test]
+async fn the_stream_shows_users_going_online_and_offline() {
+    let server = console_server(|_| {}).await;
+    let cookie = session(&server).await;
+    let mut stream = open_stream(&server, &cookie).await;
+    let mut client = server.client().await;
+    assert_eq!(
+        client.sign_in("u-9").await["event"],
+        "pusher:signin_success"
+    );
+    client.disconnect().await;
+    let entries = read_stream(&mut stream, |e| {
+        has(e, "user_online", |x| x["detail"]["user_id"] == "u-9")
+            && has(e, "user_offline", |x| x["detail"]["user_id"] == "u-9")
+    })
+    .await;
+    let online = entries.iter().find(|e| e["kind"] == "user_online").unwrap();
+    assert!(
+        online["channel"].is_null(),
+        "a user is no channel: {online}"
+    );
+    assert!(
+        !has(&entries, "channel_occupied", |_| true),
+        "the user's own channel is not shown as one"
+    );
+}

@@ -320,6 +320,47 @@ async fn a_hook_can_sign_the_connection_in_and_server_to_user_events_reach_it() 
 }
 
 #[tokio::test]
+async fn a_hook_signed_connection_watches_its_answers_watchlist() {
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    let hook = HookServer::start(move |_| {
+        let user = match answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => json!({"id": "bob"}),
+            1 => {
+                let mut watchlist = vec![json!("bob")];
+                watchlist.extend((1..=100).map(|i| json!(format!("u{i}"))));
+                json!({"id": "alice", "watchlist": watchlist})
+            }
+            _ => json!({"id": "u5"}),
+        };
+        HookAnswer::json(json!({"allow": true, "user": user}))
+    })
+    .await;
+    let server = server_and(&hook, &["connection_starting"], json!({}), |c| {
+        TestServer::app(c)["enable_watchlist_events"] = json!(true);
+    })
+    .await;
+    let _bob = server.client().await;
+    let mut alice = server.client().await;
+    let error = alice.recv().await;
+    assert_eq!(error["data"]["code"], 4302, "{error}");
+    let initial = alice.recv().await;
+    assert_eq!(initial["event"], "pusher_internal:watchlist_events");
+    let data: Value = serde_json::from_str(initial["data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        data,
+        json!({"events": [{"name": "online", "user_ids": ["bob"]}]})
+    );
+    let _u5 = server.client().await;
+    // After its own `#server-to-user-alice` subscription's reply.
+    let online = alice.recv_event("pusher_internal:watchlist_events").await;
+    let data: Value = serde_json::from_str(online["data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        data,
+        json!({"events": [{"name": "online", "user_ids": ["u5"]}]})
+    );
+}
+
+#[tokio::test]
 async fn a_refused_subscription_leaves_no_trace() {
     let hook = HookServer::start(|body| {
         let channel = body["data"]["channel"].as_str().unwrap_or("");
