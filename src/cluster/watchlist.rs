@@ -5,9 +5,12 @@
 //! The stage tells of each change once (one node: its line carries out the transition of the
 //! user's `#user:` channel; a cluster: the script that made it publishes it to every node), so
 //! a change costs one map lookup and one shared frame, whatever the number of users online. A
-//! socket's initial status is read after the socket is registered; changes heard in between
-//! are held and sent after it, so the socket never sees a change before the state it follows.
+//! socket's initial status is read after the socket is registered; a change heard in between
+//! overrides what was read (it is newer), so the initial frame is the state as of its sending
+//! and every frame after it a change from there. A cluster node cut off from the others
+//! reconciles afterwards: it reads every watched user's status again and tells the differences.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
@@ -19,7 +22,24 @@ use crate::protocol::{frames, SocketId};
 /// One app's watchers on this node.
 pub struct Watchlists<R> {
     /// Per watched user, the sockets watching them. A user nobody here watches has no entry.
-    by_user: DashMap<Arc<str>, Vec<Arc<Watcher<R>>>>,
+    by_user: DashMap<Arc<str>, Watched<R>>,
+}
+
+/// A user watched on this node.
+struct Watched<R> {
+    watchers: Vec<Arc<Watcher<R>>>,
+    /// The status this node last heard or read (`None` before its first reading): what a
+    /// reconciliation compares with (see [`Watchlists::reconcile`]).
+    online: Option<bool>,
+}
+
+impl<R> Default for Watched<R> {
+    fn default() -> Self {
+        Watched {
+            watchers: Vec::new(),
+            online: None,
+        }
+    }
 }
 
 /// Changes heard for a watcher before its initial status went out: (online, user).
@@ -73,31 +93,36 @@ impl<R: Recipient> Watchlists<R> {
             .iter()
             .map(|id| {
                 let mut entry = self.by_user.entry(Arc::from(id.as_str())).or_default();
-                entry.push(watcher.clone());
+                entry.watchers.push(watcher.clone());
                 entry.key().clone()
             })
             .collect();
         Watching { watcher, ids }
     }
 
-    /// Sends the socket its initial status (the watched users `online` says are, if any),
-    /// then what changed since it was registered.
+    /// Sends the socket its initial status in one frame: the watched users online as `online`
+    /// read them, or as a change heard since registration left them (the last one wins).
     pub fn start(&self, watching: &Watching<R>, online: impl Fn(&str) -> bool) {
         let watcher = &watching.watcher;
         let mut held = watcher.held();
-        let online: Vec<&str> = watching
-            .ids
-            .iter()
-            .map(|id| &**id)
-            .filter(|id| online(id))
+        let heard: HashMap<Arc<str>, bool> = held
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(on, id)| (id, on))
             .collect();
-        if !online.is_empty() {
-            let frame = frames::watchlist_events(online.into_iter().map(|id| (true, id)));
-            watcher.recipient.push(&WireFrame::text(&frame));
+        let mut now_online = Vec::new();
+        for id in watching.ids.iter() {
+            let is_online = heard.get(id).copied().unwrap_or_else(|| online(id));
+            if let Some(mut entry) = self.by_user.get_mut(id) {
+                entry.online.get_or_insert(is_online);
+            }
+            if is_online {
+                now_online.push(&**id);
+            }
         }
-        let changes = held.take().unwrap_or_default();
-        if !changes.is_empty() {
-            let frame = frames::watchlist_events(changes.iter().map(|(on, id)| (*on, &**id)));
+        if !now_online.is_empty() {
+            let frame = frames::watchlist_events(now_online.into_iter().map(|id| (true, id)));
             watcher.recipient.push(&WireFrame::text(&frame));
         }
     }
@@ -106,7 +131,10 @@ impl<R: Recipient> Watchlists<R> {
     /// were told.
     pub fn changed(&self, user: &str, online: bool) -> usize {
         // Taken out of the map's lock: sockets are written to without it.
-        let Some(watchers) = self.by_user.get(user).map(|w| w.value().clone()) else {
+        let Some(watchers) = self.by_user.get_mut(user).map(|mut watched| {
+            watched.online = Some(online);
+            watched.watchers.clone()
+        }) else {
             return 0;
         };
         let user: Arc<str> = Arc::from(user);
@@ -126,16 +154,44 @@ impl<R: Recipient> Watchlists<R> {
         told
     }
 
+    /// Every user watched on this node.
+    pub fn watched(&self) -> Vec<Arc<str>> {
+        self.by_user
+            .iter()
+            .map(|entry| entry.key().clone())
+            .collect()
+    }
+
+    /// Tells the watchers of each user whose status `now` reads (`None`: not read) differs from
+    /// the one this node last heard: the changes a node missed while it was cut off from the
+    /// others. Returns how many users changed.
+    pub fn reconcile(&self, now: impl Fn(&str) -> Option<bool>) -> usize {
+        let stale: Vec<(Arc<str>, bool)> = self
+            .by_user
+            .iter()
+            .filter_map(|entry| {
+                let read = now(entry.key())?;
+                (entry.online != Some(read)).then(|| (entry.key().clone(), read))
+            })
+            .collect();
+        for (user, online) in &stale {
+            self.changed(user, *online);
+        }
+        stale.len()
+    }
+
     /// Forgets the socket's watchlist: a socket that closed costs nothing more.
     pub fn unwatch(&self, watching: &Watching<R>) {
         for id in watching.ids.iter() {
-            let emptied = self.by_user.get_mut(id).is_some_and(|mut watchers| {
-                watchers.retain(|w| w.socket != watching.watcher.socket);
-                watchers.is_empty()
+            let emptied = self.by_user.get_mut(id).is_some_and(|mut watched| {
+                watched
+                    .watchers
+                    .retain(|w| w.socket != watching.watcher.socket);
+                watched.watchers.is_empty()
             });
             if emptied {
                 self.by_user
-                    .remove_if(id, |_, watchers| watchers.is_empty());
+                    .remove_if(id, |_, watched| watched.watchers.is_empty());
             }
         }
     }
@@ -171,7 +227,7 @@ mod tests {
                 .unwrap()
                 .iter()
                 .map(|text| {
-                    let start = text.find('{').unwrap();
+                    let start = text.find("{\"event\"").unwrap();
                     let frame: serde_json::Value = serde_json::from_str(&text[start..]).unwrap();
                     assert_eq!(frame["event"], "pusher_internal:watchlist_events");
                     serde_json::from_str(frame["data"].as_str().unwrap()).unwrap()
@@ -191,22 +247,21 @@ mod tests {
         let ids = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
         let watching = lists.watch(socket(1), frames.clone(), &ids);
         lists.changed("c", true);
-        lists.start(&watching, |id| id == "a");
+        // Heard before the start, in this order: b's last word is that it is online.
+        lists.changed("b", false);
+        lists.changed("b", true);
+        lists.start(&watching, |id| id == "a" || id == "b");
         lists.changed("a", false);
         lists.changed("z", true);
         let events = frames.events();
-        assert_eq!(events.len(), 3);
+        assert_eq!(events.len(), 2, "{events:?}");
         assert_eq!(
             events[0]["events"],
-            serde_json::json!([{"name": "online", "user_ids": ["a"]}])
+            serde_json::json!([{"name": "online", "user_ids": ["a", "b", "c"]}]),
+            "one initial frame: the state as changes heard meanwhile left it"
         );
         assert_eq!(
             events[1]["events"],
-            serde_json::json!([{"name": "online", "user_ids": ["c"]}]),
-            "a change heard before the start follows the initial status"
-        );
-        assert_eq!(
-            events[2]["events"],
             serde_json::json!([{"name": "offline", "user_ids": ["a"]}])
         );
     }
@@ -224,5 +279,25 @@ mod tests {
         lists.unwatch(&other);
         assert_eq!(lists.watched_users(), 0);
         assert!(frames.events().is_empty());
+    }
+
+    #[test]
+    fn a_reconciliation_tells_only_what_was_missed() {
+        let lists = Watchlists::default();
+        let frames = Frames::default();
+        let ids = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let watching = lists.watch(socket(1), frames.clone(), &ids);
+        lists.start(&watching, |id| id == "a");
+        assert_eq!(frames.events().len(), 1);
+        // Missed: a went offline and b online while the node was cut off; c was not read.
+        let now = |id: &str| match id {
+            "a" => Some(false),
+            "b" => Some(true),
+            _ => None,
+        };
+        assert_eq!(lists.reconcile(now), 2);
+        let events = frames.events();
+        assert_eq!(events.len(), 3);
+        assert_eq!(lists.reconcile(now), 0, "nothing left to tell");
     }
 }

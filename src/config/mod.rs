@@ -252,6 +252,24 @@ impl Config {
                         format!("duplicate app key {:?}", app.key),
                     ));
                 }
+                // A cluster names a channel's topic `{app}:{channel}`, and both may hold ':'.
+                let (short, long) = match earlier.id.len() < app.id.len() {
+                    true => (&earlier.id, &app.id),
+                    false => (&app.id, &earlier.id),
+                };
+                let ambiguous = long
+                    .strip_prefix(short.as_str())
+                    .is_some_and(|rest| rest.starts_with(':'));
+                if ambiguous && matches!(self.cluster, ClusterConfig::Redis(_)) {
+                    return Err(ConfigError::invalid(
+                        &format!("app_manager.array.apps[{i}].id"),
+                        format!(
+                            "app ids {:?} and {:?} cannot share a cluster: one is the other \
+                             followed by ':', so their channels' topics could be the same",
+                            earlier.id, app.id
+                        ),
+                    ));
+                }
             }
         }
         Ok(())

@@ -121,6 +121,19 @@ fn duplicate_app_keys_fail() {
 }
 
 #[test]
+fn app_ids_one_prefixing_the_other_by_a_colon_cannot_share_a_cluster() {
+    let apps =
+        r#""apps":[{"id":"x","key":"k1","secret":"s"},{"id":"x:y","key":"k2","secret":"s"}]"#;
+    let local = format!(r#"{{"app_manager":{{"array":{{{apps}}}}}}}"#);
+    assert!(Config::from_json(&local).is_ok(), "one node has no topics");
+    let cluster = format!(
+        r#"{{"adapter":{{"driver":"redis","redis":{{"url":"redis://127.0.0.1:1"}}}},"app_manager":{{"array":{{{apps}}}}}}}"#
+    );
+    let e = error_of(&cluster);
+    assert_eq!(e.path, "app_manager.array.apps[1].id");
+}
+
+#[test]
 fn env_overrides_and_demo_app() {
     let vars: HashMap<&str, &str> = [
         ("HERALD_PORT", "7000"),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use crate::config::HookKind;
-use crate::protocol::user_id::{user_id_text, watchlist};
+use crate::protocol::user_id::user_id_text;
 
 /// The user a `connection_starting` answer signs the connection in as.
 #[derive(Debug, Clone)]
@@ -14,10 +14,9 @@ pub struct HookUser {
     pub id: Arc<str>,
     /// Its `user_info`, used as presence `user_info` when a subscription brings none.
     pub user_info: Option<Arc<RawValue>>,
-    /// The users whose online status it watches (`user.watchlist`, at most 100).
-    pub watchlist: Vec<String>,
-    /// The answer's watchlist was longer than 100 ids (the client gets 4302).
-    pub watchlist_cut: bool,
+    /// `user.watchlist` as the backend sent it: read by the connection, only for an app with
+    /// watchlist events (others ignore it, whatever it holds).
+    pub watchlist: Option<serde_json::Value>,
 }
 
 /// What a 2xx answer says.
@@ -55,10 +54,7 @@ fn user_of(user: serde_json::Value) -> Result<HookUser, String> {
     };
     let id = user.remove("id").unwrap_or_default();
     let id = user_id_text(&id).map_err(|why| format!("user.id {why}"))?;
-    let (watchlist, watchlist_cut) = match user.remove("watchlist") {
-        None | Some(serde_json::Value::Null) => (Vec::new(), false),
-        Some(list) => watchlist(&list).map_err(|why| format!("user.{why}"))?,
-    };
+    let watchlist = user.remove("watchlist").filter(|list| !list.is_null());
     let user_info = match user.remove("user_info") {
         None | Some(serde_json::Value::Null) => None,
         Some(info) => {
@@ -70,7 +66,6 @@ fn user_of(user: serde_json::Value) -> Result<HookUser, String> {
         id: Arc::from(id),
         user_info,
         watchlist,
-        watchlist_cut,
     })
 }
 
@@ -140,8 +135,7 @@ mod tests {
         else {
             panic!("a watchlist is part of the user");
         };
-        assert_eq!(watching.watchlist, ["a", "2"]);
-        assert!(connection(r#"{"allow":true,"user":{"id":"u","watchlist":"a"}}"#).is_err());
+        assert_eq!(watching.watchlist, Some(serde_json::json!(["a", 2])));
         assert!(connection(r#"{"allow":true,"user":"u1"}"#).is_err());
         let other = parse(
             br#"{"allow":true,"user":{"id":"u1"}}"#,

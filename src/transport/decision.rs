@@ -18,6 +18,7 @@ use crate::engine::PresenceMember;
 use crate::hooks::{HookCall, HookUser, Verdict};
 use crate::protocol::channel::{validate_name, SERVER_TO_USER_PREFIX};
 use crate::protocol::codes::{SocketError, SubscriptionError, HOOK_UNAVAILABLE};
+use crate::protocol::user_id::watchlist;
 use crate::protocol::{frames, ChannelType};
 
 /// The reason a refusal carries when the hook gave none.
@@ -240,16 +241,23 @@ impl Session {
     /// `#server-to-user-` channel itself: pusher-js takes no unsolicited `signin_success`, so
     /// server-to-user events reach its global bindings instead.
     fn signed_in_by_hook(&mut self, user: HookUser) -> Option<Pending> {
+        // A watchlist the app would watch must be one, as in a `pusher:signin`.
+        let watchlist = match (&user.watchlist, self.app.enable_watchlist_events) {
+            (Some(list), true) => match watchlist(list) {
+                Ok((ids, cut)) => Watchlist { ids, cut },
+                Err(why) => {
+                    let why = format!("the decision hook's user.{why}");
+                    self.outbound.close(SocketError::Unauthorized(why));
+                    return None;
+                }
+            },
+            _ => Watchlist::default(),
+        };
         self.sign_in(SignedInUser {
             id: user.id.clone(),
             user_info: user.user_info,
         });
-        if self.app.enable_watchlist_events {
-            self.watch(Watchlist {
-                ids: user.watchlist,
-                cut: user.watchlist_cut,
-            });
-        }
+        self.watch(watchlist);
         let channel = format!("{SERVER_TO_USER_PREFIX}{}", user.id);
         match validate_name(&channel, self.app.max_channel_name_length) {
             Ok(kind) => self.join(&channel, kind, None),

@@ -282,3 +282,32 @@ async fn a_flushed_redis_is_rebuilt_without_a_duplicate_user_event() {
         ]
     );
 }
+
+#[tokio::test]
+async fn watchers_learn_what_changed_while_redis_was_down() {
+    let mut redis = RedisServer::start();
+    let hook = Receiver::start().await;
+    let a = ClusterNode::start(&redis, user_hooked(&hook, 0));
+    let b = ClusterNode::start(&redis, user_hooked(&hook, 0));
+    let bob = signed_in(&b, "bob", &[]).await;
+    wait_connections(&a, "bob", 1).await;
+    let mut alice = signed_in(&a, "alice", &["bob", "carol"]).await;
+    assert_eq!(next_change(&mut alice).await, change("online", "bob"));
+
+    // Down, and back empty: nothing published meanwhile reached node A.
+    redis.kill();
+    bob.disconnect().await;
+    let _carol = signed_in(&b, "carol", &[]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.start_again();
+
+    let mut told = vec![
+        tokio::time::timeout(Duration::from_secs(10), next_change(&mut alice))
+            .await
+            .expect("told in time"),
+        next_change(&mut alice).await,
+    ];
+    told.sort();
+    assert_eq!(told, [change("offline", "bob"), change("online", "carol")]);
+    alice.expect_silence(Duration::from_millis(500)).await;
+}

@@ -318,6 +318,51 @@ impl RedisApp {
         watching
     }
 
+    /// Once every line resynced (within a bound, and if no newer recovery began), reads every
+    /// watched user's status again and tells this node's watchers what changed meanwhile.
+    pub(super) fn reconcile_watchlists_after(
+        self: &Arc<Self>,
+        synced: Arc<super::worker::LinesSynced>,
+        generation: u64,
+    ) {
+        let app = self.clone();
+        self.tasks.spawn(async move {
+            let bound = std::time::Duration::from_secs(30);
+            if tokio::time::timeout(bound, synced.wait()).await.is_err()
+                || app.link.generation() != generation
+            {
+                return;
+            }
+            app.reconcile_watchlists().await;
+        });
+    }
+
+    async fn reconcile_watchlists(&self) {
+        let users = self.watchlists.watched();
+        let mut online = std::collections::HashMap::with_capacity(users.len());
+        let link = &self.link;
+        for chunk in users.chunks(1000) {
+            let channels: Vec<String> = chunk.iter().map(|id| user_channel(id)).collect();
+            let state = link.state();
+            let counts = state
+                .subscription_counts(&mut link.con(), &self.app.id, &channels)
+                .await;
+            match counts {
+                Ok(counts) => {
+                    online.extend(chunk.iter().zip(counts).map(|(id, n)| (id.clone(), n > 0)))
+                }
+                Err(error) => {
+                    // The node goes offline again; the next recovery reconciles.
+                    return link.went_offline(&error);
+                }
+            }
+        }
+        let told = (self.watchlists).reconcile(|id: &str| online.get(id).copied());
+        if told > 0 {
+            tracing::info!(app = %self.app.id, users = told, "watchers told what changed while this node was cut off");
+        }
+    }
+
     /// Forgets a socket's watchlist.
     pub fn unwatch(&self, watching: &Watching<Outbound>) {
         self.watchlists.unwatch(watching);

@@ -51,8 +51,11 @@ end
 -- A user's own channel (`#user:{id}`) became occupied or empty: the user went online or
 -- offline. Every node hears it on the app's user topic (the channel's topic with `#users` in
 -- place of the channel), in the same atomic step as the change, and tells its watchers.
+local function is_user_channel(channel)
+  return string.sub(channel, 1, 6) == '#user:'
+end
 local function watchlist_notice(topic, origin, channel, online)
-  if string.sub(channel, 1, 6) ~= '#user:' then
+  if not is_user_channel(channel) then
     return
   end
   local users_topic = string.sub(topic, 1, #topic - #channel) .. '#users'
@@ -161,6 +164,7 @@ local function leave_socket(ch, index, pending, stream, topic, origin, socket, a
   end
   if count == 0 then
     vacated = 1
+    -- (A user's own channel is never in the listing index: see JOIN.)
     redis.call('SREM', index, channel)
     watchlist_notice(topic, origin, channel, '0')
     if grace > 0 then
@@ -222,7 +226,11 @@ local count = redis.call('HLEN', KEYS[1])
 local occupied, added = 0, 0
 if count == 1 then
   occupied = 1
-  redis.call('SADD', KEYS[9], channel)
+  -- The index serves channel listings, which never show a user's own channel: so a listing
+  -- costs nothing per user online.
+  if not is_user_channel(channel) then
+    redis.call('SADD', KEYS[9], channel)
+  end
   if not rebuild then
     watchlist_notice(topic, inc, channel, '1')
   end

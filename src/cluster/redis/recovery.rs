@@ -22,7 +22,7 @@ use super::fencing::{self, Rejoin};
 use super::link::NodeLink;
 use super::liveness::{Liveness, NodeHealth};
 use super::node::{cluster_epoch, NodeMembership};
-use super::worker::Resync;
+use super::worker::{LinesSynced, Resync};
 use crate::cluster::sequence::LINES;
 use crate::metrics::Metrics;
 
@@ -172,15 +172,20 @@ impl Supervisor {
         }
         for app in &self.apps {
             let mut lines = by_app.remove(&*app.app.id).unwrap_or_default();
+            let synced = Arc::new(LinesSynced::new(LINES));
             for line in 0..LINES {
                 let in_redis = lines.get_mut(line).map(std::mem::take).unwrap_or_default();
                 let resync = Resync {
                     generation,
                     in_redis,
                     rebuild,
+                    synced: synced.clone(),
                 };
                 app.enqueue(line, Op::Resync(resync));
             }
+            // What this node's watchers missed while it was cut off, once its own sockets are
+            // back in Redis (a rebuild announces nothing).
+            app.reconcile_watchlists_after(synced, generation);
         }
     }
 

@@ -75,6 +75,41 @@ pub struct Resync {
     pub in_redis: HashMap<String, Vec<String>>,
     /// Redis lost its data: the sockets go back without events ([`JoinMode::Rebuild`]).
     pub rebuild: bool,
+    /// Told when this line's share is done.
+    pub synced: Arc<LinesSynced>,
+}
+
+/// Counts an app's lines down to the end of a resync: what waits for every line to be back in
+/// Redis (the watchlists' reconciliation) waits on it.
+pub struct LinesSynced {
+    left: std::sync::atomic::AtomicUsize,
+    all: tokio::sync::Notify,
+}
+
+impl LinesSynced {
+    /// Waiting for `lines` lines.
+    pub fn new(lines: usize) -> LinesSynced {
+        LinesSynced {
+            left: std::sync::atomic::AtomicUsize::new(lines),
+            all: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn line_done(&self) {
+        if self.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            // A stored permit: the waiter may start waiting after the last line is done.
+            self.all.notify_one();
+        }
+    }
+
+    /// Resolves once every line is done (a line whose resync failed never is: a later
+    /// recovery resyncs again).
+    pub async fn wait(&self) {
+        if self.left.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return;
+        }
+        self.all.notified().await;
+    }
 }
 
 impl Worker {
@@ -278,6 +313,7 @@ impl Worker {
             generation,
             mut in_redis,
             rebuild,
+            synced,
         } = resync;
         let app = self.app.clone();
         for summary in app.channels.summaries("") {
@@ -307,6 +343,7 @@ impl Worker {
         if app.link.is_online() {
             self.synced = generation;
             self.joined_offline.clear();
+            synced.line_done();
         }
     }
 
