@@ -361,6 +361,31 @@ async fn a_hook_signed_connection_watches_its_answers_watchlist() {
 }
 
 #[tokio::test]
+async fn a_hooks_bad_watchlist_refuses_the_sign_in_only_where_watchlists_are_on() {
+    let hook = HookServer::start(|_| {
+        HookAnswer::json(json!({"allow": true, "user": {"id": "u", "watchlist": "not a list"}}))
+    })
+    .await;
+    let watching =
+        |on: bool| move |c: &mut Value| TestServer::app(c)["enable_watchlist_events"] = json!(on);
+    let server = server_and(&hook, &["connection_starting"], json!({}), watching(true)).await;
+    let closed = server.client().await.closed().await;
+    assert_eq!(closed.code, Some(4009), "{closed:?}");
+    let message = closed.errors[0]["data"]["message"].as_str().unwrap();
+    assert!(message.contains("user.watchlist"), "{message}");
+
+    let ignoring = server_and(&hook, &["connection_starting"], json!({}), watching(false)).await;
+    let mut client = ignoring.client().await;
+    let reply = client.recv().await;
+    assert_eq!(reply["channel"], "#server-to-user-u", "signed in: {reply}");
+    let status = Rest::new(&ignoring)
+        .get(&format!("/apps/{APP_ID}/users/u"), &[])
+        .await;
+    assert_eq!(status, (200, json!({"online": true, "connections": 1})));
+    client.expect_silence(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
 async fn a_refused_subscription_leaves_no_trace() {
     let hook = HookServer::start(|body| {
         let channel = body["data"]["channel"].as_str().unwrap_or("");
