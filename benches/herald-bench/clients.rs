@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -33,15 +34,30 @@ pub fn now_micros() -> u64 {
 
 /// Connects and returns the socket with its socket id.
 pub async fn connect(port: u16) -> Result<(Socket, String), String> {
+    connect_with(port, None).await
+}
+
+/// Connects with a small read buffer. tungstenite zeroes its whole read buffer (128 KiB by
+/// default) before every read from the socket: with thousands of sockets each reading small
+/// frames, that memset was a large part of the load generator's CPU (the online scenario).
+pub async fn connect_lean(port: u16) -> Result<(Socket, String), String> {
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    connect_with(port, Some(config)).await
+}
+
+async fn connect_with(
+    port: u16,
+    config: Option<WebSocketConfig>,
+) -> Result<(Socket, String), String> {
     let url = format!(
         "{}://127.0.0.1:{port}/app/{KEY}?protocol=7&client=bench&version=1.0.0",
         tls::ws_scheme()
     );
-    let (mut ws, _) = match tls::connector() {
-        None => tokio_tungstenite::connect_async(url).await,
-        Some(connector) => {
-            tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
-                .await
+    let connector = tls::connector();
+    let (mut ws, _) = match connector {
+        None => tokio_tungstenite::connect_async_with_config(url, config, false).await,
+        Some(_) => {
+            tokio_tungstenite::connect_async_tls_with_config(url, config, false, connector).await
         }
     }
     .map_err(|e| e.to_string())?;

@@ -63,7 +63,7 @@ pub fn redis_server() -> Option<PathBuf> {
 
 /// A private Redis on a free loopback port without persistence, stopped by PID when dropped
 /// (`Target` gives it the same start, CPU accounting and cleanup as the servers).
-fn start_redis(binary: &Path) -> Result<Target, String> {
+pub fn start_redis(binary: &Path) -> Result<Target, String> {
     let port = free_port();
     let command = format!(
         "'{}' --bind 127.0.0.1 --port {port} --save '' --appendonly no --daemonize no \
@@ -75,7 +75,7 @@ fn start_redis(binary: &Path) -> Result<Target, String> {
 
 /// A node's config: the single node's, plus the Redis adapter under its own node id.
 /// `database.redis` repeats the address for servers that read only Sockudo's keys.
-fn node_config(port: u16, webhook: &str, redis: &Target, node_id: &str) -> Value {
+pub fn node_config(port: u16, webhook: &str, redis: &Target, node_id: &str) -> Value {
     let mut config = target::config(port, Some(webhook));
     let url = format!("redis://127.0.0.1:{}", redis.port);
     config["adapter"] = json!({"driver": "redis", "node_id": node_id, "redis": {"url": url}});

@@ -11,6 +11,7 @@ mod cluster;
 mod console;
 mod floor;
 mod hooks;
+mod online;
 mod pairs;
 mod probes;
 mod reader;
@@ -48,6 +49,9 @@ enum Scenario {
     /// Connection setup and subscribes with an allow-all decision hook against none, and
     /// fan-out while other sockets wait on a 50 ms hook.
     Hooks,
+    /// Not part of `all`: signed-in users watching each other while a share of them reconnects
+    /// every second, on a single node and on two nodes on a private redis-server.
+    Online,
     All,
 }
 
@@ -140,6 +144,19 @@ struct Cli {
     /// Hooks: fan-out subscribers beside the subscribing sockets.
     #[arg(long, default_value_t = 1000)]
     hook_subscribers: usize,
+    /// Online: signed-in users, one connection each (capped by the file-descriptor limit).
+    #[arg(long, default_value_t = 10000)]
+    online_users: usize,
+    /// Online: users each one watches (the next ones, so each is watched by as many).
+    #[arg(long, default_value_t = 20)]
+    online_watch: usize,
+    /// Online: percent of the users reconnecting (signing in again) each second; a user at most
+    /// once per 5 s.
+    #[arg(long, default_value_t = 5.0)]
+    online_churn: f64,
+    /// Online: seconds of churn.
+    #[arg(long, default_value_t = 20)]
+    online_secs: u64,
     /// Idle: connections (capped by the file-descriptor limit).
     #[arg(long, default_value_t = 20000)]
     idle_connections: usize,
@@ -186,6 +203,25 @@ fn cluster_sizes(cli: &Cli) -> cluster::Sizes {
         payload: cli.payload,
         churn_users: cli.cluster_churn_users,
         churn_secs: cli.cluster_churn_secs,
+    }
+}
+
+/// The online sizes; the users capped below the file-descriptor limit, as the bench holds a
+/// connection per user (the servers are child processes with their own).
+fn online_sizes(cli: &Cli) -> online::Sizes {
+    let limit = fd_limit().saturating_sub(200);
+    if cli.online_users > limit {
+        eprintln!(
+            "online: capping {} users to {limit} (file-descriptor limit)",
+            cli.online_users
+        );
+    }
+    let users = cli.online_users.min(limit);
+    online::Sizes {
+        users,
+        watch: cli.online_watch.min(users.saturating_sub(1)),
+        percent: cli.online_churn,
+        secs: cli.online_secs,
     }
 }
 
@@ -306,6 +342,7 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
             };
             hooks::hooks(server, &sizes).await
         }
+        Scenario::Online => online::online(server, &online_sizes(cli)).await,
         Scenario::All => unreachable!("expanded by main"),
     }
 }

@@ -77,13 +77,12 @@ async fn receive(
 impl WebhookCounter {
     /// Serves on an ephemeral loopback port; returns the URL.
     pub async fn start(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/webhooks", listener.local_addr().unwrap());
-        let app = Router::new()
-            .route("/webhooks", post(receive))
-            .with_state(self.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        url
+        serve_webhooks(
+            Router::new()
+                .route("/webhooks", post(receive))
+                .with_state(self.clone()),
+        )
+        .await
     }
 
     /// (POSTs, distinct events).
@@ -114,4 +113,12 @@ impl WebhookCounter {
             (breaks + pair.1, open + u64::from(pair.0))
         })
     }
+}
+
+/// Serves `app` (whose route is `/webhooks`) on an ephemeral loopback port; returns its URL.
+pub async fn serve_webhooks(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
 }
