@@ -311,3 +311,39 @@ async fn watchers_learn_what_changed_while_redis_was_down() {
     assert_eq!(told, [change("offline", "bob"), change("online", "carol")]);
     alice.expect_silence(Duration::from_millis(500)).await;
 }
+
+#[tokio::test]
+async fn a_paused_nodes_users_go_offline_once_and_its_sockets_are_told_to_reconnect() {
+    let redis = RedisServer::start();
+    let hook = Receiver::start().await;
+    let a = ClusterNode::start(&redis, user_hooked(&hook, 0));
+    let b = ClusterNode::start(&redis, user_hooked(&hook, 0));
+    let mut watcher = signed_in(&b, "watcher", &["paused"]).await;
+    let paused = signed_in(&a, "paused", &[]).await;
+    assert_eq!(next_change(&mut watcher).await, change("online", "paused"));
+    hook.wait_until(|_| events(&hook).len() == 2).await;
+
+    a.pause();
+    // The survivor takes the silent node for dead and removes its user's connection.
+    hook.wait_until(|_| events(&hook).len() == 3).await;
+    assert_eq!(next_change(&mut watcher).await, change("offline", "paused"));
+    a.resume();
+    assert_eq!(paused.closed().await.code, Some(4200), "told to reconnect");
+
+    // The client reconnects: online again, once.
+    let _again = signed_in(&a, "paused", &[]).await;
+    assert_eq!(next_change(&mut watcher).await, change("online", "paused"));
+    hook.wait_until(|_| events(&hook).len() == 4).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut seen = user_events(&hook);
+    seen[..2].sort();
+    assert_eq!(
+        seen,
+        [
+            "user_online paused",
+            "user_online watcher",
+            "user_offline paused",
+            "user_online paused"
+        ]
+    );
+}
