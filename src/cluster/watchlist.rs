@@ -11,6 +11,7 @@
 //! reconciles afterwards: it reads every watched user's status again and tells the differences.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
@@ -23,7 +24,13 @@ use crate::protocol::{frames, SocketId};
 pub struct Watchlists<R> {
     /// Per watched user, the sockets watching them. A user nobody here watches has no entry.
     by_user: DashMap<Arc<str>, Watched<R>>,
+    /// Counts the changes heard, so a reconciliation can tell a reading older than a change.
+    heard: AtomicU64,
 }
+
+/// When a reconciliation's reading began, as [`Watchlists::mark`] returned it.
+#[derive(Clone, Copy)]
+pub struct Mark(u64);
 
 /// A user watched on this node.
 struct Watched<R> {
@@ -31,6 +38,8 @@ struct Watched<R> {
     /// The status this node last heard or read (`None` before its first reading): what a
     /// reconciliation compares with (see [`Watchlists::reconcile`]).
     online: Option<bool>,
+    /// The count of changes heard when this user's last one was.
+    heard_at: u64,
 }
 
 impl<R> Default for Watched<R> {
@@ -38,6 +47,7 @@ impl<R> Default for Watched<R> {
         Watched {
             watchers: Vec::new(),
             online: None,
+            heard_at: 0,
         }
     }
 }
@@ -64,6 +74,7 @@ impl<R> Default for Watchlists<R> {
     fn default() -> Self {
         Watchlists {
             by_user: DashMap::new(),
+            heard: AtomicU64::new(0),
         }
     }
 }
@@ -131,8 +142,10 @@ impl<R: Recipient> Watchlists<R> {
     /// were told.
     pub fn changed(&self, user: &str, online: bool) -> usize {
         // Taken out of the map's lock: sockets are written to without it.
+        let heard_at = self.heard.fetch_add(1, Ordering::AcqRel) + 1;
         let Some(watchers) = self.by_user.get_mut(user).map(|mut watched| {
             watched.online = Some(online);
+            watched.heard_at = heard_at;
             watched.watchers.clone()
         }) else {
             return 0;
@@ -162,13 +175,20 @@ impl<R: Recipient> Watchlists<R> {
             .collect()
     }
 
+    /// Taken before a reconciliation's reading begins.
+    pub fn mark(&self) -> Mark {
+        Mark(self.heard.load(Ordering::Acquire))
+    }
+
     /// Tells the watchers of each user whose status `now` reads (`None`: not read) differs from
     /// the one this node last heard: the changes a node missed while it was cut off from the
-    /// others. Returns how many users changed.
-    pub fn reconcile(&self, now: impl Fn(&str) -> Option<bool>) -> usize {
+    /// others. A user a change was heard of since `read_from` is left alone: that change is
+    /// newer than the reading. Returns how many users changed.
+    pub fn reconcile(&self, read_from: Mark, now: impl Fn(&str) -> Option<bool>) -> usize {
         let stale: Vec<(Arc<str>, bool)> = self
             .by_user
             .iter()
+            .filter(|entry| entry.heard_at <= read_from.0)
             .filter_map(|entry| {
                 let read = now(entry.key())?;
                 (entry.online != Some(read)).then(|| (entry.key().clone(), read))
@@ -295,9 +315,19 @@ mod tests {
             "b" => Some(true),
             _ => None,
         };
-        assert_eq!(lists.reconcile(now), 2);
+        let mark = lists.mark();
+        assert_eq!(lists.reconcile(mark, now), 2);
         let events = frames.events();
         assert_eq!(events.len(), 3);
-        assert_eq!(lists.reconcile(now), 0, "nothing left to tell");
+        assert_eq!(
+            lists.reconcile(lists.mark(), now),
+            0,
+            "nothing left to tell"
+        );
+        // A change heard after the reading began is newer than what was read.
+        let mark = lists.mark();
+        lists.changed("a", true);
+        let stale = |id: &str| (id == "a").then_some(false);
+        assert_eq!(lists.reconcile(mark, stale), 0, "the reading is older");
     }
 }

@@ -338,6 +338,7 @@ impl RedisApp {
     }
 
     async fn reconcile_watchlists(&self) {
+        let read_from = self.watchlists.mark();
         let users = self.watchlists.watched();
         let mut online = std::collections::HashMap::with_capacity(users.len());
         let link = &self.link;
@@ -357,7 +358,7 @@ impl RedisApp {
                 }
             }
         }
-        let told = (self.watchlists).reconcile(|id: &str| online.get(id).copied());
+        let told = (self.watchlists).reconcile(read_from, |id: &str| online.get(id).copied());
         if told > 0 {
             tracing::info!(app = %self.app.id, users = told, "watchers told what changed while this node was cut off");
         }

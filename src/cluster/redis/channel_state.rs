@@ -15,7 +15,7 @@
 use ::redis::aio::ConnectionManager;
 use ::redis::{RedisError, Script};
 
-use super::channel_scripts::{JOIN, LEAVE, PRELUDE, PUBLISH_CACHED, REAP, SWEEP};
+use super::channel_scripts::{JOIN, LEAVE, PUBLISH_CACHED, REAP, SWEEP};
 use super::fanout::topic;
 
 /// Partitions: the unit of webhook ordering and of leases, and the hash tag of channel keys.
@@ -206,7 +206,7 @@ impl ChannelState {
     /// The state under `prefix`, changed on behalf of `incarnation`, holding vacates and removes
     /// for `grace_ms`.
     pub fn new(prefix: &str, incarnation: &str, grace_ms: u64) -> ChannelState {
-        let script = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+        let script = Script::new;
         ChannelState {
             prefix: prefix.to_owned(),
             webhook_apps: "*".to_owned(),

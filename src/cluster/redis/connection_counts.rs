@@ -19,8 +19,8 @@ use super::app::RedisApp;
 use super::channel_state::{fnv1a, PARTITIONS};
 use super::node::NodeMembership;
 
-const ADMIT: &str = include_str!("connection_admit.lua");
-const SYNC: &str = include_str!("connection_sync.lua");
+const ADMIT: &str = include_str!("lua/connection_admit.lua");
+const SYNC: &str = include_str!("lua/connection_sync.lua");
 
 /// The cluster's connection counts, as this node changes them.
 pub struct ConnectionCounts {

@@ -23,17 +23,7 @@ use crate::config::RedisConfig;
 /// Registers an incarnation under an id unless a live one holds it.
 /// KEYS: id key, live set. ARGV: incarnation, node id, timeout ms.
 /// Returns `{1, '', 0}` when registered, `{0, holder, pttl}` when the id is held.
-const REGISTER: &str = r"
-local holder = redis.call('GET', KEYS[1])
-if holder then
-  return {0, holder, redis.call('PTTL', KEYS[1])}
-end
-local now = redis.call('TIME')
-local ms = now[1] * 1000 + math.floor(now[2] / 1000)
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-redis.call('ZADD', KEYS[2], ms, ARGV[1])
-return {1, '', 0}
-";
+const REGISTER: &str = include_str!("lua/node_register.lua");
 
 /// Renews a heartbeat when the incarnation still holds its id and is not yet dead by [`DEAD`]'s
 /// measure: a beat must never revive a node whose sockets the others may already be reaping.
@@ -41,66 +31,25 @@ return {1, '', 0}
 /// reaped: it left the live set); 2 when it lapsed (the id expired or the last beat is older
 /// than the timeout, say Redis stalled: only a revive may tell whether a reap began).
 /// KEYS: id key, live set. ARGV: incarnation, timeout ms.
-const HEARTBEAT: &str = r"
-local holder = redis.call('GET', KEYS[1])
-local last = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if (holder and holder ~= ARGV[1]) or not last then
-  return 0
-end
-local now = redis.call('TIME')
-local ms = now[1] * 1000 + math.floor(now[2] / 1000)
-if not holder or tonumber(last) < ms - tonumber(ARGV[2]) then
-  return 2
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ms, ARGV[1])
-return 1
-";
+const HEARTBEAT: &str = include_str!("lua/node_heartbeat.lua");
 
 /// Incarnations whose last heartbeat is older than the timeout, by Redis time.
 /// KEYS: live set. ARGV: timeout ms.
-const DEAD: &str = r"
-local now = redis.call('TIME')
-local ms = now[1] * 1000 + math.floor(now[2] / 1000)
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (ms - tonumber(ARGV[1])))
-";
+const DEAD: &str = include_str!("lua/node_dead.lua");
 
 /// Leaves the cluster: frees the id if this incarnation holds it, drops it from the live set
 /// and drops its console figures. KEYS: id key, live set, figures. ARGV: incarnation.
-const LEAVE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[3])
-";
+const LEAVE: &str = include_str!("lua/node_leave.lua");
 
 /// Makes a live incarnation alive again after Redis could not be reached for longer than the
 /// timeout (its last heartbeat is old, but nobody reaped it: it is still in the live set and
 /// its id is free or its own). KEYS: id key, live set. ARGV: incarnation, timeout ms.
 /// Returns 1 when revived, 0 when it was reaped (it must rejoin as a new incarnation).
-const REVIVE: &str = r"
-local holder = redis.call('GET', KEYS[1])
-if (holder and holder ~= ARGV[1]) or not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
-  return 0
-end
-local now = redis.call('TIME')
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('ZADD', KEYS[2], now[1] * 1000 + math.floor(now[2] / 1000), ARGV[1])
-return 1
-";
+const REVIVE: &str = include_str!("lua/node_revive.lua");
 
 /// The cluster's epoch: created (as the Redis time in ms) by the first node to find none.
 /// KEYS: the epoch key.
-const EPOCH: &str = r"
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  local now = redis.call('TIME')
-  epoch = tostring(now[1]) .. string.format('%06d', tonumber(now[2]))
-  redis.call('SET', KEYS[1], epoch)
-end
-return epoch
-";
+const EPOCH: &str = include_str!("lua/node_epoch.lua");
 
 /// The cluster's epoch under `prefix`, created when missing. A Redis that lost its data (a
 /// restart without persistence, `FLUSHALL`) has none, so the first node to look creates a new

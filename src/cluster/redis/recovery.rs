@@ -147,7 +147,6 @@ impl Supervisor {
         self.restart_duties(membership, state.clone());
         let owned = state.owned(&mut con).await?;
         self.resync(owned, lost);
-        self.link.went_online();
         self.metrics.cluster_resync();
         tracing::info!(
             rebuilt = lost,
@@ -156,9 +155,15 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Queues every line's resync, behind what the line was asked before.
+    /// Queues every line's resync, behind what the line was asked before, and takes the node
+    /// online: each line uses Redis again once its worker carried its resync out.
     fn resync(&self, owned: Vec<(String, String, String)>, rebuild: bool) {
         let generation = self.link.next_generation();
+        // Online before any resync can run: a line's worker marks the line synced only if the
+        // node is online when its resync ends (else Redis failed meanwhile). Taking the node
+        // online after queueing let a quick line (one with no channels) end first and stay
+        // offline, with its joins local only, until the next outage.
+        self.link.went_online();
         let mut by_app: HashMap<String, Vec<HashMap<String, Vec<String>>>> = HashMap::new();
         for (app, channel, socket) in owned {
             let Some(node_app) = self.apps.iter().find(|a| *a.app.id == *app) else {

@@ -11,28 +11,11 @@ use ::redis::aio::ConnectionManager;
 use ::redis::{RedisError, Script};
 
 /// Takes or renews the lease. KEYS: lease. ARGV: holder, lease ms. Returns 1 when held.
-const LEASE: &str = r"
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if holder then
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-";
+const LEASE: &str = include_str!("lua/stream_lease.lua");
 
 /// Records a batch before its first POST. KEYS: lease, batches. ARGV: holder, endpoint field,
 /// `webhook-id`, last entry id. Returns 1 when recorded, 0 when the lease is lost.
-const RECORD: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
-end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3] .. '\n' .. ARGV[4])
-return 1
-";
+const RECORD: &str = include_str!("lua/stream_record.lua");
 
 /// A batch was delivered (or given up on): the cursor moves past it and its record goes.
 /// KEYS: lease, batches, cursors. ARGV: holder, endpoint field, last entry id, `webhook-id`.
@@ -40,39 +23,11 @@ return 1
 /// may still commit while nobody holds the lease and the endpoint's open batch is still this
 /// one: moving past it skips nothing, and refusing would only make the next holder send it
 /// again.
-const DONE: &str = r"
-local holder = redis.call('GET', KEYS[1])
-if holder ~= ARGV[1] then
-  if holder or redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[4] .. '\n' .. ARGV[3] then
-    return 0
-  end
-end
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-redis.call('HDEL', KEYS[2], ARGV[2])
-return 1
-";
+const DONE: &str = include_str!("lua/stream_done.lua");
 
 /// Drops the entries every endpoint has delivered. KEYS: cursors, events. ARGV: every endpoint's
 /// field. Returns the entries removed (none while an endpoint has no cursor yet).
-const TRIM: &str = r"
-local lowest
-for _, endpoint in ipairs(ARGV) do
-  local cursor = redis.call('HGET', KEYS[1], endpoint)
-  if not cursor then
-    return 0
-  end
-  local ms, seq = string.match(cursor, '^(%d+)-(%d+)$')
-  ms, seq = tonumber(ms), tonumber(seq)
-  if not lowest or ms < lowest[1] or (ms == lowest[1] and seq < lowest[2]) then
-    lowest = {ms, seq}
-  end
-end
-if not lowest then
-  return 0
-end
--- MINID keeps the lowest cursor's own entry: the next entry id is what is needed.
-return redis.call('XTRIM', KEYS[2], 'MINID', lowest[1] .. '-' .. (lowest[2] + 1))
-";
+const TRIM: &str = include_str!("lua/stream_trim.lua");
 
 /// One stream entry: its id and fields (`name`, `app`, `channel`, `user_id`, `time_ms`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use ::redis::{RedisError, Script};
 use super::channel_state::{fnv1a, PARTITIONS};
 use crate::cluster::WindowKey;
 
-const WINDOW_COUNT: &str = include_str!("window_count.lua");
+const WINDOW_COUNT: &str = include_str!("lua/window_count.lua");
 
 /// The counters of one cluster.
 pub struct SharedWindows {
