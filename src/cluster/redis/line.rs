@@ -162,11 +162,7 @@ impl RedisApp {
             )));
         }
         if cached {
-            let replayed = match &reply.cached {
-                Some(frame) => WireFrame::text(frame),
-                None => WireFrame::text(&frames::cache_miss(&channel)),
-            };
-            outbound.push(&replayed);
+            outbound.push(&cache_replay(&channel, reply.cached.as_deref()));
         }
         let mut seen = reply.version;
         for (version, frame, except) in &entry.recent {
@@ -336,6 +332,14 @@ impl RedisApp {
             }
         }
         self.metrics.messages_out(delivered * frame.messages());
+    }
+}
+
+/// What a cache channel's joiner is replayed: its cached event, or `pusher:cache_miss`.
+fn cache_replay(channel: &str, cached: Option<&str>) -> WireFrame {
+    match cached {
+        Some(frame) => WireFrame::text(frame),
+        None => WireFrame::text(&frames::cache_miss(channel)),
     }
 }
 

@@ -14,9 +14,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use ::redis::aio::ConnectionManager;
+
 use super::app::RedisApp;
+use super::channel_state::ChannelState;
 use super::connection_counts::ConnectionCounts;
-use super::fanout::{Broadcast, BroadcastBody, Fanout};
+use super::fanout::{Broadcast, BroadcastBody, Fanout, Received};
 use super::fencing::Rejoin;
 use super::line::Step;
 use super::link::NodeLink;
@@ -60,6 +63,136 @@ fn start_error(what: &str, error: impl std::fmt::Display) -> io::Error {
     ))
 }
 
+/// The incarnation a node's membership holds now.
+fn current(membership: &Mutex<Arc<NodeMembership>>) -> Arc<NodeMembership> {
+    membership.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Connects to Redis and joins the cluster under the node's id.
+async fn connect_and_join(
+    redis: &RedisConfig,
+) -> io::Result<(ConnectionManager, Arc<NodeMembership>)> {
+    let mut con = super::connect(&redis.url)
+        .await
+        .map_err(|e| start_error("cannot connect to Redis", e))?;
+    check_eviction_policy(&mut con).await;
+    let membership = NodeMembership::join(&mut con, redis)
+        .await
+        .map_err(|e| start_error("cannot join the cluster", e))?;
+    let incarnation = membership.incarnation();
+    tracing::info!(node = %incarnation, prefix = %redis.prefix, "joined the cluster");
+    Ok((con, Arc::new(membership)))
+}
+
+/// What the node needs to join again after a fence: which apps fill the webhook streams and
+/// announce counts, and the grace period.
+fn rejoin_rules(config: &Config, redis: &RedisConfig) -> Rejoin {
+    let ids = |keep: fn(&crate::config::AppConfig) -> bool| {
+        config
+            .apps
+            .iter()
+            .filter(|app| keep(app))
+            .map(|app| app.id.clone())
+            .collect()
+    };
+    Rejoin {
+        redis: redis.clone(),
+        hooked: ids(|app| !app.webhooks.is_empty()),
+        counted: ids(|app| app.enable_subscription_count),
+        count_window: config.subscription_count_interval,
+        grace_ms: config.webhooks.grace_period.as_millis() as u64,
+    }
+}
+
+/// The channel scripts of this incarnation, under the cluster's epoch (written to every
+/// partition, so a lost state is noticed).
+async fn shared_state(
+    con: &mut ConnectionManager,
+    rejoin: &Rejoin,
+    incarnation: &str,
+) -> io::Result<Arc<ChannelState>> {
+    let epoch = cluster_epoch(con, &rejoin.redis.prefix)
+        .await
+        .map_err(|e| start_error("cannot read the cluster's epoch", e))?;
+    let state = Arc::new(rejoin.state(incarnation, &epoch));
+    state
+        .write_epochs(con)
+        .await
+        .map_err(|e| start_error("cannot write the cluster's epoch", e))?;
+    Ok(state)
+}
+
+/// The pub/sub connection and the node's link to Redis, with the broadcasts it receives.
+async fn open_link(
+    config: &Config,
+    redis: &RedisConfig,
+    apps: &AppRegistry,
+    metrics: &Arc<Metrics>,
+    (con, state, incarnation): (ConnectionManager, Arc<ChannelState>, &str),
+) -> io::Result<(Arc<NodeLink>, Received)> {
+    let (fanout, received) = Fanout::start(
+        &redis.url,
+        &redis.prefix,
+        apps.iter().map(|app| app.id.to_string()),
+        incarnation,
+        con.clone(),
+        redis.heartbeat_interval,
+    )
+    .await
+    .map_err(|e| start_error("cannot open the pub/sub connection", e))?;
+    let endpoints: Arc<[StreamEndpoint]> =
+        StreamEndpoint::all(&config.apps, metrics.clone()).into();
+    let link = NodeLink::new(con, state, fanout, endpoints, config.channel_cache_ttl);
+    Ok((Arc::new(link), received))
+}
+
+/// Each app's state on this node with a worker per line, listening to its user-wide topic.
+async fn start_apps(
+    apps: &AppRegistry,
+    link: &Arc<NodeLink>,
+    metrics: &Metrics,
+    app_tasks: &TaskTracker,
+    tasks: &TaskTracker,
+    close: &CancellationToken,
+) -> io::Result<Vec<Arc<RedisApp>>> {
+    let mut node_apps = Vec::new();
+    for app in apps.iter() {
+        let (redis_app, queues) = RedisApp::new(
+            app.clone(),
+            link.clone(),
+            metrics.app(&app.id),
+            app_tasks.clone(),
+        );
+        for (line, queue) in queues.into_iter().enumerate() {
+            let close = close.clone();
+            tasks.spawn(super::worker::run(redis_app.clone(), line, queue, close));
+        }
+        link.fanout
+            .listen_users(&app.id)
+            .await
+            .map_err(|e| start_error("cannot listen to the cluster's commands", e))?;
+        node_apps.push(redis_app);
+    }
+    Ok(node_apps)
+}
+
+/// The webhook streams as this incarnation holds them, delivered when any app has endpoints.
+fn start_webhook_rounds(
+    redis: &RedisConfig,
+    incarnation: &str,
+    link: &Arc<NodeLink>,
+    tasks: &TaskTracker,
+    close: &CancellationToken,
+) -> Arc<WebhookStreams> {
+    let lease_ms = redis.node_timeout.as_millis() as u64;
+    let streams = Arc::new(WebhookStreams::new(&redis.prefix, incarnation, lease_ms));
+    if !link.endpoints.is_empty() {
+        let rounds = webhook_rounds::run(link.clone(), streams.clone(), close.clone());
+        tasks.spawn(rounds);
+    }
+    streams
+}
+
 impl RedisCluster {
     /// Connects to Redis, joins the cluster under the node's id and starts the node's tasks.
     pub async fn start(
@@ -68,135 +201,46 @@ impl RedisCluster {
         apps: &AppRegistry,
         metrics: Arc<Metrics>,
     ) -> io::Result<RedisCluster> {
-        let mut con = super::connect(&redis.url)
-            .await
-            .map_err(|e| start_error("cannot connect to Redis", e))?;
-        check_eviction_policy(&mut con).await;
-        let membership = NodeMembership::join(&mut con, redis)
-            .await
-            .map_err(|e| start_error("cannot join the cluster", e))?;
-        let membership = Arc::new(membership);
+        let (mut con, membership) = connect_and_join(redis).await?;
         let incarnation = membership.incarnation().to_owned();
-        tracing::info!(node = %incarnation, prefix = %redis.prefix, "joined the cluster");
-        let endpoints: Arc<[StreamEndpoint]> =
-            StreamEndpoint::all(&config.apps, metrics.clone()).into();
-        let grace_ms = config.webhooks.grace_period.as_millis() as u64;
-        let rejoin = Rejoin {
-            redis: redis.clone(),
-            hooked: config
-                .apps
-                .iter()
-                .filter(|app| !app.webhooks.is_empty())
-                .map(|app| app.id.clone())
-                .collect(),
-            counted: config
-                .apps
-                .iter()
-                .filter(|app| app.enable_subscription_count)
-                .map(|app| app.id.clone())
-                .collect(),
-            count_window: config.subscription_count_interval,
-            grace_ms,
-        };
-        let epoch = cluster_epoch(&mut con, &redis.prefix)
-            .await
-            .map_err(|e| start_error("cannot read the cluster's epoch", e))?;
-        let state = Arc::new(rejoin.state(&incarnation, &epoch));
-        state
-            .write_epochs(&mut con)
-            .await
-            .map_err(|e| start_error("cannot write the cluster's epoch", e))?;
-        let check_every = redis.heartbeat_interval;
-        let (fanout, received) = Fanout::start(
-            &redis.url,
-            &redis.prefix,
-            apps.iter().map(|app| app.id.to_string()),
-            &incarnation,
-            con.clone(),
-            check_every,
-        )
-        .await
-        .map_err(|e| start_error("cannot open the pub/sub connection", e))?;
-        let link = Arc::new(NodeLink::new(
-            con.clone(),
-            state.clone(),
-            fanout,
-            endpoints,
-            config.channel_cache_ttl,
-        ));
-        let (close, tasks, app_tasks) = (
-            CancellationToken::new(),
-            TaskTracker::new(),
-            TaskTracker::new(),
-        );
-        let mut node_apps = Vec::new();
-        for app in apps.iter() {
-            let (redis_app, queues) = RedisApp::new(
-                app.clone(),
-                link.clone(),
-                metrics.app(&app.id),
-                app_tasks.clone(),
-            );
-            for (line, queue) in queues.into_iter().enumerate() {
-                let close = close.clone();
-                tasks.spawn(super::worker::run(redis_app.clone(), line, queue, close));
-            }
-            link.fanout
-                .listen_users(&app.id)
-                .await
-                .map_err(|e| start_error("cannot listen to the cluster's commands", e))?;
-            node_apps.push(redis_app);
-        }
-        let (registry, intake_apps) = (apps.clone(), node_apps.clone());
-        tasks.spawn(intake(
+        let rejoin = rejoin_rules(config, redis);
+        let state = shared_state(&mut con, &rejoin, &incarnation).await?;
+        let linking = (con.clone(), state.clone(), incarnation.as_str());
+        let (link, received) = open_link(config, redis, apps, &metrics, linking).await?;
+        let close = CancellationToken::new();
+        let (tasks, app_tasks) = (TaskTracker::new(), TaskTracker::new());
+        let node_apps = start_apps(apps, &link, &metrics, &app_tasks, &tasks, &close).await?;
+        let intake = intake(
             received.broadcasts,
-            registry,
-            intake_apps,
-            close.clone(),
-        ));
-        let duties = Liveness::start(
-            con.clone(),
-            membership.clone(),
-            state,
-            redis.heartbeat_interval,
+            apps.clone(),
+            node_apps.clone(),
             close.clone(),
         );
+        tasks.spawn(intake);
         let membership = Arc::new(Mutex::new(membership));
         let every_beat = (redis.heartbeat_interval, close.clone(), &tasks);
         let connection_counts =
             counting_connections(&con, redis, &membership, &node_apps, every_beat);
-        let figures = Arc::new(FigureSource::new(apps, &metrics));
-        if config.console.enabled {
-            let writer = super::node_figures::Writer {
-                con: con.clone(),
-                membership: membership.clone(),
-                source: figures.clone(),
-            };
-            tasks.spawn(writer.run(redis.heartbeat_interval, close.clone()));
-        }
+        let every_beat = (redis.heartbeat_interval, close.clone(), &tasks);
+        let figures = writing_figures(config, apps, &metrics, &con, &membership, every_beat);
         metrics.cluster_online(true);
         let supervisor = Supervisor {
+            duties: Liveness::start(
+                con.clone(),
+                current(&membership),
+                state,
+                redis.heartbeat_interval,
+                close.clone(),
+            ),
             link: link.clone(),
             apps: node_apps.clone(),
             membership: membership.clone(),
-            duties,
             rejoin,
             close: close.clone(),
             metrics: metrics.clone(),
         };
         tasks.spawn(supervisor.run());
-        let streams = Arc::new(WebhookStreams::new(
-            &redis.prefix,
-            &incarnation,
-            redis.node_timeout.as_millis() as u64,
-        ));
-        if !link.endpoints.is_empty() {
-            tasks.spawn(webhook_rounds::run(
-                link.clone(),
-                streams.clone(),
-                close.clone(),
-            ));
-        }
+        let streams = start_webhook_rounds(redis, &incarnation, &link, &tasks, &close);
         Ok(RedisCluster {
             windows: SharedWindows::new(link.con(), &redis.prefix),
             connection_counts,
@@ -361,7 +405,7 @@ const QUERY_BOUND: Duration = Duration::from_secs(2);
 /// The apps' connections counted for the cluster, with their correction every heartbeat
 /// running on `tasks` until `close`.
 fn counting_connections(
-    con: &::redis::aio::ConnectionManager,
+    con: &ConnectionManager,
     redis: &RedisConfig,
     membership: &Arc<Mutex<Arc<NodeMembership>>>,
     apps: &[Arc<RedisApp>],
@@ -370,6 +414,28 @@ fn counting_connections(
     let counts = ConnectionCounts::new(con.clone(), &redis.prefix, membership.clone());
     tasks.spawn(counts.clone().run(apps.to_vec(), interval, close));
     counts
+}
+
+/// This node's figures for the console, written to Redis every heartbeat when the console is on
+/// (so any node's overview counts the whole cluster).
+fn writing_figures(
+    config: &Config,
+    apps: &AppRegistry,
+    metrics: &Metrics,
+    con: &ConnectionManager,
+    membership: &Arc<Mutex<Arc<NodeMembership>>>,
+    (interval, close, tasks): (Duration, CancellationToken, &TaskTracker),
+) -> Arc<FigureSource> {
+    let figures = Arc::new(FigureSource::new(apps, metrics));
+    if config.console.enabled {
+        let writer = super::node_figures::Writer {
+            con: con.clone(),
+            membership: membership.clone(),
+            source: figures.clone(),
+        };
+        tasks.spawn(writer.run(interval, close));
+    }
+    figures
 }
 
 pub(super) async fn bounded<T>(
