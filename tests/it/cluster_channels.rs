@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use herald::cluster::redis::channel_state::{partition_of, ChannelState, Joining};
 use herald::cluster::redis::connect;
-use redis::aio::ConnectionManager;
+use herald::cluster::redis::RedisConnection;
 use tokio::sync::Barrier;
 
 use crate::redis_server::RedisServer;
 
 /// The webhook events of `channel`'s partition, as "name channel [user]".
 async fn events(
-    con: &mut ConnectionManager,
+    con: &mut RedisConnection,
     state: &ChannelState,
     app: &str,
     channel: &str,

@@ -24,7 +24,7 @@ fn config(redis: &RedisServer, node_id: Option<&str>) -> RedisConfig {
 /// Beats every heartbeat interval until dropped.
 fn keep_beating(
     membership: std::sync::Arc<NodeMembership>,
-    mut con: redis::aio::ConnectionManager,
+    mut con: herald::cluster::redis::RedisConnection,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {

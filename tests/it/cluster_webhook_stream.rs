@@ -7,7 +7,7 @@ use std::time::Duration;
 use herald::cluster::redis::channel_state::{partition_of, ChannelState, Joining};
 use herald::cluster::redis::connect;
 use herald::cluster::redis::webhook_stream::{Next, StreamEntry, WebhookStreams};
-use redis::aio::ConnectionManager;
+use herald::cluster::redis::RedisConnection;
 
 use crate::redis_server::RedisServer;
 
@@ -16,7 +16,7 @@ fn names(entries: &[StreamEntry]) -> Vec<&str> {
 }
 
 /// Each socket in turn occupies and vacates app `a`'s channel `room`: two stream entries each.
-async fn occupy_and_vacate(con: &mut ConnectionManager, sockets: &[&str]) {
+async fn occupy_and_vacate(con: &mut RedisConnection, sockets: &[&str]) {
     let state = ChannelState::new("t", "n.x", 0);
     for &socket in sockets {
         let joining = Joining {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
+use super::connection::RedisConnection;
 use ::redis::RedisError;
 
 use super::channel_state::{partition_of, ChannelState, PARTITIONS};
@@ -30,7 +30,7 @@ impl ChannelState {
     /// The channel's counts; `None` when nobody is subscribed anywhere.
     pub async fn counts(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         app: &str,
         channel: &str,
     ) -> Result<Option<ChannelCounts>, RedisError> {
@@ -53,7 +53,7 @@ impl ChannelState {
     /// pipeline.
     pub async fn subscription_counts(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         app: &str,
         channels: &[String],
     ) -> Result<Vec<u64>, RedisError> {
@@ -71,7 +71,7 @@ impl ChannelState {
     /// Every occupied channel of the app whose name starts with `prefix`, with its counts.
     pub async fn occupied(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         app: &str,
         prefix: &str,
     ) -> Result<Vec<ChannelCounts>, RedisError> {
@@ -116,7 +116,7 @@ impl ChannelState {
     /// The user ids present in a presence channel, on every node.
     pub async fn user_ids(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         app: &str,
         channel: &str,
     ) -> Result<Vec<String>, RedisError> {
@@ -129,7 +129,7 @@ impl ChannelState {
     /// A cache channel's last event (its frame JSON) and the time it has left.
     pub async fn cached(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         app: &str,
         channel: &str,
     ) -> Result<Option<(String, Duration)>, RedisError> {
@@ -148,7 +148,7 @@ impl ChannelState {
     /// frame with the channel's next version, in one step.
     pub async fn publish_cached(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         fanout: &Fanout,
         target: (&str, &str),
         frame: (&str, &WireFrame),
@@ -174,7 +174,7 @@ impl ChannelState {
     /// count) to its channel's partition stream, if the app has endpoints.
     pub async fn append(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         app: &str,
         event: &WebhookEvent,
     ) -> Result<(), RedisError> {

@@ -12,7 +12,7 @@
 //! Every key of a channel carries its partition as the hash tag (`{prefix}:{pN}:...`), so each
 //! script touches one slot, as Redis Cluster requires.
 
-use ::redis::aio::ConnectionManager;
+use super::connection::RedisConnection;
 use ::redis::{RedisError, Script};
 
 use super::channel_scripts::{JOIN, LEAVE, PUBLISH_CACHED, REAP, SWEEP};
@@ -259,7 +259,7 @@ impl ChannelState {
     }
 
     /// Marks every partition as holding the state of this epoch (idempotent).
-    pub async fn write_epochs(&self, con: &mut ConnectionManager) -> Result<(), RedisError> {
+    pub async fn write_epochs(&self, con: &mut RedisConnection) -> Result<(), RedisError> {
         let mut pipe = ::redis::pipe();
         for partition in 0..PARTITIONS {
             pipe.set(
@@ -274,7 +274,7 @@ impl ChannelState {
     /// Every socket this incarnation holds in Redis, as (app, channel, socket id).
     pub async fn owned(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
     ) -> Result<Vec<(String, String, String)>, RedisError> {
         let mut pipe = ::redis::pipe();
         for partition in 0..PARTITIONS {
@@ -339,7 +339,7 @@ impl ChannelState {
     /// Adds the socket to the channel (nothing when it is in already).
     pub async fn join(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         joining: &Joining<'_>,
     ) -> Result<Joined, RedisError> {
         self.join_as(con, joining, JoinMode::New).await
@@ -348,7 +348,7 @@ impl ChannelState {
     /// Adds the socket to the channel, as `mode` says.
     pub async fn join_as(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         joining: &Joining<'_>,
         mode: JoinMode,
     ) -> Result<Joined, RedisError> {
@@ -388,7 +388,7 @@ impl ChannelState {
     /// Removes the socket from the channel (nothing when it is not in).
     pub async fn leave(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         app: &str,
         channel: &str,
         socket: &str,
@@ -425,7 +425,7 @@ impl ChannelState {
     /// Removes every socket a dead incarnation left, partition by partition, as if each had
     /// left (the grace period applies); returns how many it removed. Idempotent: a reap cut
     /// short by a failure is simply run again, by this node or another.
-    pub async fn reap(&self, con: &mut ConnectionManager, dead: &str) -> Result<u64, RedisError> {
+    pub async fn reap(&self, con: &mut RedisConnection, dead: &str) -> Result<u64, RedisError> {
         const BATCH: usize = 500;
         let mut removed = 0;
         for partition in 0..PARTITIONS {
@@ -459,7 +459,7 @@ impl ChannelState {
     /// The channel's subscription count across the cluster.
     pub async fn subscription_count(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         app: &str,
         channel: &str,
     ) -> Result<u64, RedisError> {
@@ -472,7 +472,7 @@ impl ChannelState {
     /// The channel's presence members across the cluster, with their `user_info` JSON.
     pub async fn members(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         app: &str,
         channel: &str,
     ) -> Result<Vec<(String, String)>, RedisError> {
@@ -485,7 +485,7 @@ impl ChannelState {
     /// Releases up to `limit` due holds of one partition; returns the events emitted.
     pub async fn sweep(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         partition: u32,
         limit: usize,
     ) -> Result<u64, RedisError> {

@@ -11,7 +11,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
+use super::connection::RedisConnection;
 use ::redis::{RedisError, Script};
 use tokio_util::sync::CancellationToken;
 
@@ -24,7 +24,7 @@ const SYNC: &str = include_str!("lua/connection_sync.lua");
 
 /// The cluster's connection counts, as this node changes them.
 pub struct ConnectionCounts {
-    con: ConnectionManager,
+    con: RedisConnection,
     prefix: String,
     membership: Arc<Mutex<Arc<NodeMembership>>>,
     admit: Script,
@@ -34,7 +34,7 @@ pub struct ConnectionCounts {
 impl ConnectionCounts {
     /// The counts under `prefix`, changed on behalf of the node's current incarnation.
     pub fn new(
-        con: ConnectionManager,
+        con: RedisConnection,
         prefix: &str,
         membership: Arc<Mutex<Arc<NodeMembership>>>,
     ) -> Arc<ConnectionCounts> {

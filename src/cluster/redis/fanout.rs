@@ -14,7 +14,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
+use ::redis::aio::{PubSubSink, PubSubStream};
+
+use super::connection::RedisConnection;
 use ::redis::RedisError;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
@@ -94,7 +96,7 @@ pub struct Fanout {
     app_ids: Arc<[String]>,
     origin: String,
     url: String,
-    publisher: ConnectionManager,
+    publisher: RedisConnection,
     listening: Mutex<Listening>,
     connected: watch::Sender<bool>,
 }
@@ -137,7 +139,7 @@ impl Fanout {
         prefix: &str,
         app_ids: impl IntoIterator<Item = String>,
         origin: &str,
-        publisher: ConnectionManager,
+        publisher: RedisConnection,
         check_every: Duration,
     ) -> Result<(Arc<Fanout>, Received), RedisError> {
         let mut app_ids: Vec<String> = app_ids.into_iter().collect();

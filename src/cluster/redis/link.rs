@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
+use super::connection::RedisConnection;
 use ::redis::RedisError;
 use tokio::sync::Notify;
 
@@ -18,7 +18,7 @@ use crate::webhooks::{StreamEndpoint, WebhookEvent};
 
 /// What every app of a cluster node reaches Redis through.
 pub struct NodeLink {
-    con: ConnectionManager,
+    con: RedisConnection,
     /// The channel scripts of the current incarnation (replaced when the node rejoins).
     state: RwLock<Arc<ChannelState>>,
     /// Pub/sub fan-out.
@@ -43,7 +43,7 @@ pub struct NodeLink {
 impl NodeLink {
     /// The link over `con`.
     pub fn new(
-        con: ConnectionManager,
+        con: RedisConnection,
         state: Arc<ChannelState>,
         fanout: Arc<Fanout>,
         endpoints: Arc<[StreamEndpoint]>,
@@ -103,7 +103,7 @@ impl NodeLink {
     }
 
     /// A handle on the command connection (cheap: one multiplexed connection).
-    pub fn con(&self) -> ConnectionManager {
+    pub fn con(&self) -> RedisConnection {
         self.con.clone()
     }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
+use super::connection::RedisConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -46,7 +46,7 @@ impl Liveness {
     /// Starts the duties of `membership` every `interval`. The heartbeat runs on a task of its
     /// own, so a long reap (a big node died) can never make this node miss its own beats.
     pub fn start(
-        con: ConnectionManager,
+        con: RedisConnection,
         membership: Arc<NodeMembership>,
         state: Arc<ChannelState>,
         interval: Duration,
@@ -104,7 +104,7 @@ async fn every<F: std::future::Future<Output = ()>>(
 /// Renews the heartbeat every `interval`, reporting the node's health; cancels `stop` when
 /// the node finds itself fenced.
 async fn beat(
-    con: ConnectionManager,
+    con: RedisConnection,
     membership: Arc<NodeMembership>,
     interval: Duration,
     report: watch::Sender<NodeHealth>,
@@ -150,7 +150,7 @@ async fn beat(
 
 /// One round of the other duties; a failure is logged and retried next round.
 async fn reap_and_sweep(
-    con: &mut ConnectionManager,
+    con: &mut RedisConnection,
     membership: &NodeMembership,
     state: &ChannelState,
     reap: bool,
@@ -169,7 +169,7 @@ async fn reap_and_sweep(
 }
 /// Removes the sockets of every incarnation whose heartbeat stopped, then forgets it.
 async fn reap_dead(
-    con: &mut ConnectionManager,
+    con: &mut RedisConnection,
     membership: &NodeMembership,
     state: &ChannelState,
 ) -> Result<(), ::redis::RedisError> {

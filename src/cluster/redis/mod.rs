@@ -16,6 +16,7 @@ pub mod app;
 mod channel_reads;
 mod channel_scripts;
 pub mod channel_state;
+pub mod connection;
 pub mod connection_counts;
 pub mod fanout;
 mod fencing;
@@ -32,16 +33,11 @@ pub mod webhook_stream;
 pub mod window_counts;
 mod worker;
 
+pub use connection::RedisConnection;
 pub use node::{Beat, JoinError, NodeMembership};
 pub use stage::RedisCluster;
 
-/// A connection manager for the configured Redis: one multiplexed connection, reconnected in the
-/// background with back-off; every command is bounded by a response timeout.
-pub async fn connect(url: &str) -> Result<::redis::aio::ConnectionManager, ::redis::RedisError> {
-    let client = ::redis::Client::open(url)?;
-    let config = ::redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
-        .set_response_timeout(Some(std::time::Duration::from_secs(5)))
-        .set_max_delay(std::time::Duration::from_secs(2));
-    client.get_connection_manager_with_config(config).await
+/// A command connection to the Redis at `url` (see [`RedisConnection`]).
+pub async fn connect(url: &str) -> Result<RedisConnection, ::redis::RedisError> {
+    RedisConnection::open(url).await
 }

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use ::redis::aio::ConnectionManager;
+use super::connection::RedisConnection;
 use ::redis::{RedisError, Script};
 use rand::Rng;
 
@@ -54,10 +54,7 @@ const EPOCH: &str = include_str!("lua/node_epoch.lua");
 /// The cluster's epoch under `prefix`, created when missing. A Redis that lost its data (a
 /// restart without persistence, `FLUSHALL`) has none, so the first node to look creates a new
 /// one, and every node that knew the old one learns that the shared state must be rebuilt.
-pub async fn cluster_epoch(
-    con: &mut ConnectionManager,
-    prefix: &str,
-) -> Result<String, RedisError> {
+pub async fn cluster_epoch(con: &mut RedisConnection, prefix: &str) -> Result<String, RedisError> {
     Script::new(EPOCH)
         .key(format!("{prefix}:{{nodes}}:epoch"))
         .invoke_async(con)
@@ -136,7 +133,7 @@ impl NodeMembership {
     /// Joins under the configured id (or a generated one). A held id is waited on for one
     /// timeout: a live holder renews it and this node is refused; a dead one's key expires.
     pub async fn join(
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         config: &RedisConfig,
     ) -> Result<NodeMembership, JoinError> {
         let id = config
@@ -156,7 +153,7 @@ impl NodeMembership {
         Ok(membership)
     }
 
-    async fn register(&self, con: &mut ConnectionManager) -> Result<(), JoinError> {
+    async fn register(&self, con: &mut RedisConnection) -> Result<(), JoinError> {
         // The holder and its key's TTL when last read, to tell a renewing holder from a dead one.
         let mut seen: Option<(String, i64, Instant)> = None;
         let started = Instant::now();
@@ -194,7 +191,7 @@ impl NodeMembership {
     /// `None` when registered; otherwise the incarnation holding the id and its key's TTL.
     async fn try_register(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
     ) -> Result<Option<(String, i64)>, JoinError> {
         let (registered, holder, pttl): (i64, String, i64) = Script::new(REGISTER)
             .key(self.keys.id(&self.id))
@@ -208,7 +205,7 @@ impl NodeMembership {
     }
 
     /// Renews the heartbeat.
-    pub async fn beat(&self, con: &mut ConnectionManager) -> Result<Beat, RedisError> {
+    pub async fn beat(&self, con: &mut RedisConnection) -> Result<Beat, RedisError> {
         let alive: i64 = Script::new(HEARTBEAT)
             .key(self.keys.id(&self.id))
             .key(self.keys.live())
@@ -224,7 +221,7 @@ impl NodeMembership {
     }
 
     /// Makes this incarnation alive again after an outage; false when it was reaped meanwhile.
-    pub async fn revive(&self, con: &mut ConnectionManager) -> Result<bool, RedisError> {
+    pub async fn revive(&self, con: &mut RedisConnection) -> Result<bool, RedisError> {
         let revived: i64 = Script::new(REVIVE)
             .key(self.keys.id(&self.id))
             .key(self.keys.live())
@@ -236,7 +233,7 @@ impl NodeMembership {
     }
 
     /// Registers this incarnation again in a Redis that lost its data.
-    pub async fn register_again(&self, con: &mut ConnectionManager) -> Result<(), JoinError> {
+    pub async fn register_again(&self, con: &mut RedisConnection) -> Result<(), JoinError> {
         match self.try_register(con).await? {
             None => Ok(()),
             Some((holder, _)) => Err(JoinError::IdInUse {
@@ -249,7 +246,7 @@ impl NodeMembership {
     /// Incarnations (other than this one) whose heartbeat is older than the timeout.
     pub async fn dead_incarnations(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
     ) -> Result<Vec<String>, RedisError> {
         let dead: Vec<String> = Script::new(DEAD)
             .key(self.keys.live())
@@ -265,7 +262,7 @@ impl NodeMembership {
     /// Every incarnation in the live set, the dead that are not reaped yet included.
     pub async fn live_incarnations(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
     ) -> Result<Vec<String>, RedisError> {
         ::redis::cmd("ZRANGE")
             .arg(self.keys.live())
@@ -282,7 +279,7 @@ impl NodeMembership {
     }
 
     /// Drops a dead incarnation from the live set, once its sockets have been reaped.
-    pub async fn forget(&self, con: &mut ConnectionManager, dead: &str) -> Result<(), RedisError> {
+    pub async fn forget(&self, con: &mut RedisConnection, dead: &str) -> Result<(), RedisError> {
         ::redis::cmd("ZREM")
             .arg(self.keys.live())
             .arg(dead)
@@ -292,7 +289,7 @@ impl NodeMembership {
 
     /// Leaves the cluster at a graceful stop, once every socket of this incarnation has left:
     /// its id is free at once for the next start, and nobody takes it for dead.
-    pub async fn leave(&self, con: &mut ConnectionManager) -> Result<(), RedisError> {
+    pub async fn leave(&self, con: &mut RedisConnection) -> Result<(), RedisError> {
         Script::new(LEAVE)
             .key(self.keys.id(&self.id))
             .key(self.keys.live())
@@ -319,7 +316,7 @@ impl NodeMembership {
 }
 
 /// Redis's `maxmemory-policy`, when the server lets us read it (`CONFIG` may be disabled).
-pub async fn maxmemory_policy(con: &mut ConnectionManager) -> Option<String> {
+pub async fn maxmemory_policy(con: &mut RedisConnection) -> Option<String> {
     let reply: Result<Vec<String>, _> = ::redis::cmd("CONFIG")
         .arg("GET")
         .arg("maxmemory-policy")
@@ -329,7 +326,7 @@ pub async fn maxmemory_policy(con: &mut ConnectionManager) -> Option<String> {
 }
 
 /// Warns unless Redis never evicts: an evicted heartbeat or state key means a false reap.
-pub async fn check_eviction_policy(con: &mut ConnectionManager) {
+pub async fn check_eviction_policy(con: &mut RedisConnection) {
     match maxmemory_policy(con).await.as_deref() {
         Some("noeviction") => {}
         Some(policy) => tracing::warn!(

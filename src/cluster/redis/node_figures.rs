@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
+use super::connection::RedisConnection;
 use ::redis::RedisError;
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +16,7 @@ use crate::cluster::figures::{FigureSource, NodeFigures};
 /// The writer of this node's figures.
 pub struct Writer {
     /// Its connection.
-    pub con: ConnectionManager,
+    pub con: RedisConnection,
     /// The node's current membership (replaced when the node rejoins after a fence).
     pub membership: Arc<Mutex<Arc<NodeMembership>>>,
     /// The node's figures.
@@ -51,7 +51,7 @@ impl Writer {
 }
 
 async fn write(
-    con: &mut ConnectionManager,
+    con: &mut RedisConnection,
     membership: &NodeMembership,
     figures: &NodeFigures,
 ) -> Result<(), RedisError> {
@@ -68,7 +68,7 @@ async fn write(
 /// The figures of every live incarnation that wrote any within the node timeout, with `own`
 /// (this node's, fresher than what it wrote) in place of its own, ordered by incarnation.
 pub async fn read(
-    con: &mut ConnectionManager,
+    con: &mut RedisConnection,
     membership: &NodeMembership,
     own: NodeFigures,
 ) -> Result<Vec<NodeFigures>, RedisError> {

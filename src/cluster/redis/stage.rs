@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use ::redis::aio::ConnectionManager;
+use super::connection::RedisConnection;
 
 use super::app::RedisApp;
 use super::channel_state::ChannelState;
@@ -71,7 +71,7 @@ fn current(membership: &Mutex<Arc<NodeMembership>>) -> Arc<NodeMembership> {
 /// Connects to Redis and joins the cluster under the node's id.
 async fn connect_and_join(
     redis: &RedisConfig,
-) -> io::Result<(ConnectionManager, Arc<NodeMembership>)> {
+) -> io::Result<(RedisConnection, Arc<NodeMembership>)> {
     let mut con = super::connect(&redis.url)
         .await
         .map_err(|e| start_error("cannot connect to Redis", e))?;
@@ -107,7 +107,7 @@ fn rejoin_rules(config: &Config, redis: &RedisConfig) -> Rejoin {
 /// The channel scripts of this incarnation, under the cluster's epoch (written to every
 /// partition, so a lost state is noticed).
 async fn shared_state(
-    con: &mut ConnectionManager,
+    con: &mut RedisConnection,
     rejoin: &Rejoin,
     incarnation: &str,
 ) -> io::Result<Arc<ChannelState>> {
@@ -128,7 +128,7 @@ async fn open_link(
     redis: &RedisConfig,
     apps: &AppRegistry,
     metrics: &Arc<Metrics>,
-    (con, state, incarnation): (ConnectionManager, Arc<ChannelState>, &str),
+    (con, state, incarnation): (RedisConnection, Arc<ChannelState>, &str),
 ) -> io::Result<(Arc<NodeLink>, Received)> {
     let (fanout, received) = Fanout::start(
         &redis.url,
@@ -405,7 +405,7 @@ const QUERY_BOUND: Duration = Duration::from_secs(2);
 /// The apps' connections counted for the cluster, with their correction every heartbeat
 /// running on `tasks` until `close`.
 fn counting_connections(
-    con: &ConnectionManager,
+    con: &RedisConnection,
     redis: &RedisConfig,
     membership: &Arc<Mutex<Arc<NodeMembership>>>,
     apps: &[Arc<RedisApp>],
@@ -422,7 +422,7 @@ fn writing_figures(
     config: &Config,
     apps: &AppRegistry,
     metrics: &Metrics,
-    con: &ConnectionManager,
+    con: &RedisConnection,
     membership: &Arc<Mutex<Arc<NodeMembership>>>,
     (interval, close, tasks): (Duration, CancellationToken, &TaskTracker),
 ) -> Arc<FigureSource> {

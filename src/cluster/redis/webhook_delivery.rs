@@ -4,7 +4,7 @@
 //! One batch per partition and endpoint is outstanding at a time, which is what keeps the order
 //! of every channel (a channel belongs to one partition) at the receiver, across a takeover too.
 
-use ::redis::aio::ConnectionManager;
+use super::connection::RedisConnection;
 use ::redis::RedisError;
 
 use super::webhook_stream::{Next, StreamEntry, WebhookStreams};
@@ -32,7 +32,7 @@ pub enum Round {
 
 /// Delivers what the partition holds for every endpoint, if this node holds its lease.
 pub async fn deliver_partition(
-    con: &mut ConnectionManager,
+    con: &mut RedisConnection,
     streams: &WebhookStreams,
     partition: u32,
     endpoints: &[StreamEndpoint],
@@ -83,7 +83,7 @@ pub async fn deliver_partition(
 /// False when the lease was lost anyway (Redis unreachable, this node paused): the POST is
 /// abandoned, and the new holder resends the batch under its id.
 async fn send_holding_lease(
-    con: &mut ConnectionManager,
+    con: &mut RedisConnection,
     streams: &WebhookStreams,
     partition: u32,
     endpoint: &StreamEndpoint,

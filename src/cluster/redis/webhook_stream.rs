@@ -7,7 +7,7 @@
 //! and resends exactly that batch, under that id, before anything newer. Every change is a
 //! script that checks the lease, so a node that lost it (paused, fenced) cannot move a cursor.
 
-use ::redis::aio::ConnectionManager;
+use super::connection::RedisConnection;
 use ::redis::{RedisError, Script};
 
 /// Takes or renews the lease. KEYS: lease. ARGV: holder, lease ms. Returns 1 when held.
@@ -117,7 +117,7 @@ impl WebhookStreams {
     /// Takes or renews the partition's lease; false while another node holds it.
     pub async fn lease(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         partition: u32,
     ) -> Result<bool, RedisError> {
         let held: i64 = self
@@ -134,7 +134,7 @@ impl WebhookStreams {
     /// `max` new entries it `takes`, recorded before it is returned.
     pub async fn next_batch(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         partition: u32,
         endpoint: &str,
         max: usize,
@@ -187,7 +187,7 @@ impl WebhookStreams {
     /// (it resends the batch under the same id).
     pub async fn done(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         partition: u32,
         endpoint: &str,
         batch: &StreamBatch,
@@ -209,7 +209,7 @@ impl WebhookStreams {
     /// Drops the partition's entries that every endpoint in `endpoints` has delivered.
     pub async fn trim(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         partition: u32,
         endpoints: &[&str],
     ) -> Result<u64, RedisError> {
@@ -223,7 +223,7 @@ impl WebhookStreams {
 
     async fn range(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisConnection,
         partition: u32,
         from: &str,
         to: &str,

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
+use super::connection::RedisConnection;
 use ::redis::{RedisError, Script};
 
 use super::channel_state::{fnv1a, PARTITIONS};
@@ -18,14 +18,14 @@ const WINDOW_COUNT: &str = include_str!("lua/window_count.lua");
 
 /// The counters of one cluster.
 pub struct SharedWindows {
-    con: ConnectionManager,
+    con: RedisConnection,
     prefix: String,
     script: Script,
 }
 
 impl SharedWindows {
     /// The counters under `prefix`, over `con`.
-    pub fn new(con: ConnectionManager, prefix: &str) -> SharedWindows {
+    pub fn new(con: RedisConnection, prefix: &str) -> SharedWindows {
         SharedWindows {
             con,
             prefix: prefix.to_owned(),
