@@ -2,7 +2,8 @@
 # Runs every test suite: Rust unit + integration tests (cargo nextest), then the official-client
 # compatibility suites (pusher-js and the `pusher` npm SDK under Node's test runner, the `pusher`
 # PyPI SDK under pytest, the console in headless Chromium). Installs what the suites need on a
-# fresh machine: redis-server, openssl, chromium and chromium-driver from the Debian packages.
+# fresh machine: redis-server, redis-sentinel, openssl, chromium and chromium-driver from the
+# Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -22,6 +23,17 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq redis-server >/dev/null
   # The package starts a system-wide instance on 6379; the tests use their own, so stop it.
   $sudo_if_needed systemctl stop redis-server >/dev/null 2>&1 || $sudo_if_needed service redis-server stop >/dev/null 2>&1 || true
+fi
+
+# The Sentinel test starts three private redis-sentinel processes beside its primary and replica.
+if ! command -v redis-sentinel >/dev/null 2>&1; then
+  echo "== installing redis-sentinel (Debian package) for the Sentinel failover test"
+  sudo_if_needed=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_if_needed="sudo"; fi
+  $sudo_if_needed apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq redis-sentinel >/dev/null
+  # The package starts a system-wide sentinel on 26379; the test uses its own, so stop it.
+  $sudo_if_needed systemctl stop redis-sentinel >/dev/null 2>&1 || $sudo_if_needed service redis-sentinel stop >/dev/null 2>&1 || true
 fi
 
 # The TLS tests make their CA and certificates with the openssl command.

@@ -7,10 +7,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
-use super::{lenient, redacted, ConfigError};
+use super::sentinel::{self, sentinel_config, RawRedisTls, RawSentinel, SentinelKeys};
+use super::{lenient, redacted, ConfigError, SentinelConfig};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -50,6 +50,15 @@ pub(super) struct RawDatabaseRedis {
     pub username: Option<String>,
     #[serde(deserialize_with = "lenient::opt_string")]
     pub password: Option<String>,
+    pub sentinels: Vec<RawSentinel>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub name: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub sentinel_username: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub sentinel_password: Option<String>,
+    pub sentinel_tls: RawRedisTls,
+    pub master_tls: RawRedisTls,
 }
 
 /// How this node shares its state.
@@ -64,8 +73,10 @@ pub enum ClusterConfig {
 /// The Redis a cluster shares, and this node's place in it.
 #[derive(Clone, PartialEq)]
 pub struct RedisConfig {
-    /// `redis://` or `rediss://` (TLS) with credentials and database.
+    /// `redis://` or `rediss://` (TLS) with credentials and database; empty with Sentinel.
     pub url: String,
+    /// The sentinels that name the primary (`database.redis.sentinels`), instead of `url`.
+    pub sentinel: Option<SentinelConfig>,
     /// Prefix of every key and pub/sub channel (`adapter.redis.prefix`, default `herald`).
     pub prefix: String,
     /// This node's id (`adapter.node_id` / `HERALD_NODE_ID`); generated when absent.
@@ -81,6 +92,7 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &redacted(&self.url))
+            .field("sentinel", &self.sentinel)
             .field("prefix", &self.prefix)
             .field("node_id", &self.node_id)
             .field("heartbeat_interval", &self.heartbeat_interval)
@@ -108,8 +120,15 @@ pub(super) fn cluster_config(
 }
 
 fn redis_config(adapter: &RawAdapter, database: &RawDatabase) -> Result<RedisConfig, ConfigError> {
-    let url = match &adapter.redis.url {
-        Some(url) => {
+    let sentinel = sentinel_of(&database.redis)?;
+    let url = match (&adapter.redis.url, &sentinel) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                "adapter.redis.url",
+                "cannot be given with database.redis.sentinels: the sentinels name the primary (remove one of the two)",
+            ))
+        }
+        (Some(url), None) => {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 return Err(ConfigError::invalid(
                     "adapter.redis.url",
@@ -118,7 +137,8 @@ fn redis_config(adapter: &RawAdapter, database: &RawDatabase) -> Result<RedisCon
             }
             url.clone()
         }
-        None => url_of(&database.redis)?,
+        (None, Some(_)) => String::new(),
+        (None, None) => url_of(&database.redis)?,
     };
     let prefix = adapter
         .redis
@@ -160,6 +180,7 @@ fn redis_config(adapter: &RawAdapter, database: &RawDatabase) -> Result<RedisCon
     }
     Ok(RedisConfig {
         url,
+        sentinel,
         prefix,
         node_id: adapter.node_id.clone(),
         heartbeat_interval,
@@ -179,33 +200,36 @@ pub(super) fn check_node_id(path: &str, id: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `redis://[user[:password]@]host:port/db` from Sockudo's `database.redis`.
+/// Sentinel mode from `database.redis`, when it lists sentinels.
+fn sentinel_of(redis: &RawDatabaseRedis) -> Result<Option<SentinelConfig>, ConfigError> {
+    sentinel_config(&SentinelKeys {
+        sentinels: &redis.sentinels,
+        name: redis.name.as_deref(),
+        sentinel_username: redis.sentinel_username.as_deref(),
+        sentinel_password: redis.sentinel_password.as_deref(),
+        sentinel_tls: &redis.sentinel_tls,
+        master_tls: &redis.master_tls,
+        username: redis.username.as_deref(),
+        password: redis.password.as_deref(),
+        db: redis.db.unwrap_or(0),
+    })
+}
+
+/// `redis[s]://[user[:password]@]host:port/db` from Sockudo's `database.redis` (`master_tls`
+/// secures the direct connection too, as in Sockudo).
 fn url_of(redis: &RawDatabaseRedis) -> Result<String, ConfigError> {
-    let encode = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
-    let credentials = match (&redis.username, &redis.password) {
-        (Some(user), Some(password)) => format!("{}:{}@", encode(user), encode(password)),
-        (None, Some(password)) => format!(":{}@", encode(password)),
-        (Some(user), None) => format!("{}@", encode(user)),
-        (None, None) => String::new(),
-    };
-    let host = redis.host.as_deref().unwrap_or("127.0.0.1");
-    let host = match host.parse::<std::net::Ipv6Addr>() {
-        // An IPv6 literal needs brackets in a URL.
-        Ok(ip) => format!("[{ip}]"),
-        Err(_) if host.is_empty() || host.contains([':', '/', '@', '%', '[', ']', ' ']) => {
-            return Err(ConfigError::invalid(
-                "database.redis.host",
-                format!(
-                    "{host:?} is not a host name or address (the port goes in database.redis.port)"
-                ),
-            ))
-        }
-        Err(_) => host.to_owned(),
-    };
+    let tls = sentinel::tls("database.redis.master_tls", &redis.master_tls)?;
+    let credentials = sentinel::credentials(redis.username.as_deref(), redis.password.as_deref());
+    let host = sentinel::host(
+        "database.redis.host",
+        redis.host.as_deref().unwrap_or("127.0.0.1"),
+    )?;
     Ok(format!(
-        "redis://{credentials}{host}:{}/{}",
+        "{}://{credentials}{host}:{}/{}{}",
+        tls.scheme(),
         redis.port.unwrap_or(6379),
-        redis.db.unwrap_or(0)
+        redis.db.unwrap_or(0),
+        tls.fragment()
     ))
 }
 
@@ -307,6 +331,39 @@ mod tests {
         }
         let config = redis(r#"{"adapter":{"driver":"redis","node_id":"node-1.eu"}}"#);
         assert_eq!(config.node_id.as_deref(), Some("node-1.eu"));
+    }
+
+    #[test]
+    fn sentinels_name_the_primary_with_sockudos_keys() {
+        let config = redis(
+            r#"{"adapter":{"driver":"redis"},"database":{"redis":{"db":1,"password":"p w","sentinels":[{"host":"10.0.0.1","port":26379},{"host":"s2"}],"name":"main","sentinel_password":"sp","master_tls":{"enabled":true,"accept_invalid_certs":true}}}}"#,
+        );
+        let sentinel = config.sentinel.expect("sentinel mode");
+        assert_eq!(
+            sentinel.sentinels,
+            ["redis://:sp@10.0.0.1:26379", "redis://:sp@s2:26379"]
+        );
+        assert_eq!(sentinel.master_name, "main");
+        assert_eq!(
+            sentinel.primary_url("10.0.0.9", 6380),
+            "rediss://:p%20w@10.0.0.9:6380/1#insecure"
+        );
+        assert!(
+            !format!("{sentinel:?}").contains("sp@"),
+            "passwords stay out of logs"
+        );
+        let both = r#"{"adapter":{"driver":"redis","redis":{"url":"redis://x:1"}},"database":{"redis":{"sentinels":[{"host":"s"}]}}}"#;
+        let error = cluster(both).unwrap_err();
+        assert_eq!(error.path, "adapter.redis.url");
+        assert!(
+            error.to_string().contains("database.redis.sentinels"),
+            "{error}"
+        );
+        let ca = r#"{"adapter":{"driver":"redis"},"database":{"redis":{"sentinels":[{"host":"s"}],"sentinel_tls":{"enabled":true,"ca_path":"/ca.pem"}}}}"#;
+        assert_eq!(
+            cluster(ca).unwrap_err().path,
+            "database.redis.sentinel_tls.ca_path"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod rate_limit;
 mod raw;
 mod redact;
 mod sections;
+mod sentinel;
 mod tls;
 mod unimplemented;
 mod webhook;
@@ -42,6 +43,7 @@ pub use sections::{
     ConsoleConfig, HttpApiConfig, MetricsConfig, WebhooksConfig, DEFAULT_QUEUE_MAX_BYTES,
     DEFAULT_QUEUE_MAX_TOTAL_BYTES,
 };
+pub use sentinel::SentinelConfig;
 pub use tls::TlsConfig;
 pub use unimplemented::IgnoredKey;
 pub use webhook::{LambdaTarget, RetryPolicy, SignatureScheme, WebhookEndpoint, WebhookTarget};

@@ -56,6 +56,7 @@ pub struct Metrics {
     webhook_queues: Arc<WebhookQueues>,
     cluster_online: Gauge,
     cluster_resyncs: Counter,
+    redis_failovers: Counter,
     journal: Journal,
     epoch: Instant,
 }
@@ -109,6 +110,7 @@ impl Metrics {
             webhook_queues: Arc::new(WebhookQueues::default()),
             cluster_online: Gauge::default(),
             cluster_resyncs: Counter::default(),
+            redis_failovers: Counter::default(),
             epoch: Instant::now(),
             journal,
             registry,
@@ -164,6 +166,11 @@ impl Metrics {
             "Times this cluster node put its sockets back into Redis after an outage or a data loss.",
             self.cluster_resyncs.clone(),
         );
+        r.register(
+            "redis_failovers",
+            "Times this cluster node followed Sentinel to a new primary.",
+            self.redis_failovers.clone(),
+        );
         r.register_collector(Box::new(self.webhook_queues.clone()));
         self
     }
@@ -200,6 +207,11 @@ impl Metrics {
     /// This cluster node resynced with Redis.
     pub fn cluster_resync(&self) {
         self.cluster_resyncs.inc();
+    }
+
+    /// This cluster node moved its connections to a new primary.
+    pub fn redis_failover(&self) {
+        self.redis_failovers.inc();
     }
 
     /// The series of one app; an app not given to [`Metrics::new`] gets its series now.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald::cluster::redis::connect;
+use herald::cluster::redis::connection::RedisTarget;
 use herald::cluster::redis::fanout::{Broadcast, BroadcastBody, Fanout, Received};
 use herald::outbound::WireFrame;
 
@@ -15,7 +16,7 @@ async fn node(redis: &RedisServer, origin: &str) -> (Arc<Fanout>, Received) {
     let publisher = connect(&redis.url()).await.unwrap();
     let apps = ["app".to_owned()];
     Fanout::start(
-        &redis.url(),
+        RedisTarget::Url(redis.url()),
         "t",
         apps,
         origin,

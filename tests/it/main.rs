@@ -5,6 +5,7 @@ mod hook_server;
 mod probe_support;
 mod receiver;
 mod redis_server;
+mod sentinel_support;
 mod support;
 mod tls_support;
 
@@ -22,6 +23,7 @@ mod cluster_node;
 mod cluster_nodes;
 mod cluster_outage;
 mod cluster_rolling;
+mod cluster_sentinel;
 mod cluster_tls;
 mod cluster_users;
 mod cluster_webhook_delivery;

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     child: Child,
     pub port: u16,
+    /// Arguments beyond the defaults (`--replicaof ...`), kept for a restart.
+    extra: Vec<String>,
 }
 
 /// Start-up attempts on fresh ports before giving up: a port found free can be taken by another
@@ -17,14 +19,25 @@ const START_ATTEMPTS: usize = 5;
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        RedisServer::start_with(Vec::new())
+    }
+
+    /// A replica of `primary`.
+    pub fn replica_of(primary: &RedisServer) -> RedisServer {
+        let port = primary.port.to_string();
+        RedisServer::start_with(vec!["--replicaof".into(), "127.0.0.1".into(), port])
+    }
+
+    fn start_with(extra: Vec<String>) -> RedisServer {
         for _ in 0..START_ATTEMPTS {
             let port = TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .expect("a free port")
                 .port();
             let mut server = RedisServer {
-                child: Self::spawn(port),
+                child: Self::spawn(port, &extra),
                 port,
+                extra: extra.clone(),
             };
             if server.wait_until_ready() {
                 return server;
@@ -41,7 +54,7 @@ impl RedisServer {
 
     /// Starts an empty server again on the same port, after [`RedisServer::kill`].
     pub fn start_again(&mut self) {
-        self.child = Self::spawn(self.port);
+        self.child = Self::spawn(self.port, &self.extra);
         assert!(
             self.wait_until_ready(),
             "redis-server could not bind port {} again",
@@ -80,10 +93,11 @@ impl RedisServer {
             && &reply == b"+OK\r\n"
     }
 
-    fn spawn(port: u16) -> Child {
+    fn spawn(port: u16, extra: &[String]) -> Child {
         Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

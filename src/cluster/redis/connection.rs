@@ -13,6 +13,8 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
+use crate::config::{RedisConfig, SentinelConfig};
+
 /// A shared, replaceable command connection (cheap to clone).
 #[derive(Clone)]
 pub struct RedisConnection {
@@ -91,4 +93,31 @@ async fn manage(url: &str) -> Result<ConnectionManager, RedisError> {
         .set_response_timeout(Some(Duration::from_secs(5)))
         .set_max_delay(Duration::from_secs(2));
     client.get_connection_manager_with_config(config).await
+}
+
+/// Where the primary is: one URL, or wherever the sentinels say it is now.
+#[derive(Clone, Debug)]
+pub enum RedisTarget {
+    /// `adapter.redis.url` or `database.redis`'s host.
+    Url(String),
+    /// `database.redis.sentinels`.
+    Sentinel(SentinelConfig),
+}
+
+impl RedisTarget {
+    /// The target `redis` configures.
+    pub fn of(redis: &RedisConfig) -> RedisTarget {
+        match &redis.sentinel {
+            Some(sentinel) => RedisTarget::Sentinel(sentinel.clone()),
+            None => RedisTarget::Url(redis.url.clone()),
+        }
+    }
+
+    /// The URL of the primary now (the sentinels are asked each time).
+    pub async fn resolve(&self) -> Result<String, RedisError> {
+        match self {
+            RedisTarget::Url(url) => Ok(url.clone()),
+            RedisTarget::Sentinel(sentinel) => super::sentinel::primary(sentinel).await,
+        }
+    }
 }

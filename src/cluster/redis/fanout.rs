@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use ::redis::aio::{PubSubSink, PubSubStream};
 
-use super::connection::RedisConnection;
+use super::connection::{RedisConnection, RedisTarget};
 use ::redis::RedisError;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::outbound::WireFrame;
@@ -95,7 +95,10 @@ pub struct Fanout {
     /// The apps' ids, longest first: a topic names its app by one of them.
     app_ids: Arc<[String]>,
     origin: String,
-    url: String,
+    /// Resolved at each (re)connection: with Sentinel, the primary may have moved.
+    target: RedisTarget,
+    /// Told when the primary changed: the pub/sub connection is dropped and opened again.
+    reconnect: Notify,
     publisher: RedisConnection,
     listening: Mutex<Listening>,
     connected: watch::Sender<bool>,
@@ -135,7 +138,7 @@ impl Fanout {
     /// connection is checked every `check_every` (a PING) and reconnected when it breaks or
     /// stops answering; [`Fanout::connected`] tells when it is.
     pub async fn start(
-        url: &str,
+        target: RedisTarget,
         prefix: &str,
         app_ids: impl IntoIterator<Item = String>,
         origin: &str,
@@ -148,7 +151,8 @@ impl Fanout {
             prefix: prefix.to_owned(),
             app_ids: app_ids.into(),
             origin: origin.to_owned(),
-            url: url.to_owned(),
+            target,
+            reconnect: Notify::new(),
             publisher,
             listening: Mutex::new(Listening {
                 sink: None,
@@ -163,6 +167,12 @@ impl Fanout {
         Ok((fanout, Received { broadcasts, task }))
     }
 
+    /// Drops the pub/sub connection and opens it again (to the primary as it is now): what was
+    /// published meanwhile is lost, as after any break, and the node resyncs.
+    pub fn reconnect(&self) {
+        self.reconnect.notify_one();
+    }
+
     /// Whether the pub/sub connection is up (every wanted topic subscribed on it), as it changes.
     pub fn connected(&self) -> watch::Receiver<bool> {
         self.connected.subscribe()
@@ -175,9 +185,8 @@ impl Fanout {
     /// Opens a pub/sub connection and subscribes every wanted topic on it.
     async fn connect(&self) -> Result<PubSubStream, RedisError> {
         let open = async {
-            ::redis::Client::open(self.url.as_str())?
-                .get_async_pubsub()
-                .await
+            let url = self.target.resolve().await?;
+            ::redis::Client::open(url)?.get_async_pubsub().await
         };
         let pubsub = tokio::time::timeout(PUBSUB_BOUND, open)
             .await
@@ -265,6 +274,7 @@ impl Fanout {
                         ),
                     }
                 }
+                _ = self.reconnect.notified() => return true,
                 _ = checks.tick() => {
                     if let Err(error) = self.check(PUBSUB_BOUND).await {
                         tracing::warn!(%error, "the cluster's pub/sub connection failed its check");

@@ -26,6 +26,7 @@ pub mod liveness;
 pub mod node;
 pub mod node_figures;
 mod recovery;
+mod sentinel;
 mod stage;
 pub mod webhook_delivery;
 pub mod webhook_rounds;

@@ -24,6 +24,7 @@ use super::liveness::{Liveness, NodeHealth};
 use super::node::{cluster_epoch, NodeMembership};
 use super::worker::{LinesSynced, Resync};
 use crate::cluster::sequence::LINES;
+use crate::config::redacted;
 use crate::metrics::Metrics;
 
 /// What a recovery attempt must wait for before it can tell anything.
@@ -38,6 +39,9 @@ pub struct Supervisor {
     pub rejoin: Rejoin,
     pub close: CancellationToken,
     pub metrics: Arc<Metrics>,
+    /// The connections moved to a new primary since the last resync: the next one rebuilds
+    /// (the promoted replica kept the epoch but may lack the last writes).
+    pub primary_moved: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +121,7 @@ impl Supervisor {
     }
 
     async fn try_recover(&mut self) -> Result<(), RecoveryError> {
+        self.primary_moved |= self.follow_primary().await?;
         let mut con = self.link.con();
         let ping = ::redis::cmd("PING");
         tokio::time::timeout(ANSWER_BOUND, ping.query_async::<String>(&mut con))
@@ -146,13 +151,34 @@ impl Supervisor {
         self.link.replace_state(state.clone());
         self.restart_duties(membership, state.clone());
         let owned = state.owned(&mut con).await?;
-        self.resync(owned, lost);
+        // A promoted replica keeps the epoch but may lack the last writes: what this node
+        // holds goes back without events, as after a loss.
+        self.resync(owned, lost || self.primary_moved);
+        self.primary_moved = false;
         self.metrics.cluster_resync();
         tracing::info!(
             rebuilt = lost,
             "the node is back in the cluster; its lines resync"
         );
         Ok(())
+    }
+
+    /// With Sentinel: asks which server is the primary and, when it is another than the one the
+    /// node's connections go to, moves them all there. True when they moved.
+    async fn follow_primary(&self) -> Result<bool, RecoveryError> {
+        let Some(sentinel) = &self.rejoin.redis.sentinel else {
+            return Ok(false);
+        };
+        let url = super::sentinel::primary(sentinel).await?;
+        let con = self.link.con();
+        if con.url() == url {
+            return Ok(false);
+        }
+        con.replace(&url).await?;
+        self.link.fanout.reconnect();
+        self.metrics.redis_failover();
+        tracing::warn!(primary = %redacted(&url), "Sentinel names a new primary; every connection moves there and the node resyncs in rebuild mode");
+        Ok(true)
     }
 
     /// Queues every line's resync, behind what the line was asked before, and takes the node

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::connection::RedisConnection;
+use super::connection::{RedisConnection, RedisTarget};
 
 use super::app::RedisApp;
 use super::channel_state::ChannelState;
@@ -72,7 +72,11 @@ fn current(membership: &Mutex<Arc<NodeMembership>>) -> Arc<NodeMembership> {
 async fn connect_and_join(
     redis: &RedisConfig,
 ) -> io::Result<(RedisConnection, Arc<NodeMembership>)> {
-    let mut con = super::connect(&redis.url)
+    let url = RedisTarget::of(redis)
+        .resolve()
+        .await
+        .map_err(|e| start_error("cannot find the primary", e))?;
+    let mut con = super::connect(&url)
         .await
         .map_err(|e| start_error("cannot connect to Redis", e))?;
     check_eviction_policy(&mut con).await;
@@ -131,7 +135,7 @@ async fn open_link(
     (con, state, incarnation): (RedisConnection, Arc<ChannelState>, &str),
 ) -> io::Result<(Arc<NodeLink>, Received)> {
     let (fanout, received) = Fanout::start(
-        &redis.url,
+        RedisTarget::of(redis),
         &redis.prefix,
         apps.iter().map(|app| app.id.to_string()),
         incarnation,
@@ -238,8 +242,14 @@ impl RedisCluster {
             rejoin,
             close: close.clone(),
             metrics: metrics.clone(),
+            primary_moved: false,
         };
         tasks.spawn(supervisor.run());
+        if let Some(sentinel) = &redis.sentinel {
+            let follow =
+                super::sentinel::follow_switches(sentinel.clone(), link.clone(), close.clone());
+            tasks.spawn(follow);
+        }
         let streams = start_webhook_rounds(redis, &incarnation, &link, &tasks, &close);
         Ok(RedisCluster {
             windows: SharedWindows::new(link.con(), &redis.prefix),

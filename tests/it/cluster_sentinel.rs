@@ -1,0 +1,152 @@
+//! A cluster on a Sentinel-managed Redis: a primary, one replica and three sentinels. The
+//! primary is killed with SIGKILL mid-traffic; the nodes follow Sentinel to the promoted
+//! replica without a restart, cross-node events flow again, REST answers from either node,
+//! presence agrees, and webhooks are neither lost after recovery nor sent twice.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::cluster_mode::{events, hooked, trigger};
+use crate::cluster_node::ClusterNode;
+use crate::receiver::Receiver;
+use crate::redis_server::RedisServer;
+use crate::sentinel_support::{Sentinels, MASTER};
+use crate::support::{Client, Rest, APP_ID};
+
+/// A node of `hook`'s cluster that finds its Redis through `sentinels` (no URL).
+fn on_sentinels<'a>(hook: &'a Receiver, sentinels: &'a Sentinels) -> impl Fn(&mut Value) + 'a {
+    move |config: &mut Value| {
+        hooked(hook, 0)(config);
+        if let Some(redis) = config["adapter"]["redis"].as_object_mut() {
+            redis.remove("url");
+        }
+        config["database"] = json!({"redis": {"sentinels": sentinels.config(), "name": MASTER}});
+    }
+}
+
+/// Triggers on `from` until `to` receives it; returns how long that took.
+async fn until_relayed(from: &ClusterNode, to: &mut Client, channel: &str) -> Duration {
+    let started = Instant::now();
+    for attempt in 0.. {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no cross-node event 30 s after the failover"
+        );
+        let data = format!("probe {attempt}");
+        let (status, _) = Rest::new(from)
+            .post(
+                &format!("/apps/{APP_ID}/events"),
+                json!({"name": "e", "channels": [channel], "data": data}),
+            )
+            .await;
+        if status == 200 {
+            let heard = tokio::time::timeout(Duration::from_millis(400), async {
+                loop {
+                    let frame = to.recv().await;
+                    if frame["data"] == data.as_str() {
+                        return;
+                    }
+                }
+            });
+            if heard.await.is_ok() {
+                return started.elapsed();
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    unreachable!()
+}
+
+async fn presence_users(node: &ClusterNode, channel: &str) -> (u16, Value) {
+    let path = format!("/apps/{APP_ID}/channels/{channel}/users");
+    Rest::new(node).get(&path, &[]).await
+}
+
+/// Per channel, the names of its events (as a receiver that de-duplicates by id sees them).
+fn channel_events(hook: &Receiver, channel: &str) -> Vec<String> {
+    events(hook)
+        .into_iter()
+        .filter(|(_, c, _)| c == channel)
+        .map(|(name, _, user)| format!("{name} {user}").trim().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn nodes_follow_sentinel_to_the_promoted_replica() {
+    let mut primary = RedisServer::start();
+    let replica = RedisServer::replica_of(&primary);
+    let sentinels = Sentinels::start(&primary).await;
+    let hook = Receiver::start().await;
+    let a = ClusterNode::start(&primary, on_sentinels(&hook, &sentinels));
+    let b = ClusterNode::start(&primary, on_sentinels(&hook, &sentinels));
+    let mut a1 = a.client().await;
+    a1.subscribe("failover").await;
+    a1.join_presence("presence-failover", "u1").await;
+    let mut b1 = b.client().await;
+    b1.subscribe("failover").await;
+    b1.join_presence("presence-failover", "u2").await;
+    trigger(&b, "failover", "before", None).await;
+    assert_eq!(a1.recv_event("e").await["data"], "before");
+    hook.wait_until(|_| events(&hook).len() == 4).await;
+    // Replicated before the primary dies (asynchronous replication loses the rest).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    primary.kill();
+    let took = until_relayed(&b, &mut a1, "failover").await;
+    eprintln!(
+        "SIGKILL of the primary to a cross-node event: {} ms",
+        took.as_millis()
+    );
+    assert_eq!(
+        sentinels.primary_port().await,
+        Some(replica.port),
+        "the replica was promoted"
+    );
+    for node in [&a, &b] {
+        let (status, users) = presence_users(node, "presence-failover").await;
+        assert_eq!(status, 200, "{users}");
+        let mut ids: Vec<_> = users["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].clone())
+            .collect();
+        ids.sort_by_key(|id| id.to_string());
+        assert_eq!(
+            ids,
+            [json!("u1"), json!("u2")],
+            "presence agrees on both nodes"
+        );
+    }
+
+    // Transitions after the recovery are announced once each, strictly alternating.
+    for _ in 0..3 {
+        let mut joiner = a.client().await;
+        joiner.subscribe("after-failover").await;
+        joiner.disconnect().await;
+        let mut joiner = b.client().await;
+        joiner.subscribe("after-failover").await;
+        joiner.disconnect().await;
+    }
+    hook.wait_until(|_| channel_events(&hook, "after-failover").len() == 12)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let churn = channel_events(&hook, "after-failover");
+    let alternating: Vec<&str> = (0..12)
+        .map(|i| ["channel_occupied", "channel_vacated"][i % 2])
+        .collect();
+    assert_eq!(churn, alternating);
+    assert_eq!(
+        channel_events(&hook, "failover"),
+        ["channel_occupied"],
+        "nothing resent for a channel that stayed"
+    );
+    let mut members = channel_events(&hook, "presence-failover");
+    members.sort();
+    assert_eq!(
+        members,
+        ["channel_occupied", "member_added u1", "member_added u2"]
+    );
+}
