@@ -90,9 +90,28 @@ async fn nodes_follow_sentinel_to_the_promoted_replica() {
     trigger(&b, "failover", "before", None).await;
     assert_eq!(a1.recv_event("e").await["data"], "before");
     hook.wait_until(|_| events(&hook).len() == 4).await;
-    // Replicated before the primary dies (asynchronous replication loses the rest).
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
+    // A churn that spans the failover: one socket at a time joins and leaves, on A then B.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let urls = [a.ws_url(), b.ws_url()];
+    let churning = stop.clone();
+    let churn = tokio::spawn(async move {
+        let mut round = 0;
+        while !churning.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut client = Client::connect(&urls[round % 2]).await;
+            client.subscribe("span").await;
+            client.disconnect().await;
+            round += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        round
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert!(
+        primary.replicated(),
+        "the replica has every write before the primary dies"
+    );
     primary.kill();
     let took = until_relayed(&b, &mut a1, "failover").await;
     eprintln!(
@@ -121,6 +140,9 @@ async fn nodes_follow_sentinel_to_the_promoted_replica() {
         );
     }
 
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = churn.await.unwrap();
     // Transitions after the recovery are announced once each, strictly alternating.
     for _ in 0..3 {
         let mut joiner = a.client().await;
@@ -130,14 +152,38 @@ async fn nodes_follow_sentinel_to_the_promoted_replica() {
         joiner.subscribe("after-failover").await;
         joiner.disconnect().await;
     }
-    hook.wait_until(|_| channel_events(&hook, "after-failover").len() == 12)
-        .await;
+    // Bounded by more than the receiver's usual wait: a webhook round holding a command sent to
+    // the dead primary waits for that command's reconnection timeout first.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while channel_events(&hook, "after-failover").len() < 12 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            channel_events(&hook, "after-failover")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let churn = channel_events(&hook, "after-failover");
     let alternating: Vec<&str> = (0..12)
         .map(|i| ["channel_occupied", "channel_vacated"][i % 2])
         .collect();
     assert_eq!(churn, alternating);
+    // Across the failover some transitions may be lost, never one sent twice or out of turn.
+    let span = channel_events(&hook, "span");
+    assert!(
+        span.len() <= 2 * rounds,
+        "{} events for {rounds} rounds",
+        span.len()
+    );
+    for (i, name) in span.iter().enumerate() {
+        let expected = ["channel_occupied", "channel_vacated"][i % 2];
+        assert_eq!(
+            name, expected,
+            "strictly alternating across the failover: {span:?}"
+        );
+    }
+    assert_eq!(span.last().map(String::as_str), Some("channel_vacated"));
     assert_eq!(
         channel_events(&hook, "failover"),
         ["channel_occupied"],

@@ -97,11 +97,25 @@ impl RedisServer {
         Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            // A replica's first sync starts at once (Redis waits 5 s for more replicas).
+            .args(["--repl-diskless-sync-delay", "0"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs (scripts/test.sh installs Debian's redis-server)")
+    }
+
+    /// Whether a replica has acknowledged every write so far (`WAIT 1`, within 5 s).
+    pub fn replicated(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(6)));
+        let mut reply = [0u8; 4];
+        stream.write_all(b"WAIT 1 5000\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b":1\r\n"
     }
 
     pub fn url(&self) -> String {

@@ -89,7 +89,10 @@ impl ConnectionLike for RedisConnection {
 async fn manage(url: &str) -> Result<ConnectionManager, RedisError> {
     let client = ::redis::Client::open(url)?;
     let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
+        // Short: a command sent just before a failover waits for its manager's reconnection to
+        // the dead server (the node's other work goes to the new primary meanwhile, but a task
+        // blocked on such a command, such as a webhook round, is held up this long).
+        .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(5)))
         .set_max_delay(Duration::from_secs(2));
     client.get_connection_manager_with_config(config).await
