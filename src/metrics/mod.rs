@@ -7,6 +7,7 @@
 
 mod app;
 mod hooks;
+mod redis;
 mod webhook_queue;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use prometheus_client::registry::Registry;
 
 pub use app::{AppFigures, AppMetrics};
 pub use hooks::{HookMetrics, HookOutcome};
+pub use redis::RedisLinkMetrics;
 pub use webhook_queue::{WebhookHealth, WebhookQueueGauges, WebhookQueueReading};
 
 use crate::journal::{AppJournal, Journal};
@@ -57,6 +59,7 @@ pub struct Metrics {
     cluster_online: Gauge,
     cluster_resyncs: Counter,
     redis_failovers: Counter,
+    redis_link: RedisLinkMetrics,
     journal: Journal,
     epoch: Instant,
 }
@@ -111,6 +114,7 @@ impl Metrics {
             cluster_online: Gauge::default(),
             cluster_resyncs: Counter::default(),
             redis_failovers: Counter::default(),
+            redis_link: RedisLinkMetrics::default(),
             epoch: Instant::now(),
             journal,
             registry,
@@ -171,6 +175,7 @@ impl Metrics {
             "Times this cluster node followed Sentinel to a new primary.",
             self.redis_failovers.clone(),
         );
+        self.redis_link.register(r);
         r.register_collector(Box::new(self.webhook_queues.clone()));
         self
     }
@@ -207,6 +212,11 @@ impl Metrics {
     /// This cluster node resynced with Redis.
     pub fn cluster_resync(&self) {
         self.cluster_resyncs.inc();
+    }
+
+    /// The series of this cluster node's Redis connections.
+    pub fn redis_link(&self) -> &RedisLinkMetrics {
+        &self.redis_link
     }
 
     /// This cluster node moved its connections to a new primary.

@@ -14,9 +14,22 @@ use crate::redis_server::RedisServer;
 use crate::sentinel_support::{Sentinels, MASTER};
 use crate::support::{Client, Rest, APP_ID};
 
-/// A node of `hook`'s cluster that finds its Redis through `sentinels` (no URL).
-fn on_sentinels<'a>(hook: &'a Receiver, sentinels: &'a Sentinels) -> impl Fn(&mut Value) + 'a {
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// A node of `hook`'s cluster that finds its Redis through `sentinels` (no URL), its metrics
+/// on `metrics_port`.
+fn on_sentinels<'a>(
+    hook: &'a Receiver,
+    sentinels: &'a Sentinels,
+    metrics_port: u16,
+) -> impl Fn(&mut Value) + 'a {
     move |config: &mut Value| {
+        config["metrics"] = json!({"enabled": true, "host": "127.0.0.1", "port": metrics_port});
         hooked(hook, 0)(config);
         if let Some(redis) = config["adapter"]["redis"].as_object_mut() {
             redis.remove("url");
@@ -79,8 +92,9 @@ async fn nodes_follow_sentinel_to_the_promoted_replica() {
     let replica = RedisServer::replica_of(&primary);
     let sentinels = Sentinels::start(&primary).await;
     let hook = Receiver::start().await;
-    let a = ClusterNode::start(&primary, on_sentinels(&hook, &sentinels));
-    let b = ClusterNode::start(&primary, on_sentinels(&hook, &sentinels));
+    let metrics_port = free_port();
+    let a = ClusterNode::start(&primary, on_sentinels(&hook, &sentinels, metrics_port));
+    let b = ClusterNode::start(&primary, on_sentinels(&hook, &sentinels, free_port()));
     let mut a1 = a.client().await;
     a1.subscribe("failover").await;
     a1.join_presence("presence-failover", "u1").await;
@@ -122,6 +136,16 @@ async fn nodes_follow_sentinel_to_the_promoted_replica() {
         sentinels.primary_port().await,
         Some(replica.port),
         "the replica was promoted"
+    );
+    let url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let metrics = reqwest::get(url).await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("herald_redis_failovers_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("herald_redis_reconnects_total{connection=\"pubsub\"}"),
+        "{metrics}"
     );
     for node in [&a, &b] {
         let (status, users) = presence_users(node, "presence-failover").await;

@@ -137,8 +137,9 @@ async fn watchers_on_one_node_follow_users_on_the_others() {
     );
 }
 
-/// One round: every node signs in every user at once (a barrier), then every connection closes
-/// at once; waits until the cluster counts each step.
+/// One round: every node signs in every user at once (a barrier), then, once the cluster counts
+/// every connection (a sign-in's reply goes out before Redis counted it), every connection
+/// closes at once; waits until the cluster counts each step.
 async fn concurrent_round(nodes: &[ClusterNode], users: &[&str]) {
     let mut clients = Vec::new();
     for node in nodes {
@@ -146,19 +147,26 @@ async fn concurrent_round(nodes: &[ClusterNode], users: &[&str]) {
             clients.push(node.client().await);
         }
     }
-    let barrier = Arc::new(Barrier::new(clients.len()));
+    let signed_in = Arc::new(Barrier::new(clients.len()));
+    // The clients and this test: the closes wait for the cluster's count.
+    let counted = Arc::new(Barrier::new(clients.len() + 1));
     let mut tasks = Vec::new();
     for (i, mut client) in clients.into_iter().enumerate() {
-        let (barrier, user) = (barrier.clone(), users[i % users.len()].to_owned());
+        let (signed_in, counted) = (signed_in.clone(), counted.clone());
+        let user = users[i % users.len()].to_owned();
         tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
+            signed_in.wait().await;
             client.send_signin(json!({"id": user})).await;
             let reply = client.recv().await;
             assert_eq!(reply["event"], "pusher:signin_success", "{reply}");
-            barrier.wait().await;
+            counted.wait().await;
             client.disconnect().await;
         }));
     }
+    for user in users {
+        wait_connections(&nodes[0], user, nodes.len() as u64).await;
+    }
+    counted.wait().await;
     for task in tasks {
         tokio::time::timeout(WAIT * 2, task)
             .await

@@ -11,7 +11,7 @@
 //! between is lost, which [`Fanout::connected`] tells the node (it resyncs).
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ::redis::aio::{PubSubSink, PubSubStream};
@@ -22,6 +22,7 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::metrics::Metrics;
 use crate::outbound::WireFrame;
 
 /// The wire format's version, first on every message: a node refuses what it cannot read.
@@ -99,6 +100,11 @@ pub struct Fanout {
     target: RedisTarget,
     /// Told when the primary changed: the pub/sub connection is dropped and opened again.
     reconnect: Notify,
+    /// Where reconnects and the connection's last proof of life are reported, once set.
+    metrics: OnceLock<Arc<Metrics>>,
+    /// When the pub/sub connection last proved alive, in ms since `started`.
+    alive_at_ms: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
     publisher: RedisConnection,
     listening: Mutex<Listening>,
     connected: watch::Sender<bool>,
@@ -153,6 +159,9 @@ impl Fanout {
             origin: origin.to_owned(),
             target,
             reconnect: Notify::new(),
+            metrics: OnceLock::new(),
+            alive_at_ms: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
             publisher,
             listening: Mutex::new(Listening {
                 sink: None,
@@ -165,6 +174,27 @@ impl Fanout {
         let (deliver, broadcasts) = mpsc::channel(BROADCAST_QUEUE);
         let task = tokio::spawn(fanout.clone().receive(messages, deliver, check_every));
         Ok((fanout, Received { broadcasts, task }))
+    }
+
+    /// The connection delivered a message or answered a PING.
+    fn proved_alive(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.alive_at_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Reports how long ago the connection last proved alive.
+    fn report_age(&self) {
+        if let Some(metrics) = self.metrics.get() {
+            let alive_at = self.alive_at_ms.load(std::sync::atomic::Ordering::Relaxed);
+            let age = (self.started.elapsed().as_millis() as u64).saturating_sub(alive_at);
+            metrics.redis_link().heard("pubsub", age / 1000);
+        }
+    }
+
+    /// Reports reconnects and the connection's last proof of life to `metrics` from now on.
+    pub fn report_to(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Drops the pub/sub connection and opens it again (to the primary as it is now): what was
@@ -236,10 +266,14 @@ impl Fanout {
                 if deliver.is_closed() {
                     return;
                 }
+                self.report_age();
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             };
             self.connected.send_replace(true);
+            if let Some(metrics) = self.metrics.get() {
+                metrics.redis_link().reconnected("pubsub");
+            }
             tracing::info!("the cluster's pub/sub connection is back");
         }
     }
@@ -261,6 +295,7 @@ impl Fanout {
             tokio::select! {
                 message = messages.next() => {
                     let Some(message) = message else { return true };
+                    self.proved_alive();
                     let topic = message.get_channel_name();
                     match decode(&topics, topic, message.get_payload_bytes()) {
                         Some(broadcast) => {
@@ -276,10 +311,12 @@ impl Fanout {
                 }
                 _ = self.reconnect.notified() => return true,
                 _ = checks.tick() => {
+                    self.report_age();
                     if let Err(error) = self.check(PUBSUB_BOUND).await {
                         tracing::warn!(%error, "the cluster's pub/sub connection failed its check");
                         return true;
                     }
+                    self.proved_alive();
                 }
             }
         }

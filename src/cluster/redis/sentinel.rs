@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::link::NodeLink;
 use crate::config::{redacted, SentinelConfig};
+use crate::metrics::Metrics;
 
 /// How long one sentinel or candidate primary may take to answer.
 const ASK_BOUND: Duration = Duration::from_secs(2);
@@ -89,10 +90,14 @@ async fn confirm(url: &str) -> Result<(), RedisError> {
 pub async fn follow_switches(
     sentinel: SentinelConfig,
     link: Arc<NodeLink>,
+    metrics: Arc<Metrics>,
     close: CancellationToken,
 ) {
     let mut turn = 0;
     loop {
+        if turn > 0 {
+            metrics.redis_link().reconnected("sentinel");
+        }
         let url = &sentinel.sentinels[turn % sentinel.sentinels.len()];
         tokio::select! {
             _ = close.cancelled() => return,

@@ -146,6 +146,7 @@ async fn open_link(
     .map_err(|e| start_error("cannot open the pub/sub connection", e))?;
     let endpoints: Arc<[StreamEndpoint]> =
         StreamEndpoint::all(&config.apps, metrics.clone()).into();
+    fanout.report_to(metrics.clone());
     let link = NodeLink::new(con, state, fanout, endpoints, config.channel_cache_ttl);
     Ok((Arc::new(link), received))
 }
@@ -245,11 +246,7 @@ impl RedisCluster {
             primary_moved: false,
         };
         tasks.spawn(supervisor.run());
-        if let Some(sentinel) = &redis.sentinel {
-            let follow =
-                super::sentinel::follow_switches(sentinel.clone(), link.clone(), close.clone());
-            tasks.spawn(follow);
-        }
+        following_sentinel(redis, &link, &metrics, (&tasks, &close));
         let streams = start_webhook_rounds(redis, &incarnation, &link, &tasks, &close);
         Ok(RedisCluster {
             windows: SharedWindows::new(link.con(), &redis.prefix),
@@ -424,6 +421,21 @@ fn counting_connections(
     let counts = ConnectionCounts::new(con.clone(), &redis.prefix, membership.clone());
     tasks.spawn(counts.clone().run(apps.to_vec(), interval, close));
     counts
+}
+
+/// With Sentinel, hears its `+switch-master` (the node then follows the new primary).
+fn following_sentinel(
+    redis: &RedisConfig,
+    link: &Arc<NodeLink>,
+    metrics: &Arc<Metrics>,
+    (tasks, close): (&TaskTracker, &CancellationToken),
+) {
+    if let Some(sentinel) = &redis.sentinel {
+        let (link, metrics) = (link.clone(), metrics.clone());
+        let follow =
+            super::sentinel::follow_switches(sentinel.clone(), link, metrics, close.clone());
+        tasks.spawn(follow);
+    }
 }
 
 /// This node's figures for the console, written to Redis every heartbeat when the console is on
