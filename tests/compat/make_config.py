@@ -2,6 +2,8 @@
 (and the decision hook and watchlist apps).
 
     python make_config.py OUT_PATH NODE_RECEIVER_PORT PYTHON_RECEIVER_PORT [REDIS_URL]
+    python make_config.py OUT_PATH NODE_RECEIVER_PORT PYTHON_RECEIVER_PORT \
+        --sentinels MASTER_NAME SENTINEL_PORT,SENTINEL_PORT,...
 
 The receivers' ports are only known at run time, so run.sh calls this before starting Herald.
 The first app of config.json (the one the SDK suites use) is copied unchanged and keeps no
@@ -25,6 +27,11 @@ webhook endpoints; more apps are added, each with its own endpoints or feature:
 
 With REDIS_URL the config is that of a cluster node (`adapter.driver` redis; each node gets its
 id from HERALD_NODE_ID), for the two-node run of node/cluster/.
+
+With --sentinels the config is that of a cluster node that finds its Redis through Sentinel, for
+the failover run of node/sentinel/: `adapter.driver` redis with no `adapter.redis.url`, and
+Sockudo's `"database": {"redis": {"sentinels": [{"host": "127.0.0.1", "port": P}, ...],
+"name": MASTER_NAME}}`.
 
 tls_config() writes the config of the TLS node that tls_herald.py starts: config.json with an
 `ssl` block (Sockudo's keys) serving the given PEM chain and key on the main port.
@@ -125,7 +132,13 @@ def python_endpoints(port, whsec):
 
 def main():
     out, node_port, py_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    redis_url = sys.argv[4] if len(sys.argv) > 4 else None
+    redis_url = None
+    sentinels = None
+    if len(sys.argv) > 4 and sys.argv[4] == "--sentinels":
+        master_name = sys.argv[5]
+        sentinels = [{"host": "127.0.0.1", "port": int(p)} for p in sys.argv[6].split(",")]
+    elif len(sys.argv) > 4:
+        redis_url = sys.argv[4]
     with open(HERE / "config.json") as f:
         config = json.load(f)
     whsec = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -160,6 +173,10 @@ def main():
     config["console"] = {"token": "compat-console-token-0123456789abcdef"}
     if redis_url:
         config["adapter"] = {"driver": "redis", "redis": {"url": redis_url, "prefix": "compat"}}
+    if sentinels:
+        # No URL: the sentinels name the primary (a URL beside them is a config error).
+        config["adapter"] = {"driver": "redis", "redis": {"prefix": "compat"}}
+        config["database"] = {"redis": {"sentinels": sentinels, "name": master_name}}
     with open(out, "w") as f:
         json.dump(config, f, indent=2)
 

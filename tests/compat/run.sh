@@ -19,7 +19,12 @@
 #     through tls_herald.py, from HERALD_BIN: a throwaway CA and certificate made with openssl),
 #   - then stops it, starts a private redis-server and two cluster nodes A and B on it (and a
 #     third node C, which node/cluster/watchlist.test.js kills with SIGKILL), and runs
-#       3. the two-node suite (node/cluster/: pusher-js on node A, the `pusher` SDK on node B).
+#       3. the two-node suite (node/cluster/: pusher-js on node A, the `pusher` SDK on node B),
+#   - then stops those, starts a private Sentinel setup (a redis-server primary, one replica and
+#     three redis-sentinel processes monitoring it as `mymaster`) and two nodes that find Redis
+#     through the sentinels (no adapter.redis.url), and runs
+#       4. the failover suite (node/sentinel/: pusher-js on node A, the `pusher` SDK on node B;
+#          the test kills the primary with SIGKILL, REDIS_PRIMARY_PID).
 # Herald and the receivers are always stopped on exit. Exits non-zero if anything fails.
 # Everything listens on and talks to 127.0.0.1 only.
 set -euo pipefail
@@ -60,6 +65,17 @@ free_port() {
   "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# N distinct free TCP ports on 127.0.0.1 (all bound at once, so no two are the same; then closed).
+free_ports() {
+  "$py" -c 'import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()' "$1"
+}
+
 # From here on everything is local: no proxy may be used (Herald's HTTP client, urllib in the
 # tests and the start-up probes would all honour these variables).
 unset HTTP_PROXY http_proxy HTTPS_PROXY https_proxy ALL_PROXY all_proxy
@@ -86,6 +102,11 @@ node_a_pid=""
 node_b_pid=""
 node_c_pid=""
 redis_pid=""
+primary_pid=""
+replica_pid=""
+sentinel_pids=""
+sentinel_a_pid=""
+sentinel_b_pid=""
 node_hook_pid=""
 py_hook_pid=""
 
@@ -115,10 +136,19 @@ cleanup() {
   stop_pid "$node_b_pid"
   stop_pid "$node_c_pid"
   stop_pid "$redis_pid"
+  stop_pid "$sentinel_a_pid"
+  stop_pid "$sentinel_b_pid"
+  for pid in $sentinel_pids; do
+    stop_pid "$pid"
+  done
+  stop_pid "$replica_pid"
+  stop_pid "$primary_pid"
   stop_pid "$node_hook_pid"
   stop_pid "$py_hook_pid"
   if [ "$rc" -ne 0 ]; then
-    for f in herald.log node-a.log node-b.log node-c.log redis.log node-receiver.log python-receiver.log; do
+    for f in herald.log node-a.log node-b.log node-c.log redis.log \
+      sentinel-node-a.log sentinel-node-b.log primary.log replica.log \
+      sentinel-1.log sentinel-2.log sentinel-3.log node-receiver.log python-receiver.log; do
       if [ -s "$work/$f" ]; then
         echo "== compat: last lines of $f"
         tail -n 40 "$work/$f" || true
@@ -274,6 +304,98 @@ for pid in "$node_a_pid" "$node_b_pid" "$redis_pid"; do
     status=1
   fi
 done
+
+stop_pid "$node_a_pid"
+stop_pid "$node_b_pid"
+stop_pid "$node_c_pid"
+stop_pid "$redis_pid"
+node_a_pid=""
+node_b_pid=""
+node_c_pid=""
+redis_pid=""
+
+# The Sentinel failover run: a primary, one replica (diskless sync at once) and three sentinels
+# (down after 1 s, failover timeout 5 s, quorum 2; their config files in $work/sentinel), and
+# two nodes with the same apps and receivers that ask the sentinels for the primary. The test
+# kills the primary with SIGKILL (REDIS_PRIMARY_PID) once the replica has every write (WAIT 1).
+if ! command -v redis-sentinel >/dev/null 2>&1; then
+  echo "error: redis-sentinel is not installed (scripts/test.sh installs it)" >&2
+  exit 1
+fi
+read -r primary_port replica_port sentinel_port_1 sentinel_port_2 sentinel_port_3 s_port_a s_port_b \
+  <<<"$(free_ports 7)"
+sentinel_ports="$sentinel_port_1 $sentinel_port_2 $sentinel_port_3"
+sentinel_master=mymaster
+sentinel_dir="$work/sentinel"
+sentinel_config="$work/sentinel-cluster.json"
+mkdir -p "$sentinel_dir/primary" "$sentinel_dir/replica"
+echo "== compat: Sentinel run (primary on 127.0.0.1:$primary_port, replica on $replica_port, sentinels on ${sentinel_ports// /, }, nodes on $s_port_a and $s_port_b)"
+redis_args=(--bind 127.0.0.1 --save "" --appendonly no --maxmemory-policy noeviction
+  --repl-diskless-sync-delay 0)
+redis-server "${redis_args[@]}" --port "$primary_port" --dir "$sentinel_dir/primary" \
+  </dev/null >"$work/primary.log" 2>&1 &
+primary_pid=$!
+redis-server "${redis_args[@]}" --port "$replica_port" --dir "$sentinel_dir/replica" \
+  --replicaof 127.0.0.1 "$primary_port" </dev/null >"$work/replica.log" 2>&1 &
+replica_pid=$!
+# The replica is linked before the sentinels start, so their first INFO of the primary lists it.
+node node/sentinel/redis_tool.js wait-replica "$replica_port" </dev/null
+i=0
+for sport in $sentinel_ports; do
+  i=$((i + 1))
+  printf '%s\n' "port $sport" "bind 127.0.0.1" "daemonize no" 'logfile ""' "dir $sentinel_dir" \
+    "sentinel monitor $sentinel_master 127.0.0.1 $primary_port 2" \
+    "sentinel down-after-milliseconds $sentinel_master 1000" \
+    "sentinel failover-timeout $sentinel_master 5000" \
+    "sentinel parallel-syncs $sentinel_master 1" >"$sentinel_dir/sentinel-$i.conf"
+  redis-sentinel "$sentinel_dir/sentinel-$i.conf" </dev/null >"$work/sentinel-$i.log" 2>&1 &
+  sentinel_pids="$sentinel_pids $!"
+done
+"$py" make_config.py "$sentinel_config" "$node_hook_port" "$py_hook_port" \
+  --sentinels "$sentinel_master" "${sentinel_ports// /,}"
+start_herald SA "$s_port_a" "$sentinel_config" "$work/sentinel-node-a.log"
+sentinel_a_pid=$herald_pid
+start_herald SB "$s_port_b" "$sentinel_config" "$work/sentinel-node-b.log"
+sentinel_b_pid=$herald_pid
+wait_http "$sentinel_a_pid" "http://127.0.0.1:$s_port_a/up" "Sentinel node A"
+wait_http "$sentinel_b_pid" "http://127.0.0.1:$s_port_b/up" "Sentinel node B"
+# A failover needs the sentinels to know the replica and each other (bounded: 30 s).
+# shellcheck disable=SC2086
+node node/sentinel/redis_tool.js wait-sentinels "$sentinel_master" $sentinel_ports </dev/null
+
+echo "== compat: Node Sentinel failover suite (pusher-js on node A, the pusher SDK on node B, the primary killed)"
+if ! HERALD_PORT="$s_port_a" HERALD_PORT_B="$s_port_b" HERALD_COMPAT_CONFIG="$sentinel_config" \
+  REDIS_PRIMARY_PORT="$primary_port" REDIS_PRIMARY_PID="$primary_pid" \
+  REDIS_REPLICA_PORT="$replica_port" REDIS_SENTINEL_PORTS="${sentinel_ports// /,}" \
+  REDIS_SENTINEL_MASTER="$sentinel_master" \
+  timeout --kill-after=5 "$suite_timeout" node --test --test-force-exit node/sentinel/*.test.js </dev/null; then
+  echo "== compat: Node Sentinel failover suite FAILED" >&2
+  status=1
+fi
+# shellcheck disable=SC2086
+for pid in "$sentinel_a_pid" "$sentinel_b_pid" "$replica_pid" $sentinel_pids; do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "error: a node, the replica or a sentinel died during the Sentinel failover suite" >&2
+    status=1
+  fi
+done
+# The test killed the primary: reap it, so that its PID is never signalled again.
+if ! kill -0 "$primary_pid" 2>/dev/null; then
+  wait "$primary_pid" 2>/dev/null || true
+  primary_pid=""
+fi
+stop_pid "$sentinel_a_pid"
+stop_pid "$sentinel_b_pid"
+for pid in $sentinel_pids; do
+  stop_pid "$pid"
+done
+stop_pid "$replica_pid"
+stop_pid "$primary_pid"
+sentinel_a_pid=""
+sentinel_b_pid=""
+sentinel_pids=""
+replica_pid=""
+primary_pid=""
 
 for pid in "$node_hook_pid" "$py_hook_pid"; do
   if ! kill -0 "$pid" 2>/dev/null; then

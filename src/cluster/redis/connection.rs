@@ -88,12 +88,14 @@ impl ConnectionLike for RedisConnection {
 /// A connection manager for `url`.
 async fn manage(url: &str) -> Result<ConnectionManager, RedisError> {
     let client = ::redis::Client::open(url)?;
+    // Short and few: a command sent just before a failover waits for its manager's reconnection
+    // to the dead server (the node's other work goes to the new primary meanwhile, but a task
+    // blocked on such a command, such as a webhook round, is held up that long). One retry of
+    // at most 2 s bounds it; the node's own recovery does the rest of the retrying.
     let config = ConnectionManagerConfig::new()
-        // Short: a command sent just before a failover waits for its manager's reconnection to
-        // the dead server (the node's other work goes to the new primary meanwhile, but a task
-        // blocked on such a command, such as a webhook round, is held up this long).
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(1)
         .set_max_delay(Duration::from_secs(2));
     client.get_connection_manager_with_config(config).await
 }
