@@ -96,7 +96,7 @@ pub(super) fn sentinel_config(
         .enumerate()
         .map(|(i, sentinel)| {
             let path = format!("database.redis.sentinels[{i}].host");
-            let host = host(&path, sentinel.host.as_deref().unwrap_or("127.0.0.1"))?;
+            let host = host(&path, sentinel.host.as_deref().unwrap_or("localhost"))?;
             let credentials = credentials(keys.sentinel_username, keys.sentinel_password);
             let port = sentinel.port.unwrap_or(26379);
             Ok(format!(
@@ -149,12 +149,13 @@ impl Tls {
 /// A TLS block; a CA or client certificate file is refused, not ignored: a connection that
 /// cannot check the server as asked must not start.
 pub(super) fn tls(path: &str, raw: &RawRedisTls) -> Result<Tls, ConfigError> {
+    let enabled = raw.enabled.unwrap_or(false);
     for (key, value) in [
         ("ca_path", &raw.ca_path),
         ("client_cert_path", &raw.client_cert_path),
         ("client_key_path", &raw.client_key_path),
     ] {
-        if value.is_some() {
+        if enabled && value.is_some() {
             return Err(ConfigError::invalid(
                 &format!("{path}.{key}"),
                 "is not supported: Herald checks Redis's certificate against the system's trust store (add a private CA there), without client certificates",
@@ -162,7 +163,7 @@ pub(super) fn tls(path: &str, raw: &RawRedisTls) -> Result<Tls, ConfigError> {
         }
     }
     Ok(Tls {
-        enabled: raw.enabled.unwrap_or(false),
+        enabled,
         insecure: raw.accept_invalid_certs.unwrap_or(false),
     })
 }

@@ -165,7 +165,7 @@ impl Supervisor {
 
     /// With Sentinel: asks which server is the primary and, when it is another than the one the
     /// node's connections go to, moves them all there. True when they moved.
-    async fn follow_primary(&self) -> Result<bool, RecoveryError> {
+    async fn follow_primary(&mut self) -> Result<bool, RecoveryError> {
         let Some(sentinel) = &self.rejoin.redis.sentinel else {
             return Ok(false);
         };
@@ -174,11 +174,22 @@ impl Supervisor {
         if con.url() == url {
             return Ok(false);
         }
+        // The old duties first: a round of theirs must not act on the new primary, where every
+        // node's heartbeat looks old until the nodes revive (it would reap live nodes).
+        self.stop_duties().await;
         con.replace(&url).await?;
         self.link.fanout.reconnect();
         self.metrics.redis_failover();
         tracing::warn!(primary = %redacted(&url), "Sentinel names a new primary; every connection moves there and the node resyncs in rebuild mode");
         Ok(true)
+    }
+
+    /// Ends the node's duties and waits for their last round.
+    async fn stop_duties(&mut self) {
+        self.duties.stop.cancel();
+        if !self.duties.task.is_finished() {
+            let _ = (&mut self.duties.task).await;
+        }
     }
 
     /// Queues every line's resync, behind what the line was asked before, and takes the node
@@ -234,8 +245,7 @@ impl Supervisor {
     /// The incarnation was reaped: join as a new one and close the sockets with 4200.
     async fn fence(&mut self) -> Result<(), RecoveryError> {
         // The old incarnation must not reap or sweep any more.
-        self.duties.stop.cancel();
-        let _ = (&mut self.duties.task).await;
+        self.stop_duties().await;
         let (joined, state) = fencing::rejoin(&self.link, &self.rejoin, &self.apps).await?;
         *self.membership.lock().unwrap_or_else(|e| e.into_inner()) = joined.clone();
         self.restart_duties(joined, state);

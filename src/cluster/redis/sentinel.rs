@@ -32,7 +32,11 @@ pub async fn primary(sentinel: &SentinelConfig) -> Result<String, RedisError> {
         match ask(url, &sentinel.master_name).await {
             Ok((host, port)) => {
                 let primary = sentinel.primary_url(&host, port);
-                return confirm(&primary).await.map(|()| primary);
+                match confirm(&primary).await {
+                    Ok(()) => return Ok(primary),
+                    // A sentinel may still name a server it is demoting: ask the next.
+                    Err(error) => last = error,
+                }
             }
             Err(error) => {
                 tracing::warn!(sentinel = %redacted(url), %error, "a sentinel did not name the primary");
