@@ -51,6 +51,20 @@ pub struct Subscription<'a, R = Outbound> {
     pub cached: bool,
 }
 
+impl<'a, R> Subscription<'a, R> {
+    /// A signed-in socket's place in its user's own channel (`user_channel(id)`), which no
+    /// client sees.
+    pub fn to_user_channel(channel: &'a str, socket: SocketId, outbound: &'a R) -> Self {
+        Subscription {
+            channel,
+            socket,
+            outbound,
+            member: None,
+            cached: false,
+        }
+    }
+}
+
 /// A subscription made.
 pub struct Subscribed {
     /// The socket was not subscribed before.

@@ -121,25 +121,7 @@ pub(super) fn cluster_config(
 
 fn redis_config(adapter: &RawAdapter, database: &RawDatabase) -> Result<RedisConfig, ConfigError> {
     let sentinel = sentinel_of(&database.redis)?;
-    let url = match (&adapter.redis.url, &sentinel) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::invalid(
-                "adapter.redis.url",
-                "cannot be given with database.redis.sentinels: the sentinels name the primary (remove one of the two)",
-            ))
-        }
-        (Some(url), None) => {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(ConfigError::invalid(
-                    "adapter.redis.url",
-                    format!("{:?} must start with redis:// or rediss://", redacted(url)),
-                ));
-            }
-            url.clone()
-        }
-        (None, Some(_)) => String::new(),
-        (None, None) => url_of(&database.redis)?,
-    };
+    let url = single_url(adapter, database, sentinel.is_some())?;
     let prefix = adapter
         .redis
         .prefix
@@ -198,6 +180,30 @@ pub(super) fn check_node_id(path: &str, id: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// The one Redis's URL: `adapter.redis.url`, else `database.redis`'s; empty with Sentinel, which
+/// names the primary itself (a URL beside sentinels is refused).
+fn single_url(
+    adapter: &RawAdapter,
+    database: &RawDatabase,
+    sentinel: bool,
+) -> Result<String, ConfigError> {
+    match (&adapter.redis.url, sentinel) {
+        (Some(_), true) => Err(ConfigError::invalid(
+            "adapter.redis.url",
+            "cannot be given with database.redis.sentinels: the sentinels name the primary (remove one of the two)",
+        )),
+        (Some(url), false) if !(url.starts_with("redis://") || url.starts_with("rediss://")) => {
+            Err(ConfigError::invalid(
+                "adapter.redis.url",
+                format!("{:?} must start with redis:// or rediss://", redacted(url)),
+            ))
+        }
+        (Some(url), false) => Ok(url.clone()),
+        (None, true) => Ok(String::new()),
+        (None, false) => url_of(&database.redis),
+    }
 }
 
 /// Sentinel mode from `database.redis`, when it lists sentinels.
@@ -358,6 +364,15 @@ mod tests {
         assert!(
             error.to_string().contains("database.redis.sentinels"),
             "{error}"
+        );
+        let config = redis(
+            r#"{"adapter":{"driver":"redis"},"database":{"redis":{"sentinels":[{"port":26380}],"master_tls":{"enabled":false,"ca_path":"/ca.pem"}}}}"#,
+        );
+        let sentinel = config.sentinel.expect("sentinel mode");
+        assert_eq!(
+            sentinel.sentinels,
+            ["redis://localhost:26380"],
+            "Sockudo's default host; a CA for TLS that is off asks for nothing"
         );
         let ca = r#"{"adapter":{"driver":"redis"},"database":{"redis":{"sentinels":[{"host":"s"}],"sentinel_tls":{"enabled":true,"ca_path":"/ca.pem"}}}}"#;
         assert_eq!(

@@ -33,6 +33,10 @@ fn on_sentinels<'a>(
         hooked(hook, 0)(config);
         if let Some(redis) = config["adapter"]["redis"].as_object_mut() {
             redis.remove("url");
+            // Above the failover's length, as the README asks: else the first node back takes
+            // the others for dead before they revive.
+            redis.insert("heartbeat_interval_ms".into(), json!(500));
+            redis.insert("node_timeout_ms".into(), json!(8000));
         }
         config["database"] = json!({"redis": {"sentinels": sentinels.config(), "name": MASTER}});
     }

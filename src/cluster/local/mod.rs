@@ -103,13 +103,7 @@ impl LocalCluster {
         let state = self.app(app);
         state.users.add(user_id, socket, outbound.clone());
         let channel = user_channel(user_id);
-        let request = Subscription {
-            channel: &channel,
-            socket,
-            outbound: &outbound,
-            member: None,
-            cached: false,
-        };
+        let request = Subscription::to_user_channel(&channel, socket, &outbound);
         // Not a presence channel, so never full; nobody waits for it (no reply goes out).
         let _ = state.subscribe(request);
     }

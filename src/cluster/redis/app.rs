@@ -270,13 +270,7 @@ impl RedisApp {
     pub fn sign_in(&self, user_id: &Arc<str>, socket: SocketId, outbound: Outbound) {
         self.users.add(user_id, socket, outbound.clone());
         let channel = user_channel(user_id);
-        let request = Subscription {
-            channel: &channel,
-            socket,
-            outbound: &outbound,
-            member: None,
-            cached: false,
-        };
+        let request = Subscription::to_user_channel(&channel, socket, &outbound);
         // Nobody waits for it: the client hears nothing of its user's channel.
         drop(self.subscribe(request));
     }
