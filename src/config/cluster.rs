@@ -200,6 +200,15 @@ fn single_url(
                 format!("{:?} must start with redis:// or rediss://", redacted(url)),
             ))
         }
+        // TLS asked for and a plain URL: refused rather than connecting in the clear.
+        (Some(url), false)
+            if database.redis.master_tls.enabled == Some(true) && url.starts_with("redis://") =>
+        {
+            Err(ConfigError::invalid(
+                "adapter.redis.url",
+                "is a redis:// URL while database.redis.master_tls.enabled is true: use rediss:// for TLS (or turn master_tls off)",
+            ))
+        }
         (Some(url), false) => Ok(url.clone()),
         (None, true) => Ok(String::new()),
         (None, false) => url_of(&database.redis),
@@ -365,6 +374,10 @@ mod tests {
             error.to_string().contains("database.redis.sentinels"),
             "{error}"
         );
+        let plain = r#"{"adapter":{"driver":"redis","redis":{"url":"redis://x:1"}},"database":{"redis":{"master_tls":{"enabled":true}}}}"#;
+        let error = cluster(plain).unwrap_err();
+        assert_eq!(error.path, "adapter.redis.url");
+        assert!(error.to_string().contains("master_tls"), "{error}");
         let config = redis(
             r#"{"adapter":{"driver":"redis"},"database":{"redis":{"sentinels":[{"port":26380}],"master_tls":{"enabled":false,"ca_path":"/ca.pem"}}}}"#,
         );

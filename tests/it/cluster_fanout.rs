@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald::cluster::redis::connect;
-use herald::cluster::redis::connection::RedisTarget;
 use herald::cluster::redis::fanout::{Broadcast, BroadcastBody, Fanout, Received};
 use herald::outbound::WireFrame;
 
@@ -15,16 +14,9 @@ use crate::redis_server::RedisServer;
 async fn node(redis: &RedisServer, origin: &str) -> (Arc<Fanout>, Received) {
     let publisher = connect(&redis.url()).await.unwrap();
     let apps = ["app".to_owned()];
-    Fanout::start(
-        RedisTarget::Url(redis.url()),
-        "t",
-        apps,
-        origin,
-        publisher,
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap()
+    Fanout::start("t", apps, origin, publisher, Duration::from_secs(1))
+        .await
+        .unwrap()
 }
 
 fn frame(json: &str) -> WireFrame {

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use herald::cluster::redis::channel_state::{ChannelState, Joining};
 use herald::cluster::redis::connect;
-use herald::cluster::redis::connection::RedisTarget;
 use herald::cluster::redis::fanout::{Broadcast, BroadcastBody, Fanout};
 use tokio::sync::Barrier;
 
@@ -60,7 +59,6 @@ async fn concurrent_joins_on_three_nodes_keep_every_member_list_consistent() {
         let con = connect(&redis.url()).await.unwrap();
         let incarnation = format!("n{node}.x");
         let (fanout, mut received) = Fanout::start(
-            RedisTarget::Url(redis.url()),
             "t",
             ["a".to_owned()],
             &incarnation,

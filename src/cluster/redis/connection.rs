@@ -13,7 +13,7 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
-use crate::config::{RedisConfig, SentinelConfig};
+use crate::config::{redacted, RedisConfig, SentinelConfig};
 
 /// A shared, replaceable command connection (cheap to clone).
 #[derive(Clone)]
@@ -101,12 +101,21 @@ async fn manage(url: &str) -> Result<ConnectionManager, RedisError> {
 }
 
 /// Where the primary is: one URL, or wherever the sentinels say it is now.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum RedisTarget {
     /// `adapter.redis.url` or `database.redis`'s host.
     Url(String),
     /// `database.redis.sentinels`.
     Sentinel(SentinelConfig),
+}
+
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisTarget::Url(url) => f.debug_tuple("Url").field(&redacted(url)).finish(),
+            RedisTarget::Sentinel(sentinel) => f.debug_tuple("Sentinel").field(sentinel).finish(),
+        }
+    }
 }
 
 impl RedisTarget {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use ::redis::aio::{PubSubSink, PubSubStream};
 
-use super::connection::{RedisConnection, RedisTarget};
+use super::connection::RedisConnection;
 use ::redis::RedisError;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch, Notify};
@@ -96,10 +96,10 @@ pub struct Fanout {
     /// The apps' ids, longest first: a topic names its app by one of them.
     app_ids: Arc<[String]>,
     origin: String,
-    /// Resolved at each (re)connection: with Sentinel, the primary may have moved.
-    target: RedisTarget,
     /// Told when the primary changed: the pub/sub connection is dropped and opened again.
     reconnect: Notify,
+    /// The server the pub/sub connection was opened to (the command connection's then).
+    subscribed_to: Mutex<String>,
     /// Where reconnects and the connection's last proof of life are reported, once set.
     metrics: OnceLock<Arc<Metrics>>,
     /// When the pub/sub connection last proved alive, in ms since `started`.
@@ -144,7 +144,6 @@ impl Fanout {
     /// connection is checked every `check_every` (a PING) and reconnected when it breaks or
     /// stops answering; [`Fanout::connected`] tells when it is.
     pub async fn start(
-        target: RedisTarget,
         prefix: &str,
         app_ids: impl IntoIterator<Item = String>,
         origin: &str,
@@ -157,8 +156,8 @@ impl Fanout {
             prefix: prefix.to_owned(),
             app_ids: app_ids.into(),
             origin: origin.to_owned(),
-            target,
             reconnect: Notify::new(),
+            subscribed_to: Mutex::new(String::new()),
             metrics: OnceLock::new(),
             alive_at_ms: std::sync::atomic::AtomicU64::new(0),
             started: std::time::Instant::now(),
@@ -197,10 +196,19 @@ impl Fanout {
         let _ = self.metrics.set(metrics);
     }
 
-    /// Drops the pub/sub connection and opens it again (to the primary as it is now): what was
-    /// published meanwhile is lost, as after any break, and the node resyncs.
+    /// Drops the pub/sub connection and opens it again to the server the command connection
+    /// was moved to (a new primary): what was published meanwhile is lost, as after any break,
+    /// and the node resyncs.
     pub fn reconnect(&self) {
+        // A stored permit, so a call while the connection is being opened is not lost; a
+        // connection already opened to the new server ignores it (see `moved`).
         self.reconnect.notify_one();
+    }
+
+    /// Whether the command connection went to another server than this one's.
+    fn moved(&self) -> bool {
+        let subscribed_to = self.subscribed_to.lock().unwrap_or_else(|e| e.into_inner());
+        *subscribed_to != self.publisher.url()
     }
 
     /// Whether the pub/sub connection is up (every wanted topic subscribed on it), as it changes.
@@ -214,14 +222,19 @@ impl Fanout {
 
     /// Opens a pub/sub connection and subscribes every wanted topic on it.
     async fn connect(&self) -> Result<PubSubStream, RedisError> {
+        // The server the commands go to: with Sentinel, the primary the node's recovery last
+        // found (it moves the command connection first, then asks for a reconnection).
+        let url = self.publisher.url();
         let open = async {
-            let url = self.target.resolve().await?;
-            ::redis::Client::open(url)?.get_async_pubsub().await
+            ::redis::Client::open(url.as_str())?
+                .get_async_pubsub()
+                .await
         };
         let pubsub = tokio::time::timeout(PUBSUB_BOUND, open)
             .await
             .map_err(|_| bounded_error("no pub/sub connection in time"))??;
         let (sink, messages) = pubsub.split();
+        *self.subscribed_to.lock().unwrap_or_else(|e| e.into_inner()) = url;
         let topics: Vec<String> = {
             let mut listening = self.listening();
             listening.sink = Some(sink.clone());
@@ -309,7 +322,11 @@ impl Fanout {
                         ),
                     }
                 }
-                _ = self.reconnect.notified() => return true,
+                _ = self.reconnect.notified() => {
+                    if self.moved() {
+                        return true;
+                    }
+                }
                 _ = checks.tick() => {
                     self.report_age();
                     if let Err(error) = self.check(PUBSUB_BOUND).await {

@@ -36,6 +36,9 @@ pub struct NodeLink {
     online: AtomicBool,
     /// Woken when the node goes offline.
     pub offline: Notify,
+    /// How many times anything found Redis failing: a recovery that began before the last
+    /// failure must not take the node online.
+    failures: AtomicU64,
     /// Bumped by every resync; a line is online once its worker carried out that resync.
     generation: AtomicU64,
 }
@@ -60,6 +63,7 @@ impl NodeLink {
             webhooks_due: Notify::new(),
             online: AtomicBool::new(true),
             offline: Notify::new(),
+            failures: AtomicU64::new(0),
             generation: AtomicU64::new(0),
         }
     }
@@ -71,15 +75,34 @@ impl NodeLink {
 
     /// Redis failed (or lost its state): serve locally until the node has resynced.
     pub fn went_offline(&self, why: &dyn std::fmt::Display) {
+        self.failures.fetch_add(1, Ordering::AcqRel);
         if self.online.swap(false, Ordering::AcqRel) {
             tracing::warn!(%why, "Redis is unreachable or lost its state; this node serves its own sockets only until it can resync");
         }
         self.offline.notify_one();
     }
 
+    /// How many failures were seen so far (see [`NodeLink::went_online_since`]).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Acquire)
+    }
+
     /// The node resynced: Redis is used again.
     pub fn went_online(&self) {
         self.online.store(true, Ordering::Release);
+    }
+
+    /// Takes the node online unless a failure was seen since `failures` was read (then it stays
+    /// offline, and the recovery tries again): true when it went online.
+    pub fn went_online_since(&self, failures: u64) -> bool {
+        self.online.store(true, Ordering::Release);
+        // A failure counted after the store took the node offline itself.
+        if self.failures() == failures {
+            return true;
+        }
+        self.online.store(false, Ordering::Release);
+        self.offline.notify_one();
+        false
     }
 
     /// The current resync generation.

@@ -39,9 +39,14 @@ pub struct Supervisor {
     pub rejoin: Rejoin,
     pub close: CancellationToken,
     pub metrics: Arc<Metrics>,
-    /// The connections moved to a new primary since the last resync: the next one rebuilds
-    /// (the promoted replica kept the epoch but may lack the last writes).
-    pub primary_moved: bool,
+    /// The connections moved to a new primary (which kept the epoch but may lack the last
+    /// writes), or Redis lost the state, since the last resync was queued: the next one
+    /// rebuilds, even when the attempt that found it out failed later.
+    pub owes_rebuild: bool,
+    /// The lines of the last resync when it was a rebuild: until every one is done, a new
+    /// resync rebuilds too (one cut short by another outage must not announce, as new, entries
+    /// the lost state lacked).
+    pub rebuilding: Vec<Arc<LinesSynced>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +126,8 @@ impl Supervisor {
     }
 
     async fn try_recover(&mut self) -> Result<(), RecoveryError> {
-        self.primary_moved |= self.follow_primary().await?;
+        let failures = self.link.failures();
+        self.owes_rebuild |= self.follow_primary().await?;
         let mut con = self.link.con();
         let ping = ::redis::cmd("PING");
         tokio::time::timeout(ANSWER_BOUND, ping.query_async::<String>(&mut con))
@@ -142,6 +148,7 @@ impl Supervisor {
                 node = membership.incarnation(),
                 "Redis lost the cluster's state (restarted without persistence, or flushed); rebuilding this node's share without events"
             );
+            self.owes_rebuild = true;
             membership.register_again(&mut con).await?;
         } else if !membership.revive(&mut con).await? {
             return self.fence().await;
@@ -153,13 +160,26 @@ impl Supervisor {
         let owned = state.owned(&mut con).await?;
         // A promoted replica keeps the epoch but may lack the last writes: what this node
         // holds goes back without events, as after a loss.
-        self.resync(owned, lost || self.primary_moved);
-        self.primary_moved = false;
+        let unfinished = self.rebuilding.iter().any(|lines| !lines.is_done());
+        let rebuild = self.owes_rebuild || unfinished;
+        // The new generation first: a line counts as synced only once it carried out a resync
+        // of the current one. Then online before any resync can run: a line's worker marks the
+        // line synced only if the node is online when its resync ends (else Redis failed
+        // meanwhile); taking the node online after queueing let a quick line (one with no
+        // channels) end first and stay offline, with its joins local only, until the next
+        // outage. Not online if anything failed since this attempt began (a `+switch-master`
+        // heard meanwhile, say): the next attempt starts over.
+        let generation = self.link.next_generation();
+        if !self.link.went_online_since(failures) {
+            return Err(RecoveryError::NotYet(
+                "Redis failed again during the recovery",
+            ));
+        }
+        let synced = self.resync(generation, owned, rebuild);
+        self.rebuilding = if rebuild { synced } else { Vec::new() };
+        self.owes_rebuild = false;
         self.metrics.cluster_resync();
-        tracing::info!(
-            rebuilt = lost,
-            "the node is back in the cluster; its lines resync"
-        );
+        tracing::info!(rebuild, "the node is back in the cluster; its lines resync");
         Ok(())
     }
 
@@ -169,8 +189,17 @@ impl Supervisor {
         let Some(sentinel) = &self.rejoin.redis.sentinel else {
             return Ok(false);
         };
-        let url = super::sentinel::primary(sentinel).await?;
         let con = self.link.con();
+        let url = match super::sentinel::primary(sentinel).await {
+            Ok(url) => url,
+            // No sentinel answers: the primary the node knows is kept while it still is one
+            // (the sentinels being down must not keep a healthy node out of the cluster).
+            Err(error) => {
+                super::sentinel::confirm(&con.url()).await?;
+                tracing::warn!(%error, "no sentinel answers; the node keeps the primary it knows, which still is one");
+                return Ok(false);
+            }
+        };
         if con.url() == url {
             return Ok(false);
         }
@@ -192,15 +221,15 @@ impl Supervisor {
         }
     }
 
-    /// Queues every line's resync, behind what the line was asked before, and takes the node
-    /// online: each line uses Redis again once its worker carried its resync out.
-    fn resync(&self, owned: Vec<(String, String, String)>, rebuild: bool) {
-        let generation = self.link.next_generation();
-        // Online before any resync can run: a line's worker marks the line synced only if the
-        // node is online when its resync ends (else Redis failed meanwhile). Taking the node
-        // online after queueing let a quick line (one with no channels) end first and stay
-        // offline, with its joins local only, until the next outage.
-        self.link.went_online();
+    /// Queues every line's resync, behind what the line was asked before (the node is online
+    /// already): each line uses Redis again once its worker carried its resync out. Returns each
+    /// app's lines, done as their resyncs are.
+    fn resync(
+        &self,
+        generation: u64,
+        owned: Vec<(String, String, String)>,
+        rebuild: bool,
+    ) -> Vec<Arc<LinesSynced>> {
         let mut by_app: HashMap<String, Vec<HashMap<String, Vec<String>>>> = HashMap::new();
         for (app, channel, socket) in owned {
             let Some(node_app) = self.apps.iter().find(|a| *a.app.id == *app) else {
@@ -212,9 +241,11 @@ impl Supervisor {
                 .or_insert_with(|| vec![HashMap::new(); LINES]);
             lines[line].entry(channel).or_default().push(socket);
         }
+        let mut every_app = Vec::with_capacity(self.apps.len());
         for app in &self.apps {
             let mut lines = by_app.remove(&*app.app.id).unwrap_or_default();
             let synced = Arc::new(LinesSynced::new(LINES));
+            every_app.push(synced.clone());
             for line in 0..LINES {
                 let in_redis = lines.get_mut(line).map(std::mem::take).unwrap_or_default();
                 let resync = Resync {
@@ -229,6 +260,7 @@ impl Supervisor {
             // back in Redis (a rebuild announces nothing).
             app.reconcile_watchlists_after(synced, generation);
         }
+        every_app
     }
 
     fn restart_duties(

@@ -66,8 +66,11 @@ async fn ask(url: &str, name: &str) -> Result<(String, u16), RedisError> {
     }
 }
 
+/// How often the connection that hears switches is checked.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+
 /// Checks that the server at `url` is a primary now (`ROLE`).
-async fn confirm(url: &str) -> Result<(), RedisError> {
+pub async fn confirm(url: &str) -> Result<(), RedisError> {
     let asked = async {
         let mut con = ::redis::Client::open(url)?
             .get_multiplexed_async_connection()
@@ -120,15 +123,29 @@ pub async fn follow_switches(
 }
 
 async fn listen(url: &str, name: &str, link: &NodeLink) -> Result<(), RedisError> {
-    let mut pubsub = ::redis::Client::open(url)?.get_async_pubsub().await?;
-    pubsub.subscribe("+switch-master").await?;
-    let mut messages = pubsub.on_message();
-    while let Some(message) = messages.next().await {
-        // `{name} {old ip} {old port} {new ip} {new port}`.
-        let payload: String = message.get_payload().unwrap_or_default();
-        if payload.split(' ').next() == Some(name) {
-            tracing::warn!(switch = %payload, "Sentinel switched the primary");
-            link.went_offline(&"Sentinel switched the primary");
+    let pubsub = ::redis::Client::open(url)?.get_async_pubsub().await?;
+    let (mut sink, mut messages) = pubsub.split();
+    sink.subscribe("+switch-master").await?;
+    // A sentinel that vanished without closing the connection (a dead host) would never tell
+    // of a switch: one that does not answer a PING in time is left for the next.
+    let mut checks = tokio::time::interval(CHECK_EVERY);
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else { break };
+                // `{name} {old ip} {old port} {new ip} {new port}`.
+                let payload: String = message.get_payload().unwrap_or_default();
+                if payload.split(' ').next() == Some(name) {
+                    tracing::warn!(switch = %payload, "Sentinel switched the primary");
+                    link.went_offline(&"Sentinel switched the primary");
+                }
+            }
+            _ = checks.tick() => {
+                let answered = tokio::time::timeout(ASK_BOUND, sink.ping::<Value>()).await;
+                if !matches!(answered, Ok(Ok(_))) {
+                    return Err(error("the sentinel did not answer PING in time", String::new()));
+                }
+            }
         }
     }
     Err(error(

@@ -135,7 +135,6 @@ async fn open_link(
     (con, state, incarnation): (RedisConnection, Arc<ChannelState>, &str),
 ) -> io::Result<(Arc<NodeLink>, Received)> {
     let (fanout, received) = Fanout::start(
-        RedisTarget::of(redis),
         &redis.prefix,
         apps.iter().map(|app| app.id.to_string()),
         incarnation,
@@ -243,7 +242,8 @@ impl RedisCluster {
             rejoin,
             close: close.clone(),
             metrics: metrics.clone(),
-            primary_moved: false,
+            owes_rebuild: false,
+            rebuilding: Vec::new(),
         };
         tasks.spawn(supervisor.run());
         following_sentinel(redis, &link, &metrics, (&tasks, &close));

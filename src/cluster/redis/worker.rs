@@ -102,6 +102,11 @@ impl LinesSynced {
         }
     }
 
+    /// Whether every line is done.
+    pub fn is_done(&self) -> bool {
+        self.left.load(std::sync::atomic::Ordering::Acquire) == 0
+    }
+
     /// Resolves once every line is done (a line whose resync failed never is: a later
     /// recovery resyncs again).
     pub async fn wait(&self) {
@@ -321,8 +326,8 @@ impl Worker {
                 continue;
             }
             let held = in_redis.remove(&*summary.name).unwrap_or_default();
-            if self.listen(&summary.name).await.is_err() {
-                return;
+            if let Err(error) = self.listen(&summary.name).await {
+                return app.link.went_offline(&error);
             }
             if let Err(error) = self.rejoin_here(&summary.name, &held, rebuild).await {
                 return app.link.went_offline(&error);
