@@ -1,14 +1,20 @@
 //! `adapter` and `database.redis`: whether this node runs alone or as one of a cluster on Redis.
 //!
-//! Sockudo's keys: `adapter.driver` (`local` or `redis`), `adapter.redis.prefix`, the connection
-//! from `database.redis` or `adapter.redis.url` (the URL wins). Any other driver stops start-up:
-//! N nodes that each believed they were alone would each send every webhook.
+//! Sockudo's keys: `adapter.driver` (`local`, `redis` or `redis-cluster`), `adapter.redis.prefix`
+//! (`adapter.cluster.prefix` on Redis Cluster), the connection from `database.redis` or
+//! `adapter.redis.url` (the URL wins), Sentinel (`sentinel.rs`) or Redis Cluster
+//! (`redis_cluster.rs`). Any other driver stops start-up: N nodes that each believed they were
+//! alone would each send every webhook.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::redis_cluster::{
+    redis_cluster_config, ClusterKeys, RawAdapterCluster, RawClusterNode, RawDatabaseCluster,
+    RedisClusterConfig,
+};
 use super::sentinel::{self, sentinel_config, RawRedisTls, RawSentinel, SentinelKeys};
 use super::{lenient, redacted, ConfigError, SentinelConfig};
 
@@ -19,6 +25,7 @@ pub(super) struct RawAdapter {
     #[serde(deserialize_with = "lenient::opt_string")]
     pub node_id: Option<String>,
     pub redis: RawAdapterRedis,
+    pub cluster: RawAdapterCluster,
 }
 
 #[derive(Deserialize, Default)]
@@ -30,6 +37,8 @@ pub(super) struct RawAdapterRedis {
     pub heartbeat_interval_ms: Option<u64>,
     #[serde(deserialize_with = "lenient::opt")]
     pub node_timeout_ms: Option<u64>,
+    #[serde(deserialize_with = "lenient::opt")]
+    pub cluster_mode: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -59,25 +68,34 @@ pub(super) struct RawDatabaseRedis {
     pub sentinel_password: Option<String>,
     pub sentinel_tls: RawRedisTls,
     pub master_tls: RawRedisTls,
+    pub cluster: RawDatabaseCluster,
+    pub cluster_nodes: Vec<RawClusterNode>,
 }
 
 /// How this node shares its state.
+// Built once at start-up and read in place: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClusterConfig {
     /// One node: its memory is the whole truth (`adapter.driver` absent or `local`).
     Local,
-    /// One of several nodes sharing one Redis (`adapter.driver` `redis`).
+    /// One of several nodes sharing one Redis, Sentinel-managed or not (`adapter.driver`
+    /// `redis`), or a Redis Cluster (`redis-cluster`).
     Redis(RedisConfig),
 }
 
 /// The Redis a cluster shares, and this node's place in it.
 #[derive(Clone, PartialEq)]
 pub struct RedisConfig {
-    /// `redis://` or `rediss://` (TLS) with credentials and database; empty with Sentinel.
+    /// `redis://` or `rediss://` (TLS) with credentials and database; empty with Sentinel or
+    /// Redis Cluster.
     pub url: String,
     /// The sentinels that name the primary (`database.redis.sentinels`), instead of `url`.
     pub sentinel: Option<SentinelConfig>,
-    /// Prefix of every key and pub/sub channel (`adapter.redis.prefix`, default `herald`).
+    /// A Redis Cluster (`adapter.driver: "redis-cluster"`), instead of `url`.
+    pub cluster: Option<RedisClusterConfig>,
+    /// Prefix of every key and pub/sub channel (`adapter.redis.prefix`, or
+    /// `adapter.cluster.prefix` on Redis Cluster; default `herald`).
     pub prefix: String,
     /// This node's id (`adapter.node_id` / `HERALD_NODE_ID`); generated when absent.
     pub node_id: Option<String>,
@@ -93,6 +111,7 @@ impl fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("url", &redacted(&self.url))
             .field("sentinel", &self.sentinel)
+            .field("cluster", &self.cluster)
             .field("prefix", &self.prefix)
             .field("node_id", &self.node_id)
             .field("heartbeat_interval", &self.heartbeat_interval)
@@ -106,30 +125,51 @@ pub(super) fn cluster_config(
     adapter: &RawAdapter,
     database: &RawDatabase,
 ) -> Result<ClusterConfig, ConfigError> {
+    if adapter.redis.cluster_mode == Some(true) {
+        return Err(ConfigError::invalid(
+            "adapter.redis.cluster_mode",
+            "is not supported: for a Redis Cluster set adapter.driver to \"redis-cluster\" (with adapter.cluster.nodes)",
+        ));
+    }
     match adapter.driver.as_deref().unwrap_or("local") {
         "local" => Ok(ClusterConfig::Local),
-        "redis" => redis_config(adapter, database).map(ClusterConfig::Redis),
+        "redis" => redis_config(adapter, database, None).map(ClusterConfig::Redis),
+        "redis-cluster" => {
+            let cluster = cluster_of(adapter, database)?;
+            redis_config(adapter, database, Some(cluster)).map(ClusterConfig::Redis)
+        }
         other => Err(ConfigError::invalid(
             "adapter.driver",
             format!(
-                "{other:?} is not supported: Herald runs alone (\"local\") or as a cluster on one Redis (\"redis\"); \
+                "{other:?} is not supported: Herald runs alone (\"local\") or as a cluster on Redis (\"redis\", \"redis-cluster\"); \
                  nodes that each ran alone would each send every webhook"
             ),
         )),
     }
 }
 
-fn redis_config(adapter: &RawAdapter, database: &RawDatabase) -> Result<RedisConfig, ConfigError> {
-    let sentinel = sentinel_of(&database.redis)?;
-    let url = single_url(adapter, database, sentinel.is_some())?;
-    let prefix = adapter
-        .redis
-        .prefix
-        .clone()
-        .unwrap_or_else(|| "herald".to_owned());
+fn redis_config(
+    adapter: &RawAdapter,
+    database: &RawDatabase,
+    cluster: Option<RedisClusterConfig>,
+) -> Result<RedisConfig, ConfigError> {
+    let (sentinel, url, prefix_key, prefix) = match &cluster {
+        None => {
+            let sentinel = sentinel_of(&database.redis)?;
+            let url = single_url(adapter, database, sentinel.is_some())?;
+            let prefix = adapter.redis.prefix.clone();
+            (sentinel, url, "adapter.redis.prefix", prefix)
+        }
+        Some(_) => {
+            let prefix = adapter.cluster.prefix.clone();
+            let prefix = prefix.or_else(|| adapter.redis.prefix.clone());
+            (None, String::new(), "adapter.cluster.prefix", prefix)
+        }
+    };
+    let prefix = prefix.unwrap_or_else(|| "herald".to_owned());
     if prefix.is_empty() || prefix.contains(|c: char| c.is_whitespace() || "{}".contains(c)) {
         return Err(ConfigError::invalid(
-            "adapter.redis.prefix",
+            prefix_key,
             format!("{prefix:?} must be non-empty, without spaces or braces (braces mark Redis hash tags)"),
         ));
     }
@@ -163,6 +203,7 @@ fn redis_config(adapter: &RawAdapter, database: &RawDatabase) -> Result<RedisCon
     Ok(RedisConfig {
         url,
         sentinel,
+        cluster,
         prefix,
         node_id: adapter.node_id.clone(),
         heartbeat_interval,
@@ -213,6 +254,40 @@ fn single_url(
         (None, true) => Ok(String::new()),
         (None, false) => url_of(&database.redis),
     }
+}
+
+/// Redis Cluster's seeds; what belongs to one Redis beside them is refused, naming both keys.
+fn cluster_of(
+    adapter: &RawAdapter,
+    database: &RawDatabase,
+) -> Result<RedisClusterConfig, ConfigError> {
+    let redis = &database.redis;
+    if adapter.redis.url.is_some() {
+        return Err(ConfigError::invalid(
+            "adapter.redis.url",
+            "names one Redis, but adapter.driver is \"redis-cluster\": list the cluster's nodes in adapter.cluster.nodes",
+        ));
+    }
+    if !redis.sentinels.is_empty() {
+        return Err(ConfigError::invalid(
+            "database.redis.sentinels",
+            "cannot be used with adapter.driver \"redis-cluster\": Sentinel manages one primary (use adapter.driver \"redis\")",
+        ));
+    }
+    if redis.db.is_some_and(|db| db != 0) {
+        return Err(ConfigError::invalid(
+            "database.redis.db",
+            "must be 0 with adapter.driver \"redis-cluster\": Redis Cluster has database 0 only",
+        ));
+    }
+    redis_cluster_config(&ClusterKeys {
+        adapter: &adapter.cluster,
+        database: &redis.cluster,
+        legacy_nodes: &redis.cluster_nodes,
+        username: redis.username.as_deref(),
+        password: redis.password.as_deref(),
+        master_tls: &redis.master_tls,
+    })
 }
 
 /// Sentinel mode from `database.redis`, when it lists sentinels.
@@ -275,7 +350,7 @@ mod tests {
 
     #[test]
     fn other_drivers_stop_start_up() {
-        for driver in ["redis-cluster", "nats", "Redis"] {
+        for driver in ["nats", "Redis", "redis-sentinel"] {
             let json = format!(r#"{{"adapter":{{"driver":"{driver}"}}}}"#);
             let error = cluster(&json).unwrap_err();
             assert_eq!(error.path, "adapter.driver", "{driver}");

@@ -17,6 +17,7 @@ mod policy;
 mod rate_limit;
 mod raw;
 mod redact;
+mod redis_cluster;
 mod sections;
 mod sentinel;
 mod tls;
@@ -37,6 +38,7 @@ pub use namespaces::ChannelNamespaces;
 pub use origins::OriginAllowlist;
 pub use rate_limit::{RateLimit, RateLimiterConfig};
 pub use redact::redacted;
+pub use redis_cluster::RedisClusterConfig;
 pub(crate) use sections::console_token;
 use sections::{kb, seconds};
 pub use sections::{

@@ -137,6 +137,16 @@ impl Tls {
         }
     }
 
+    /// Whether TLS is on.
+    pub fn enabled(self) -> bool {
+        self.enabled
+    }
+
+    /// Whether certificates go unchecked.
+    pub fn insecure(self) -> bool {
+        self.insecure
+    }
+
     /// redis-rs's way to skip certificate checks: a URL fragment.
     pub fn fragment(self) -> &'static str {
         match self.enabled && self.insecure {

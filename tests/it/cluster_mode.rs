@@ -6,9 +6,27 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::cluster_node::ClusterNode;
+use crate::cluster_node::{ClusterNode, SharedRedis};
 use crate::receiver::Receiver;
 use crate::redis_server::RedisServer;
+
+/// Runs a test twice: on one Redis (`::one_redis`) and on a Redis Cluster of three shards with
+/// sharded pub/sub (`::redis_cluster`): the same behaviour is asked of both.
+macro_rules! on_each_redis {
+    ($test:ident) => {
+        mod $test {
+            #[tokio::test]
+            async fn one_redis() {
+                super::$test(&crate::redis_server::RedisServer::start()).await
+            }
+
+            #[tokio::test]
+            async fn redis_cluster() {
+                super::$test(&crate::redis_cluster::RedisCluster::start()).await
+            }
+        }
+    };
+}
 use crate::support::{data_of, Rest, APP_ID};
 
 /// Node config edits: webhooks of every kind to `hook`, with `grace_ms`.
@@ -68,9 +86,8 @@ pub async fn trigger_named(
     assert_eq!(status, 200, "{reply}");
 }
 
-#[tokio::test]
-async fn two_nodes_share_events_presence_queries_and_webhooks() {
-    let redis = RedisServer::start();
+on_each_redis!(two_nodes_share_events_presence_queries_and_webhooks);
+async fn two_nodes_share_events_presence_queries_and_webhooks(redis: &impl SharedRedis) {
     let hook = Receiver::start().await;
     let a = ClusterNode::start(&redis, hooked(&hook, 0));
     let b = ClusterNode::start(&redis, hooked(&hook, 0));
@@ -191,9 +208,8 @@ async fn two_nodes_share_events_presence_queries_and_webhooks() {
     assert_eq!(count(&seen, "client_event", "private-chat"), 1, "{seen:?}");
 }
 
-#[tokio::test]
-async fn a_killed_nodes_sockets_are_cleaned_up_once_by_a_survivor() {
-    let redis = RedisServer::start();
+on_each_redis!(a_killed_nodes_sockets_are_cleaned_up_once_by_a_survivor);
+async fn a_killed_nodes_sockets_are_cleaned_up_once_by_a_survivor(redis: &impl SharedRedis) {
     let hook = Receiver::start().await;
     let mut a = ClusterNode::start(&redis, hooked(&hook, 200));
     let b = ClusterNode::start(&redis, hooked(&hook, 200));
@@ -303,14 +319,15 @@ fn alternation(names: &[&str], open: &str, close: &str) -> Result<usize, String>
     Ok(pairs)
 }
 
-#[tokio::test]
-async fn concurrent_subscribes_and_leaves_on_three_nodes_fire_each_webhook_once() {
+on_each_redis!(concurrent_subscribes_and_leaves_on_three_nodes_fire_each_webhook_once);
+async fn concurrent_subscribes_and_leaves_on_three_nodes_fire_each_webhook_once(
+    redis: &impl SharedRedis,
+) {
     use std::sync::Arc;
     use tokio::sync::Barrier;
 
     const ROUNDS: usize = 20;
     const PER_NODE: usize = 3;
-    let redis = RedisServer::start();
     let hook = Receiver::start().await;
     let nodes: Vec<ClusterNode> = (0..3)
         .map(|_| ClusterNode::start(&redis, hooked(&hook, 0)))
@@ -462,9 +479,10 @@ async fn a_node_paused_past_the_timeout_is_fenced_closes_its_sockets_and_rejoins
     );
 }
 
-#[tokio::test]
-async fn a_killed_nodes_open_webhook_batch_is_resent_by_another_under_its_id() {
-    let redis = RedisServer::start();
+on_each_redis!(a_killed_nodes_open_webhook_batch_is_resent_by_another_under_its_id);
+async fn a_killed_nodes_open_webhook_batch_is_resent_by_another_under_its_id(
+    redis: &impl SharedRedis,
+) {
     let hook = Receiver::start().await;
     // Alone at first, so the first node holds every partition's lease.
     let mut a = ClusterNode::start(&redis, hooked(&hook, 0));
@@ -521,9 +539,8 @@ async fn cluster_wide_queries_answer_503_while_redis_is_down() {
     assert_eq!(body["code"], 503, "a JSON error: {body}");
 }
 
-#[tokio::test]
-async fn the_member_limit_counts_users_on_every_node() {
-    let redis = RedisServer::start();
+on_each_redis!(the_member_limit_counts_users_on_every_node);
+async fn the_member_limit_counts_users_on_every_node(redis: &impl SharedRedis) {
     let limit = |c: &mut Value| {
         c["app_manager"]["array"]["apps"][0]["max_presence_members_per_channel"] = json!(2)
     };
@@ -554,9 +571,8 @@ async fn the_member_limit_counts_users_on_every_node() {
     assert_eq!(users["users"].as_array().unwrap().len(), 2, "{users}");
 }
 
-#[tokio::test]
-async fn a_cache_channel_replays_the_last_event_published_on_any_node() {
-    let redis = RedisServer::start();
+on_each_redis!(a_cache_channel_replays_the_last_event_published_on_any_node);
+async fn a_cache_channel_replays_the_last_event_published_on_any_node(redis: &impl SharedRedis) {
     let (a, b) = (
         ClusterNode::start(&redis, |_| {}),
         ClusterNode::start(&redis, |_| {}),

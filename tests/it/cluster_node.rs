@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::redis_cluster::RedisCluster;
 use crate::redis_server::RedisServer;
 use crate::support::{base_config, Client, Served, KEY};
 
@@ -49,21 +50,46 @@ fn listening_port(line: &str) -> Option<u16> {
     addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
 }
 
+/// What the nodes of a test share: one Redis, or a Redis Cluster.
+pub trait SharedRedis {
+    /// The `adapter` section that connects a node to it.
+    fn adapter(&self) -> Value;
+}
+
+impl<T: SharedRedis + ?Sized> SharedRedis for &T {
+    fn adapter(&self) -> Value {
+        (**self).adapter()
+    }
+}
+
+impl SharedRedis for RedisServer {
+    fn adapter(&self) -> Value {
+        json!({"driver": "redis", "redis": {"url": self.url(), "prefix": "it"}})
+    }
+}
+
+impl SharedRedis for RedisCluster {
+    fn adapter(&self) -> Value {
+        RedisCluster::adapter(self, true)
+    }
+}
+
 /// The config of a node on `redis` after `edit`, with webhooks to `hook` when given.
-pub fn node_config(redis: &RedisServer, port: u16, edit: impl FnOnce(&mut Value)) -> Value {
+pub fn node_config(redis: &impl SharedRedis, port: u16, edit: impl FnOnce(&mut Value)) -> Value {
     let mut config = base_config();
     config["port"] = json!(port);
     config["metrics"] = json!({"enabled": false});
-    config["adapter"] = json!({"driver": "redis", "redis": {
-        "url": redis.url(), "prefix": "it",
-        "heartbeat_interval_ms": HEARTBEAT_MS, "node_timeout_ms": NODE_TIMEOUT_MS}});
+    let mut adapter = redis.adapter();
+    adapter["redis"]["heartbeat_interval_ms"] = json!(HEARTBEAT_MS);
+    adapter["redis"]["node_timeout_ms"] = json!(NODE_TIMEOUT_MS);
+    config["adapter"] = adapter;
     edit(&mut config);
     config
 }
 
 impl ClusterNode {
     /// Starts a node on a port of its own choosing and waits until it accepts connections.
-    pub fn start(redis: &RedisServer, edit: impl FnOnce(&mut Value)) -> ClusterNode {
+    pub fn start(redis: &impl SharedRedis, edit: impl FnOnce(&mut Value)) -> ClusterNode {
         // Port 0: the node binds a free port itself and logs it, so no other process can take
         // the port between a test finding it free and the node binding it.
         let config = node_config(redis, 0, edit);

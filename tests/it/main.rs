@@ -4,6 +4,7 @@
 mod hook_server;
 mod probe_support;
 mod receiver;
+mod redis_cluster;
 mod redis_server;
 mod sentinel_support;
 mod support;
@@ -24,6 +25,7 @@ mod cluster_nodes;
 mod cluster_outage;
 mod cluster_rolling;
 mod cluster_sentinel;
+mod cluster_shards;
 mod cluster_tls;
 mod cluster_users;
 mod cluster_webhook_delivery;

@@ -28,7 +28,8 @@ impl RedisServer {
         RedisServer::start_with(vec!["--replicaof".into(), "127.0.0.1".into(), port])
     }
 
-    fn start_with(extra: Vec<String>) -> RedisServer {
+    /// A server with `extra` arguments beyond the defaults.
+    pub fn start_with(extra: Vec<String>) -> RedisServer {
         for _ in 0..START_ATTEMPTS {
             let port = TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())

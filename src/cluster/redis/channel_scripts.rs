@@ -21,6 +21,18 @@
 //! would read and trim for the others. The one before it lists the apps that announce
 //! subscription counts, each with its window in ms (`{app}\t{window}` per line).
 
+/// The line of a script that names its publish command.
+const CLASSIC: &str = "local PUBLISH = 'PUBLISH'";
+
+/// A script that publishes with `SPUBLISH` (sharded pub/sub on Redis Cluster) instead.
+pub fn sharded(script: &str) -> String {
+    assert!(
+        script.contains(CLASSIC),
+        "a publishing script names its command"
+    );
+    script.replacen(CLASSIC, "local PUBLISH = 'SPUBLISH'", 1)
+}
+
 /// A channel script with the shared prelude in front.
 macro_rules! with_prelude {
     ($file:literal) => {
@@ -31,7 +43,7 @@ macro_rules! with_prelude {
 /// KEYS: sockets, users, infos, flags, owned, pending, stream, reaped, the app's occupied
 /// channels in the partition, the channel's cached event, the partition's epoch.
 /// ARGV: socket, incarnation, user id ('' off presence), user info, app, channel, owned entry,
-/// topic, channel key stem, member limit (0: none), '1' on cache channels, the cluster's epoch,
+/// topic (`{prefix}:{pN}:bc:{app}:{channel}`), channel key stem, member limit (0: none), '1' on cache channels, the cluster's epoch,
 /// 'r' to rebuild (after Redis lost its data: the socket was in before, so the channel's
 /// occupancy and the member are restored without an event or a notice).
 /// An error `EPOCH` when the partition's epoch is not the one given: the state was lost.
@@ -53,13 +65,13 @@ pub const LEAVE: &str = with_prelude!("lua/channel_leave.lua");
 /// marks it reaped in the partition so a join it runs later (it was only paused) is refused;
 /// marks older than a day go. KEYS: the dead incarnation's owned set, pending, stream, reaped. ARGV: the partition's channel key
 /// prefix (`{prefix}:{pN}:ch:`), the dead incarnation, grace ms, limit, the topic prefix
-/// (`{prefix}:bc:`), the reaping incarnation.
+/// (`{prefix}:{pN}:bc:`), the reaping incarnation.
 /// Returns {sockets removed, entries left}.
 pub const REAP: &str = with_prelude!("lua/channel_reap.lua");
 
 /// Releases the partition's due holds whose channel is still empty or user still absent, and
 /// announces the held subscription counts. KEYS: pending, stream. ARGV: the partition's key
-/// prefix (`{prefix}:{pN}:ch:`), limit, the topic prefix (`{prefix}:bc:`), the sweeping
+/// prefix (`{prefix}:{pN}:ch:`), limit, the topic prefix (`{prefix}:{pN}:bc:`), the sweeping
 /// incarnation. Returns the number of events emitted. The channel keys are derived here; they share the
 /// partition's hash tag, so they are in the script's slot.
 pub const SWEEP: &str = with_prelude!("lua/channel_sweep.lua");

@@ -222,6 +222,20 @@ impl ChannelState {
         }
     }
 
+    /// Publishes its notices and cached events with `SPUBLISH` (Redis Cluster's sharded
+    /// pub/sub) instead of `PUBLISH`.
+    pub fn with_sharded_pubsub(mut self, sharded: bool) -> ChannelState {
+        if sharded {
+            let script = |lua: &str| Script::new(&super::channel_scripts::sharded(lua));
+            self.join = script(JOIN);
+            self.leave = script(LEAVE);
+            self.reap = script(REAP);
+            self.sweep = script(SWEEP);
+            self.publish_cached = script(PUBLISH_CACHED);
+        }
+        self
+    }
+
     /// Only these apps' transitions go into the webhook streams (the apps with endpoints);
     /// without this call, every app's do.
     pub fn with_webhook_apps<'a>(
@@ -441,7 +455,7 @@ impl ChannelState {
                     .arg(dead)
                     .arg(self.grace_ms)
                     .arg(BATCH)
-                    .arg(format!("{}:bc:", self.prefix))
+                    .arg(format!("{base}bc:"))
                     .arg(&self.incarnation)
                     .arg(&self.counted_apps)
                     .arg(&self.webhook_apps)
@@ -495,7 +509,7 @@ impl ChannelState {
             .key(self.stream(partition))
             .arg(format!("{base}ch:"))
             .arg(limit)
-            .arg(format!("{}:bc:", self.prefix))
+            .arg(format!("{base}bc:"))
             .arg(&self.incarnation)
             .arg(&self.counted_apps)
             .arg(&self.webhook_apps)

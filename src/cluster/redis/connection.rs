@@ -1,18 +1,29 @@
 //! The node's command connection to Redis, whichever Redis that is now.
 //!
 //! Every module of the stage holds a clone of one [`RedisConnection`] and sends its commands,
-//! scripts and pipelines through it. Behind it is one redis-rs `ConnectionManager` (one
-//! multiplexed connection, reconnected in the background with back-off, every command bounded by
-//! a response timeout). A manager reconnects to the address it was made for, which is not enough
-//! when Sentinel promotes another server: then the recovery makes a manager for the new primary
-//! and [`RedisConnection::replace`]s it, and every clone uses it from its next command on.
+//! scripts and pipelines through it. Behind it is either
+//! - one redis-rs `ConnectionManager` (one multiplexed connection, reconnected in the background
+//!   with back-off, every command bounded by a response timeout). A manager reconnects to the
+//!   address it was made for, which is not enough when Sentinel promotes another server: then
+//!   the recovery makes a manager for the new primary and [`RedisConnection::replace`]s it, and
+//!   every clone uses it from its next command on; or
+//! - one redis-rs cluster connection (Redis Cluster), which routes each command to the shard
+//!   owning its key's slot and follows `MOVED` / `ASK` and shard failovers itself. Every key of
+//!   Herald carries a hash tag, so a script touches one slot; a pipeline that spans slots (a
+//!   read of all 64 partitions) is split here into one pipeline per slot, sent at once, and its
+//!   replies put back in order.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::Slot;
+use ::redis::{Arg, Cmd, Pipeline, RedisError, RedisFuture, Value};
 
+use super::subscriber::PubSubTarget;
 use crate::config::{redacted, RedisConfig, SentinelConfig};
 
 /// A shared, replaceable command connection (cheap to clone).
@@ -22,27 +33,78 @@ pub struct RedisConnection {
 }
 
 struct Current {
-    manager: ConnectionManager,
-    /// The server's URL (credentials included: never logged as it is).
+    backend: Backend,
+    /// Where the pub/sub connection goes.
+    pubsub: PubSubTarget,
+    /// The server's URL, or the first seed of a Redis Cluster (credentials included: never
+    /// logged as it is).
     url: String,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
 }
 
 impl RedisConnection {
     /// Connects to `url`.
     pub async fn open(url: &str) -> Result<RedisConnection, RedisError> {
-        let manager = manage(url).await?;
-        let current = Current {
-            manager,
-            url: url.to_owned(),
-        };
-        Ok(RedisConnection {
-            current: Arc::new(RwLock::new(current)),
-        })
+        let backend = Backend::Single(manage(url).await?);
+        let pubsub = PubSubTarget::Server(url.to_owned());
+        Ok(RedisConnection::of(backend, pubsub, url))
     }
 
-    fn manager(&self) -> ConnectionManager {
+    /// Connects to the Redis Cluster `seeds` belong to; the node's pub/sub on it is sharded
+    /// when `sharded_pubsub`.
+    pub async fn open_cluster(
+        seeds: &[String],
+        sharded_pubsub: bool,
+    ) -> Result<RedisConnection, RedisError> {
+        let client = ClusterClientBuilder::new(seeds.to_vec())
+            .connection_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(5))
+            .retries(3)
+            .build()?;
+        let con = client.get_async_connection().await?;
+        let first = seeds.first().cloned().unwrap_or_default();
+        let pubsub = PubSubTarget::Cluster {
+            seeds: seeds.to_vec(),
+            sharded: sharded_pubsub,
+        };
+        Ok(RedisConnection::of(Backend::Cluster(con), pubsub, &first))
+    }
+
+    fn of(backend: Backend, pubsub: PubSubTarget, url: &str) -> RedisConnection {
+        let current = Current {
+            backend,
+            pubsub,
+            url: url.to_owned(),
+        };
+        RedisConnection {
+            current: Arc::new(RwLock::new(current)),
+        }
+    }
+
+    fn backend(&self) -> Backend {
         let current = self.current.read().unwrap_or_else(|e| e.into_inner());
-        current.manager.clone()
+        current.backend.clone()
+    }
+
+    /// Where the node's pub/sub connection goes: to the server the commands go to, or to the
+    /// same Redis Cluster.
+    pub fn pubsub_target(&self) -> PubSubTarget {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        current.pubsub.clone()
+    }
+
+    /// The command that publishes to a topic: `SPUBLISH` on sharded pub/sub, else `PUBLISH`.
+    pub fn publish_command(&self) -> &'static str {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        match current.pubsub {
+            PubSubTarget::Cluster { sharded: true, .. } => "SPUBLISH",
+            _ => "PUBLISH",
+        }
     }
 
     /// The URL of the server the commands go to now.
@@ -54,10 +116,11 @@ impl RedisConnection {
     /// Sends every command from now on to the server at `url` (a new primary); the old
     /// connection closes once the commands in flight on it are answered.
     pub async fn replace(&self, url: &str) -> Result<(), RedisError> {
-        let manager = manage(url).await?;
+        let backend = Backend::Single(manage(url).await?);
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
         *current = Current {
-            manager,
+            backend,
+            pubsub: PubSubTarget::Server(url.to_owned()),
             url: url.to_owned(),
         };
         Ok(())
@@ -66,8 +129,13 @@ impl RedisConnection {
 
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let mut manager = self.manager();
-        Box::pin(async move { manager.req_packed_command(cmd).await })
+        let backend = self.backend();
+        Box::pin(async move {
+            match backend {
+                Backend::Single(mut manager) => manager.req_packed_command(cmd).await,
+                Backend::Cluster(mut con) => con.req_packed_command(cmd).await,
+            }
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -76,13 +144,67 @@ impl ConnectionLike for RedisConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let mut manager = self.manager();
-        Box::pin(async move { manager.req_packed_commands(pipeline, offset, count).await })
+        let backend = self.backend();
+        Box::pin(async move {
+            match backend {
+                Backend::Single(mut manager) => {
+                    manager.req_packed_commands(pipeline, offset, count).await
+                }
+                Backend::Cluster(con) => per_slot(con, pipeline, offset, count).await,
+            }
+        })
     }
 
     fn get_db(&self) -> i64 {
-        self.manager().get_db()
+        match self.backend() {
+            Backend::Single(manager) => manager.get_db(),
+            Backend::Cluster(_) => 0,
+        }
     }
+}
+
+/// The slot of a command's first key: its first argument with a hash tag (every key of Herald
+/// has one; a command without any goes anywhere).
+fn slot_of(cmd: &Cmd) -> Option<Slot> {
+    cmd.args_iter().skip(1).find_map(|arg| match arg {
+        Arg::Simple(bytes) if bytes.contains(&b'{') => Some(Slot::for_key(bytes)),
+        _ => None,
+    })
+}
+
+/// Sends a pipeline through a cluster connection: as it is when its commands share a slot (or
+/// it is a transaction, which must), else as one pipeline per slot, concurrently, with the
+/// replies put back in the pipeline's order. The first error fails the whole, as on one server.
+async fn per_slot(
+    mut cluster: ClusterConnection,
+    pipeline: &Pipeline,
+    offset: usize,
+    count: usize,
+) -> Result<Vec<Value>, RedisError> {
+    let mut groups: HashMap<Option<Slot>, (Pipeline, Vec<usize>)> = HashMap::new();
+    for (index, cmd) in pipeline.cmd_iter().enumerate() {
+        let (part, places) = groups.entry(slot_of(cmd)).or_default();
+        part.add_command(cmd.clone());
+        places.push(index);
+    }
+    if groups.len() <= 1 || pipeline.is_transaction() {
+        return cluster.req_packed_commands(pipeline, offset, count).await;
+    }
+    let sent = groups.into_values().map(|(part, places)| {
+        let mut cluster = cluster.clone();
+        async move {
+            let replies = cluster.req_packed_commands(&part, 0, part.len()).await;
+            replies.map(|replies| (places, replies))
+        }
+    });
+    let mut ordered = vec![Value::Nil; pipeline.len()];
+    for answered in futures_util::future::join_all(sent).await {
+        let (places, replies) = answered?;
+        for (place, reply) in places.into_iter().zip(replies) {
+            ordered[place] = reply;
+        }
+    }
+    Ok(ordered)
 }
 
 /// A connection manager for `url`.
@@ -100,7 +222,8 @@ async fn manage(url: &str) -> Result<ConnectionManager, RedisError> {
     client.get_connection_manager_with_config(config).await
 }
 
-/// Where the primary is: one URL, or wherever the sentinels say it is now.
+/// Where the primary is: one URL, or wherever the sentinels say it is now (Redis Cluster is
+/// reached through [`RedisConnection::open_cluster`]).
 #[derive(Clone)]
 pub enum RedisTarget {
     /// `adapter.redis.url` or `database.redis`'s host.

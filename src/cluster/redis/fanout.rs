@@ -14,11 +14,10 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use ::redis::aio::{PubSubSink, PubSubStream};
-
+use super::channel_state::{partition_of, PARTITIONS};
 use super::connection::RedisConnection;
+use super::subscriber::{self, Incoming, SubscriberSink, SubscriberStream};
 use ::redis::RedisError;
-use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -82,13 +81,22 @@ pub struct Broadcast {
     pub body: BroadcastBody,
 }
 
-/// The pub/sub topic of a channel.
+/// The pub/sub topic of a channel: `{prefix}:{pN}:bc:{app}:{channel}`, under its partition's
+/// hash tag, so a script of the partition may publish on it with `SPUBLISH` on Redis Cluster.
 pub fn topic(prefix: &str, app: &str, channel: &str) -> String {
-    format!("{prefix}:bc:{app}:{channel}")
+    let partition = partition_of(app, channel);
+    format!("{prefix}:{{p{partition}}}:bc:{app}:{channel}")
 }
 
-/// The topic of an app's user-wide commands: not a channel name (`#` is not allowed in one).
+/// The topic of an app's user-wide commands and user changes, one per partition (a user's
+/// change is published by the script of the user's channel, in that channel's partition): not
+/// a channel name (`#` is not allowed in one).
 const USERS_TOPIC: &str = "#users";
+
+/// An app's users topic in `partition`.
+fn users_topic(prefix: &str, app: &str, partition: u32) -> String {
+    format!("{prefix}:{{p{partition}}}:bc:{app}:{USERS_TOPIC}")
+}
 
 /// A node's side of the fan-out.
 pub struct Fanout {
@@ -113,7 +121,7 @@ pub struct Fanout {
 /// The topics this node wants, and the pub/sub connection they are subscribed on (`None` while
 /// it is being reconnected: every wanted topic is subscribed again on the new one).
 struct Listening {
-    sink: Option<PubSubSink>,
+    sink: Option<SubscriberSink>,
     topics: HashSet<String>,
 }
 
@@ -221,19 +229,14 @@ impl Fanout {
     }
 
     /// Opens a pub/sub connection and subscribes every wanted topic on it.
-    async fn connect(&self) -> Result<PubSubStream, RedisError> {
+    async fn connect(&self) -> Result<SubscriberStream, RedisError> {
         // The server the commands go to: with Sentinel, the primary the node's recovery last
         // found (it moves the command connection first, then asks for a reconnection).
         let url = self.publisher.url();
-        let open = async {
-            ::redis::Client::open(url.as_str())?
-                .get_async_pubsub()
-                .await
-        };
-        let pubsub = tokio::time::timeout(PUBSUB_BOUND, open)
+        let target = self.publisher.pubsub_target();
+        let (sink, messages) = tokio::time::timeout(PUBSUB_BOUND, subscriber::open(&target))
             .await
             .map_err(|_| bounded_error("no pub/sub connection in time"))??;
-        let (sink, messages) = pubsub.split();
         *self.subscribed_to.lock().unwrap_or_else(|e| e.into_inner()) = url;
         let topics: Vec<String> = {
             let mut listening = self.listening();
@@ -257,7 +260,7 @@ impl Fanout {
     /// connection breaks or fails its check.
     async fn receive(
         self: Arc<Self>,
-        mut messages: PubSubStream,
+        mut messages: SubscriberStream,
         deliver: mpsc::Sender<Broadcast>,
         check_every: Duration,
     ) {
@@ -294,23 +297,34 @@ impl Fanout {
     /// Delivers broadcasts until the connection breaks (true) or nobody receives them (false).
     async fn read(
         &self,
-        messages: &mut PubSubStream,
+        messages: &mut SubscriberStream,
         deliver: &mpsc::Sender<Broadcast>,
         check_every: Duration,
     ) -> bool {
         let mut checks = tokio::time::interval(check_every);
         checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let topics = Topics {
-            prefix: format!("{}:bc:", self.prefix),
+            prefix: format!("{}:", self.prefix),
             app_ids: self.app_ids.clone(),
         };
         loop {
             tokio::select! {
-                message = messages.next() => {
-                    let Some(message) = message else { return true };
+                incoming = messages.next() => {
+                    let (topic, payload) = match incoming {
+                        None | Some(Incoming::Broken) => return true,
+                        Some(Incoming::Message { topic, payload }) => (topic, payload),
+                        Some(Incoming::Dropped(topic)) => {
+                            // A slot moved: what was published on the topic meanwhile is lost.
+                            if self.listening().topics.contains(&topic) {
+                                return true;
+                            }
+                            continue;
+                        }
+                        Some(Incoming::Other) => continue,
+                    };
                     self.proved_alive();
-                    let topic = message.get_channel_name();
-                    match decode(&topics, topic, message.get_payload_bytes()) {
+                    let topic = topic.as_str();
+                    match decode(&topics, topic, &payload) {
                         Some(broadcast) => {
                             if deliver.send(broadcast).await.is_err() {
                                 return false;
@@ -359,7 +373,7 @@ impl Fanout {
         let Some(mut sink) = sink else {
             return Err(bounded_error("the pub/sub connection is being reconnected"));
         };
-        sink.subscribe(topic).await
+        sink.subscribe(vec![topic]).await
     }
 
     /// Stops receiving a channel's broadcasts (its last local subscriber left).
@@ -384,7 +398,7 @@ impl Fanout {
         let Some(mut sink) = self.listening().sink.clone() else {
             return Err(bounded_error("the pub/sub connection is being reconnected"));
         };
-        match tokio::time::timeout(bound, sink.ping::<::redis::Value>()).await {
+        match tokio::time::timeout(bound, sink.ping()).await {
             Ok(reply) => reply.map(drop),
             Err(_) => Err(bounded_error(
                 "the pub/sub connection did not answer PING in time",
@@ -394,7 +408,18 @@ impl Fanout {
 
     /// Starts receiving the app's user-wide commands (every node listens to them).
     pub async fn listen_users(&self, app: &str) -> Result<(), RedisError> {
-        self.listen(app, USERS_TOPIC).await
+        let topics: Vec<String> = (0..PARTITIONS)
+            .map(|partition| users_topic(&self.prefix, app, partition))
+            .collect();
+        let sink = {
+            let mut listening = self.listening();
+            listening.topics.extend(topics.iter().cloned());
+            listening.sink.clone()
+        };
+        let Some(mut sink) = sink else {
+            return Err(bounded_error("the pub/sub connection is being reconnected"));
+        };
+        sink.subscribe(topics).await
     }
 
     /// The start of an event's message, up to its version.
@@ -413,7 +438,7 @@ impl Fanout {
         let mut message = self.event_header(except).into_bytes();
         message.push(b'\n');
         message.extend_from_slice(frame.as_ref());
-        ::redis::cmd("PUBLISH")
+        ::redis::cmd(self.publisher.publish_command())
             .arg(self.topic(app, channel))
             .arg(message)
             .query_async(&mut self.publisher.clone())
@@ -423,8 +448,10 @@ impl Fanout {
     /// Asks every node to close the sockets signed in as `user_id`.
     pub async fn terminate(&self, app: &str, user_id: &str) -> Result<u64, RedisError> {
         let message = format!("{VERSION}\nt\n{}\n\n\n{user_id}", self.origin);
-        ::redis::cmd("PUBLISH")
-            .arg(self.topic(app, USERS_TOPIC))
+        // Every node listens to all the app's users topics: any one will do.
+        let partition = partition_of(app, user_id);
+        ::redis::cmd(self.publisher.publish_command())
+            .arg(users_topic(&self.prefix, app, partition))
             .arg(message)
             .query_async(&mut self.publisher.clone())
             .await
@@ -433,18 +460,24 @@ impl Fanout {
 
 /// How a topic names its app and channel.
 struct Topics {
-    /// `{prefix}:bc:`.
+    /// `{prefix}:`.
     prefix: String,
     /// The apps' ids, longest first.
     app_ids: Arc<[String]>,
 }
 
 impl Topics {
-    /// The app and the channel of `{prefix}:bc:{app}:{channel}`. Both may hold ':' (app ids,
-    /// and channel namespaces such as `chat:room`), so the app is the longest known id the
+    /// The app and the channel of `{prefix}:{pN}:bc:{app}:{channel}`. Both may hold ':' (app
+    /// ids, and channel namespaces such as `chat:room`), so the app is the longest known id the
     /// topic starts with.
     fn split<'t>(&self, topic: &'t str) -> Option<(&'t str, &'t str)> {
-        let rest = topic.strip_prefix(self.prefix.as_str())?;
+        let tagged = topic
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix("{p")?;
+        let (partition, rest) = tagged.split_once("}:bc:")?;
+        if partition.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
         self.app_ids.iter().find_map(|id| {
             let channel = rest.strip_prefix(id.as_str())?.strip_prefix(':')?;
             Some((&rest[..id.len()], channel))
@@ -452,7 +485,7 @@ impl Topics {
     }
 }
 
-/// A message of topic `{prefix}:bc:{app}:{channel}`: version of the format, kind (`e` event,
+/// A message of topic `{prefix}:{pN}:bc:{app}:{channel}`: version of the format, kind (`e` event,
 /// `a` member added, `r` member removed, `c` subscription count, `t` terminate, `w` a user
 /// online or offline), origin, except, notice version, body; one per line, the body last, so it
 /// may hold anything (a member added's body is the user id, prefixed by its length and `:`,
@@ -518,9 +551,17 @@ mod tests {
 
     fn topics() -> Topics {
         Topics {
-            prefix: "t:bc:".into(),
+            prefix: "t:".into(),
             app_ids: vec!["my:app".to_owned(), "a".to_owned()].into(),
         }
+    }
+
+    #[test]
+    fn a_topic_carries_its_channels_partition_tag() {
+        let partition = partition_of("my:app", "chat:room");
+        let expected = format!("t:{{p{partition}}}:bc:my:app:chat:room");
+        assert_eq!(topic("t", "my:app", "chat:room"), expected);
+        assert_eq!(topics().split(&expected), Some(("my:app", "chat:room")));
     }
 
     #[test]
@@ -534,19 +575,24 @@ mod tests {
         };
         let frame = WireFrame::text(r#"{"event":"e","data":"a\nb"}"#);
         let message = [b"h1\ne\nn1.ab\n12.34\n\n".as_slice(), frame.as_ref()].concat();
-        let broadcast = decode("t:bc:", "t:bc:my:app:presence-room", &message).unwrap();
+        let broadcast = decode("t:", "t:{p3}:bc:my:app:presence-room", &message).unwrap();
         assert_eq!(broadcast.app, "my:app");
         assert_eq!(broadcast.channel, "presence-room");
         assert_eq!(broadcast.origin, "n1.ab");
         assert_eq!(broadcast.except.as_deref(), Some("12.34"));
         assert_eq!(broadcast.version, None);
         assert_eq!(broadcast.body, BroadcastBody::Event(frame));
-        let unframed = decode("t:bc:", "t:bc:a:c", b"h1\ne\nn1\n\n\n{}");
+        let unframed = decode("t:", "t:{p3}:bc:a:c", b"h1\ne\nn1\n\n\n{}");
         assert_eq!(unframed, None, "an event's body is whole frames");
-        let terminate = decode("t:bc:", "t:bc:a:#users", b"h1\nt\nn1\n\n\nu:1").unwrap();
+        let terminate = decode("t:", "t:{p3}:bc:a:#users", b"h1\nt\nn1\n\n\nu:1").unwrap();
         let user_id = "u:1".to_owned();
         assert_eq!(terminate.body, BroadcastBody::Terminate { user_id });
-        let added = decode("t:bc:", "t:bc:a:c", b"h1\na\nn1\n1.2\n7\n3:u\n:{\"x\":\n1}").unwrap();
+        let added = decode(
+            "t:",
+            "t:{p3}:bc:a:c",
+            b"h1\na\nn1\n1.2\n7\n3:u\n:{\"x\":\n1}",
+        )
+        .unwrap();
         assert_eq!(added.version, Some(7));
         let user_info = "{\"x\":\n1}".to_owned();
         let user_id = "u\n:".to_owned();
@@ -554,32 +600,38 @@ mod tests {
             added.body,
             BroadcastBody::MemberAdded { user_id, user_info }
         );
-        let removed = decode("t:bc:", "t:bc:a:c", b"h1\nr\nn1\n\n8\nu").unwrap();
+        let removed = decode("t:", "t:{p3}:bc:a:c", b"h1\nr\nn1\n\n8\nu").unwrap();
         assert_eq!(removed.except, None);
         let user_id = "u".to_owned();
         assert_eq!(removed.body, BroadcastBody::MemberRemoved { user_id });
-        let count = decode("t:bc:", "t:bc:a:c", b"h1\nc\nn1\n\n9\n12").unwrap();
+        let count = decode("t:", "t:{p3}:bc:a:c", b"h1\nc\nn1\n\n9\n12").unwrap();
         assert_eq!(count.body, BroadcastBody::SubscriptionCount(12));
         assert_eq!(count.version, Some(9));
-        let other_version = decode("t:bc:", "t:bc:a:c", b"h2\nr\nn1\n\n\nu");
+        let other_version = decode("t:", "t:{p3}:bc:a:c", b"h2\nr\nn1\n\n\nu");
         assert_eq!(other_version, None);
         assert_eq!(
-            decode("t:bc:", "t:bc:a:c", b"h1\nz\nn1\n\n\nu"),
+            decode("t:", "t:{p3}:bc:a:c", b"h1\nz\nn1\n\n\nu"),
             None,
             "another kind"
         );
-        assert_eq!(decode("t:bc:", "other:a:c", b"h1\nr\nn1\n\n\nu"), None);
-        let namespaced = decode("t:bc:", "t:bc:my:app:chat:room", b"h1\nr\nn1\n\n8\nu").unwrap();
+        assert_eq!(decode("t:", "other:{p3}:bc:a:c", b"h1\nr\nn1\n\n\nu"), None);
+        assert_eq!(
+            decode("t:", "t:bc:a:c", b"h1\nr\nn1\n\n\nu"),
+            None,
+            "untagged"
+        );
+        assert_eq!(decode("t:", "t:{px}:bc:a:c", b"h1\nr\nn1\n\n\nu"), None);
+        let namespaced = decode("t:", "t:{p3}:bc:my:app:chat:room", b"h1\nr\nn1\n\n8\nu").unwrap();
         assert_eq!(
             (namespaced.app.as_str(), namespaced.channel.as_str()),
             ("my:app", "chat:room"),
             "a channel namespace's ':' is the channel's"
         );
         assert_eq!(
-            decode("t:bc:", "t:bc:unknown:c", b"h1\nr\nn1\n\n8\nu"),
+            decode("t:", "t:{p3}:bc:unknown:c", b"h1\nr\nn1\n\n8\nu"),
             None
         );
-        let offline = decode("t:bc:", "t:bc:a:#users", b"h1\nw\nn1\n\n\n0u:1").unwrap();
+        let offline = decode("t:", "t:{p3}:bc:a:#users", b"h1\nw\nn1\n\n\n0u:1").unwrap();
         let user_id = "u:1".to_owned();
         let online = false;
         assert_eq!(offline.body, BroadcastBody::Watchlist { user_id, online });

@@ -35,6 +35,12 @@ impl Rejoin {
                     .map(|app| (app.as_str(), self.count_window)),
             )
             .with_epoch(epoch)
+            .with_sharded_pubsub(
+                self.redis
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.sharded_pubsub),
+            )
     }
 }
 

@@ -28,6 +28,7 @@ pub mod node_figures;
 mod recovery;
 mod sentinel;
 mod stage;
+pub mod subscriber;
 pub mod webhook_delivery;
 pub mod webhook_rounds;
 pub mod webhook_stream;

@@ -59,7 +59,7 @@ pub struct RedisCluster {
 
 fn start_error(what: &str, error: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!(
-        "cluster mode (adapter.driver \"redis\"): {what}: {error}"
+        "cluster mode (adapter.driver \"redis\" or \"redis-cluster\"): {what}: {error}"
     ))
 }
 
@@ -68,17 +68,28 @@ fn current(membership: &Mutex<Arc<NodeMembership>>) -> Arc<NodeMembership> {
     membership.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-/// Connects to Redis and joins the cluster under the node's id.
-async fn connect_and_join(
-    redis: &RedisConfig,
-) -> io::Result<(RedisConnection, Arc<NodeMembership>)> {
+/// The command connection: to the Redis Cluster, or to the one Redis (the primary the sentinels
+/// name now).
+async fn open_connection(redis: &RedisConfig) -> io::Result<RedisConnection> {
+    if let Some(cluster) = &redis.cluster {
+        return RedisConnection::open_cluster(&cluster.nodes, cluster.sharded_pubsub)
+            .await
+            .map_err(|e| start_error("cannot connect to the Redis Cluster", e));
+    }
     let url = RedisTarget::of(redis)
         .resolve()
         .await
         .map_err(|e| start_error("cannot find the primary", e))?;
-    let mut con = super::connect(&url)
+    super::connect(&url)
         .await
-        .map_err(|e| start_error("cannot connect to Redis", e))?;
+        .map_err(|e| start_error("cannot connect to Redis", e))
+}
+
+/// Connects to Redis and joins the cluster under the node's id.
+async fn connect_and_join(
+    redis: &RedisConfig,
+) -> io::Result<(RedisConnection, Arc<NodeMembership>)> {
+    let mut con = open_connection(redis).await?;
     check_eviction_policy(&mut con).await;
     let membership = NodeMembership::join(&mut con, redis)
         .await

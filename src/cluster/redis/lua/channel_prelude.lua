@@ -1,3 +1,6 @@
+-- 'SPUBLISH' on Redis Cluster with sharded pub/sub (channel_scripts.rs rewrites this line):
+-- a topic carries its channel's partition tag, so it is in this script's slot.
+local PUBLISH = 'PUBLISH'
 local hooked, every_app = {}, ARGV[#ARGV] == '*'
 for app in string.gmatch(ARGV[#ARGV], '[^\n]+') do
   hooked[app] = true
@@ -23,7 +26,7 @@ local function next_version(flags)
 end
 local function notice(topic, kind, origin, except, ch, body)
   local version = next_version(ch .. ':flags')
-  redis.call('PUBLISH', topic, 'h1\n' .. kind .. '\n' .. origin .. '\n' .. except .. '\n' .. version .. '\n' .. body)
+  redis.call(PUBLISH, topic, 'h1\n' .. kind .. '\n' .. origin .. '\n' .. except .. '\n' .. version .. '\n' .. body)
 end
 -- A user's own channel (`#user:{id}`) became occupied or empty: the user went online or
 -- offline. Every node hears it on the app's user topic (the channel's topic with `#users` in
@@ -36,7 +39,7 @@ local function watchlist_notice(topic, origin, channel, online)
     return
   end
   local users_topic = string.sub(topic, 1, #topic - #channel) .. '#users'
-  redis.call('PUBLISH', users_topic, 'h1\nw\n' .. origin .. '\n\n\n' .. online .. string.sub(channel, 7))
+  redis.call(PUBLISH, users_topic, 'h1\nw\n' .. origin .. '\n\n\n' .. online .. string.sub(channel, 7))
 end
 -- The state was lost or rebuilt since this node read the cluster's epoch (`''`: not checked).
 local function stale_epoch(key, epoch)

@@ -1,0 +1,182 @@
+//! The node's pub/sub connection, on one Redis or on a Redis Cluster.
+//!
+//! - **One Redis** (Sentinel-managed or not): one dedicated connection, classic `SUBSCRIBE`.
+//! - **Redis Cluster**: one redis-rs cluster connection in RESP3, whose pushes arrive on one
+//!   queue in the order each shard sent them. With sharded pub/sub (`SSUBSCRIBE`) a topic is
+//!   subscribed on the shard owning its slot only; classic `SUBSCRIBE` on any node hears every
+//!   `PUBLISH` of the cluster. A broken connection to any node, or a subscription the server
+//!   dropped (a slot migrated away: Redis unsubscribes its sharded channels), is reported as a
+//!   break: the fan-out then opens everything again and the node resyncs, as after any break.
+
+use std::collections::HashMap;
+
+use ::redis::aio::{PubSubSink, PubSubStream};
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, Slot};
+use ::redis::{PushInfo, PushKind, RedisError, Value};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+/// Where the pub/sub connection goes.
+#[derive(Clone)]
+pub enum PubSubTarget {
+    /// One server (the command connection's).
+    Server(String),
+    /// A Redis Cluster, through any of its `seeds`; `sharded`: `SSUBSCRIBE`, else `SUBSCRIBE`.
+    Cluster { seeds: Vec<String>, sharded: bool },
+}
+
+/// The side that subscribes and checks (cheap to clone).
+#[derive(Clone)]
+pub enum SubscriberSink {
+    Server(PubSubSink),
+    Cluster {
+        con: ClusterConnection,
+        sharded: bool,
+    },
+}
+
+/// The side that receives.
+pub enum SubscriberStream {
+    Server(PubSubStream),
+    Cluster(mpsc::UnboundedReceiver<PushInfo>),
+}
+
+/// What the connection received.
+pub enum Incoming {
+    /// A message on a topic.
+    Message { topic: String, payload: Vec<u8> },
+    /// The server unsubscribed this topic itself (its slot moved to another shard).
+    Dropped(String),
+    /// A connection to one of the servers broke.
+    Broken,
+    /// Nothing the fan-out acts on (a subscription's confirmation).
+    Other,
+}
+
+/// Opens a pub/sub connection to `target`.
+pub async fn open(target: &PubSubTarget) -> Result<(SubscriberSink, SubscriberStream), RedisError> {
+    match target {
+        PubSubTarget::Server(url) => {
+            let pubsub = ::redis::Client::open(url.as_str())?
+                .get_async_pubsub()
+                .await?;
+            let (sink, stream) = pubsub.split();
+            Ok((
+                SubscriberSink::Server(sink),
+                SubscriberStream::Server(stream),
+            ))
+        }
+        PubSubTarget::Cluster { seeds, sharded } => {
+            let (pushes, received) = mpsc::unbounded_channel();
+            let client = ClusterClientBuilder::new(seeds.clone())
+                .use_protocol(::redis::ProtocolVersion::RESP3)
+                .push_sender(pushes)
+                .connection_timeout(std::time::Duration::from_secs(2))
+                .response_timeout(std::time::Duration::from_secs(5))
+                .build()?;
+            let con = client.get_async_connection().await?;
+            let sink = SubscriberSink::Cluster {
+                con,
+                sharded: *sharded,
+            };
+            Ok((sink, SubscriberStream::Cluster(received)))
+        }
+    }
+}
+
+impl SubscriberSink {
+    /// Subscribes `topics`; resolves once every server confirmed.
+    pub async fn subscribe(&mut self, topics: Vec<String>) -> Result<(), RedisError> {
+        match self {
+            SubscriberSink::Server(sink) => sink.subscribe(topics).await,
+            SubscriberSink::Cluster { con, sharded } => {
+                // One command per slot: a sharded subscription names channels of one slot.
+                let mut by_slot: HashMap<Slot, Vec<String>> = HashMap::new();
+                for topic in topics {
+                    by_slot
+                        .entry(Slot::for_key(&topic))
+                        .or_default()
+                        .push(topic);
+                }
+                let sent = by_slot.into_values().map(|topics| {
+                    let mut con = con.clone();
+                    let sharded = *sharded;
+                    async move {
+                        match sharded {
+                            true => con.ssubscribe(topics).await,
+                            false => con.subscribe(topics).await,
+                        }
+                    }
+                });
+                futures_util::future::try_join_all(sent).await.map(drop)
+            }
+        }
+    }
+
+    /// Unsubscribes `topic`.
+    pub async fn unsubscribe(&mut self, topic: String) -> Result<(), RedisError> {
+        match self {
+            SubscriberSink::Server(sink) => sink.unsubscribe(topic).await,
+            SubscriberSink::Cluster { con, sharded: true } => con.sunsubscribe(topic).await,
+            SubscriberSink::Cluster { con, .. } => con.unsubscribe(topic).await,
+        }
+    }
+
+    /// PINGs every server the connection subscribes on.
+    pub async fn ping(&mut self) -> Result<(), RedisError> {
+        match self {
+            SubscriberSink::Server(sink) => sink.ping::<Value>().await.map(drop),
+            SubscriberSink::Cluster { con, .. } => {
+                let every_primary = MultipleNodeRoutingInfo::AllMasters;
+                let routing = RoutingInfo::MultiNode((every_primary, None));
+                con.route_command(::redis::cmd("PING"), routing)
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+}
+
+impl SubscriberStream {
+    /// The next thing received; `None` once the connection is gone for good.
+    pub async fn next(&mut self) -> Option<Incoming> {
+        match self {
+            SubscriberStream::Server(stream) => {
+                let message = stream.next().await?;
+                Some(Incoming::Message {
+                    topic: message.get_channel_name().to_owned(),
+                    payload: message.get_payload_bytes().to_vec(),
+                })
+            }
+            SubscriberStream::Cluster(pushes) => Some(incoming(pushes.recv().await?)),
+        }
+    }
+}
+
+/// What a RESP3 push of the cluster connection means to the fan-out.
+fn incoming(push: PushInfo) -> Incoming {
+    let text = |value: Option<&Value>| match value {
+        Some(Value::BulkString(bytes)) => Some(bytes.clone()),
+        _ => None,
+    };
+    match push.kind {
+        PushKind::Message | PushKind::SMessage => {
+            let (Some(topic), Some(payload)) = (text(push.data.first()), text(push.data.get(1)))
+            else {
+                return Incoming::Other;
+            };
+            match String::from_utf8(topic) {
+                Ok(topic) => Incoming::Message { topic, payload },
+                Err(_) => Incoming::Other,
+            }
+        }
+        PushKind::SUnsubscribe => match text(push.data.first()).map(String::from_utf8) {
+            Some(Ok(topic)) => Incoming::Dropped(topic),
+            _ => Incoming::Other,
+        },
+        PushKind::Disconnection => Incoming::Broken,
+        _ => Incoming::Other,
+    }
+}
