@@ -194,6 +194,25 @@ mod tests {
     }
 
     #[test]
+    fn sockudos_tuning_keys_are_warned_with_the_reason() {
+        let json = r#"{"adapter":{"driver":"redis-cluster","cluster":{"nodes":["h:1"],"request_timeout_ms":500,"use_connection_manager":true,"pubsub_ping_interval_ms":100}}}"#;
+        let config = Config::from_json(json).unwrap();
+        for key in [
+            "request_timeout_ms",
+            "use_connection_manager",
+            "pubsub_ping_interval_ms",
+        ] {
+            let path = format!("adapter.cluster.{key}");
+            let ignored = config.ignored_keys.iter().find(|k| k.path == path);
+            let reason = ignored.map(|k| k.reason.as_str()).unwrap_or("");
+            assert!(
+                reason.ends_with("ignored") && reason.len() > 10,
+                "{path}: {reason:?}"
+            );
+        }
+    }
+
+    #[test]
     fn what_belongs_to_one_redis_is_refused_with_redis_cluster() {
         for (json, path, names) in [
             (
