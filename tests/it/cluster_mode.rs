@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::cluster_node::{ClusterNode, SharedRedis};
 use crate::receiver::Receiver;
 use crate::redis_server::RedisServer;
+use crate::support::{data_of, Rest, APP_ID};
 
 /// Runs a test twice: on one Redis (`::one_redis`) and on a Redis Cluster of three shards with
 /// sharded pub/sub (`::redis_cluster`): the same behaviour is asked of both.
@@ -27,7 +28,6 @@ macro_rules! on_each_redis {
         }
     };
 }
-use crate::support::{data_of, Rest, APP_ID};
 
 /// Node config edits: webhooks of every kind to `hook`, with `grace_ms`.
 pub fn hooked(hook: &Receiver, grace_ms: u64) -> impl Fn(&mut Value) + '_ {

@@ -74,20 +74,49 @@ impl RedisCluster {
 
     /// Runs `redis-cli -p {port} {args}`; its output.
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        cli(port, args)
+    }
+
+    /// Every server's port.
+    pub fn ports(&self) -> Vec<u16> {
+        self.servers.iter().map(|s| s.port).collect()
     }
 
     /// The ports of the servers that are primaries now.
     pub fn primaries(&self) -> Vec<u16> {
-        let servers = self.servers.iter().map(|s| s.port);
-        servers
-            .filter(|port| self.cli(*port, &["ROLE"]).starts_with("master"))
-            .collect()
+        primaries(&self.ports())
+    }
+
+    /// The primary that serves `key`'s slot now.
+    pub fn owner_of(&self, key: &str) -> u16 {
+        owner_of(&self.ports(), key)
+    }
+
+    /// SIGKILL of the server on `port`.
+    pub fn kill(&mut self, port: u16) {
+        let server = self
+            .servers
+            .iter_mut()
+            .find(|s| s.port == port)
+            .expect("a server");
+        server.kill();
+    }
+
+    /// Waits until the servers still running say the cluster is ok again (a replica promoted).
+    pub fn wait_until_healed(&self, without: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let running = self.servers.iter().filter(|s| s.port != without);
+            let ok = running.clone().all(|s| {
+                self.cli(s.port, &["CLUSTER", "INFO"])
+                    .contains("cluster_state:ok")
+            });
+            if ok && self.primaries().len() == 3 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no replica was promoted within 30 s");
     }
 
     /// Waits until every server says the cluster is ok (every slot served, everyone agrees).
@@ -126,4 +155,80 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// Runs `redis-cli -p {port} {args}`; its output.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Which of `ports` are primaries now.
+pub fn primaries(ports: &[u16]) -> Vec<u16> {
+    let ports = ports.iter().copied();
+    ports
+        .filter(|port| cli(*port, &["ROLE"]).starts_with("master"))
+        .collect()
+}
+
+/// The primary among `ports` that serves `key`'s slot now.
+pub fn owner_of(ports: &[u16], key: &str) -> u16 {
+    let slot = cli(ports[0], &["CLUSTER", "KEYSLOT", key]);
+    let slot: u16 = slot.trim().parse().expect("a slot");
+    let owns = |port: &u16| {
+        let shards = cli(*port, &["CLUSTER", "SLOTS"]);
+        let lines: Vec<&str> = shards.lines().map(str::trim).collect();
+        // `redis-cli` prints each range as start, end, then its nodes (ip, port, id).
+        lines.windows(4).any(|w| {
+            let (Ok(start), Ok(end)) = (w[0].parse::<u16>(), w[1].parse::<u16>()) else {
+                return false;
+            };
+            start <= slot && slot <= end && w[2] == "127.0.0.1" && w[3] == port.to_string()
+        })
+    };
+    *primaries(ports)
+        .iter()
+        .find(|p| owns(p))
+        .expect("a primary owns the slot")
+}
+
+/// Moves `key`'s slot, with its keys, from the primary serving it to another primary, as
+/// `redis-cli --cluster reshard` does (IMPORTING / MIGRATING, `MIGRATE` in batches, then
+/// `SETSLOT NODE` everywhere); returns the new owner.
+pub fn migrate_slot_of(ports: &[u16], key: &str) -> u16 {
+    let slot = cli(ports[0], &["CLUSTER", "KEYSLOT", key])
+        .trim()
+        .to_owned();
+    let from = owner_of(ports, key);
+    let to = *primaries(ports)
+        .iter()
+        .find(|p| **p != from)
+        .expect("another primary");
+    let id = |port: u16| cli(port, &["CLUSTER", "MYID"]).trim().to_owned();
+    let (from_id, to_id) = (id(from), id(to));
+    cli(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
+    cli(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
+    loop {
+        let keys = cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
+        let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+        if keys.is_empty() {
+            break;
+        }
+        let to_port = to.to_string();
+        let mut args = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+        args.extend(keys);
+        let moved = cli(from, &args);
+        assert!(moved.trim() == "OK", "MIGRATE: {moved}");
+    }
+    // The target first, then the source, then the rest, as redis-cli does: no moment where the
+    // two send each other's clients back and forth.
+    let rest = ports.iter().copied().filter(|p| *p != to && *p != from);
+    for port in [to, from].into_iter().chain(rest) {
+        cli(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+    }
+    to
 }

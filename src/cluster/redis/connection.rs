@@ -75,6 +75,20 @@ impl RedisConnection {
         Ok(RedisConnection::of(Backend::Cluster(con), pubsub, &first))
     }
 
+    /// On a Redis Cluster, a new cluster connection in place of the current one, which learns
+    /// the topology from the seeds afresh: after a shard failed over, redis-rs's connection can
+    /// keep asking the dead primary. One Redis: nothing to do.
+    pub async fn reopen_cluster(&self) -> Result<(), RedisError> {
+        let PubSubTarget::Cluster { seeds, sharded } = self.pubsub_target() else {
+            return Ok(());
+        };
+        let fresh = RedisConnection::open_cluster(&seeds, sharded).await?;
+        let backend = fresh.backend();
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        current.backend = backend;
+        Ok(())
+    }
+
     fn of(backend: Backend, pubsub: PubSubTarget, url: &str) -> RedisConnection {
         let current = Current {
             backend,

@@ -128,7 +128,13 @@ impl Supervisor {
     async fn try_recover(&mut self) -> Result<(), RecoveryError> {
         let failures = self.link.failures();
         self.owes_rebuild |= self.follow_primary().await?;
+        // On a Redis Cluster a shard may have failed over to a replica that lacks the last
+        // writes and kept its partitions' epochs: nothing tells, so every recovery rebuilds.
+        self.owes_rebuild |= self.rejoin.redis.cluster.is_some();
         let mut con = self.link.con();
+        tokio::time::timeout(ANSWER_BOUND, con.reopen_cluster())
+            .await
+            .map_err(|_| RecoveryError::NotYet("no Redis Cluster node answers"))??;
         let ping = ::redis::cmd("PING");
         tokio::time::timeout(ANSWER_BOUND, ping.query_async::<String>(&mut con))
             .await
