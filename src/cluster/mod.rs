@@ -26,6 +26,7 @@ use std::time::Duration;
 pub use crate::engine::{CachedEvent, ChannelSummary};
 pub use local::LocalCluster;
 pub use pending::{Outcome, Pending, Refusal};
+pub use redis::arrival_order::PublishOrder;
 pub use watchlist::Watching;
 
 use crate::apps::{App, AppRegistry};
@@ -213,6 +214,8 @@ impl Cluster {
     /// kept as the last event of a cache channel. Never waits on a subscriber. `Some` when the
     /// channel's line is busy on another thread: wait for it before publishing anything else or
     /// answering, so events keep their order across channels and a read sees the write.
+    /// `order` is the request's, when it publishes several items (a Redis Cluster keeps their
+    /// order across its shards with it).
     pub fn publish(
         &self,
         app: &App,
@@ -220,10 +223,11 @@ impl Cluster {
         frame: WireFrame,
         except: Option<SocketId>,
         cache: Option<Arc<str>>,
+        order: Option<&mut PublishOrder>,
     ) -> Option<Pending> {
         match self {
             Cluster::Local(local) => local.app(app).publish(channel, frame, except, cache),
-            Cluster::Redis(node) => node.app(app).publish(channel, frame, except, cache),
+            Cluster::Redis(node) => node.app(app).publish(channel, frame, except, cache, order),
         }
     }
 

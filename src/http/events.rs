@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::info::{channel_attributes, InfoAttributes};
 use super::rate_limit::backend_events_quota;
 use crate::apps::App;
-use crate::cluster::Pending;
+use crate::cluster::{Pending, PublishOrder};
 use crate::outbound::WireFrame;
 use crate::protocol::channel::validate_name;
 use crate::protocol::{frames, ChannelType, SocketId};
@@ -222,7 +222,11 @@ async fn publish_all(
     events: Vec<ValidEvent>,
 ) -> Result<Vec<ValidEvent>, ApiError> {
     journal(shared, app, &events);
-    let Some(mut waiting) = publish_from(shared, app, &events, Cursor::default()) else {
+    // A request of several items keeps its order on every node (see `PublishOrder`).
+    let items: usize = events.iter().map(|e| e.channels.len()).sum();
+    let mut order = (items > 1).then(PublishOrder::new);
+    let start = Cursor::default();
+    let Some(mut waiting) = publish_from(shared, app, &events, start, &mut order) else {
         return Ok(events);
     };
     let (shared, app) = (shared.clone(), app.clone());
@@ -230,7 +234,7 @@ async fn publish_all(
         loop {
             let (mut pending, next) = waiting;
             pending.done().await;
-            match publish_from(&shared, &app, &events, next) {
+            match publish_from(&shared, &app, &events, next, &mut order) {
                 Some(more) => waiting = more,
                 None => return events,
             }
@@ -260,6 +264,7 @@ fn publish_from(
     app: &App,
     events: &[ValidEvent],
     from: Cursor,
+    order: &mut Option<PublishOrder>,
 ) -> Option<(Pending, Cursor)> {
     let mut run: Vec<WireFrame> = Vec::new();
     let mut run_bytes = 0;
@@ -286,9 +291,14 @@ fn publish_from(
                 _ => WireFrame::joined(&std::mem::take(&mut run)),
             };
             run_bytes = 0;
-            let pending = shared
-                .cluster()
-                .publish(app, channel, frame, event.except, cache);
+            let pending = (shared.cluster()).publish(
+                app,
+                channel,
+                frame,
+                event.except,
+                cache,
+                order.as_mut(),
+            );
             let last = next.is_none() && j + 1 == event.channels.len();
             // The last event of a request on a plain channel needs no wait: nothing of this
             // request can overtake it, and nothing reads it back.

@@ -42,7 +42,13 @@ async fn a_publish_reaches_every_listening_node_once_and_in_order() {
     for i in 0..200 {
         let except = (i % 2 == 0).then_some("9.9");
         let receivers = a
-            .publish("app", "room", except, &frame(&format!(r#"{{"n":{i}}}"#)))
+            .publish(
+                "app",
+                "room",
+                except,
+                &frame(&format!(r#"{{"n":{i}}}"#)),
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -64,7 +70,7 @@ async fn a_publish_reaches_every_listening_node_once_and_in_order() {
             assert_eq!(broadcast.except.as_deref(), (i % 2 == 0).then_some("9.9"));
         }
     }
-    c.publish("app", "elsewhere", None, &frame("{}"))
+    c.publish("app", "elsewhere", None, &frame("{}"), None)
         .await
         .unwrap();
     assert_eq!(
@@ -75,7 +81,9 @@ async fn a_publish_reaches_every_listening_node_once_and_in_order() {
 
     b.unlisten("app", "room").await.unwrap();
     assert_eq!(
-        a.publish("app", "room", None, &frame("{}")).await.unwrap(),
+        a.publish("app", "room", None, &frame("{}"), None)
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
+use super::arrival_order::PublishOrder;
 use super::fanout::{Broadcast, BroadcastBody};
 use super::line::{LineReplay, Step};
 use super::link::NodeLink;
@@ -185,17 +186,20 @@ impl RedisApp {
 
     /// Publishes a frame through Redis; the `Pending` resolves once Redis took it. While the
     /// node is offline (or when the publish fails) the frame goes to this node's sockets only.
+    /// `order`: the request it is an item of, when it has several.
     pub fn publish(
         self: &Arc<Self>,
         channel: &str,
         frame: WireFrame,
         except: Option<SocketId>,
         cache: Option<Arc<str>>,
+        order: Option<&mut PublishOrder>,
     ) -> Option<Pending> {
         if !self.link.is_online() {
             self.deliver_here(channel, frame, except);
             return None;
         }
+        let stamp = order.and_then(|order| self.link.fanout.stamp(order, &self.app.id, channel));
         let (done, decided) = oneshot::channel();
         let app = self.clone();
         let channel = channel.to_owned();
@@ -209,6 +213,7 @@ impl RedisApp {
                     &frame,
                     sent_except.as_deref(),
                     cache.as_deref(),
+                    stamp.as_ref(),
                 )
                 .await;
             if let Err(error) = published {
@@ -254,7 +259,7 @@ impl RedisApp {
             };
             self.append(webhook);
         }
-        self.publish(channel, frame, Some(socket), None)
+        self.publish(channel, frame, Some(socket), None, None)
     }
 
     /// Appends a webhook event this node saw to its channel's stream, on a task.

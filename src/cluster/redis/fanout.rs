@@ -10,13 +10,14 @@
 //! reconnected with back-off and every wanted topic subscribed again; what was published in
 //! between is lost, which [`Fanout::connected`] tells the node (it resyncs).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use super::arrival_order::{topic_hash, ArrivalOrder, PublishOrder, Stamp};
 use super::channel_state::{partition_of, PARTITIONS};
 use super::connection::RedisConnection;
-use super::subscriber::{self, Incoming, SubscriberSink, SubscriberStream};
+use super::subscriber::{self, Incoming, PubSubTarget, SubscriberSink, SubscriberStream};
 use ::redis::RedisError;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
@@ -123,6 +124,34 @@ pub struct Fanout {
 struct Listening {
     sink: Option<SubscriberSink>,
     topics: HashSet<String>,
+    /// The topics' hashes, counted (stamps name topics by hash).
+    hashes: HashMap<u32, u32>,
+}
+
+impl Listening {
+    /// Wants `topic`; true when it was not wanted yet.
+    fn want(&mut self, topic: &str) -> bool {
+        let new = self.topics.insert(topic.to_owned());
+        if new {
+            *self.hashes.entry(topic_hash(topic)).or_default() += 1;
+        }
+        new
+    }
+
+    /// No longer wants `topic`; true when it was wanted.
+    fn drop_topic(&mut self, topic: &str) -> bool {
+        let was = self.topics.remove(topic);
+        if was {
+            let hash = topic_hash(topic);
+            if let Some(count) = self.hashes.get_mut(&hash) {
+                *count -= 1;
+                if *count == 0 {
+                    self.hashes.remove(&hash);
+                }
+            }
+        }
+        was
+    }
 }
 
 /// Where a node's received broadcasts go, and the task reading them.
@@ -142,6 +171,14 @@ const BROADCAST_QUEUE: usize = 16_384;
 /// How long a pub/sub connection, a resubscription or a check may take before the connection
 /// is taken for broken.
 const PUBSUB_BOUND: Duration = Duration::from_secs(2);
+
+/// Sleeps until `due`, or for ever without one.
+async fn sleep_until(due: Option<std::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
+        None => std::future::pending().await,
+    }
+}
 
 fn bounded_error(what: &'static str) -> RedisError {
     RedisError::from((::redis::ErrorKind::Io, what))
@@ -173,6 +210,7 @@ impl Fanout {
             listening: Mutex::new(Listening {
                 sink: None,
                 topics: HashSet::new(),
+                hashes: HashMap::new(),
             }),
             connected: watch::Sender::new(false),
         });
@@ -307,8 +345,19 @@ impl Fanout {
             prefix: format!("{}:", self.prefix),
             app_ids: self.app_ids.clone(),
         };
+        let mut order = ArrivalOrder::default();
+        let listened = |hash: u32| self.listening().hashes.contains_key(&hash);
         loop {
+            let due = order.next_deadline();
             tokio::select! {
+                _ = sleep_until(due) => {
+                    let now = std::time::Instant::now();
+                    for broadcast in order.expire(&listened, now) {
+                        if deliver.send(broadcast).await.is_err() {
+                            return false;
+                        }
+                    }
+                }
                 incoming = messages.next() => {
                     let (topic, payload) = match incoming {
                         None | Some(Incoming::Broken) => return true,
@@ -325,9 +374,12 @@ impl Fanout {
                     self.proved_alive();
                     let topic = topic.as_str();
                     match decode(&topics, topic, &payload) {
-                        Some(broadcast) => {
-                            if deliver.send(broadcast).await.is_err() {
-                                return false;
+                        Some((broadcast, stamp)) => {
+                            let now = std::time::Instant::now();
+                            for broadcast in order.arrive(broadcast, stamp, &listened, now) {
+                                if deliver.send(broadcast).await.is_err() {
+                                    return false;
+                                }
                             }
                         }
                         None => tracing::warn!(
@@ -364,7 +416,7 @@ impl Fanout {
         let topic = self.topic(app, channel);
         let sink = {
             let mut listening = self.listening();
-            let new = listening.topics.insert(topic.clone());
+            let new = listening.want(&topic);
             match &listening.sink {
                 Some(_) if !new => return Ok(()),
                 sink => sink.clone(),
@@ -381,7 +433,7 @@ impl Fanout {
         let topic = self.topic(app, channel);
         let sink = {
             let mut listening = self.listening();
-            if !listening.topics.remove(&topic) {
+            if !listening.drop_topic(&topic) {
                 return Ok(());
             }
             listening.sink.clone()
@@ -413,7 +465,9 @@ impl Fanout {
             .collect();
         let sink = {
             let mut listening = self.listening();
-            listening.topics.extend(topics.iter().cloned());
+            for topic in &topics {
+                listening.want(topic);
+            }
             listening.sink.clone()
         };
         let Some(mut sink) = sink else {
@@ -427,15 +481,35 @@ impl Fanout {
         format!("{VERSION}\ne\n{}\n{}\n", self.origin, except.unwrap_or(""))
     }
 
+    /// The stamp of a request's next item, on `channel`: only on a Redis Cluster, where the
+    /// shards reach a node on connections of their own (see `arrival_order`).
+    pub fn stamp(&self, order: &mut PublishOrder, app: &str, channel: &str) -> Option<Stamp> {
+        let on_shards = matches!(self.publisher.pubsub_target(), PubSubTarget::Cluster { .. });
+        on_shards.then(|| order.stamp(&self.topic(app, channel)))
+    }
+
     /// Publishes one event to every node listening to its channel; returns how many received it.
+    /// A stamped one is an item of a request, delivered in the request's order.
     pub async fn publish(
         &self,
         app: &str,
         channel: &str,
         except: Option<&str>,
         frame: &WireFrame,
+        stamp: Option<&Stamp>,
     ) -> Result<u64, RedisError> {
-        let mut message = self.event_header(except).into_bytes();
+        let mut message = match stamp {
+            None => self.event_header(except).into_bytes(),
+            Some(stamp) => {
+                let except = except.unwrap_or("");
+                let header = format!(
+                    "{VERSION}\no\n{}\n{except}\n\n{}",
+                    self.origin,
+                    stamp.encode()
+                );
+                header.into_bytes()
+            }
+        };
         message.push(b'\n');
         message.extend_from_slice(frame.as_ref());
         ::redis::cmd(self.publisher.publish_command())
@@ -490,7 +564,7 @@ impl Topics {
 /// online or offline), origin, except, notice version, body; one per line, the body last, so it
 /// may hold anything (a member added's body is the user id, prefixed by its length and `:`,
 /// then the user info; a watchlist change's is `1` or `0`, then the user id).
-fn decode(topics: &Topics, topic: &str, message: &[u8]) -> Option<Broadcast> {
+fn decode(topics: &Topics, topic: &str, message: &[u8]) -> Option<(Broadcast, Option<Stamp>)> {
     let (app, channel) = topics.split(topic)?;
     let mut parts = message.splitn(6, |&byte| byte == b'\n');
     let mut line = || std::str::from_utf8(parts.next()?).ok();
@@ -506,8 +580,15 @@ fn decode(topics: &Topics, topic: &str, message: &[u8]) -> Option<Broadcast> {
     };
     let body = parts.next()?;
     let text = || std::str::from_utf8(body).ok();
+    let mut stamp = None;
     let body = match kind {
         "e" => BroadcastBody::Event(WireFrame::from_wire(body)?),
+        // An item of a request, `{stamp}` on the body's first line (see `arrival_order`).
+        "o" => {
+            let at = body.iter().position(|&byte| byte == b'\n')?;
+            stamp = Some(Stamp::decode(std::str::from_utf8(&body[..at]).ok()?)?);
+            BroadcastBody::Event(WireFrame::from_wire(&body[at + 1..])?)
+        }
         "a" => {
             // `{length of the user id}:{user id}{user info}`: a user id may hold anything.
             let (length, rest) = text()?.split_once(':')?;
@@ -535,14 +616,15 @@ fn decode(topics: &Topics, topic: &str, message: &[u8]) -> Option<Broadcast> {
         }
         _ => return None,
     };
-    Some(Broadcast {
+    let broadcast = Broadcast {
         app: app.to_owned(),
         channel: channel.to_owned(),
         origin,
         except,
         version,
         body,
-    })
+    };
+    Some((broadcast, stamp))
 }
 
 #[cfg(test)]
@@ -571,7 +653,7 @@ mod tests {
                 prefix: prefix.to_owned(),
                 ..topics()
             };
-            decode(&topics, topic, message)
+            decode(&topics, topic, message).map(|(broadcast, _)| broadcast)
         };
         let frame = WireFrame::text(r#"{"event":"e","data":"a\nb"}"#);
         let message = [b"h1\ne\nn1.ab\n12.34\n\n".as_slice(), frame.as_ref()].concat();

@@ -9,6 +9,7 @@ use super::connection::RedisConnection;
 use ::redis::RedisError;
 use tokio::sync::Notify;
 
+use super::arrival_order::Stamp;
 use super::channel_state::{partition_of, ChannelState, CountAnnouncement, Transition};
 use super::fanout::Fanout;
 use super::liveness::SWEEP_LIMIT;
@@ -160,7 +161,8 @@ impl NodeLink {
         self.endpoints.iter().any(|e| e.wants(app, kind))
     }
 
-    /// Publishes an event's frame; on cache channels it becomes the channel's cached event.
+    /// Publishes an event's frame; on cache channels it becomes the channel's cached event (and
+    /// a stamp is not carried: the cached event's version orders it).
     pub async fn publish(
         &self,
         app: &str,
@@ -168,6 +170,7 @@ impl NodeLink {
         frame: &WireFrame,
         except: Option<&str>,
         cache: Option<&str>,
+        stamp: Option<&Stamp>,
     ) -> Result<(), RedisError> {
         match cache {
             Some(text) => {
@@ -187,7 +190,7 @@ impl NodeLink {
             }
             None => self
                 .fanout
-                .publish(app, channel, except, frame)
+                .publish(app, channel, except, frame, stamp)
                 .await
                 .map(drop),
         }

@@ -13,6 +13,7 @@
 
 mod admission;
 pub mod app;
+pub mod arrival_order;
 mod channel_reads;
 mod channel_scripts;
 pub mod channel_state;

@@ -1,0 +1,316 @@
+//! One REST request's order across the shards of a Redis Cluster.
+//!
+//! On one Redis, a node reads every topic on one connection, in the order Redis published them,
+//! so a batch trigger (item n+1 published only once item n's publish answered) arrives in its
+//! order. On a Redis Cluster each shard reaches a node on a connection of its own, and item n+1
+//! on shard Y can be read before item n on shard X. So each item of a request with several
+//! carries a [`Stamp`]: the request's number, its index, and the index and topic hash of every
+//! earlier item. A receiving node delivers an item once every earlier item on a topic it listens
+//! to was delivered ([`ArrivalOrder`]), holding it meanwhile, at most [`HOLD`] (an earlier item
+//! lost at a broken connection must not hold the rest for ever: the node resyncs then anyway).
+//! Items on one topic come on one connection in order, so a channel's own order needs no wait.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::channel_state::fnv1a;
+use super::fanout::Broadcast;
+
+/// The longest an item waits for an earlier one.
+pub const HOLD: Duration = Duration::from_millis(500);
+
+/// A request's numbers on this node (the origin names the node).
+static REQUESTS: AtomicU64 = AtomicU64::new(1);
+
+/// The hash a stamp names a topic by.
+pub fn topic_hash(topic: &str) -> u32 {
+    fnv1a(&[topic]) as u32
+}
+
+/// An item's place in its request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// The request, unique per origin.
+    pub request: u64,
+    /// The item's index in the request.
+    pub index: u32,
+    /// Every earlier item: its index and its topic's hash.
+    pub earlier: Vec<(u32, u32)>,
+}
+
+impl Stamp {
+    /// `{request}:{index}:{j}.{hash},...` (hashes in hex).
+    pub fn encode(&self) -> String {
+        let mut text = format!("{}:{}:", self.request, self.index);
+        for (i, (index, hash)) in self.earlier.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&format!("{index}.{hash:x}"));
+        }
+        text
+    }
+
+    /// The stamp [`Stamp::encode`] wrote.
+    pub fn decode(text: &str) -> Option<Stamp> {
+        let mut parts = text.splitn(3, ':');
+        let request = parts.next()?.parse().ok()?;
+        let index = parts.next()?.parse().ok()?;
+        let earlier = match parts.next()? {
+            "" => Vec::new(),
+            list => list
+                .split(',')
+                .map(|item| {
+                    let (index, hash) = item.split_once('.')?;
+                    Some((index.parse().ok()?, u32::from_str_radix(hash, 16).ok()?))
+                })
+                .collect::<Option<_>>()?,
+        };
+        Some(Stamp {
+            request,
+            index,
+            earlier,
+        })
+    }
+}
+
+/// The publishing side: stamps a request's items in the order they are published.
+#[derive(Debug, Default)]
+pub struct PublishOrder {
+    request: u64,
+    earlier: Vec<(u32, u32)>,
+}
+
+impl PublishOrder {
+    /// A request about to publish several items.
+    pub fn new() -> PublishOrder {
+        PublishOrder {
+            request: REQUESTS.fetch_add(1, Ordering::Relaxed),
+            earlier: Vec::new(),
+        }
+    }
+
+    /// The stamp of the next item, published on `topic`.
+    pub fn stamp(&mut self, topic: &str) -> Stamp {
+        let index = self.earlier.len() as u32;
+        let stamp = Stamp {
+            request: self.request,
+            index,
+            earlier: self.earlier.clone(),
+        };
+        self.earlier.push((index, topic_hash(topic)));
+        stamp
+    }
+}
+
+/// An item waiting for an earlier one.
+struct Held {
+    stamp: Stamp,
+    broadcast: Broadcast,
+    until: Instant,
+}
+
+/// What a node knows of one request of one origin.
+#[derive(Default)]
+struct RequestState {
+    delivered: Vec<u32>,
+    held: Vec<Held>,
+    /// When it can be forgotten: every item of a request arrives within [`HOLD`] of the others.
+    forget_at: Option<Instant>,
+}
+
+/// The receiving side: delivers a request's items in its order, over every shard.
+#[derive(Default)]
+pub struct ArrivalOrder {
+    requests: HashMap<(String, u64), RequestState>,
+    /// Items held now, over every request (most of the time none: nothing to look through).
+    held: usize,
+    /// When the requests are next looked through for ones to forget.
+    next_forget: Option<Instant>,
+}
+
+impl ArrivalOrder {
+    /// A broadcast arrived: what may be delivered now, in order. `listened` tells whether this
+    /// node listens to a topic, by its hash.
+    pub fn arrive(
+        &mut self,
+        broadcast: Broadcast,
+        stamp: Option<Stamp>,
+        listened: &dyn Fn(u32) -> bool,
+        now: Instant,
+    ) -> Vec<Broadcast> {
+        let Some(stamp) = stamp else {
+            return vec![broadcast];
+        };
+        self.forget_old(now);
+        let key = (broadcast.origin.clone(), stamp.request);
+        let state = self.requests.entry(key).or_default();
+        state.forget_at = Some(now + HOLD * 4);
+        state.held.push(Held {
+            stamp,
+            broadcast,
+            until: now + HOLD,
+        });
+        let released = release(state, listened, now);
+        self.held = self.held + 1 - released.len();
+        released
+    }
+
+    /// What waited past [`HOLD`], with what it held up, in order.
+    pub fn expire(&mut self, listened: &dyn Fn(u32) -> bool, now: Instant) -> Vec<Broadcast> {
+        let mut released = Vec::new();
+        if self.held > 0 {
+            for state in self.requests.values_mut() {
+                released.extend(release(state, listened, now));
+            }
+            self.held -= released.len();
+        }
+        self.forget_old(now);
+        released
+    }
+
+    /// When the next held item falls due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.held == 0 {
+            return None;
+        }
+        let held = self.requests.values().flat_map(|s| s.held.iter());
+        held.map(|h| h.until).min()
+    }
+
+    /// Forgets the requests whose items all came long enough ago, at most every [`HOLD`].
+    fn forget_old(&mut self, now: Instant) {
+        if self.next_forget.is_some_and(|at| at > now) {
+            return;
+        }
+        self.next_forget = Some(now + HOLD);
+        self.requests
+            .retain(|_, s| !s.held.is_empty() || s.forget_at.is_some_and(|at| at > now));
+    }
+}
+
+/// Delivers, in index order, every held item whose earlier listened items were delivered (or
+/// that waited its time out).
+fn release(
+    state: &mut RequestState,
+    listened: &dyn Fn(u32) -> bool,
+    now: Instant,
+) -> Vec<Broadcast> {
+    state.held.sort_by_key(|h| h.stamp.index);
+    let mut released = Vec::new();
+    loop {
+        let ready = state.held.iter().position(|h| {
+            h.until <= now
+                || h.stamp
+                    .earlier
+                    .iter()
+                    .all(|(index, hash)| !listened(*hash) || state.delivered.contains(index))
+        });
+        let Some(at) = ready else {
+            return released;
+        };
+        let held = state.held.remove(at);
+        state.delivered.push(held.stamp.index);
+        released.push(held.broadcast);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::redis::fanout::BroadcastBody;
+
+    fn item(index: u32) -> Broadcast {
+        Broadcast {
+            app: "a".into(),
+            channel: format!("c{index}"),
+            origin: "n1".into(),
+            except: None,
+            version: None,
+            body: BroadcastBody::SubscriptionCount(index as usize),
+        }
+    }
+
+    fn stamps(topics: &[&str]) -> Vec<Stamp> {
+        let mut order = PublishOrder::new();
+        topics.iter().map(|t| order.stamp(t)).collect()
+    }
+
+    fn channels(out: &[Broadcast]) -> Vec<&str> {
+        out.iter().map(|b| b.channel.as_str()).collect()
+    }
+
+    #[test]
+    fn a_stamp_survives_the_wire() {
+        let stamp = &stamps(&["x", "y", "x"])[2];
+        assert_eq!(stamp.earlier.len(), 2);
+        assert_eq!(Stamp::decode(&stamp.encode()).as_ref(), Some(stamp));
+        let single = &stamps(&["x"])[0];
+        assert_eq!(Stamp::decode(&single.encode()).as_ref(), Some(single));
+        assert_eq!(Stamp::decode("1:2:x"), None);
+    }
+
+    #[test]
+    fn an_item_overtaking_an_earlier_one_waits_for_it() {
+        let s = stamps(&["x", "y", "z"]);
+        let mut order = ArrivalOrder::default();
+        let all = |_: u32| true;
+        let now = Instant::now();
+        assert!(order
+            .arrive(item(1), Some(s[1].clone()), &all, now)
+            .is_empty());
+        assert!(order
+            .arrive(item(2), Some(s[2].clone()), &all, now)
+            .is_empty());
+        let out = order.arrive(item(0), Some(s[0].clone()), &all, now);
+        assert_eq!(channels(&out), ["c0", "c1", "c2"]);
+        assert_eq!(order.next_deadline(), None);
+    }
+
+    #[test]
+    fn an_earlier_item_on_a_topic_not_listened_to_is_not_waited_for() {
+        let s = stamps(&["x", "y"]);
+        let mut order = ArrivalOrder::default();
+        let only_y = |hash: u32| hash == topic_hash("y");
+        let out = order.arrive(item(1), Some(s[1].clone()), &only_y, Instant::now());
+        assert_eq!(channels(&out), ["c1"]);
+    }
+
+    #[test]
+    fn an_item_whose_earlier_one_never_comes_goes_after_the_hold() {
+        let s = stamps(&["x", "y"]);
+        let mut order = ArrivalOrder::default();
+        let all = |_: u32| true;
+        let now = Instant::now();
+        assert!(order
+            .arrive(item(1), Some(s[1].clone()), &all, now)
+            .is_empty());
+        assert_eq!(order.next_deadline(), Some(now + HOLD));
+        assert!(order.expire(&all, now + HOLD / 2).is_empty());
+        assert_eq!(channels(&order.expire(&all, now + HOLD)), ["c1"]);
+        assert_eq!(order.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_request_is_forgotten_once_its_items_are_long_past() {
+        let s = stamps(&["x", "y"]);
+        let mut order = ArrivalOrder::default();
+        let all = |_: u32| true;
+        let now = Instant::now();
+        assert_eq!(
+            order.arrive(item(0), Some(s[0].clone()), &all, now).len(),
+            1
+        );
+        assert_eq!(order.requests.len(), 1);
+        order.expire(&all, now + HOLD * 5);
+        assert!(order.requests.is_empty(), "memory stays bounded");
+    }
+
+    #[test]
+    fn unstamped_broadcasts_pass_at_once() {
+        let mut order = ArrivalOrder::default();
+        let out = order.arrive(item(5), None, &|_| true, Instant::now());
+        assert_eq!(channels(&out), ["c5"]);
+    }
+}
