@@ -65,10 +65,15 @@ pub fn redis_server() -> Option<PathBuf> {
 /// (`Target` gives it the same start, CPU accounting and cleanup as the servers).
 pub fn start_redis(binary: &Path) -> Result<Target, String> {
     let port = free_port();
+    // Its own RDB file name: a server loads what it finds at start, and the working
+    // directory's `dump.rdb` may hold another run's keys.
     let command = format!(
         "'{}' --bind 127.0.0.1 --port {port} --save '' --appendonly no --daemonize no \
-         --maxmemory-policy noeviction --loglevel warning",
-        binary.display()
+         --maxmemory-policy noeviction --loglevel warning --dir '{}' \
+         --dbfilename 'herald-bench-{}-{port}.rdb'",
+        binary.display(),
+        std::env::temp_dir().display(),
+        std::process::id()
     );
     Target::start(&command, &json!({}), port)
 }

@@ -18,6 +18,7 @@ mod reader;
 mod receiver;
 mod report;
 mod scenarios;
+mod shards;
 mod slow;
 mod target;
 mod tls;
@@ -52,6 +53,9 @@ enum Scenario {
     /// Not part of `all`: signed-in users watching each other while a share of them reconnects
     /// every second, on a single node and on two nodes on a private redis-server.
     Online,
+    /// Not part of `all`: cross-node fan-out over many channels and the publish ceiling on one
+    /// Redis, on a Redis Cluster of three shards with PUBLISH, and with SPUBLISH.
+    Shards,
     All,
 }
 
@@ -157,6 +161,24 @@ struct Cli {
     /// Online: seconds of churn.
     #[arg(long, default_value_t = 20)]
     online_secs: u64,
+    /// Shards: channels the events are spread over.
+    #[arg(long, default_value_t = 200)]
+    shards_channels: usize,
+    /// Shards: subscribers of each channel, all on node B.
+    #[arg(long, default_value_t = 5)]
+    shards_per_channel: usize,
+    /// Shards: REST publishes per second in the fan-out run.
+    #[arg(long, default_value_t = 500)]
+    shards_rate: u64,
+    /// Shards: seconds of the fan-out run.
+    #[arg(long, default_value_t = 10)]
+    shards_secs: u64,
+    /// Shards: the publish rates tried, in order, for the ceiling.
+    #[arg(long, value_delimiter = ',', default_value = "1000,2000,4000,8000")]
+    shards_ceiling_rates: Vec<u64>,
+    /// Shards: seconds of each ceiling step.
+    #[arg(long, default_value_t = 5)]
+    shards_ceiling_secs: u64,
     /// Idle: connections (capped by the file-descriptor limit).
     #[arg(long, default_value_t = 20000)]
     idle_connections: usize,
@@ -343,6 +365,18 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
             hooks::hooks(server, &sizes).await
         }
         Scenario::Online => online::online(server, &online_sizes(cli)).await,
+        Scenario::Shards => {
+            let sizes = shards::Sizes {
+                channels: cli.shards_channels,
+                per_channel: cli.shards_per_channel,
+                rate: cli.shards_rate,
+                secs: cli.shards_secs,
+                payload: cli.payload,
+                ceiling_rates: cli.shards_ceiling_rates.clone(),
+                ceiling_secs: cli.shards_ceiling_secs,
+            };
+            shards::shards(server, &sizes).await
+        }
         Scenario::All => unreachable!("expanded by main"),
     }
 }

@@ -94,10 +94,21 @@ impl RedisServer {
             && &reply == b"+OK\r\n"
     }
 
+    /// The server's own RDB file name (in the temp dir): a replica writes the data it syncs
+    /// there, and a server loads what it finds there at start. Never the working directory's
+    /// `dump.rdb`, which another test's replica may have written.
+    fn rdb_file(port: u16) -> String {
+        format!("herald-redis-{}-{port}.rdb", std::process::id())
+    }
+
     fn spawn(port: u16, extra: &[String]) -> Child {
+        let dir = std::env::temp_dir();
+        let _ = std::fs::remove_file(dir.join(Self::rdb_file(port)));
         Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--dir", &dir.display().to_string()])
+            .args(["--dbfilename", &Self::rdb_file(port)])
             // A replica's first sync starts at once (Redis waits 5 s for more replicas).
             .args(["--repl-diskless-sync-delay", "0"])
             .args(extra)
@@ -171,6 +182,7 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.resume_quietly();
         self.kill();
+        let _ = std::fs::remove_file(std::env::temp_dir().join(Self::rdb_file(self.port)));
     }
 }
 
