@@ -124,8 +124,23 @@ async fn run_backend(
         secs,
         payload: sizes.payload,
     };
+    let redis_cpu = || redis.servers.iter().map(|s| s.cpu_seconds()).sum::<f64>();
+    let redis_before = redis_cpu();
     let run = publish_load(&place, &load(sizes.rate, sizes.secs)).await?;
+    let redis_cpu = redis_cpu() - redis_before;
     report.add_from(&format!("{name}: "), &run, KEPT);
+    // Redis's share: what shards on machines of their own would take off the nodes' cores.
+    let events = sizes.rate * sizes.secs;
+    report.add(
+        &format!("{name}: Redis CPU seconds (every process)"),
+        redis_cpu,
+        "s",
+    );
+    report.add(
+        &format!("{name}: Redis CPU per event"),
+        redis_cpu * 1e6 / events.max(1) as f64,
+        "us",
+    );
     let mut ceiling = 0;
     for rate in &sizes.ceiling_rates {
         let step = publish_load(&place, &load(*rate, sizes.ceiling_secs)).await?;

@@ -224,6 +224,11 @@ impl Metrics {
         self.redis_failovers.inc();
     }
 
+    /// Failovers this cluster node followed so far.
+    pub fn redis_failovers(&self) -> u64 {
+        self.redis_failovers.get()
+    }
+
     /// The series of one app; an app not given to [`Metrics::new`] gets its series now.
     pub fn app(&self, app_id: &str) -> Arc<AppMetrics> {
         match self.apps.get(app_id) {

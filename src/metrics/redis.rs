@@ -1,5 +1,8 @@
-//! A cluster node's connections to Redis: reconnects per connection, and how long ago its
-//! pub/sub connection last proved alive (a message, or an answered PING).
+//! A cluster node's connections to Redis: which primaries it uses (one, or a Redis Cluster's
+//! shards), reconnects per connection, and how long ago its pub/sub connection last proved
+//! alive (a message, or an answered PING).
+
+use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -12,11 +15,19 @@ struct ConnectionLabel {
     connection: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AddressLabel {
+    address: String,
+}
+
 /// The series of a node's Redis connections.
 #[derive(Default)]
 pub struct RedisLinkMetrics {
     reconnects: Family<ConnectionLabel, Counter>,
     last_message_age: Family<ConnectionLabel, Gauge>,
+    primaries: Family<AddressLabel, Gauge>,
+    /// The primaries as last found (`host:port`), for the console and to retire old series.
+    current: Mutex<Vec<String>>,
 }
 
 impl RedisLinkMetrics {
@@ -26,6 +37,11 @@ impl RedisLinkMetrics {
             "redis_reconnects",
             "Times a cluster node's connection to Redis (pubsub, sentinel) was opened again after a break.",
             self.reconnects.clone(),
+        );
+        registry.register(
+            "redis_primary",
+            "1 for each Redis primary the node uses now (`host:port`): the one server, the one Sentinel names, or each shard's of a Redis Cluster.",
+            self.primaries.clone(),
         );
         registry.register(
             "redis_pubsub_last_message_age_seconds",
@@ -50,5 +66,48 @@ impl RedisLinkMetrics {
         self.last_message_age
             .get_or_create(&label)
             .set(seconds as i64);
+    }
+
+    /// The node uses these primaries now (addresses without credentials).
+    pub fn primaries_now(&self, mut addresses: Vec<String>) {
+        addresses.sort();
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        for gone in current.iter().filter(|a| !addresses.contains(a)) {
+            let label = AddressLabel {
+                address: gone.clone(),
+            };
+            self.primaries.remove(&label);
+        }
+        for address in &addresses {
+            let label = AddressLabel {
+                address: address.clone(),
+            };
+            self.primaries.get_or_create(&label).set(1);
+        }
+        *current = addresses;
+    }
+
+    /// The primaries as last found.
+    pub fn primaries(&self) -> Vec<String> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reconnects of `connection` so far.
+    pub fn reconnects(&self, connection: &str) -> u64 {
+        let label = ConnectionLabel {
+            connection: connection.to_owned(),
+        };
+        self.reconnects.get_or_create(&label).get()
+    }
+
+    /// Seconds since `connection` last proved alive, as of the last check.
+    pub fn age(&self, connection: &str) -> i64 {
+        let label = ConnectionLabel {
+            connection: connection.to_owned(),
+        };
+        self.last_message_age.get_or_create(&label).get()
     }
 }

@@ -14,11 +14,11 @@ use crate::support::{Served, APP_ID, WAIT};
 
 const TOKEN: &str = "cluster-console-token-0123456789";
 
-fn with_console(config: &mut Value) {
+pub fn with_console(config: &mut Value) {
     config["console"] = json!({"token": TOKEN});
 }
 
-async fn session(node: &ClusterNode) -> String {
+pub async fn session(node: &ClusterNode) -> String {
     console_session(node, TOKEN).await
 }
 
@@ -27,7 +27,7 @@ async fn overview(node: &ClusterNode, cookie: &str) -> Value {
 }
 
 /// Polls the overview until `done` holds for it (bounded by `within`); returns it.
-async fn overview_until(
+pub async fn overview_until(
     node: &ClusterNode,
     cookie: &str,
     within: Duration,
@@ -71,6 +71,17 @@ async fn cluster_overview_counts_every_node_and_forgets_a_dead_one() {
     })
     .await;
     assert_eq!(both["cluster_unavailable"], false);
+    // Which Redis this node uses, without credentials.
+    let primary = format!("127.0.0.1:{}", redis.port);
+    let with_redis = overview_until(&a, &cookie, WAIT, |o| {
+        o["redis"]["primaries"] == json!([primary])
+    })
+    .await;
+    assert_eq!(with_redis["redis"]["failovers"], 0, "{with_redis}");
+    assert!(
+        with_redis["redis"]["pubsub_reconnects"].is_u64(),
+        "{with_redis}"
+    );
     assert_eq!(both["apps"][0]["id"], APP_ID);
     assert_eq!(both["apps"][0]["channels"], 0);
     let own = both["node"].as_str().unwrap();

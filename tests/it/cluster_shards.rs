@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::cluster_console::{overview_until, session, with_console};
 use crate::cluster_mode::{count, events, hooked, trigger};
 use crate::cluster_node::ClusterNode;
 use crate::receiver::Receiver;
@@ -113,6 +114,7 @@ async fn a_shard_primary_killed_fails_over_and_nothing_is_announced_twice() {
     // as the README asks: else the first node back takes the other for dead.
     let config = |config: &mut Value| {
         hooked(&hook, 0)(config);
+        with_console(config);
         config["adapter"]["redis"]["heartbeat_interval_ms"] = json!(500);
         config["adapter"]["redis"]["node_timeout_ms"] = json!(8000);
     };
@@ -129,6 +131,19 @@ async fn a_shard_primary_killed_fails_over_and_nothing_is_announced_twice() {
     b_member.join_presence("presence-team", "u2").await;
     hook.wait_until(|_| count(&events(&hook), "member_added", "presence-team") == 2)
         .await;
+
+    // The console names the shards' primaries.
+    let addresses = |ports: Vec<u16>| {
+        let mut listed: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        listed.sort();
+        json!(listed)
+    };
+    let cookie = session(&a).await;
+    let before = addresses(redis.primaries());
+    overview_until(&a, &cookie, Duration::from_secs(10), |o| {
+        o["redis"]["primaries"] == before
+    })
+    .await;
 
     // The shard of the first channel's partition loses its primary mid-traffic.
     let victim = redis.owner_of(&topic("it", APP_ID, &channels[0]));
@@ -148,6 +163,14 @@ async fn a_shard_primary_killed_fails_over_and_nothing_is_announced_twice() {
         "events cross nodes on every shard {slowest:?} after that ({:?} after the kill)",
         killed.elapsed()
     );
+
+    // The console names the promoted replica instead.
+    let after = addresses(redis.primaries());
+    assert_ne!(before, after);
+    overview_until(&a, &cookie, Duration::from_secs(10), |o| {
+        o["redis"]["primaries"] == after
+    })
+    .await;
 
     // Presence agrees on both nodes; REST answers from either.
     let path = format!("/apps/{APP_ID}/channels/presence-team/users");

@@ -89,6 +89,19 @@ impl RedisConnection {
         Ok(())
     }
 
+    /// The primaries the commands go to now, as `host:port` (no credentials): the one server,
+    /// or each shard's of a Redis Cluster (from `CLUSTER SLOTS`).
+    pub async fn primaries(&self) -> Result<Vec<String>, RedisError> {
+        match self.backend() {
+            Backend::Single(_) => Ok(vec![address_of(&self.url())]),
+            Backend::Cluster(mut con) => {
+                let mut slots = ::redis::cmd("CLUSTER");
+                let slots: Value = slots.arg("SLOTS").query_async(&mut con).await?;
+                Ok(primaries_in(&slots))
+            }
+        }
+    }
+
     fn of(backend: Backend, pubsub: PubSubTarget, url: &str) -> RedisConnection {
         let current = Current {
             backend,
@@ -175,6 +188,44 @@ impl ConnectionLike for RedisConnection {
             Backend::Cluster(_) => 0,
         }
     }
+}
+
+/// `host:port` of a `redis[s]://[user:password@]host:port/db#fragment` URL.
+fn address_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+    let end = rest.find(['/', '#', '?']).unwrap_or(rest.len());
+    rest[..end].to_owned()
+}
+
+/// Each range's primary in a `CLUSTER SLOTS` reply (`[start, end, [ip, port, id], ...]`).
+fn primaries_in(slots: &Value) -> Vec<String> {
+    let Value::Array(ranges) = slots else {
+        return Vec::new();
+    };
+    let mut primaries: Vec<String> = ranges
+        .iter()
+        .filter_map(|range| {
+            let Value::Array(range) = range else {
+                return None;
+            };
+            let Some(Value::Array(primary)) = range.get(2) else {
+                return None;
+            };
+            let host = match primary.first()? {
+                Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                Value::SimpleString(text) => text.clone(),
+                _ => return None,
+            };
+            let Value::Int(port) = primary.get(1)? else {
+                return None;
+            };
+            Some(format!("{host}:{port}"))
+        })
+        .collect();
+    primaries.sort();
+    primaries.dedup();
+    primaries
 }
 
 /// The slot of a command's first key: its first argument with a hash tag (every key of Herald
@@ -270,5 +321,40 @@ impl RedisTarget {
             RedisTarget::Url(url) => Ok(url.clone()),
             RedisTarget::Sentinel(sentinel) => super::sentinel::primary(sentinel).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_carries_no_credentials() {
+        assert_eq!(
+            address_of("rediss://u:p@w@cache:6380/2#insecure"),
+            "cache:6380"
+        );
+        assert_eq!(address_of("redis://127.0.0.1:6379"), "127.0.0.1:6379");
+    }
+
+    #[test]
+    fn each_ranges_primary_is_read_once() {
+        let node = |host: &str, port: i64| {
+            Value::Array(vec![Value::BulkString(host.into()), Value::Int(port)])
+        };
+        let range = |start: i64, primary: Value, replica: Value| {
+            Value::Array(vec![
+                Value::Int(start),
+                Value::Int(start + 9),
+                primary,
+                replica,
+            ])
+        };
+        let slots = Value::Array(vec![
+            range(0, node("10.0.0.2", 7001), node("10.0.0.5", 7004)),
+            range(10, node("10.0.0.1", 7000), node("10.0.0.4", 7003)),
+            range(20, node("10.0.0.2", 7001), node("10.0.0.5", 7004)),
+        ]);
+        assert_eq!(primaries_in(&slots), ["10.0.0.1:7000", "10.0.0.2:7001"]);
     }
 }

@@ -85,6 +85,33 @@ async fn open_connection(redis: &RedisConfig) -> io::Result<RedisConnection> {
         .map_err(|e| start_error("cannot connect to Redis", e))
 }
 
+/// How often the node looks up the primaries it uses (a failover or a resharding shows in
+/// `herald_redis_primary` and the console within it).
+const PRIMARIES_EVERY: Duration = Duration::from_secs(2);
+
+/// Reports the primaries the node uses, now and every [`PRIMARIES_EVERY`].
+fn reporting_primaries(
+    con: &RedisConnection,
+    metrics: &Arc<Metrics>,
+    (tasks, close): (&TaskTracker, &CancellationToken),
+) {
+    let (con, metrics, close) = (con.clone(), metrics.clone(), close.clone());
+    tasks.spawn(async move {
+        let mut every = tokio::time::interval(PRIMARIES_EVERY);
+        loop {
+            tokio::select! {
+                _ = close.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            // Unreachable: the last ones found stay shown; the outage shows elsewhere.
+            let found = tokio::time::timeout(Duration::from_secs(2), con.primaries()).await;
+            if let Ok(Ok(primaries)) = found {
+                metrics.redis_link().primaries_now(primaries);
+            }
+        }
+    });
+}
+
 /// Connects to Redis and joins the cluster under the node's id.
 async fn connect_and_join(
     redis: &RedisConfig,
@@ -258,6 +285,7 @@ impl RedisCluster {
         };
         tasks.spawn(supervisor.run());
         following_sentinel(redis, &link, &metrics, (&tasks, &close));
+        reporting_primaries(&con, &metrics, (&tasks, &close));
         let streams = start_webhook_rounds(redis, &incarnation, &link, &tasks, &close);
         Ok(RedisCluster {
             windows: SharedWindows::new(link.con(), &redis.prefix),

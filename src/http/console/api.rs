@@ -63,6 +63,8 @@ async fn app_overview(
 
 /// `GET /console/api/overview`: every live node's figures (`nodes`), and per app their sums.
 /// When Redis cannot be read, this node's own figures alone, with `cluster_unavailable` set.
+/// In a cluster, `redis` tells which primaries this node uses (`host:port`, no credentials),
+/// the failovers it followed, and its pub/sub connection's reconnects and last sign of life.
 pub async fn overview(State(shared): State<SharedState>) -> Json<Value> {
     let cluster = shared.cluster();
     let (nodes, reach) = match cluster.node_figures().await {
@@ -73,10 +75,21 @@ pub async fn overview(State(shared): State<SharedState>) -> Json<Value> {
     for app in shared.apps().iter() {
         apps.push(app_overview(&shared, app, &nodes, reach).await);
     }
+    // This node's connections to Redis, in a cluster.
+    let redis = cluster.node_name().map(|_| {
+        let (metrics, link) = (shared.metrics(), shared.metrics().redis_link());
+        json!({
+            "primaries": link.primaries(),
+            "failovers": metrics.redis_failovers(),
+            "pubsub_reconnects": link.reconnects("pubsub"),
+            "pubsub_heard_seconds_ago": link.age("pubsub"),
+        })
+    });
     Json(json!({
         "node": cluster.node_name(),
         "time_ms": crate::journal::unix_millis(),
         "cluster_unavailable": !reach,
+        "redis": redis,
         "nodes": nodes,
         "apps": apps,
     }))

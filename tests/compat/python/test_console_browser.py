@@ -113,6 +113,8 @@ def test_console_watches_a_client_sends_it_an_event_and_shows_html_as_text(brows
     browser.get(f"{base}/console?token={console_token()}")
     wait_for(browser, "the console's redirect", lambda d: d.current_url == f"{base}/console")
     wait_for(browser, "the overview", lambda d: d.find_elements(By.CSS_SELECTOR, f'#apps tr[data-app="{APP_ID}"]'))
+    # A single node has no Redis to show.
+    assert not browser.find_element(By.ID, "redis").is_displayed()
     console = browser.current_window_handle
 
     browser.switch_to.new_window("tab")

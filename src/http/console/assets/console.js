@@ -82,6 +82,7 @@ function age(ms) {
 function renderOverview(overview) {
   $('node').textContent = overview.node ? `node ${overview.node}` : 'this server (a single node)';
   $('cluster-unavailable').hidden = !overview.cluster_unavailable;
+  renderRedis(overview.redis);
   trackNodes(overview);
   const rows = $('apps').querySelector('tbody');
   rows.replaceChildren();
@@ -106,6 +107,18 @@ function renderOverview(overview) {
   renderNodes(overview);
   state.polled = true;
   drawChart();
+}
+
+// This node's Redis: the primaries it uses, failovers followed, its pub/sub connection's health.
+function renderRedis(redis) {
+  const line = $('redis');
+  line.hidden = !redis;
+  if (!redis) return;
+  const primaries = redis.primaries.length ? redis.primaries.join(', ') : 'not known yet';
+  const label = redis.primaries.length > 1 ? 'shard primaries' : 'primary';
+  line.textContent = `Redis ${label}: ${primaries} · failovers followed: ${redis.failovers}` +
+    ` · pub/sub reconnects: ${redis.pubsub_reconnects}` +
+    ` · pub/sub last heard: ${redis.pubsub_heard_seconds_ago} s ago`;
 }
 
 // One row per node: its connections and message rates over every app.
