@@ -189,7 +189,7 @@ impl Publisher {
             .body(body)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| with_sources(&e))?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -214,4 +214,16 @@ impl Publisher {
         let body = response.bytes().await.map_err(|e| e.to_string())?;
         serde_json::from_slice(&body).map_err(|e| e.to_string())
     }
+}
+
+/// An error with its causes (reqwest's own message names only the request).
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

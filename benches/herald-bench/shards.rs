@@ -141,9 +141,40 @@ async fn run_backend(
         redis_cpu * 1e6 / events.max(1) as f64,
         "us",
     );
+    let nodes = [&a, &b];
+    let ceiling = ceiling(report, name, (&place, nodes), &load, sizes).await?;
+    report.add(
+        &format!("{name}: publish ceiling (p99 under 1 s, nothing lost)"),
+        ceiling as f64,
+        "/s",
+    );
+    Ok(())
+}
+
+/// Steps through the rates until one's p99 reaches a second or loses a delivery; the last
+/// rate that did neither (0: none).
+async fn ceiling(
+    report: &mut Report,
+    name: &str,
+    (place, nodes): (&Placement<'_>, [&Target; 2]),
+    load: &dyn Fn(u64, u64) -> PublishLoad,
+    sizes: &Sizes,
+) -> Result<u64, String> {
     let mut ceiling = 0;
     for rate in &sizes.ceiling_rates {
-        let step = publish_load(&place, &load(*rate, sizes.ceiling_secs)).await?;
+        let step = match publish_load(place, &load(*rate, sizes.ceiling_secs)).await {
+            Ok(step) => step,
+            // Past the ceiling the publisher's requests can fail too (refused, timed out):
+            // the step failed, unless a node died, which is a failure of the run.
+            Err(error) => {
+                if !nodes.iter().all(|node| node.running()) {
+                    return Err(format!("{name}: a node died at {rate}/s: {error}"));
+                }
+                eprintln!("{name}: the {rate}/s step failed: {error}");
+                report.add(&format!("{name}: {rate}/s failed"), 1.0, "");
+                break;
+            }
+        };
         let (p99, lost) = (step.value("latency p99"), step.value("lost deliveries"));
         report.add(&format!("{name}: {rate}/s p99"), p99, "ms");
         report.add(&format!("{name}: {rate}/s lost deliveries"), lost, "");
@@ -152,12 +183,7 @@ async fn run_backend(
         }
         ceiling = *rate;
     }
-    report.add(
-        &format!("{name}: publish ceiling (p99 under 1 s, nothing lost)"),
-        ceiling as f64,
-        "/s",
-    );
-    Ok(())
+    Ok(ceiling)
 }
 
 fn start_node(server: &str, adapter: &Value, id: &str) -> Result<Target, String> {
@@ -181,49 +207,17 @@ fn one_redis(binary: &std::path::Path) -> Result<Redis, String> {
 
 /// Six `redis-server`s joined into three primaries with a replica each.
 fn redis_cluster(binary: &std::path::Path, sharded: bool) -> Result<Redis, String> {
-    let mut servers = Vec::new();
-    let mut files = Vec::new();
-    // Twelve distinct ports (a client port and a bus port each), held open together while
-    // they are picked: one picked after another is released could repeat it.
-    let held: Vec<std::net::TcpListener> = (0..12)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    let ports: Vec<u16> = held
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .map(|a| a.port())
-        .collect();
-    drop(held);
-    for pair in ports.chunks(2) {
-        let (port, bus) = (pair[0], pair[1]);
-        let file = std::env::temp_dir().join(format!(
-            "herald-bench-cluster-{}-{port}.conf",
-            std::process::id()
-        ));
-        // A replica writes what it syncs to its RDB file, and a server loads it at start: one
-        // of its own, never the working directory's `dump.rdb`.
-        let rdb = std::path::PathBuf::from(format!(
-            "herald-bench-cluster-{}-{port}.rdb",
-            std::process::id()
-        ));
-        let command = format!(
-            "'{}' --bind 127.0.0.1 --port {port} --cluster-enabled yes \
-             --cluster-config-file '{}' --cluster-node-timeout 1000 --cluster-port {} \
-             --save '' --appendonly no --maxmemory-policy noeviction --loglevel warning \
-             --dir '{}' --dbfilename '{}'",
-            binary.display(),
-            file.display(),
-            bus,
-            std::env::temp_dir().display(),
-            rdb.display()
-        );
-        files.push(std::env::temp_dir().join(&rdb));
-        files.push(file);
-        servers.push(Target::start(&command, &json!({}), port)?);
+    let mut redis = Redis {
+        servers: Vec::new(),
+        adapter: Value::Null,
+        files: Vec::new(),
+    };
+    for (port, bus) in distinct_port_pairs(6)? {
+        let (server, files) = cluster_server(binary, port, bus)?;
+        redis.servers.push(server);
+        redis.files.extend(files);
     }
-    let addresses: Vec<String> = servers
-        .iter()
+    let addresses: Vec<String> = (redis.servers.iter())
         .map(|s| format!("127.0.0.1:{}", s.port))
         .collect();
     let created = Command::new("redis-cli")
@@ -238,14 +232,51 @@ fn redis_cluster(binary: &std::path::Path, sharded: bool) -> Result<Redis, Strin
             String::from_utf8_lossy(&created.stdout)
         ));
     }
-    wait_until_ok(&servers)?;
-    let adapter = json!({"driver": "redis-cluster", "cluster": {
+    wait_until_ok(&redis.servers)?;
+    redis.adapter = json!({"driver": "redis-cluster", "cluster": {
         "nodes": addresses[..2], "use_sharded_pubsub": sharded}});
-    Ok(Redis {
-        servers,
-        adapter,
-        files,
-    })
+    Ok(redis)
+}
+
+/// `count` pairs of distinct free ports (a client port and a bus port each), held open together
+/// while they are picked: one picked after another is released could repeat it.
+fn distinct_port_pairs(count: usize) -> Result<Vec<(u16, u16)>, String> {
+    let held: Vec<std::net::TcpListener> = (0..count * 2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let ports: Vec<u16> = (held.iter())
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.port())
+        .collect();
+    Ok(ports.chunks(2).map(|pair| (pair[0], pair[1])).collect())
+}
+
+/// One cluster-enabled `redis-server`, and the files it will leave (removed at the end).
+fn cluster_server(
+    binary: &std::path::Path,
+    port: u16,
+    bus: u16,
+) -> Result<(Target, Vec<std::path::PathBuf>), String> {
+    let dir = std::env::temp_dir();
+    let nodes = dir.join(format!(
+        "herald-bench-cluster-{}-{port}.conf",
+        std::process::id()
+    ));
+    // A replica writes what it syncs to its RDB file, and a server loads it at start: one of
+    // its own, never the working directory's `dump.rdb`.
+    let rdb = format!("herald-bench-cluster-{}-{port}.rdb", std::process::id());
+    let command = format!(
+        "'{}' --bind 127.0.0.1 --port {port} --cluster-enabled yes \
+         --cluster-config-file '{}' --cluster-node-timeout 1000 --cluster-port {bus} \
+         --save '' --appendonly no --maxmemory-policy noeviction --loglevel warning \
+         --dir '{}' --dbfilename '{rdb}'",
+        binary.display(),
+        nodes.display(),
+        dir.display(),
+    );
+    let server = Target::start(&command, &json!({}), port)?;
+    Ok((server, vec![nodes, dir.join(rdb)]))
 }
 
 /// Waits (30 s at most) until every server says every slot is served.

@@ -132,6 +132,12 @@ impl Target {
         .unwrap_or_default()
     }
 
+    /// Whether the process is still running (not exited, not a zombie).
+    pub fn running(&self) -> bool {
+        let stat = self.proc_file("stat");
+        !stat.is_empty() && !stat.contains(") Z ")
+    }
+
     /// User + system CPU seconds the server has used so far.
     pub fn cpu_seconds(&self) -> f64 {
         stat_cpu_seconds(&self.proc_file("stat"))

@@ -166,13 +166,7 @@ fn redis_config(
             (None, String::new(), "adapter.cluster.prefix", prefix)
         }
     };
-    let prefix = prefix.unwrap_or_else(|| "herald".to_owned());
-    if prefix.is_empty() || prefix.contains(|c: char| c.is_whitespace() || "{}".contains(c)) {
-        return Err(ConfigError::invalid(
-            prefix_key,
-            format!("{prefix:?} must be non-empty, without spaces or braces (braces mark Redis hash tags)"),
-        ));
-    }
+    let prefix = checked_prefix(prefix_key, prefix.unwrap_or_else(|| "herald".to_owned()))?;
     if let Some(id) = &adapter.node_id {
         check_node_id("adapter.node_id", id)?;
     }
@@ -209,6 +203,17 @@ fn redis_config(
         heartbeat_interval,
         node_timeout,
     })
+}
+
+/// The prefix of every key and topic: braces would change the hash tags Herald's keys rely on.
+fn checked_prefix(path: &str, prefix: String) -> Result<String, ConfigError> {
+    if prefix.is_empty() || prefix.contains(|c: char| c.is_whitespace() || "{}".contains(c)) {
+        return Err(ConfigError::invalid(
+            path,
+            format!("{prefix:?} must be non-empty, without spaces or braces (braces mark Redis hash tags)"),
+        ));
+    }
+    Ok(prefix)
 }
 
 /// A node id names keys and logs: short, and of characters that need no quoting.

@@ -4,10 +4,11 @@
 //! so a batch trigger (item n+1 published only once item n's publish answered) arrives in its
 //! order. On a Redis Cluster each shard reaches a node on a connection of its own, and item n+1
 //! on shard Y can be read before item n on shard X. So each item of a request with several
-//! carries a [`Stamp`]: the request's number, its index, and the index and topic hash of every
-//! earlier item. A receiving node delivers an item once every earlier item on a topic it listens
-//! to was delivered ([`ArrivalOrder`]), holding it meanwhile, at most [`HOLD`] (an earlier item
-//! lost at a broken connection must not hold the rest for ever: the node resyncs then anyway).
+//! carries a [`Stamp`]: the request's number, its index, and for each topic of the items before
+//! it (the last [`MAX_EARLIER`]) the latest item's index and the topic's hash. A receiving node
+//! delivers an item once those earlier items on topics it listens to were delivered
+//! ([`ArrivalOrder`]), holding it meanwhile, at most [`HOLD`] (an earlier item lost at a broken
+//! connection must not hold the rest for ever: the node resyncs then anyway).
 //! Items on one topic come on one connection in order, so a channel's own order needs no wait.
 
 use std::collections::HashMap;
@@ -75,10 +76,17 @@ impl Stamp {
     }
 }
 
+/// The most earlier items a stamp names: a request over more channels is ordered after the
+/// last ones only (a stamp stays a few hundred bytes, however large the request).
+pub const MAX_EARLIER: usize = 64;
+
 /// The publishing side: stamps a request's items in the order they are published.
 #[derive(Debug, Default)]
 pub struct PublishOrder {
     request: u64,
+    next: u32,
+    /// Per topic seen so far, its latest item (items on one topic arrive in order, so waiting
+    /// for the latest is waiting for all), the most recent last.
     earlier: Vec<(u32, u32)>,
 }
 
@@ -87,19 +95,26 @@ impl PublishOrder {
     pub fn new() -> PublishOrder {
         PublishOrder {
             request: REQUESTS.fetch_add(1, Ordering::Relaxed),
+            next: 0,
             earlier: Vec::new(),
         }
     }
 
     /// The stamp of the next item, published on `topic`.
     pub fn stamp(&mut self, topic: &str) -> Stamp {
-        let index = self.earlier.len() as u32;
+        let index = self.next;
+        self.next += 1;
         let stamp = Stamp {
             request: self.request,
             index,
             earlier: self.earlier.clone(),
         };
-        self.earlier.push((index, topic_hash(topic)));
+        let hash = topic_hash(topic);
+        self.earlier.retain(|(_, seen)| *seen != hash);
+        self.earlier.push((index, hash));
+        if self.earlier.len() > MAX_EARLIER {
+            self.earlier.remove(0);
+        }
         stamp
     }
 }
@@ -239,6 +254,18 @@ mod tests {
 
     fn channels(out: &[Broadcast]) -> Vec<&str> {
         out.iter().map(|b| b.channel.as_str()).collect()
+    }
+
+    #[test]
+    fn a_stamp_names_the_latest_item_of_each_earlier_topic_within_a_bound() {
+        let s = stamps(&["x", "y", "x", "z"]);
+        let hash = topic_hash;
+        assert_eq!(s[3].earlier, [(1, hash("y")), (2, hash("x"))]);
+        let many: Vec<String> = (0..MAX_EARLIER + 10).map(|i| format!("t{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let last = stamps(&many).pop().unwrap();
+        assert_eq!(last.earlier.len(), MAX_EARLIER);
+        assert_eq!(last.earlier.last().unwrap().0, (MAX_EARLIER + 8) as u32);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 mod admission;
 pub mod app;
 pub mod arrival_order;
+mod broadcast_wire;
 mod channel_reads;
 mod channel_scripts;
 pub mod channel_state;

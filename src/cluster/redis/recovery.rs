@@ -60,6 +60,27 @@ enum RecoveryError {
 }
 
 impl Supervisor {
+    /// The watcher of a node that just joined, with its duties running, until `close`.
+    pub fn new(
+        duties: Liveness,
+        link: &Arc<NodeLink>,
+        (apps, membership): (&[Arc<RedisApp>], &Arc<Mutex<Arc<NodeMembership>>>),
+        rejoin: Rejoin,
+        (close, metrics): (CancellationToken, Arc<Metrics>),
+    ) -> Supervisor {
+        Supervisor {
+            link: link.clone(),
+            apps: apps.to_vec(),
+            membership: membership.clone(),
+            duties,
+            rejoin,
+            close,
+            metrics,
+            owes_rebuild: false,
+            rebuilding: Vec::new(),
+        }
+    }
+
     /// Watches and recovers until `close`.
     pub async fn run(mut self) {
         let mut pubsub = self.link.fanout.connected();
@@ -164,6 +185,16 @@ impl Supervisor {
         self.link.replace_state(state.clone());
         self.restart_duties(membership, state.clone());
         let owned = state.owned(&mut con).await?;
+        self.resume(failures, owned)
+    }
+
+    /// Takes the node online and queues its lines' resyncs (in rebuild mode when owed), unless
+    /// something failed since the attempt began (`failures`).
+    fn resume(
+        &mut self,
+        failures: u64,
+        owned: Vec<(String, String, String)>,
+    ) -> Result<(), RecoveryError> {
         // A promoted replica keeps the epoch but may lack the last writes: what this node
         // holds goes back without events, as after a loss.
         let unfinished = self.rebuilding.iter().any(|lines| !lines.is_done());

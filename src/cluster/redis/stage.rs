@@ -266,24 +266,16 @@ impl RedisCluster {
         let every_beat = (redis.heartbeat_interval, close.clone(), &tasks);
         let figures = writing_figures(config, apps, &metrics, &con, &membership, every_beat);
         metrics.cluster_online(true);
-        let supervisor = Supervisor {
-            duties: Liveness::start(
-                con.clone(),
-                current(&membership),
-                state,
-                redis.heartbeat_interval,
-                close.clone(),
-            ),
-            link: link.clone(),
-            apps: node_apps.clone(),
-            membership: membership.clone(),
-            rejoin,
-            close: close.clone(),
-            metrics: metrics.clone(),
-            owes_rebuild: false,
-            rebuilding: Vec::new(),
-        };
-        tasks.spawn(supervisor.run());
+        let duties = Liveness::start(
+            con.clone(),
+            current(&membership),
+            state,
+            redis.heartbeat_interval,
+            close.clone(),
+        );
+        let watching = (close.clone(), metrics.clone());
+        let node = (&node_apps[..], &membership);
+        tasks.spawn(Supervisor::new(duties, &link, node, rejoin, watching).run());
         following_sentinel(redis, &link, &metrics, (&tasks, &close));
         reporting_primaries(&con, &metrics, (&tasks, &close));
         let streams = start_webhook_rounds(redis, &incarnation, &link, &tasks, &close);
