@@ -90,7 +90,17 @@ pub(super) fn redis_cluster_config(
     let nodes = if !keys.adapter.nodes.is_empty() {
         let seeds = keys.adapter.nodes.iter().enumerate();
         seeds
-            .map(|(i, node)| adapter_seed(&format!("adapter.cluster.nodes[{i}]"), node, &seed))
+            .map(|(i, node)| {
+                let path = format!("adapter.cluster.nodes[{i}]");
+                let url = adapter_seed(&path, node, &seed)?;
+                if secure && url.starts_with("redis://") {
+                    return Err(ConfigError::invalid(
+                        &path,
+                        "is a redis:// URL while TLS is on (adapter.cluster.tls, database.redis.cluster.use_tls or database.redis.master_tls): use rediss://, or \"host:port\"",
+                    ));
+                }
+                Ok(url)
+            })
             .collect::<Result<Vec<_>, _>>()?
     } else {
         let (path, listed) = match keys.database.nodes.is_empty() {
@@ -141,7 +151,9 @@ fn adapter_seed(
     let (host, port) = node.rsplit_once(':').ok_or_else(refused)?;
     let port: u16 = port.parse().map_err(|_| refused())?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = sentinel::host(path, host)?;
+    // Not `host`'s own error: it would quote the entry, and an entry such as
+    // `user:secret@h:7000` holds a password.
+    let host = sentinel::host(path, host).map_err(|_| refused())?;
     Ok(seed(&host, port))
 }
 
@@ -250,10 +262,19 @@ mod tests {
                 "adapter.cluster.tls.ca_path",
                 "trust store",
             ),
+            (
+                r#"{"adapter":{"driver":"redis-cluster","cluster":{"nodes":["redis://h:1"],"tls":{"enabled":true}}}}"#,
+                "adapter.cluster.nodes[0]",
+                "rediss://",
+            ),
         ] {
             let error = redis(json).unwrap_err();
             assert_eq!(error.path, path, "{json}");
             assert!(error.to_string().contains(names), "{error}");
         }
+        let secret =
+            r#"{"adapter":{"driver":"redis-cluster","cluster":{"nodes":["user:s3cret@h:7000"]}}}"#;
+        let error = redis(secret).unwrap_err();
+        assert!(!error.to_string().contains("s3cret"), "{error}");
     }
 }

@@ -300,3 +300,34 @@ async fn a_busy_channels_slot_migrated_mid_traffic_keeps_its_subscribers_and_ord
     let event = on_b.recv_event("e").await;
     assert_eq!(event["data"], "after");
 }
+
+#[tokio::test]
+async fn a_channels_quick_leave_and_return_is_not_taken_for_a_moved_slot() {
+    let redis = RedisCluster::start();
+    let b = ClusterNode::start(&redis, with_console);
+    let cookie = session(&b).await;
+    let mut client = b.client().await;
+    // Each unsubscribe of the node's last socket on the channel sends SUNSUBSCRIBE; its
+    // confirmation comes as the push a slot's move would send, often after the next subscribe.
+    client.subscribe("flicker").await;
+    for _ in 0..100 {
+        let leave = json!({"event": "pusher:unsubscribe", "data": {"channel": "flicker"}});
+        client.send(leave).await;
+        let join = json!({"event": "pusher:subscribe", "data": {"channel": "flicker"}});
+        client.send(join).await;
+    }
+    // The last join's reply: every leave and join before it was carried out.
+    for _ in 0..100 {
+        client
+            .recv_event("pusher_internal:subscription_succeeded")
+            .await;
+    }
+    let seen = overview_until(&b, &cookie, Duration::from_secs(5), |o| {
+        o["redis"]["pubsub_reconnects"].is_u64()
+    })
+    .await;
+    assert_eq!(seen["redis"]["pubsub_reconnects"], 0, "{seen}");
+    // Still listening: an event through REST reaches the socket.
+    trigger(&b, "flicker", "still-here", None).await;
+    assert_eq!(client.recv_event("e").await["data"], "still-here");
+}

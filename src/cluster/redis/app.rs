@@ -199,7 +199,12 @@ impl RedisApp {
             self.deliver_here(channel, frame, except);
             return None;
         }
-        let stamp = order.and_then(|order| self.link.fanout.stamp(order, &self.app.id, channel));
+        // A cached event goes through its channel's script and is ordered by its version only:
+        // it is not stamped, and later items do not wait for it.
+        let stamp = match cache {
+            Some(_) => None,
+            None => order.and_then(|order| self.link.fanout.stamp(order, &self.app.id, channel)),
+        };
         let (done, decided) = oneshot::channel();
         let app = self.clone();
         let channel = channel.to_owned();

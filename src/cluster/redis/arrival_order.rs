@@ -11,7 +11,7 @@
 //! connection must not hold the rest for ever: the node resyncs then anyway).
 //! Items on one topic come on one connection in order, so a channel's own order needs no wait.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -119,79 +119,122 @@ impl PublishOrder {
     }
 }
 
-/// An item waiting for an earlier one.
+/// A broadcast held back.
 struct Held {
-    stamp: Stamp,
+    /// Its topic's hash.
+    topic: u32,
+    stamp: Option<Stamp>,
     broadcast: Broadcast,
+    /// When it goes whatever it waits for.
     until: Instant,
 }
 
-/// What a node knows of one request of one origin.
-#[derive(Default)]
-struct RequestState {
-    delivered: Vec<u32>,
-    held: Vec<Held>,
+/// The items of one request delivered so far.
+struct Delivered {
+    indices: HashSet<u32>,
     /// When it can be forgotten: every item of a request arrives within [`HOLD`] of the others.
-    forget_at: Option<Instant>,
+    forget_at: Instant,
 }
 
-/// The receiving side: delivers a request's items in its order, over every shard.
+/// The receiving side: delivers a request's items in its order, over every shard, and keeps
+/// every topic's own order while something on it is held.
 #[derive(Default)]
 pub struct ArrivalOrder {
-    requests: HashMap<(String, u64), RequestState>,
-    /// Items held now, over every request (most of the time none: nothing to look through).
-    held: usize,
+    /// What is held, in arrival order (so by falling due).
+    held: VecDeque<Held>,
+    /// Per topic hash, how many held items are on it: what arrives on such a topic waits
+    /// behind them, stamped or not.
+    held_topics: HashMap<u32, usize>,
+    delivered: HashMap<(String, u64), Delivered>,
     /// When the requests are next looked through for ones to forget.
     next_forget: Option<Instant>,
 }
 
 impl ArrivalOrder {
-    /// A broadcast arrived: what may be delivered now, in order. `listened` tells whether this
-    /// node listens to a topic, by its hash.
+    /// Whether a broadcast on `topic` must go through [`ArrivalOrder::arrive`] (something on
+    /// its topic is held); an unstamped one that need not is delivered at once.
+    pub fn must_wait(&self, topic: u32) -> bool {
+        !self.held.is_empty() && self.held_topics.contains_key(&topic)
+    }
+
+    /// A broadcast arrived on `topic`: what may be delivered now, in order. `listened` tells
+    /// whether this node listens to a topic, by its hash.
     pub fn arrive(
         &mut self,
         broadcast: Broadcast,
         stamp: Option<Stamp>,
+        topic: u32,
         listened: &dyn Fn(u32) -> bool,
         now: Instant,
     ) -> Vec<Broadcast> {
-        let Some(stamp) = stamp else {
-            return vec![broadcast];
-        };
         self.forget_old(now);
-        let key = (broadcast.origin.clone(), stamp.request);
-        let state = self.requests.entry(key).or_default();
-        state.forget_at = Some(now + HOLD * 4);
-        state.held.push(Held {
+        *self.held_topics.entry(topic).or_default() += 1;
+        self.held.push_back(Held {
+            topic,
             stamp,
             broadcast,
             until: now + HOLD,
         });
-        let released = release(state, listened, now);
-        self.held = self.held + 1 - released.len();
-        released
+        self.release(listened, now)
     }
 
     /// What waited past [`HOLD`], with what it held up, in order.
     pub fn expire(&mut self, listened: &dyn Fn(u32) -> bool, now: Instant) -> Vec<Broadcast> {
-        let mut released = Vec::new();
-        if self.held > 0 {
-            for state in self.requests.values_mut() {
-                released.extend(release(state, listened, now));
-            }
-            self.held -= released.len();
-        }
+        let released = self.release(listened, now);
         self.forget_old(now);
         released
     }
 
     /// When the next held item falls due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        if self.held == 0 {
-            return None;
+        self.held.front().map(|held| held.until)
+    }
+
+    /// Delivers, in arrival order, every held item that is first on its topic and whose earlier
+    /// listened items were delivered (or that waited its time out).
+    fn release(&mut self, listened: &dyn Fn(u32) -> bool, now: Instant) -> Vec<Broadcast> {
+        let mut released = Vec::new();
+        loop {
+            let mut blocked = HashSet::new();
+            let ready = self.held.iter().position(|held| {
+                let ready = !blocked.contains(&held.topic)
+                    && (held.until <= now || self.earlier_delivered(held, listened));
+                blocked.insert(held.topic);
+                ready
+            });
+            let Some(at) = ready else {
+                return released;
+            };
+            let held = self.held.remove(at).expect("a held item");
+            if let Some(count) = self.held_topics.get_mut(&held.topic) {
+                *count -= 1;
+                if *count == 0 {
+                    self.held_topics.remove(&held.topic);
+                }
+            }
+            if let Some(stamp) = &held.stamp {
+                let key = (held.broadcast.origin.clone(), stamp.request);
+                let delivered = self.delivered.entry(key).or_insert_with(|| Delivered {
+                    indices: HashSet::new(),
+                    forget_at: now,
+                });
+                delivered.indices.insert(stamp.index);
+                delivered.forget_at = now + HOLD * 4;
+            }
+            released.push(held.broadcast);
         }
-        let held = self.requests.values().flat_map(|s| s.held.iter());
-        held.map(|h| h.until).min()
+    }
+
+    /// Whether every earlier item a held one names, on a topic listened to, was delivered.
+    fn earlier_delivered(&self, held: &Held, listened: &dyn Fn(u32) -> bool) -> bool {
+        let Some(stamp) = &held.stamp else {
+            return true;
+        };
+        let key = (held.broadcast.origin.clone(), stamp.request);
+        let delivered = self.delivered.get(&key);
+        stamp.earlier.iter().all(|(index, hash)| {
+            !listened(*hash) || delivered.is_some_and(|d| d.indices.contains(index))
+        })
     }
 
     /// Forgets the requests whose items all came long enough ago, at most every [`HOLD`].
@@ -200,34 +243,7 @@ impl ArrivalOrder {
             return;
         }
         self.next_forget = Some(now + HOLD);
-        self.requests
-            .retain(|_, s| !s.held.is_empty() || s.forget_at.is_some_and(|at| at > now));
-    }
-}
-
-/// Delivers, in index order, every held item whose earlier listened items were delivered (or
-/// that waited its time out).
-fn release(
-    state: &mut RequestState,
-    listened: &dyn Fn(u32) -> bool,
-    now: Instant,
-) -> Vec<Broadcast> {
-    state.held.sort_by_key(|h| h.stamp.index);
-    let mut released = Vec::new();
-    loop {
-        let ready = state.held.iter().position(|h| {
-            h.until <= now
-                || h.stamp
-                    .earlier
-                    .iter()
-                    .all(|(index, hash)| !listened(*hash) || state.delivered.contains(index))
-        });
-        let Some(at) = ready else {
-            return released;
-        };
-        let held = state.held.remove(at);
-        state.delivered.push(held.stamp.index);
-        released.push(held.broadcast);
+        self.delivered.retain(|_, d| d.forget_at > now);
     }
 }
 
@@ -285,12 +301,12 @@ mod tests {
         let all = |_: u32| true;
         let now = Instant::now();
         assert!(order
-            .arrive(item(1), Some(s[1].clone()), &all, now)
+            .arrive(item(1), Some(s[1].clone()), 1, &all, now)
             .is_empty());
         assert!(order
-            .arrive(item(2), Some(s[2].clone()), &all, now)
+            .arrive(item(2), Some(s[2].clone()), 2, &all, now)
             .is_empty());
-        let out = order.arrive(item(0), Some(s[0].clone()), &all, now);
+        let out = order.arrive(item(0), Some(s[0].clone()), 0, &all, now);
         assert_eq!(channels(&out), ["c0", "c1", "c2"]);
         assert_eq!(order.next_deadline(), None);
     }
@@ -300,7 +316,7 @@ mod tests {
         let s = stamps(&["x", "y"]);
         let mut order = ArrivalOrder::default();
         let only_y = |hash: u32| hash == topic_hash("y");
-        let out = order.arrive(item(1), Some(s[1].clone()), &only_y, Instant::now());
+        let out = order.arrive(item(1), Some(s[1].clone()), 1, &only_y, Instant::now());
         assert_eq!(channels(&out), ["c1"]);
     }
 
@@ -311,7 +327,7 @@ mod tests {
         let all = |_: u32| true;
         let now = Instant::now();
         assert!(order
-            .arrive(item(1), Some(s[1].clone()), &all, now)
+            .arrive(item(1), Some(s[1].clone()), 1, &all, now)
             .is_empty());
         assert_eq!(order.next_deadline(), Some(now + HOLD));
         assert!(order.expire(&all, now + HOLD / 2).is_empty());
@@ -326,18 +342,39 @@ mod tests {
         let all = |_: u32| true;
         let now = Instant::now();
         assert_eq!(
-            order.arrive(item(0), Some(s[0].clone()), &all, now).len(),
+            order
+                .arrive(item(0), Some(s[0].clone()), 0, &all, now)
+                .len(),
             1
         );
-        assert_eq!(order.requests.len(), 1);
+        assert_eq!(order.delivered.len(), 1);
         order.expire(&all, now + HOLD * 5);
-        assert!(order.requests.is_empty(), "memory stays bounded");
+        assert!(order.delivered.is_empty(), "memory stays bounded");
+    }
+
+    #[test]
+    fn what_arrives_on_a_topic_with_a_held_item_waits_behind_it() {
+        let s = stamps(&["x", "y"]);
+        let mut order = ArrivalOrder::default();
+        let all = |_: u32| true;
+        let now = Instant::now();
+        let y = topic_hash("y");
+        assert!(order
+            .arrive(item(1), Some(s[1].clone()), y, &all, now)
+            .is_empty());
+        assert!(order.must_wait(y));
+        assert!(!order.must_wait(topic_hash("z")));
+        // A single trigger (unstamped) on y, after the held item: behind it.
+        assert!(order.arrive(item(7), None, y, &all, now).is_empty());
+        let out = order.arrive(item(0), Some(s[0].clone()), topic_hash("x"), &all, now);
+        assert_eq!(channels(&out), ["c0", "c1", "c7"]);
+        assert!(!order.must_wait(y));
     }
 
     #[test]
     fn unstamped_broadcasts_pass_at_once() {
         let mut order = ArrivalOrder::default();
-        let out = order.arrive(item(5), None, &|_| true, Instant::now());
+        let out = order.arrive(item(5), None, 5, &|_| true, Instant::now());
         assert_eq!(channels(&out), ["c5"]);
     }
 }

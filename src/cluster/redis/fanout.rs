@@ -109,6 +109,9 @@ struct Listening {
     topics: HashSet<String>,
     /// The topics' hashes, counted (stamps name topics by hash).
     hashes: HashMap<u32, u32>,
+    /// Sharded unsubscribes this node sent and Redis has not confirmed yet: their confirmation
+    /// arrives as the same push as a slot's move away, which must not be taken for one.
+    unsubscribing: HashMap<String, u32>,
 }
 
 impl Listening {
@@ -119,6 +122,19 @@ impl Listening {
             *self.hashes.entry(topic_hash(topic)).or_default() += 1;
         }
         new
+    }
+
+    /// Whether an unsubscribe push for `topic` is Redis dropping a wanted topic (not the
+    /// confirmation of one this node sent).
+    fn server_dropped(&mut self, topic: &str) -> bool {
+        if let Some(pending) = self.unsubscribing.get_mut(topic) {
+            *pending -= 1;
+            if *pending == 0 {
+                self.unsubscribing.remove(topic);
+            }
+            return false;
+        }
+        self.topics.contains(topic)
     }
 
     /// No longer wants `topic`; true when it was wanted.
@@ -146,9 +162,10 @@ pub struct Received {
 }
 
 /// Broadcasts read from Redis and not yet taken by the node. When the node falls this far
-/// behind, the reader stops reading: Redis then buffers for it, up to its own pub/sub output
-/// limit (`client-output-buffer-limit pubsub`), past which Redis drops the connection and the
-/// node reconnects and resyncs, as after any break. Node memory stays bounded either way.
+/// behind, the reader stops reading. On a Redis Cluster the connection's own queue is bounded
+/// too (`subscriber.rs`: past it the connection counts as broken and the node resyncs). On one
+/// Redis, redis-rs's pub/sub connection reads its socket eagerly into a queue of its own, which
+/// is not bounded: a node that stays behind a flood for long grows there.
 const BROADCAST_QUEUE: usize = 16_384;
 
 /// How long a pub/sub connection, a resubscription or a check may take before the connection
@@ -204,6 +221,7 @@ impl Fanout {
                 sink: None,
                 topics: HashSet::new(),
                 hashes: HashMap::new(),
+                unsubscribing: HashMap::new(),
             }),
             connected: watch::Sender::new(false),
         });
@@ -272,6 +290,7 @@ impl Fanout {
         let topics: Vec<String> = {
             let mut listening = self.listening();
             listening.sink = Some(sink.clone());
+            listening.unsubscribing.clear();
             listening.topics.iter().cloned().collect()
         };
         if !topics.is_empty() {
@@ -354,8 +373,9 @@ impl Fanout {
                         None | Some(Incoming::Broken) => return true,
                         Some(Incoming::Message { topic, payload }) => (topic, payload),
                         Some(Incoming::Dropped(topic)) => {
-                            // A slot moved: what was published on the topic meanwhile is lost.
-                            if self.listening().topics.contains(&topic) {
+                            // A slot moved (what was published on the topic meanwhile is
+                            // lost), unless it confirms an unsubscribe of this node's.
+                            if self.listening().server_dropped(&topic) {
                                 return true;
                             }
                             continue;
@@ -370,14 +390,16 @@ impl Fanout {
                         );
                         continue;
                     };
-                    let passed = match stamp {
-                        // Most broadcasts: nothing to order them against.
-                        None => deliver.send(broadcast).await.is_ok(),
-                        Some(stamp) => {
+                    // Most broadcasts: no stamp, and nothing held on their topic.
+                    let hash = (stamp.is_some() || order.next_deadline().is_some())
+                        .then(|| topic_hash(&topic));
+                    let passed = match hash {
+                        Some(hash) if stamp.is_some() || order.must_wait(hash) => {
                             let now = std::time::Instant::now();
-                            let ready = order.arrive(broadcast, Some(stamp), &listened, now);
+                            let ready = order.arrive(broadcast, stamp, hash, &listened, now);
                             pass_on(ready, deliver).await
                         }
+                        _ => deliver.send(broadcast).await.is_ok(),
                     };
                     if !passed {
                         return false;
@@ -430,6 +452,13 @@ impl Fanout {
             let mut listening = self.listening();
             if !listening.drop_topic(&topic) {
                 return Ok(());
+            }
+            if listening
+                .sink
+                .as_ref()
+                .is_some_and(|s| s.confirms_by_push())
+            {
+                *listening.unsubscribing.entry(topic.clone()).or_default() += 1;
             }
             listening.sink.clone()
         };

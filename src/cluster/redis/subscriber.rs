@@ -9,8 +9,10 @@
 //!   break: the fan-out then opens everything again and the node resyncs, as after any break.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use ::redis::aio::{PubSubSink, PubSubStream};
+use ::redis::aio::{AsyncPushSender, PubSubSink, PubSubStream, SendError};
 use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, Slot};
@@ -40,7 +42,33 @@ pub enum SubscriberSink {
 /// The side that receives.
 pub enum SubscriberStream {
     Server(PubSubStream),
-    Cluster(mpsc::UnboundedReceiver<PushInfo>),
+    Cluster {
+        pushes: mpsc::Receiver<PushInfo>,
+        overflowed: Arc<AtomicBool>,
+    },
+}
+
+/// Pushes of a cluster connection not yet read, at most: past it the connection is taken for
+/// broken (the node reconnects and resyncs) rather than queueing without a bound.
+const PUSH_QUEUE: usize = 16_384;
+
+/// The cluster connection's push sender: bounded, and never blocking the connection.
+struct BoundedPushes {
+    queue: mpsc::Sender<PushInfo>,
+    overflowed: Arc<AtomicBool>,
+}
+
+impl AsyncPushSender for BoundedPushes {
+    fn send(&self, info: PushInfo) -> Result<(), SendError> {
+        match self.queue.try_send(info) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflowed.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError),
+        }
+    }
 }
 
 /// What the connection received.
@@ -69,10 +97,15 @@ pub async fn open(target: &PubSubTarget) -> Result<(SubscriberSink, SubscriberSt
             ))
         }
         PubSubTarget::Cluster { seeds, sharded } => {
-            let (pushes, received) = mpsc::unbounded_channel();
+            let (queue, pushes) = mpsc::channel(PUSH_QUEUE);
+            let overflowed = Arc::new(AtomicBool::new(false));
+            let sender = BoundedPushes {
+                queue,
+                overflowed: overflowed.clone(),
+            };
             let client = ClusterClientBuilder::new(seeds.clone())
                 .use_protocol(::redis::ProtocolVersion::RESP3)
-                .push_sender(pushes)
+                .push_sender(sender)
                 .connection_timeout(std::time::Duration::from_secs(2))
                 .response_timeout(std::time::Duration::from_secs(5))
                 .build()?;
@@ -81,7 +114,8 @@ pub async fn open(target: &PubSubTarget) -> Result<(SubscriberSink, SubscriberSt
                 con,
                 sharded: *sharded,
             };
-            Ok((sink, SubscriberStream::Cluster(received)))
+            let stream = SubscriberStream::Cluster { pushes, overflowed };
+            Ok((sink, stream))
         }
     }
 }
@@ -113,6 +147,12 @@ impl SubscriberSink {
                 futures_util::future::try_join_all(sent).await.map(drop)
             }
         }
+    }
+
+    /// Whether Redis confirms an unsubscribe with the push that also tells of a dropped
+    /// subscription (sharded pub/sub on a Redis Cluster).
+    pub fn confirms_by_push(&self) -> bool {
+        matches!(self, SubscriberSink::Cluster { sharded: true, .. })
     }
 
     /// Unsubscribes `topic`.
@@ -150,7 +190,12 @@ impl SubscriberStream {
                     payload: message.get_payload_bytes().to_vec(),
                 })
             }
-            SubscriberStream::Cluster(pushes) => Some(incoming(pushes.recv().await?)),
+            SubscriberStream::Cluster { pushes, overflowed } => {
+                if overflowed.swap(false, Ordering::AcqRel) {
+                    return Some(Incoming::Broken);
+                }
+                Some(incoming(pushes.recv().await?))
+            }
         }
     }
 }
