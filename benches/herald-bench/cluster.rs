@@ -35,8 +35,8 @@ pub struct Sizes {
     pub churn_secs: u64,
 }
 
-/// The figures of each fan-out run that the cluster report keeps.
-const KEPT: &[&str] = &[
+/// The figures of each fan-out run that the cluster reports keep.
+pub const KEPT: &[&str] = &[
     "deliveries",
     "lost deliveries",
     "deliveries per second",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cluster::{redis_server, start_redis, NO_REDIS};
+use crate::cluster::{redis_server, start_redis, KEPT, NO_REDIS};
 use crate::report::Report;
 use crate::scenarios::{publish_load, Placement, PublishLoad};
 use crate::target::{self, free_port, Target};
@@ -32,18 +32,6 @@ pub struct Sizes {
     /// Seconds of each ceiling step.
     pub ceiling_secs: u64,
 }
-
-/// The figures of each run that the report keeps.
-const KEPT: &[&str] = &[
-    "deliveries",
-    "lost deliveries",
-    "deliveries per second",
-    "latency p50",
-    "latency p99",
-    "server CPU seconds",
-    "deliveries per server CPU-second",
-    "load generator CPU seconds",
-];
 
 /// Where the two nodes keep their shared state.
 #[derive(Clone, Copy)]

@@ -79,16 +79,29 @@ pub(super) fn decode(
         "" => None,
         version => Some(version.parse().ok()?),
     };
-    let body = parts.next()?;
+    let (body, stamp) = body_of(kind, parts.next()?)?;
+    let broadcast = Broadcast {
+        app: app.to_owned(),
+        channel: channel.to_owned(),
+        origin,
+        except,
+        version,
+        body,
+    };
+    Some((broadcast, stamp))
+}
+
+/// The body of a message of `kind`, and the stamp of a request's item.
+fn body_of(kind: &str, body: &[u8]) -> Option<(BroadcastBody, Option<Stamp>)> {
     let text = || std::str::from_utf8(body).ok();
-    let mut stamp = None;
     let body = match kind {
         "e" => BroadcastBody::Event(WireFrame::from_wire(body)?),
         // An item of a request, `{stamp}` on the body's first line (see `arrival_order`).
         "o" => {
             let at = body.iter().position(|&byte| byte == b'\n')?;
-            stamp = Some(Stamp::decode(std::str::from_utf8(&body[..at]).ok()?)?);
-            BroadcastBody::Event(WireFrame::from_wire(&body[at + 1..])?)
+            let stamp = Stamp::decode(std::str::from_utf8(&body[..at]).ok()?)?;
+            let frame = WireFrame::from_wire(&body[at + 1..])?;
+            return Some((BroadcastBody::Event(frame), Some(stamp)));
         }
         "a" => {
             // `{length of the user id}:{user id}{user info}`: a user id may hold anything.
@@ -117,15 +130,7 @@ pub(super) fn decode(
         }
         _ => return None,
     };
-    let broadcast = Broadcast {
-        app: app.to_owned(),
-        channel: channel.to_owned(),
-        origin,
-        except,
-        version,
-        body,
-    };
-    Some((broadcast, stamp))
+    Some((body, None))
 }
 
 #[cfg(test)]

@@ -172,6 +172,16 @@ const BROADCAST_QUEUE: usize = 16_384;
 /// is taken for broken.
 const PUBSUB_BOUND: Duration = Duration::from_secs(2);
 
+/// What the reader does after taking one thing received.
+enum Next {
+    /// Read on.
+    Read,
+    /// The connection broke (or lost a subscription): open it again.
+    Reconnect,
+    /// Nobody receives the broadcasts any more.
+    Stop,
+}
+
 /// Hands broadcasts to the node in order; false once nobody receives them.
 async fn pass_on(broadcasts: Vec<Broadcast>, deliver: &mpsc::Sender<Broadcast>) -> bool {
     for broadcast in broadcasts {
@@ -369,40 +379,10 @@ impl Fanout {
                     }
                 }
                 incoming = messages.next() => {
-                    let (topic, payload) = match incoming {
-                        None | Some(Incoming::Broken) => return true,
-                        Some(Incoming::Message { topic, payload }) => (topic, payload),
-                        Some(Incoming::Dropped(topic)) => {
-                            // A slot moved (what was published on the topic meanwhile is
-                            // lost), unless it confirms an unsubscribe of this node's.
-                            if self.listening().server_dropped(&topic) {
-                                return true;
-                            }
-                            continue;
-                        }
-                        Some(Incoming::Other) => continue,
-                    };
-                    self.proved_alive();
-                    let Some((broadcast, stamp)) = decode(&topics, &topic, &payload) else {
-                        tracing::warn!(
-                            topic,
-                            "a cluster broadcast this node cannot read (another Herald version?); dropped"
-                        );
-                        continue;
-                    };
-                    // Most broadcasts: no stamp, and nothing held on their topic.
-                    let hash = (stamp.is_some() || order.next_deadline().is_some())
-                        .then(|| topic_hash(&topic));
-                    let passed = match hash {
-                        Some(hash) if stamp.is_some() || order.must_wait(hash) => {
-                            let now = std::time::Instant::now();
-                            let ready = order.arrive(broadcast, stamp, hash, &listened, now);
-                            pass_on(ready, deliver).await
-                        }
-                        _ => deliver.send(broadcast).await.is_ok(),
-                    };
-                    if !passed {
-                        return false;
+                    match self.take(incoming, &topics, &mut order, &listened, deliver).await {
+                        Next::Read => {}
+                        Next::Reconnect => return true,
+                        Next::Stop => return false,
                     }
                 }
                 _ = self.reconnect.notified() => {
@@ -419,6 +399,49 @@ impl Fanout {
                     self.proved_alive();
                 }
             }
+        }
+    }
+
+    /// Hands what the connection received to the node, in its order.
+    async fn take(
+        &self,
+        incoming: Option<Incoming>,
+        topics: &Topics,
+        order: &mut ArrivalOrder,
+        listened: &(dyn Fn(u32) -> bool + Sync),
+        deliver: &mpsc::Sender<Broadcast>,
+    ) -> Next {
+        let (topic, payload) = match incoming {
+            None | Some(Incoming::Broken) => return Next::Reconnect,
+            Some(Incoming::Message { topic, payload }) => (topic, payload),
+            // A slot moved (what was published on the topic meanwhile is lost), unless it
+            // confirms an unsubscribe of this node's.
+            Some(Incoming::Dropped(topic)) if self.listening().server_dropped(&topic) => {
+                return Next::Reconnect
+            }
+            Some(Incoming::Dropped(_) | Incoming::Other) => return Next::Read,
+        };
+        self.proved_alive();
+        let Some((broadcast, stamp)) = decode(topics, &topic, &payload) else {
+            tracing::warn!(
+                topic,
+                "a cluster broadcast this node cannot read (another Herald version?); dropped"
+            );
+            return Next::Read;
+        };
+        // Most broadcasts: no stamp, and nothing held on their topic.
+        let hash = (stamp.is_some() || order.next_deadline().is_some()).then(|| topic_hash(&topic));
+        let passed = match hash {
+            Some(hash) if stamp.is_some() || order.must_wait(hash) => {
+                let now = std::time::Instant::now();
+                let ready = order.arrive(broadcast, stamp, hash, listened, now);
+                pass_on(ready, deliver).await
+            }
+            _ => deliver.send(broadcast).await.is_ok(),
+        };
+        match passed {
+            true => Next::Read,
+            false => Next::Stop,
         }
     }
 
