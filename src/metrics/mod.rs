@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -56,7 +55,6 @@ pub struct Metrics {
     webhook_attempts_failed: Counter,
     webhook_events_abandoned: Counter,
     webhook_queues: Arc<WebhookQueues>,
-    cluster_online: Gauge,
     cluster_resyncs: Counter,
     redis_failovers: Counter,
     redis_link: RedisLinkMetrics,
@@ -111,7 +109,6 @@ impl Metrics {
             webhook_attempts_failed: Counter::default(),
             webhook_events_abandoned: Counter::default(),
             webhook_queues: Arc::new(WebhookQueues::default()),
-            cluster_online: Gauge::default(),
             cluster_resyncs: Counter::default(),
             redis_failovers: Counter::default(),
             redis_link: RedisLinkMetrics::default(),
@@ -161,11 +158,6 @@ impl Metrics {
             self.rest_latency.clone(),
         );
         r.register(
-            "cluster_online",
-            "1 while this cluster node reaches Redis and its share of the shared state is in it.",
-            self.cluster_online.clone(),
-        );
-        r.register(
             "cluster_resyncs",
             "Times this cluster node put its sockets back into Redis after an outage or a data loss.",
             self.cluster_resyncs.clone(),
@@ -202,11 +194,6 @@ impl Metrics {
         for (name, help, counter) in counters {
             self.registry.register(name, help, counter.clone());
         }
-    }
-
-    /// Whether this cluster node is online (see `cluster_online`).
-    pub fn cluster_online(&self, online: bool) {
-        self.cluster_online.set(i64::from(online));
     }
 
     /// This cluster node resynced with Redis.

@@ -1,6 +1,6 @@
 //! A cluster node's connections to Redis: which primaries it uses (one, or a Redis Cluster's
-//! shards), reconnects per connection, and how long ago its pub/sub connection last proved
-//! alive (a message, or an answered PING).
+//! shards) and whether it is online on each, reconnects per connection, and how long ago its
+//! pub/sub connection last proved alive (a message, or an answered PING).
 
 use std::sync::Mutex;
 
@@ -20,6 +20,11 @@ struct AddressLabel {
     address: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShardLabel {
+    shard: String,
+}
+
 /// The series of a node's Redis connections.
 #[derive(Default)]
 pub struct RedisLinkMetrics {
@@ -28,6 +33,9 @@ pub struct RedisLinkMetrics {
     primaries: Family<AddressLabel, Gauge>,
     /// The primaries as last found (`host:port`), for the console and to retire old series.
     current: Mutex<Vec<String>>,
+    online: Family<ShardLabel, Gauge>,
+    /// Each primary's online state as last reported.
+    online_now: Mutex<Vec<(String, bool)>>,
 }
 
 impl RedisLinkMetrics {
@@ -42,6 +50,11 @@ impl RedisLinkMetrics {
             "redis_primary",
             "1 for each Redis primary the node uses now (`host:port`): the one server, the one Sentinel names, or each shard's of a Redis Cluster.",
             self.primaries.clone(),
+        );
+        registry.register(
+            "cluster_online",
+            "1 while this cluster node uses the shard (`host:port` of its primary; the one server without Redis Cluster): Redis answers and the node's share of the state in that shard is in it.",
+            self.online.clone(),
         );
         registry.register(
             "redis_pubsub_last_message_age_seconds",
@@ -85,6 +98,37 @@ impl RedisLinkMetrics {
             self.primaries.get_or_create(&label).set(1);
         }
         *current = addresses;
+    }
+
+    /// Whether the node uses each shard now, by its primary's address.
+    pub fn online_now(&self, mut shards: Vec<(String, bool)>) {
+        shards.sort();
+        let mut current = self.online_now.lock().unwrap_or_else(|e| e.into_inner());
+        for (gone, _) in current
+            .iter()
+            .filter(|(a, _)| !shards.iter().any(|(s, _)| s == a))
+        {
+            let label = ShardLabel {
+                shard: gone.clone(),
+            };
+            self.online.remove(&label);
+        }
+        for (shard, online) in &shards {
+            let label = ShardLabel {
+                shard: shard.clone(),
+            };
+            self.online.get_or_create(&label).set(i64::from(*online));
+        }
+        *current = shards;
+    }
+
+    /// The shards the node does not use now (their primary's address), as last reported.
+    pub fn shards_out(&self) -> Vec<String> {
+        let current = self.online_now.lock().unwrap_or_else(|e| e.into_inner());
+        (current.iter())
+            .filter(|(_, online)| !online)
+            .map(|(shard, _)| shard.clone())
+            .collect()
     }
 
     /// The primaries as last found.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald::cluster::redis::availability::Availability;
 use herald::cluster::redis::connect;
 use herald::cluster::redis::fanout::{Broadcast, BroadcastBody, Fanout, Received};
 use herald::outbound::WireFrame;
@@ -14,7 +15,9 @@ use crate::redis_server::RedisServer;
 async fn node(redis: &RedisServer, origin: &str) -> (Arc<Fanout>, Received) {
     let publisher = connect(&redis.url()).await.unwrap();
     let apps = ["app".to_owned()];
-    Fanout::start("t", apps, origin, publisher, Duration::from_secs(1))
+    let available = Arc::new(Availability::new(false));
+    let over = (publisher, available);
+    Fanout::start("t", apps, origin, over, Duration::from_secs(1))
         .await
         .unwrap()
 }

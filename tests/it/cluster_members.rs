@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald::cluster::redis::availability::Availability;
 use herald::cluster::redis::channel_state::{ChannelState, Joining};
 use herald::cluster::redis::connect;
 use herald::cluster::redis::fanout::{Broadcast, BroadcastBody, Fanout};
@@ -62,7 +63,7 @@ async fn concurrent_joins_on_three_nodes_keep_every_member_list_consistent() {
             "t",
             ["a".to_owned()],
             &incarnation,
-            con.clone(),
+            (con.clone(), Arc::new(Availability::new(false))),
             Duration::from_secs(1),
         )
         .await

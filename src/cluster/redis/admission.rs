@@ -17,7 +17,7 @@ impl RedisCluster {
         window: Duration,
         amount: u32,
     ) -> Result<(u64, Duration), Unavailable> {
-        if !self.link.is_online() {
+        if !self.link.availability.is_online() {
             return Err(Unavailable);
         }
         let hit = bounded(self.windows.hit(key, window, amount)).await;
@@ -40,7 +40,7 @@ impl RedisCluster {
         let Some(max) = app.max_connections else {
             return alone;
         };
-        if !self.link.is_online() {
+        if !self.link.availability.is_online() {
             return alone;
         }
         match bounded(self.connection_counts.admit(&app.id, max)).await {

@@ -7,12 +7,15 @@
 //! published to Redis and delivered, here too, when they come back, so every node sees a
 //! channel's events in Redis's order.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use super::arrival_order::PublishOrder;
+use super::availability::{members, only, Partitions};
+use super::channel_state::partition_of;
 use super::fanout::{Broadcast, BroadcastBody};
 use super::line::{LineReplay, Step};
 use super::link::NodeLink;
@@ -195,7 +198,7 @@ impl RedisApp {
         cache: Option<Arc<str>>,
         order: Option<&mut PublishOrder>,
     ) -> Option<Pending> {
-        if !self.link.is_online() {
+        if !self.link.is_online_for(&self.app.id, channel) {
             self.deliver_here(channel, frame, except);
             return None;
         }
@@ -222,7 +225,7 @@ impl RedisApp {
                 )
                 .await;
             if let Err(error) = published {
-                app.link.went_offline(&error);
+                app.link.failed_for(&app.app.id, &channel, &error);
                 app.deliver_here(&channel, frame, except);
             }
             let _ = done.send(Outcome::Done);
@@ -322,43 +325,56 @@ impl RedisApp {
         watching
     }
 
-    /// Once every line resynced (within a bound, and if no newer recovery began), reads every
-    /// watched user's status again and tells this node's watchers what changed meanwhile.
+    /// Once every line resynced `partitions` (within a bound), reads the status of every
+    /// watched user there again (but not in a partition a newer recovery took over) and tells
+    /// this node's watchers what changed meanwhile.
     pub(super) fn reconcile_watchlists_after(
         self: &Arc<Self>,
         synced: Arc<super::worker::LinesSynced>,
-        generation: u64,
+        (generation, partitions): (u64, Partitions),
     ) {
         let app = self.clone();
         self.tasks.spawn(async move {
             let bound = std::time::Duration::from_secs(30);
-            if tokio::time::timeout(bound, synced.wait()).await.is_err()
-                || app.link.generation() != generation
-            {
+            if tokio::time::timeout(bound, synced.wait()).await.is_err() {
                 return;
             }
-            app.reconcile_watchlists().await;
+            let availability = &app.link.availability;
+            let current = members(partitions)
+                .filter(|p| availability.generation_of(*p) == generation)
+                .fold(0, |set, p| set | only(p));
+            app.reconcile_watchlists(current).await;
         });
     }
 
-    async fn reconcile_watchlists(&self) {
+    /// Reads the status of the users watched in `partitions` and tells the watchers what
+    /// changed; a partition whose read fails goes offline again (its recovery reconciles).
+    async fn reconcile_watchlists(&self, partitions: Partitions) {
         let read_from = self.watchlists.mark();
-        let users = self.watchlists.watched();
-        let mut online = std::collections::HashMap::with_capacity(users.len());
+        let mut by_partition: HashMap<u32, Vec<Arc<str>>> = HashMap::new();
+        for user in self.watchlists.watched() {
+            let partition = partition_of(&self.app.id, &user_channel(&user));
+            if partitions & only(partition) != 0 {
+                by_partition.entry(partition).or_default().push(user);
+            }
+        }
+        let mut online = HashMap::new();
         let link = &self.link;
-        for chunk in users.chunks(1000) {
-            let channels: Vec<String> = chunk.iter().map(|id| user_channel(id)).collect();
-            let state = link.state();
-            let counts = state
-                .subscription_counts(&mut link.con(), &self.app.id, &channels)
-                .await;
-            match counts {
-                Ok(counts) => {
-                    online.extend(chunk.iter().zip(counts).map(|(id, n)| (id.clone(), n > 0)))
-                }
-                Err(error) => {
-                    // The node goes offline again; the next recovery reconciles.
-                    return link.went_offline(&error);
+        for (partition, users) in by_partition {
+            for chunk in users.chunks(1000) {
+                let channels: Vec<String> = chunk.iter().map(|id| user_channel(id)).collect();
+                let state = link.state();
+                let counts = state
+                    .subscription_counts(&mut link.con(), &self.app.id, &channels)
+                    .await;
+                match counts {
+                    Ok(counts) => {
+                        online.extend(chunk.iter().zip(counts).map(|(id, n)| (id.clone(), n > 0)))
+                    }
+                    Err(error) => {
+                        link.availability.went_offline_in(only(partition), &error);
+                        break;
+                    }
                 }
             }
         }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::arrival_order::Stamp;
-use super::channel_state::partition_of;
+use super::channel_state::{partition_of, PARTITIONS};
 use super::fanout::{Broadcast, BroadcastBody};
 use crate::outbound::WireFrame;
 
@@ -17,6 +17,13 @@ pub(super) const VERSION: &str = "h1";
 pub fn topic(prefix: &str, app: &str, channel: &str) -> String {
     let partition = partition_of(app, channel);
     format!("{prefix}:{{p{partition}}}:bc:{app}:{channel}")
+}
+
+/// The partition a topic of this node's belongs to (`{prefix}:{pN}:...`).
+pub fn partition_of_topic(prefix: &str, topic: &str) -> Option<u32> {
+    let rest = topic.strip_prefix(prefix)?.strip_prefix(":{p")?;
+    let (partition, _) = rest.split_once('}')?;
+    partition.parse().ok().filter(|p| *p < PARTITIONS)
 }
 
 /// The topic of an app's user-wide commands and user changes, one per partition (a user's
@@ -136,6 +143,17 @@ fn body_of(kind: &str, body: &[u8]) -> Option<(BroadcastBody, Option<Stamp>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_topic_names_its_partition() {
+        let channel = topic("herald", "app-1", "presence-room");
+        let expected = partition_of("app-1", "presence-room");
+        assert_eq!(partition_of_topic("herald", &channel), Some(expected));
+        let users = users_topic("herald", "app-1", 63);
+        assert_eq!(partition_of_topic("herald", &users), Some(63));
+        assert_eq!(partition_of_topic("other", &channel), None);
+        assert_eq!(partition_of_topic("herald", "herald:{p64}:bc:a:b"), None);
+    }
 
     fn topics() -> Topics {
         Topics {

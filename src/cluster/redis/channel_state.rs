@@ -12,6 +12,7 @@
 //! Every key of a channel carries its partition as the hash tag (`{prefix}:{pN}:...`), so each
 //! script touches one slot, as Redis Cluster requires.
 
+use super::availability::{members, Partitions};
 use super::connection::RedisConnection;
 use ::redis::{RedisError, Script};
 
@@ -285,13 +286,15 @@ impl ChannelState {
         pipe.query_async(con).await
     }
 
-    /// Every socket this incarnation holds in Redis, as (app, channel, socket id).
+    /// Every socket this incarnation holds in Redis in `partitions`, as (app, channel, socket
+    /// id).
     pub async fn owned(
         &self,
         con: &mut RedisConnection,
+        partitions: Partitions,
     ) -> Result<Vec<(String, String, String)>, RedisError> {
         let mut pipe = ::redis::pipe();
-        for partition in 0..PARTITIONS {
+        for partition in members(partitions) {
             let base = self.partition_base(partition);
             pipe.smembers(format!("{base}owned:{}", self.incarnation));
         }

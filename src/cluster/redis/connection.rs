@@ -92,12 +92,23 @@ impl RedisConnection {
     /// The primaries the commands go to now, as `host:port` (no credentials): the one server,
     /// or each shard's of a Redis Cluster (from `CLUSTER SLOTS`).
     pub async fn primaries(&self) -> Result<Vec<String>, RedisError> {
+        let mut primaries: Vec<String> = (self.slot_ranges().await?)
+            .into_iter()
+            .map(|(.., primary)| primary)
+            .collect();
+        primaries.sort();
+        primaries.dedup();
+        Ok(primaries)
+    }
+
+    /// Each range of slots with its primary (`host:port`): all of them on the one server.
+    pub async fn slot_ranges(&self) -> Result<Vec<(u16, u16, String)>, RedisError> {
         match self.backend() {
-            Backend::Single(_) => Ok(vec![address_of(&self.url())]),
+            Backend::Single(_) => Ok(vec![(0, SLOTS - 1, address_of(&self.url()))]),
             Backend::Cluster(mut con) => {
                 let mut slots = ::redis::cmd("CLUSTER");
                 let slots: Value = slots.arg("SLOTS").query_async(&mut con).await?;
-                Ok(primaries_in(&slots))
+                Ok(ranges_in(&slots))
             }
         }
     }
@@ -198,17 +209,42 @@ fn address_of(url: &str) -> String {
     rest[..end].to_owned()
 }
 
-/// Each range's primary in a `CLUSTER SLOTS` reply (`[start, end, [ip, port, id], ...]`).
-fn primaries_in(slots: &Value) -> Vec<String> {
+/// The slots of a Redis Cluster.
+const SLOTS: u16 = 16_384;
+
+/// The slot of keys with the hash tag `tag` (CRC16-XMODEM, as Redis Cluster computes it).
+pub fn slot_of_tag(tag: &str) -> u16 {
+    let mut crc: u16 = 0;
+    for byte in tag.bytes() {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % SLOTS
+}
+
+/// Each range with its primary in a `CLUSTER SLOTS` reply (`[start, end, [ip, port, id],
+/// ...]`).
+fn ranges_in(slots: &Value) -> Vec<(u16, u16, String)> {
     let Value::Array(ranges) = slots else {
         return Vec::new();
     };
-    let mut primaries: Vec<String> = ranges
+    let slot = |value: Option<&Value>| match value {
+        Some(Value::Int(slot)) => u16::try_from(*slot).ok(),
+        _ => None,
+    };
+    ranges
         .iter()
         .filter_map(|range| {
             let Value::Array(range) = range else {
                 return None;
             };
+            let (start, end) = (slot(range.first())?, slot(range.get(1))?);
             let Some(Value::Array(primary)) = range.get(2) else {
                 return None;
             };
@@ -220,12 +256,9 @@ fn primaries_in(slots: &Value) -> Vec<String> {
             let Value::Int(port) = primary.get(1)? else {
                 return None;
             };
-            Some(format!("{host}:{port}"))
+            Some((start, end, format!("{host}:{port}")))
         })
-        .collect();
-    primaries.sort();
-    primaries.dedup();
-    primaries
+        .collect()
 }
 
 /// The slot of a command's first key: its first argument with a hash tag (every key of Herald
@@ -338,7 +371,7 @@ mod tests {
     }
 
     #[test]
-    fn each_ranges_primary_is_read_once() {
+    fn each_range_is_read_with_its_primary() {
         let node = |host: &str, port: i64| {
             Value::Array(vec![Value::BulkString(host.into()), Value::Int(port)])
         };
@@ -355,6 +388,20 @@ mod tests {
             range(10, node("10.0.0.1", 7000), node("10.0.0.4", 7003)),
             range(20, node("10.0.0.2", 7001), node("10.0.0.5", 7004)),
         ]);
-        assert_eq!(primaries_in(&slots), ["10.0.0.1:7000", "10.0.0.2:7001"]);
+        let ranges = ranges_in(&slots);
+        assert_eq!(ranges[1], (10, 19, "10.0.0.1:7000".to_owned()));
+        assert_eq!(ranges.len(), 3);
+    }
+
+    #[test]
+    fn a_tags_slot_is_redis_clusters() {
+        // CRC16-XMODEM's check value, and what redis-rs computes for Herald's partition tags.
+        assert_eq!(slot_of_tag("123456789"), 0x31C3);
+        for partition in [0, 7, 63] {
+            let tag = format!("p{partition}");
+            let key = format!("herald:{{{tag}}}:epoch");
+            let theirs = format!("{:?}", Slot::for_key(&key));
+            assert_eq!(theirs, format!("Slot({})", slot_of_tag(&tag)));
+        }
     }
 }

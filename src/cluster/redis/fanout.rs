@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::arrival_order::{topic_hash, ArrivalOrder, PublishOrder, Stamp};
-use super::broadcast_wire::{decode, users_topic, Topics, VERSION};
+use super::availability::{only, Availability, EVERY_PARTITION};
+use super::broadcast_wire::{decode, partition_of_topic, users_topic, Topics, VERSION};
 use super::channel_state::{partition_of, PARTITIONS};
 
 pub use super::broadcast_wire::topic;
@@ -84,7 +85,7 @@ pub struct Broadcast {
 
 /// A node's side of the fan-out.
 pub struct Fanout {
-    prefix: String,
+    pub(super) prefix: String,
     /// The apps' ids, longest first: a topic names its app by one of them.
     app_ids: Arc<[String]>,
     origin: String,
@@ -98,15 +99,20 @@ pub struct Fanout {
     alive_at_ms: std::sync::atomic::AtomicU64,
     started: std::time::Instant,
     publisher: RedisConnection,
-    listening: Mutex<Listening>,
+    pub(super) listening: Mutex<Listening>,
     connected: watch::Sender<bool>,
+    /// What the node may use; with failures scoped per partition, a shard's broken connection
+    /// or dropped topic takes only its partitions down, and `pubsub_shards` checks them.
+    pub(super) availability: Arc<Availability>,
+    /// Per partition, the id of the connection to its shard as last checked.
+    pub(super) client_ids: Mutex<[Option<i64>; PARTITIONS as usize]>,
 }
 
 /// The topics this node wants, and the pub/sub connection they are subscribed on (`None` while
 /// it is being reconnected: every wanted topic is subscribed again on the new one).
-struct Listening {
-    sink: Option<SubscriberSink>,
-    topics: HashSet<String>,
+pub(super) struct Listening {
+    pub(super) sink: Option<SubscriberSink>,
+    pub(super) topics: HashSet<String>,
     /// The topics' hashes, counted (stamps name topics by hash).
     hashes: HashMap<u32, u32>,
     /// Sharded unsubscribes this node sent and Redis has not confirmed yet: their confirmation
@@ -212,7 +218,7 @@ impl Fanout {
         prefix: &str,
         app_ids: impl IntoIterator<Item = String>,
         origin: &str,
-        publisher: RedisConnection,
+        (publisher, availability): (RedisConnection, Arc<Availability>),
         check_every: Duration,
     ) -> Result<(Arc<Fanout>, Received), RedisError> {
         let mut app_ids: Vec<String> = app_ids.into_iter().collect();
@@ -234,8 +240,16 @@ impl Fanout {
                 unsubscribing: HashMap::new(),
             }),
             connected: watch::Sender::new(false),
+            availability,
+            client_ids: Mutex::new([None; PARTITIONS as usize]),
         });
         let messages = fanout.connect().await?;
+        if fanout.availability.is_scoped() {
+            let recorded = fanout.relisten(EVERY_PARTITION, PUBSUB_BOUND).await;
+            if recorded != EVERY_PARTITION {
+                return Err(bounded_error("a shard's pub/sub connection did not answer"));
+            }
+        }
         fanout.connected.send_replace(true);
         let (deliver, broadcasts) = mpsc::channel(BROADCAST_QUEUE);
         let task = tokio::spawn(fanout.clone().receive(messages, deliver, check_every));
@@ -243,7 +257,7 @@ impl Fanout {
     }
 
     /// The connection delivered a message or answered a PING.
-    fn proved_alive(&self) {
+    pub(super) fn proved_alive(&self) {
         let now = self.started.elapsed().as_millis() as u64;
         self.alive_at_ms
             .store(now, std::sync::atomic::Ordering::Relaxed);
@@ -283,7 +297,7 @@ impl Fanout {
         self.connected.subscribe()
     }
 
-    fn listening(&self) -> std::sync::MutexGuard<'_, Listening> {
+    pub(super) fn listening(&self) -> std::sync::MutexGuard<'_, Listening> {
         self.listening.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -392,6 +406,10 @@ impl Fanout {
                 }
                 _ = checks.tick() => {
                     self.report_age();
+                    // Scoped: the supervisor checks each shard's connection (`pubsub_shards`).
+                    if self.availability.is_scoped() {
+                        continue;
+                    }
                     if let Err(error) = self.check(PUBSUB_BOUND).await {
                         tracing::warn!(%error, "the cluster's pub/sub connection failed its check");
                         return true;
@@ -411,13 +429,27 @@ impl Fanout {
         listened: &(dyn Fn(u32) -> bool + Sync),
         deliver: &mpsc::Sender<Broadcast>,
     ) -> Next {
+        let scoped = self.availability.is_scoped();
         let (topic, payload) = match incoming {
-            None | Some(Incoming::Broken) => return Next::Reconnect,
+            None | Some(Incoming::Overflowed) => return Next::Reconnect,
+            // redis-rs reconnects a shard's connection itself; which shard it was is not told.
+            Some(Incoming::Broken) if scoped => {
+                self.availability.check_every_partition();
+                return Next::Read;
+            }
+            Some(Incoming::Broken) => return Next::Reconnect,
             Some(Incoming::Message { topic, payload }) => (topic, payload),
             // A slot moved (what was published on the topic meanwhile is lost), unless it
             // confirms an unsubscribe of this node's.
             Some(Incoming::Dropped(topic)) if self.listening().server_dropped(&topic) => {
-                return Next::Reconnect
+                match partition_of_topic(&self.prefix, &topic) {
+                    Some(partition) if scoped => {
+                        let why = "a slot moved to another shard";
+                        self.availability.went_offline_in(only(partition), &why);
+                        return Next::Read;
+                    }
+                    _ => return Next::Reconnect,
+                }
             }
             Some(Incoming::Dropped(_) | Incoming::Other) => return Next::Read,
         };
@@ -466,6 +498,34 @@ impl Fanout {
             return Err(bounded_error("the pub/sub connection is being reconnected"));
         };
         sink.subscribe(vec![topic]).await
+    }
+
+    /// Subscribes a channel's topic even when it is wanted already: its partition resyncs, and
+    /// its shard may have lost the subscription (or it was only wanted while the shard was out).
+    pub async fn listen_again(&self, app: &str, channel: &str) -> Result<(), RedisError> {
+        let topic = self.topic(app, channel);
+        let sink = {
+            let mut listening = self.listening();
+            listening.want(&topic);
+            listening.sink.clone()
+        };
+        let Some(mut sink) = sink else {
+            return Err(bounded_error("the pub/sub connection is being reconnected"));
+        };
+        sink.subscribe(vec![topic]).await
+    }
+
+    /// Wants a channel's topic without subscribing it now (its shard is out): the partition's
+    /// recovery subscribes it.
+    pub fn want(&self, app: &str, channel: &str) {
+        let topic = self.topic(app, channel);
+        self.listening().want(&topic);
+    }
+
+    /// No longer wants a channel's topic, without unsubscribing it now (its shard is out).
+    pub fn forget(&self, app: &str, channel: &str) {
+        let topic = self.topic(app, channel);
+        self.listening().drop_topic(&topic);
     }
 
     /// Stops receiving a channel's broadcasts (its last local subscriber left).

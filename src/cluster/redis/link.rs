@@ -1,7 +1,7 @@
 //! A node's link to Redis, shared by its apps: the command connection, the channel scripts, the
 //! fan-out, and the counts shutdown and the webhook task watch.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use ::redis::RedisError;
 use tokio::sync::Notify;
 
 use super::arrival_order::Stamp;
+use super::availability::{only, Availability};
 use super::channel_state::{partition_of, ChannelState, CountAnnouncement, Transition};
 use super::fanout::Fanout;
 use super::liveness::SWEEP_LIMIT;
@@ -32,16 +33,8 @@ pub struct NodeLink {
     idle: Notify,
     /// Woken when a script of this node appended webhook events.
     pub webhooks_due: Notify,
-    /// False from the moment anything found Redis unreachable (or its state lost) until the
-    /// node has resynced: meanwhile the node serves its own sockets only.
-    online: AtomicBool,
-    /// Woken when the node goes offline.
-    pub offline: Notify,
-    /// How many times anything found Redis failing: a recovery that began before the last
-    /// failure must not take the node online.
-    failures: AtomicU64,
-    /// Bumped by every resync; a line is online once its worker carried out that resync.
-    generation: AtomicU64,
+    /// What of the shared state the node may use now.
+    pub availability: Arc<Availability>,
 }
 
 impl NodeLink {
@@ -51,7 +44,7 @@ impl NodeLink {
         state: Arc<ChannelState>,
         fanout: Arc<Fanout>,
         endpoints: Arc<[StreamEndpoint]>,
-        cache_ttl: Duration,
+        (cache_ttl, availability): (Duration, Arc<Availability>),
     ) -> NodeLink {
         NodeLink {
             con,
@@ -62,58 +55,20 @@ impl NodeLink {
             ops: AtomicUsize::new(0),
             idle: Notify::new(),
             webhooks_due: Notify::new(),
-            online: AtomicBool::new(true),
-            offline: Notify::new(),
-            failures: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
+            availability,
         }
     }
 
-    /// Whether Redis is reachable and this node's share of the shared state is in it.
-    pub fn is_online(&self) -> bool {
-        self.online.load(Ordering::Acquire)
+    /// Whether the node uses Redis for the app's channel (its partition is not down).
+    pub fn is_online_for(&self, app: &str, channel: &str) -> bool {
+        self.availability.is_online_in(partition_of(app, channel))
     }
 
-    /// Redis failed (or lost its state): serve locally until the node has resynced.
-    pub fn went_offline(&self, why: &dyn std::fmt::Display) {
-        self.failures.fetch_add(1, Ordering::AcqRel);
-        if self.online.swap(false, Ordering::AcqRel) {
-            tracing::warn!(%why, "Redis is unreachable or lost its state; this node serves its own sockets only until it can resync");
-        }
-        self.offline.notify_one();
-    }
-
-    /// How many failures were seen so far (see [`NodeLink::went_online_since`]).
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Acquire)
-    }
-
-    /// The node resynced: Redis is used again.
-    pub fn went_online(&self) {
-        self.online.store(true, Ordering::Release);
-    }
-
-    /// Takes the node online unless a failure was seen since `failures` was read (then it stays
-    /// offline, and the recovery tries again): true when it went online.
-    pub fn went_online_since(&self, failures: u64) -> bool {
-        self.online.store(true, Ordering::Release);
-        // A failure counted after the store took the node offline itself.
-        if self.failures() == failures {
-            return true;
-        }
-        self.online.store(false, Ordering::Release);
-        self.offline.notify_one();
-        false
-    }
-
-    /// The current resync generation.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// Starts a new resync generation; returns it.
-    pub fn next_generation(&self) -> u64 {
-        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    /// Something on the app's channel failed: its partition (the whole node, on one Redis) is
+    /// served locally until resynced.
+    pub fn failed_for(&self, app: &str, channel: &str, why: &dyn std::fmt::Display) {
+        let partition = only(partition_of(app, channel));
+        self.availability.went_offline_in(partition, why);
     }
 
     /// The channel scripts of the current incarnation.

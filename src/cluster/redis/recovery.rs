@@ -18,10 +18,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::app::{Op, RedisApp};
+use super::availability::{Partitions, EVERY_PARTITION};
 use super::fencing::{self, Rejoin};
 use super::link::NodeLink;
 use super::liveness::{Liveness, NodeHealth};
 use super::node::{cluster_epoch, NodeMembership};
+use super::shard_recovery::ShardRetry;
 use super::worker::{LinesSynced, Resync};
 use crate::cluster::sequence::LINES;
 use crate::config::redacted;
@@ -84,9 +86,14 @@ impl Supervisor {
     /// Watches and recovers until `close`.
     pub async fn run(mut self) {
         let mut pubsub = self.link.fanout.connected();
+        let availability = self.link.availability.clone();
+        let mut checks = tokio::time::interval(self.rejoin.redis.heartbeat_interval);
+        checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shards = ShardRetry::default();
         loop {
             let mut health = self.duties.health.clone();
-            let offline = self.link.offline.notified();
+            let offline = availability.offline.notified();
+            let partly_down = availability.is_online() && availability.down() != 0;
             let check = tokio::select! {
                 _ = self.close.cancelled() => break,
                 _ = offline => false,
@@ -95,7 +102,7 @@ impl Supervisor {
                         break;
                     }
                     if !*pubsub.borrow_and_update() {
-                        self.link.went_offline(&"the pub/sub connection broke");
+                        availability.went_offline(&"the pub/sub connection broke");
                     }
                     false
                 }
@@ -103,18 +110,28 @@ impl Supervisor {
                 _ = health.changed() => {
                     match *health.borrow_and_update() {
                         NodeHealth::RedisDown => {
-                            self.link.went_offline(&"the heartbeat could not reach Redis");
+                            availability.went_offline(&"the heartbeat could not reach Redis");
                             false
                         }
                         NodeHealth::Fenced | NodeHealth::Lapsed => true,
                         NodeHealth::Alive => false,
                     }
                 }
+                _ = checks.tick(), if availability.is_scoped() => {
+                    availability.check_every_partition();
+                    false
+                }
+                _ = tokio::time::sleep_until(shards.due), if partly_down => false,
             };
-            if check || !self.link.is_online() {
-                self.metrics.cluster_online(false);
+            if availability.take_check_due() && availability.is_online() {
+                self.check_shards().await;
+            }
+            if check || !availability.is_online() {
                 self.recover().await;
-                self.metrics.cluster_online(self.link.is_online());
+                shards = ShardRetry::default();
+            }
+            if availability.is_online() && availability.down() != 0 {
+                shards.attempt(self.recover_shards().await);
             }
         }
         self.duties.stop.cancel();
@@ -147,7 +164,7 @@ impl Supervisor {
     }
 
     async fn try_recover(&mut self) -> Result<(), RecoveryError> {
-        let failures = self.link.failures();
+        let failures = self.link.availability.failures();
         self.owes_rebuild |= self.follow_primary().await?;
         // On a Redis Cluster a shard may have failed over to a replica that lacks the last
         // writes and kept its partitions' epochs: nothing tells, so every recovery rebuilds.
@@ -181,11 +198,38 @@ impl Supervisor {
             return self.fence().await;
         }
         let state = Arc::new(self.rejoin.state(membership.incarnation(), &epoch));
+        if self.link.availability.is_scoped() {
+            return self.resume_by_shard(failures, membership, state);
+        }
         state.write_epochs(&mut con).await?;
         self.link.replace_state(state.clone());
         self.restart_duties(membership, state.clone());
-        let owned = state.owned(&mut con).await?;
+        let owned = state.owned(&mut con, EVERY_PARTITION).await?;
         self.resume(failures, owned)
+    }
+
+    /// On a Redis Cluster with sharded pub/sub: the node is back, with every partition down;
+    /// each is written and resynced as its shard answers ([`Supervisor::recover_shards`]).
+    fn resume_by_shard(
+        &mut self,
+        failures: u64,
+        membership: Arc<NodeMembership>,
+        state: Arc<super::channel_state::ChannelState>,
+    ) -> Result<(), RecoveryError> {
+        self.link.replace_state(state.clone());
+        self.restart_duties(membership, state);
+        let availability = &self.link.availability;
+        availability.all_down();
+        if !availability.went_online_since(failures) {
+            return Err(RecoveryError::NotYet(
+                "Redis failed again during the recovery",
+            ));
+        }
+        self.owes_rebuild = false;
+        tracing::info!(
+            "the node is back in the cluster; its partitions resync as their shards answer"
+        );
+        Ok(())
     }
 
     /// Takes the node online and queues its lines' resyncs (in rebuild mode when owed), unless
@@ -206,13 +250,13 @@ impl Supervisor {
         // channels) end first and stay offline, with its joins local only, until the next
         // outage. Not online if anything failed since this attempt began (a `+switch-master`
         // heard meanwhile, say): the next attempt starts over.
-        let generation = self.link.next_generation();
-        if !self.link.went_online_since(failures) {
+        let generation = (self.link.availability).next_generation(EVERY_PARTITION);
+        if !self.link.availability.went_online_since(failures) {
             return Err(RecoveryError::NotYet(
                 "Redis failed again during the recovery",
             ));
         }
-        let synced = self.resync(generation, owned, rebuild);
+        let synced = self.resync((generation, EVERY_PARTITION), owned, rebuild);
         self.rebuilding = if rebuild { synced } else { Vec::new() };
         self.owes_rebuild = false;
         self.metrics.cluster_resync();
@@ -261,9 +305,9 @@ impl Supervisor {
     /// Queues every line's resync, behind what the line was asked before (the node is online
     /// already): each line uses Redis again once its worker carried its resync out. Returns each
     /// app's lines, done as their resyncs are.
-    fn resync(
+    pub(super) fn resync(
         &self,
-        generation: u64,
+        (generation, partitions): (u64, Partitions),
         owned: Vec<(String, String, String)>,
         rebuild: bool,
     ) -> Vec<Arc<LinesSynced>> {
@@ -289,13 +333,14 @@ impl Supervisor {
                     generation,
                     in_redis,
                     rebuild,
+                    partitions,
                     synced: synced.clone(),
                 };
                 app.enqueue(line, Op::Resync(resync));
             }
             // What this node's watchers missed while it was cut off, once its own sockets are
             // back in Redis (a rebuild announces nothing).
-            app.reconcile_watchlists_after(synced, generation);
+            app.reconcile_watchlists_after(synced, (generation, partitions));
         }
         every_app
     }
@@ -318,7 +363,7 @@ impl Supervisor {
         let (joined, state) = fencing::rejoin(&self.link, &self.rejoin, &self.apps).await?;
         *self.membership.lock().unwrap_or_else(|e| e.into_inner()) = joined.clone();
         self.restart_duties(joined, state);
-        self.link.went_online();
+        self.link.availability.went_online();
         Ok(())
     }
 }

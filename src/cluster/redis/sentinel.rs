@@ -137,7 +137,7 @@ async fn listen(url: &str, name: &str, link: &NodeLink) -> Result<(), RedisError
                 let payload: String = message.get_payload().unwrap_or_default();
                 if payload.split(' ').next() == Some(name) {
                     tracing::warn!(switch = %payload, "Sentinel switched the primary");
-                    link.went_offline(&"Sentinel switched the primary");
+                    link.availability.went_offline(&"Sentinel switched the primary");
                 }
             }
             _ = checks.tick() => {

@@ -17,7 +17,8 @@ use tokio_util::task::TaskTracker;
 use super::connection::{RedisConnection, RedisTarget};
 
 use super::app::RedisApp;
-use super::channel_state::ChannelState;
+use super::availability::Availability;
+use super::channel_state::{partition_of, ChannelState};
 use super::connection_counts::ConnectionCounts;
 use super::fanout::{Broadcast, BroadcastBody, Fanout, Received};
 use super::fencing::Rejoin;
@@ -26,6 +27,7 @@ use super::link::NodeLink;
 use super::liveness::Liveness;
 use super::node::{check_eviction_policy, cluster_epoch, NodeMembership};
 use super::recovery::Supervisor;
+use super::subscriber::PubSubTarget;
 use super::webhook_rounds;
 use super::webhook_stream::WebhookStreams;
 use super::window_counts::SharedWindows;
@@ -34,6 +36,7 @@ use crate::cluster::figures::{FigureSource, NodeFigures};
 use crate::cluster::{CachedEvent, ChannelSummary, Unavailable};
 use crate::config::{Config, RedisConfig};
 use crate::metrics::Metrics;
+use crate::protocol::channel::user_channel;
 use crate::protocol::{ChannelKind, ChannelType};
 use crate::webhooks::StreamEndpoint;
 
@@ -83,33 +86,6 @@ async fn open_connection(redis: &RedisConfig) -> io::Result<RedisConnection> {
     super::connect(&url)
         .await
         .map_err(|e| start_error("cannot connect to Redis", e))
-}
-
-/// How often the node looks up the primaries it uses (a failover or a resharding shows in
-/// `herald_redis_primary` and the console within it).
-const PRIMARIES_EVERY: Duration = Duration::from_secs(2);
-
-/// Reports the primaries the node uses, now and every [`PRIMARIES_EVERY`].
-fn reporting_primaries(
-    con: &RedisConnection,
-    metrics: &Arc<Metrics>,
-    (tasks, close): (&TaskTracker, &CancellationToken),
-) {
-    let (con, metrics, close) = (con.clone(), metrics.clone(), close.clone());
-    tasks.spawn(async move {
-        let mut every = tokio::time::interval(PRIMARIES_EVERY);
-        loop {
-            tokio::select! {
-                _ = close.cancelled() => return,
-                _ = every.tick() => {}
-            }
-            // Unreachable: the last ones found stay shown; the outage shows elsewhere.
-            let found = tokio::time::timeout(Duration::from_secs(2), con.primaries()).await;
-            if let Ok(Ok(primaries)) = found {
-                metrics.redis_link().primaries_now(primaries);
-            }
-        }
-    });
 }
 
 /// Connects to Redis and joins the cluster under the node's id.
@@ -172,11 +148,16 @@ async fn open_link(
     metrics: &Arc<Metrics>,
     (con, state, incarnation): (RedisConnection, Arc<ChannelState>, &str),
 ) -> io::Result<(Arc<NodeLink>, Received)> {
+    let sharded = matches!(
+        con.pubsub_target(),
+        PubSubTarget::Cluster { sharded: true, .. }
+    );
+    let availability = Arc::new(Availability::new(sharded));
     let (fanout, received) = Fanout::start(
         &redis.prefix,
         apps.iter().map(|app| app.id.to_string()),
         incarnation,
-        con.clone(),
+        (con.clone(), availability.clone()),
         redis.heartbeat_interval,
     )
     .await
@@ -184,7 +165,8 @@ async fn open_link(
     let endpoints: Arc<[StreamEndpoint]> =
         StreamEndpoint::all(&config.apps, metrics.clone()).into();
     fanout.report_to(metrics.clone());
-    let link = NodeLink::new(con, state, fanout, endpoints, config.channel_cache_ttl);
+    let ttl = (config.channel_cache_ttl, availability);
+    let link = NodeLink::new(con, state, fanout, endpoints, ttl);
     Ok((Arc::new(link), received))
 }
 
@@ -265,7 +247,6 @@ impl RedisCluster {
             counting_connections(&con, redis, &membership, &node_apps, every_beat);
         let every_beat = (redis.heartbeat_interval, close.clone(), &tasks);
         let figures = writing_figures(config, apps, &metrics, &con, &membership, every_beat);
-        metrics.cluster_online(true);
         let duties = Liveness::start(
             con.clone(),
             current(&membership),
@@ -277,7 +258,8 @@ impl RedisCluster {
         let node = (&node_apps[..], &membership);
         tasks.spawn(Supervisor::new(duties, &link, node, rejoin, watching).run());
         following_sentinel(redis, &link, &metrics, (&tasks, &close));
-        reporting_primaries(&con, &metrics, (&tasks, &close));
+        let reporting = (&con, &link.availability, &metrics);
+        super::primaries_report::start(reporting, (&tasks, &close));
         let streams = start_webhook_rounds(redis, &incarnation, &link, &tasks, &close);
         Ok(RedisCluster {
             windows: SharedWindows::new(link.con(), &redis.prefix),
@@ -293,6 +275,19 @@ impl RedisCluster {
         })
     }
 
+    /// Refuses a read of the channel while its partition is down: its shard is out, or it has
+    /// not resynced yet (what Redis holds of it may lack this node's share).
+    fn readable(&self, app: &App, channel: &str) -> Result<(), Unavailable> {
+        match self
+            .link
+            .availability
+            .is_down(partition_of(&app.id, channel))
+        {
+            true => Err(Unavailable),
+            false => Ok(()),
+        }
+    }
+
     /// The live state of `app` on this node.
     pub fn app(&self, app: &App) -> &Arc<RedisApp> {
         &self.apps[app.index()]
@@ -304,6 +299,7 @@ impl RedisCluster {
         app: &App,
         channel: &str,
     ) -> Result<Option<ChannelSummary>, Unavailable> {
+        self.readable(app, channel)?;
         let counts = bounded(
             self.link
                 .state()
@@ -321,6 +317,10 @@ impl RedisCluster {
         app: &App,
         prefix: &str,
     ) -> Result<Vec<ChannelSummary>, Unavailable> {
+        // A shard out: its channels' counts are not known.
+        if self.link.availability.down() != 0 {
+            return Err(Unavailable);
+        }
         let occupied = bounded(
             self.link
                 .state()
@@ -336,12 +336,14 @@ impl RedisCluster {
 
     /// The user's signed-in connections, on every node.
     pub async fn user_connections(&self, app: &App, user_id: &str) -> Result<u64, Unavailable> {
+        self.readable(app, &user_channel(user_id))?;
         let connections = bounded(self.app(app).user_connections(user_id)).await;
         connections.map_err(unavailable)
     }
 
     /// The user ids present in a presence channel, on every node.
     pub async fn users(&self, app: &App, channel: &str) -> Result<Vec<Arc<str>>, Unavailable> {
+        self.readable(app, channel)?;
         let ids = bounded(
             self.link
                 .state()
@@ -361,6 +363,7 @@ impl RedisCluster {
         app: &App,
         channel: &str,
     ) -> Result<Option<CachedEvent>, Unavailable> {
+        self.readable(app, channel)?;
         let cached = bounded(
             self.link
                 .state()

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use ::redis::aio::{AsyncPushSender, PubSubSink, PubSubStream, SendError};
 use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, Slot};
+use ::redis::cluster_routing::{
+    MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr,
+};
 use ::redis::{PushInfo, PushKind, RedisError, Value};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -77,8 +79,11 @@ pub enum Incoming {
     Message { topic: String, payload: Vec<u8> },
     /// The server unsubscribed this topic itself (its slot moved to another shard).
     Dropped(String),
-    /// A connection to one of the servers broke.
+    /// A connection to one of the servers broke (which one is not told; redis-rs reconnects it
+    /// and subscribes its topics again).
     Broken,
+    /// More arrived than the queue holds: messages of any topic were lost.
+    Overflowed,
     /// Nothing the fan-out acts on (a subscription's confirmation).
     Other,
 }
@@ -164,6 +169,23 @@ impl SubscriberSink {
         }
     }
 
+    /// The id the server owning `key`'s slot knows this connection by: another one after the
+    /// connection to that server was opened again, or when another server owns the slot now.
+    pub async fn client_id(&mut self, key: &str) -> Result<i64, RedisError> {
+        let SubscriberSink::Cluster { con, .. } = self else {
+            return Err(RedisError::from((
+                ::redis::ErrorKind::Client,
+                "a connection id per shard exists on a Redis Cluster only",
+            )));
+        };
+        let route = Route::with_key(key, SlotAddr::Master);
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+        let mut command = ::redis::cmd("CLIENT");
+        command.arg("ID");
+        let id = con.route_command(command, routing).await?;
+        Ok(::redis::from_redis_value(id)?)
+    }
+
     /// PINGs every server the connection subscribes on.
     pub async fn ping(&mut self) -> Result<(), RedisError> {
         match self {
@@ -192,7 +214,7 @@ impl SubscriberStream {
             }
             SubscriberStream::Cluster { pushes, overflowed } => {
                 if overflowed.swap(false, Ordering::AcqRel) {
-                    return Some(Incoming::Broken);
+                    return Some(Incoming::Overflowed);
                 }
                 Some(incoming(pushes.recv().await?))
             }

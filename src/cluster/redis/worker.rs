@@ -6,10 +6,11 @@
 //! after both. A leave takes the socket out of local delivery first, then out of Redis, then
 //! stops listening when the node has nobody left on the channel.
 //!
-//! While the node is offline (Redis unreachable or its state lost), joins and leaves change
-//! only the node's own sockets; the resync after it ([`Op::Resync`], one per line, queued behind
-//! what was asked before it) puts the line's share of the shared state right, idempotently.
-//! Until its worker carried out the resync of the current generation, a line stays offline.
+//! While the node is offline (Redis unreachable or its state lost), or the channel's partition
+//! is (its shard is out), joins and leaves change only the node's own sockets; the resync after
+//! it ([`Op::Resync`], one per line, queued behind what was asked before it) puts the line's
+//! share of the shared state right, idempotently. Until its worker carried out the resync of a
+//! partition's current generation, a line stays offline for that partition.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::app::{JoinRequest, Op, RedisApp};
+use super::availability::{members, only, Partitions};
+use super::channel_state::{partition_of, PARTITIONS};
 use super::channel_state::{JoinMode, Joined, Joining, Transition};
 use super::line::Step;
 use crate::cluster::{Outcome, Refusal};
@@ -41,7 +44,7 @@ pub async fn run(
     let mut worker = Worker {
         app,
         line,
-        synced: 0,
+        synced: [0; PARTITIONS as usize],
         joined_offline: HashSet::new(),
     };
     while let Some(op) = tokio::select! {
@@ -60,8 +63,8 @@ pub async fn run(
 struct Worker {
     app: Arc<RedisApp>,
     line: usize,
-    /// The resync generation this line carried out last.
-    synced: u64,
+    /// Per partition, the resync generation this line carried out last.
+    synced: [u64; PARTITIONS as usize],
     /// Sockets that joined while the node was offline: new to the cluster, so a rebuild adds
     /// them as joins that announce, not as restored ones.
     joined_offline: HashSet<(Arc<str>, SocketId)>,
@@ -75,6 +78,8 @@ pub struct Resync {
     pub in_redis: HashMap<String, Vec<String>>,
     /// Redis lost its data: the sockets go back without events ([`JoinMode::Rebuild`]).
     pub rebuild: bool,
+    /// The partitions resynced (every one after an outage of the whole node).
+    pub partitions: Partitions,
     /// Told when this line's share is done.
     pub synced: Arc<LinesSynced>,
 }
@@ -126,9 +131,18 @@ impl Worker {
                 .or_default()
                 .begin_join();
         }
+        if self.partition_down(&request.channel) {
+            // Its shard is out: subscribing there would wait for a timeout; the partition's
+            // recovery subscribes every topic wanted in it.
+            self.app
+                .link
+                .fanout
+                .want(&self.app.app.id, &request.channel);
+            return self.join_locally(request).await;
+        }
         let listened = self.listen(&request.channel).await;
         let joined = match listened {
-            Ok(()) if self.online() => self.run_join(&request, JoinMode::New).await,
+            Ok(()) if self.online(&request.channel) => self.run_join(&request, JoinMode::New).await,
             Ok(()) => return self.join_locally(request).await,
             Err(error) => Err(error),
         };
@@ -148,7 +162,9 @@ impl Worker {
             }
             Ok(reply) => return self.joined(request, reply),
             Err(error) => {
-                self.app.link.went_offline(&error);
+                self.app
+                    .link
+                    .failed_for(&self.app.app.id, &request.channel, &error);
                 return self.join_locally(request).await;
             }
         };
@@ -157,9 +173,19 @@ impl Worker {
         let _ = request.done.send(outcome);
     }
 
-    /// Whether this line uses Redis: the node is online and this line resynced since.
-    fn online(&self) -> bool {
-        self.app.link.is_online() && self.synced == self.app.link.generation()
+    /// Whether this line uses Redis for `channel`: its partition is online and this line
+    /// resynced it since.
+    fn online(&self, channel: &str) -> bool {
+        let partition = partition_of(&self.app.app.id, channel);
+        let availability = &self.app.link.availability;
+        availability.is_online_in(partition)
+            && self.synced[partition as usize] == availability.generation_of(partition)
+    }
+
+    /// Whether `channel`'s partition alone is down (its shard is out, the node online).
+    fn partition_down(&self, channel: &str) -> bool {
+        let partition = partition_of(&self.app.app.id, channel);
+        self.app.link.availability.is_down(partition)
     }
 
     /// Offline: the socket joins this node's sockets only (the resync adds it to Redis). The
@@ -240,7 +266,7 @@ impl Worker {
     }
 
     async fn leave(&mut self, channel: Arc<str>, socket: SocketId) {
-        let online = self.online();
+        let online = self.online(&channel);
         let step = Step::Left {
             channel: channel.clone(),
             socket,
@@ -268,7 +294,7 @@ impl Worker {
                 link.changed(&self.app.app.id, channel, &transition);
                 self.journal(channel, &transition, false, transition.user.as_deref());
             }
-            Err(error) => link.went_offline(&error),
+            Err(error) => link.failed_for(&self.app.app.id, channel, &error),
         }
     }
 
@@ -310,46 +336,84 @@ impl Worker {
         }
     }
 
-    /// Puts the line's sockets back into Redis as they are on this node now, and takes out
-    /// those Redis holds that are gone; every step is idempotent, so a resync cut short is
-    /// simply done again by the next one.
+    /// Puts the line's sockets of the resynced partitions back into Redis as they are on this
+    /// node now, and takes out those Redis holds that are gone; every step is idempotent, so a
+    /// resync cut short is simply done again by the next one.
     async fn resync(&mut self, resync: Resync) {
         let Resync {
             generation,
             mut in_redis,
             rebuild,
+            partitions,
             synced,
         } = resync;
         let app = self.app.clone();
+        let availability = &app.link.availability;
+        let partition = |channel: &str| partition_of(&app.app.id, channel);
         for summary in app.channels.summaries("") {
-            if app.line_of(&summary.name) != self.line {
+            let p = partition(&summary.name);
+            if app.line_of(&summary.name) != self.line || partitions & only(p) == 0 {
                 continue;
             }
             let held = in_redis.remove(&*summary.name).unwrap_or_default();
-            if let Err(error) = self.listen(&summary.name).await {
-                return app.link.went_offline(&error);
+            // A partition that failed meanwhile waits for its next resync (no timeout per
+            // channel of a shard that is out).
+            if !availability.is_online_in(p) {
+                continue;
             }
-            if let Err(error) = self.rejoin_here(&summary.name, &held, rebuild).await {
-                return app.link.went_offline(&error);
-            }
-            for socket in held {
-                let here = (socket.parse::<SocketId>())
-                    .is_ok_and(|s| app.channels.is_subscribed(&summary.name, s));
-                if !here {
-                    self.leave_redis(&summary.name, &socket).await;
-                }
+            if let Err(error) = self.resync_channel(&summary.name, held, rebuild).await {
+                app.link.failed_for(&app.app.id, &summary.name, &error);
             }
         }
         for (channel, held) in in_redis {
+            if !availability.is_online_in(partition(&channel)) {
+                continue;
+            }
             for socket in held {
                 self.leave_redis(&channel, &socket).await;
             }
         }
-        if app.link.is_online() {
-            self.synced = generation;
-            self.joined_offline.clear();
+        let mut done = true;
+        for p in members(partitions) {
+            if availability.is_online_in(p) && availability.generation_of(p) == generation {
+                self.synced[p as usize] = generation;
+            } else {
+                done = false;
+            }
+        }
+        let synced_now = |channel: &str| {
+            let p = partition(channel);
+            partitions & only(p) != 0 && self.synced[p as usize] == generation
+        };
+        self.joined_offline
+            .retain(|(channel, _)| !synced_now(channel));
+        if done {
             synced.line_done();
         }
+    }
+
+    /// One channel's share of a resync: listen, add the local sockets Redis lacks, take out
+    /// those Redis holds that left.
+    async fn resync_channel(
+        &mut self,
+        channel: &Arc<str>,
+        held: Vec<String>,
+        rebuild: bool,
+    ) -> Result<(), ::redis::RedisError> {
+        if self.app.link.availability.is_scoped() {
+            self.listen_again(channel).await?;
+        } else {
+            self.listen(channel).await?;
+        }
+        self.rejoin_here(channel, &held, rebuild).await?;
+        for socket in held {
+            let here = (socket.parse::<SocketId>())
+                .is_ok_and(|s| self.app.channels.is_subscribed(channel, s));
+            if !here {
+                self.leave_redis(channel, &socket).await;
+            }
+        }
+        Ok(())
     }
 
     /// Adds the channel's local sockets Redis does not hold: on a rebuild, those that were in
@@ -391,6 +455,16 @@ impl Worker {
         self.app.link.fanout.listen(app, channel).await
     }
 
+    /// Subscribes the channel's topic even when it is wanted already (see
+    /// [`super::fanout::Fanout::listen_again`]).
+    async fn listen_again(&mut self, channel: &Arc<str>) -> Result<(), ::redis::RedisError> {
+        if ChannelType::of(channel).is_user() {
+            return Ok(());
+        }
+        let app = &self.app.app.id;
+        self.app.link.fanout.listen_again(app, channel).await
+    }
+
     async fn unlisten_if_unused(&mut self, channel: &Arc<str>) {
         let in_use = self.app.channels.summary(channel).is_some()
             || self.app.replay(self.line).contains_key(channel);
@@ -398,6 +472,11 @@ impl Worker {
             return;
         }
         let app = &self.app.app.id;
+        if self.partition_down(channel) {
+            // Its shard is out: an unsubscribe would wait for a timeout.
+            self.app.link.fanout.forget(app, channel);
+            return;
+        }
         if let Err(error) = self.app.link.fanout.unlisten(app, channel).await {
             tracing::warn!(%error, %channel, "cannot stop listening to a channel's topic");
         }

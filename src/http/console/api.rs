@@ -64,7 +64,7 @@ async fn app_overview(
 /// `GET /console/api/overview`: every live node's figures (`nodes`), and per app their sums.
 /// When Redis cannot be read, this node's own figures alone, with `cluster_unavailable` set.
 /// In a cluster, `redis` tells which primaries this node uses (`host:port`, no credentials),
-/// the failovers it followed, and its pub/sub connection's reconnects and last sign of life.
+/// those whose shard it serves locally now (`shards_out`), the failovers it followed, and its pub/sub connection's reconnects and last sign of life.
 pub async fn overview(State(shared): State<SharedState>) -> Json<Value> {
     let cluster = shared.cluster();
     let (nodes, reach) = match cluster.node_figures().await {
@@ -80,6 +80,7 @@ pub async fn overview(State(shared): State<SharedState>) -> Json<Value> {
         let (metrics, link) = (shared.metrics(), shared.metrics().redis_link());
         json!({
             "primaries": link.primaries(),
+            "shards_out": link.shards_out(),
             "failovers": metrics.redis_failovers(),
             "pubsub_reconnects": link.reconnects("pubsub"),
             "pubsub_heard_seconds_ago": link.age("pubsub"),

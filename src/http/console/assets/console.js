@@ -109,14 +109,17 @@ function renderOverview(overview) {
   drawChart();
 }
 
-// This node's Redis: the primaries it uses, failovers followed, its pub/sub connection's health.
+// This node's Redis: the primaries it uses (and shards it serves locally), failovers followed,
+// its pub/sub connection's health.
 function renderRedis(redis) {
   const line = $('redis');
   line.hidden = !redis;
   if (!redis) return;
   const primaries = redis.primaries.length ? redis.primaries.join(', ') : 'not known yet';
   const label = redis.primaries.length > 1 ? 'shard primaries' : 'primary';
-  line.textContent = `Redis ${label}: ${primaries} · failovers followed: ${redis.failovers}` +
+  const out = redis.shards_out && redis.shards_out.length
+    ? ` · served locally (shard out): ${redis.shards_out.join(', ')}` : '';
+  line.textContent = `Redis ${label}: ${primaries}${out} · failovers followed: ${redis.failovers}` +
     ` · pub/sub reconnects: ${redis.pubsub_reconnects}` +
     ` · pub/sub last heard: ${redis.pubsub_heard_seconds_ago} s ago`;
 }
