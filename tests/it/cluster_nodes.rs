@@ -191,6 +191,7 @@ async fn within(bound: Duration, mut done: impl AsyncFnMut() -> bool) -> Duratio
 
 #[tokio::test]
 async fn a_surviving_node_reaps_a_dead_one_and_the_dead_one_finds_itself_fenced() {
+    use herald::cluster::redis::availability::Availability;
     use herald::cluster::redis::channel_state::{partition_of, ChannelState, Joining};
     use herald::cluster::redis::liveness::{Liveness, NodeHealth};
     use std::sync::Arc;
@@ -229,7 +230,7 @@ async fn a_surviving_node_reaps_a_dead_one_and_the_dead_one_finds_itself_fenced(
     let duties = Liveness::start(
         con.clone(),
         alive.clone(),
-        alive_state.clone(),
+        (alive_state.clone(), Arc::new(Availability::new(false))),
         Duration::from_millis(100),
         close.clone(),
     );
@@ -271,7 +272,7 @@ async fn a_surviving_node_reaps_a_dead_one_and_the_dead_one_finds_itself_fenced(
     let woken = Liveness::start(
         con.clone(),
         dead.clone(),
-        Arc::new(dead_state),
+        (Arc::new(dead_state), Arc::new(Availability::new(false))),
         Duration::from_millis(100),
         close.clone(),
     );

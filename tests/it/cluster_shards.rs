@@ -88,7 +88,7 @@ async fn events_travel_on_their_shard_only_and_a_batch_keeps_its_order_across_sh
 
 /// Triggers `data` on `channel` through `from` until `to` receives it (each try waits 1 s), for
 /// at most `bound`; the time it took.
-async fn until_delivered(
+pub async fn until_delivered(
     from: &ClusterNode,
     to: &mut Client,
     channel: &str,

@@ -25,6 +25,7 @@ mod cluster_nodes;
 mod cluster_outage;
 mod cluster_rolling;
 mod cluster_sentinel;
+mod cluster_shard_outage;
 mod cluster_shards;
 mod cluster_tls;
 mod cluster_users;

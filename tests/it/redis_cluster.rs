@@ -18,6 +18,11 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts the six servers, creates the cluster and waits until every slot is served.
     pub fn start() -> RedisCluster {
+        RedisCluster::start_with(&[])
+    }
+
+    /// [`RedisCluster::start`] with `extra` arguments for every server.
+    pub fn start_with(extra: &[&str]) -> RedisCluster {
         let mut files = Vec::new();
         let servers: Vec<RedisServer> = (0..6)
             .map(|_| {
@@ -27,7 +32,8 @@ impl RedisCluster {
                     unique()
                 ));
                 files.push(file.clone());
-                RedisServer::start_with(vec![
+                let mut arguments: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+                arguments.extend([
                     "--cluster-enabled".into(),
                     "yes".into(),
                     "--cluster-config-file".into(),
@@ -37,7 +43,8 @@ impl RedisCluster {
                     // The bus port is port + 10000 unless named: it could pass 65535.
                     "--cluster-port".into(),
                     free_port().to_string(),
-                ])
+                ]);
+                RedisServer::start_with(arguments)
             })
             .collect();
         let addresses: Vec<String> = servers
@@ -90,6 +97,36 @@ impl RedisCluster {
     /// The primary that serves `key`'s slot now.
     pub fn owner_of(&self, key: &str) -> u16 {
         owner_of(&self.ports(), key)
+    }
+
+    /// SIGSTOP of the server on `port`: it holds its connections and answers nothing.
+    pub fn pause(&self, port: u16) {
+        self.server(port).pause();
+    }
+
+    /// SIGCONT after [`RedisCluster::pause`].
+    pub fn resume(&self, port: u16) {
+        self.server(port).resume();
+    }
+
+    fn server(&self, port: u16) -> &RedisServer {
+        self.servers
+            .iter()
+            .find(|s| s.port == port)
+            .expect("a server")
+    }
+
+    /// The port of the replica of the primary on `port`.
+    pub fn replica_of(&self, port: u16) -> u16 {
+        let id = self.cli(port, &["CLUSTER", "MYID"]).trim().to_owned();
+        let replicas = self.cli(port, &["CLUSTER", "REPLICAS", &id]);
+        // Each line: `id ip:port@bus flags ...`.
+        let address = replicas.split_whitespace().nth(1).expect("a replica");
+        let port = address
+            .split(['@'])
+            .next()
+            .and_then(|a| a.rsplit(':').next());
+        port.and_then(|p| p.parse().ok()).expect("a replica's port")
     }
 
     /// SIGKILL of the server on `port`.
@@ -150,7 +187,7 @@ fn unique() -> usize {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::availability::Availability;
 use super::channel_state::{ChannelState, PARTITIONS};
 use super::node::{Beat, NodeMembership};
 
@@ -48,7 +49,7 @@ impl Liveness {
     pub fn start(
         con: RedisConnection,
         membership: Arc<NodeMembership>,
-        state: Arc<ChannelState>,
+        (state, availability): (Arc<ChannelState>, Arc<Availability>),
         interval: Duration,
         close: CancellationToken,
     ) -> Liveness {
@@ -72,8 +73,12 @@ impl Liveness {
             // The connection manager is a cheap handle on one multiplexed connection.
             let round = || {
                 let (mut con, membership, state) = (con.clone(), membership.clone(), state.clone());
+                let availability = availability.clone();
                 let reap = tokio::time::Instant::now() >= reap_from;
-                async move { reap_and_sweep(&mut con, &membership, &state, reap).await }
+                async move {
+                    let shared = (&*state, &*availability);
+                    reap_and_sweep(&mut con, &membership, shared, reap).await
+                }
             };
             every(interval, &duties_stop, round).await;
         });
@@ -152,7 +157,7 @@ async fn beat(
 async fn reap_and_sweep(
     con: &mut RedisConnection,
     membership: &NodeMembership,
-    state: &ChannelState,
+    (state, availability): (&ChannelState, &Availability),
     reap: bool,
 ) {
     if reap {
@@ -161,9 +166,15 @@ async fn reap_and_sweep(
         }
     }
     for partition in 0..PARTITIONS {
+        // A shard out waits for its partitions' recovery; the others are swept meanwhile.
+        if availability.is_down(partition) {
+            continue;
+        }
         if let Err(error) = state.sweep(con, partition, SWEEP_LIMIT).await {
             tracing::warn!(%error, partition, "cannot release due grace-period holds");
-            break;
+            if !availability.is_scoped() {
+                break;
+            }
         }
     }
 }

@@ -25,19 +25,19 @@ pub fn start(
     let close = close.clone();
     tasks.spawn(async move {
         let mut every = tokio::time::interval(REPORT_EVERY);
+        let mut ranges = Vec::new();
         loop {
             tokio::select! {
                 _ = close.cancelled() => return,
                 _ = every.tick() => {}
             }
-            // Unreachable: the last ones found stay shown; the outage shows elsewhere.
-            let found = tokio::time::timeout(Duration::from_secs(2), con.slot_ranges()).await;
-            if let Ok(Ok(ranges)) = found {
+            // Unreachable (or asked of a shard that is out): the ranges last found stand.
+            let found = tokio::time::timeout(REPORT_EVERY / 2, con.slot_ranges()).await;
+            if let Ok(Ok(found)) = found {
+                ranges = found;
+            }
+            if !ranges.is_empty() {
                 report(&ranges, &availability, &metrics);
-            } else if !availability.is_online() {
-                let shards = metrics.redis_link().primaries();
-                let out = shards.into_iter().map(|shard| (shard, false)).collect();
-                metrics.redis_link().online_now(out);
             }
         }
     });

@@ -353,7 +353,8 @@ impl Supervisor {
         self.duties.stop.cancel();
         let interval = self.rejoin.redis.heartbeat_interval;
         let con = self.link.con();
-        self.duties = Liveness::start(con, membership, state, interval, self.close.clone());
+        let shared = (state, self.link.availability.clone());
+        self.duties = Liveness::start(con, membership, shared, interval, self.close.clone());
     }
 
     /// The incarnation was reaped: join as a new one and close the sockets with 4200.

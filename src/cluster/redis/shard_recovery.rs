@@ -93,7 +93,6 @@ impl Supervisor {
         let down = availability.down();
         availability.recovering(down);
         let mut con = self.link.con();
-        bounded("no Redis Cluster node answers", con.reopen_cluster()).await?;
         let state = self.link.state();
         let prefix = &self.rejoin.redis.prefix;
         let epoch = bounded("no answer", cluster_epoch(&mut con, prefix)).await?;
@@ -102,7 +101,15 @@ impl Supervisor {
             availability.went_offline(&"the cluster's epoch changed");
             return Ok(false);
         }
-        let answering = epochs_in_place(&state, &con, down).await;
+        let mut answering = epochs_in_place(&state, &con, down).await;
+        if answering != down {
+            // After a failover redis-rs's connection can keep asking the dead primary: a fresh
+            // one learns the topology from the seeds (it fails while a shard hangs: no matter).
+            let reopened = bounded("no Redis Cluster node answers", con.reopen_cluster()).await;
+            if reopened.is_ok() {
+                answering |= epochs_in_place(&state, &con, down & !answering).await;
+            }
+        }
         let listening = self.link.fanout.relisten(answering, SHARD_BOUND).await;
         if listening == 0 {
             return Ok(false);

@@ -250,7 +250,7 @@ impl RedisCluster {
         let duties = Liveness::start(
             con.clone(),
             current(&membership),
-            state,
+            (state, link.availability.clone()),
             redis.heartbeat_interval,
             close.clone(),
         );

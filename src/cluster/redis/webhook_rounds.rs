@@ -47,6 +47,11 @@ pub async fn run(link: Arc<NodeLink>, streams: Arc<WebhookStreams>, close: Cance
 pub async fn round(link: &NodeLink, streams: &WebhookStreams) {
     futures_util::stream::iter(0..PARTITIONS)
         .for_each_concurrent(CONCURRENT_PARTITIONS, |partition| async move {
+            // A shard out would hold the round up to a timeout per partition: its partitions
+            // are delivered once they are back.
+            if link.availability.is_down(partition) {
+                return;
+            }
             let mut con = link.con();
             if let Err(error) =
                 deliver_partition(&mut con, streams, partition, &link.endpoints).await
@@ -62,6 +67,9 @@ async fn trim(link: &NodeLink, streams: &WebhookStreams) {
     let keys: Vec<&str> = link.endpoints.iter().map(|e| e.key()).collect();
     let mut con = link.con();
     for partition in 0..PARTITIONS {
+        if link.availability.is_down(partition) {
+            continue;
+        }
         if let Err(error) = streams.trim(&mut con, partition, &keys).await {
             tracing::warn!(%error, partition, "cannot trim a webhook partition");
             return;
