@@ -5,8 +5,9 @@
 //!   queue in the order each shard sent them. With sharded pub/sub (`SSUBSCRIBE`) a topic is
 //!   subscribed on the shard owning its slot only; classic `SUBSCRIBE` on any node hears every
 //!   `PUBLISH` of the cluster. A broken connection to any node, or a subscription the server
-//!   dropped (a slot migrated away: Redis unsubscribes its sharded channels), is reported as a
-//!   break: the fan-out then opens everything again and the node resyncs, as after any break.
+//!   dropped (a slot migrated away: Redis unsubscribes its sharded channels), is reported: with
+//!   sharded pub/sub the node takes the partitions concerned down (`pubsub_shards`), else the
+//!   fan-out opens everything again and the node resyncs, as after any break.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
