@@ -288,3 +288,39 @@ async fn a_surviving_node_reaps_a_dead_one_and_the_dead_one_finds_itself_fenced(
     close.cancel();
     duties.task.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_node_on_another_wire_is_refused_while_the_others_live() {
+    let redis = RedisServer::start();
+    let mut con = connect(&redis.url()).await.unwrap();
+    let classic = std::sync::Arc::new(
+        NodeMembership::join(&mut con, &config(&redis, None))
+            .await
+            .unwrap(),
+    );
+    let beating = keep_beating(classic.clone(), con.clone());
+    // The same Redis taken for a Redis Cluster on sharded pub/sub: another wire.
+    let mut sharded = config(&redis, None);
+    let cluster = json!({"driver": "redis-cluster", "cluster": {"nodes": [redis.url()]}});
+    let cluster = Config::from_json(&json!({ "adapter": cluster }).to_string()).unwrap();
+    let ClusterConfig::Redis(cluster) = cluster.cluster else {
+        unreachable!("the driver is redis-cluster")
+    };
+    sharded.cluster = cluster.cluster;
+    match NodeMembership::join(&mut con, &sharded).await {
+        Err(JoinError::OtherWire { ours, theirs }) => {
+            assert_eq!(
+                (ours.as_str(), theirs.as_str()),
+                ("h1 spublish", "h1 publish")
+            );
+        }
+        Err(other) => panic!("refused for the wrong reason: {other}"),
+        Ok(_) => panic!("a node on another wire joined live nodes"),
+    }
+    // Once every node of the old wire is gone a timeout (400 ms), the cluster may change it.
+    beating.abort();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    NodeMembership::join(&mut con, &sharded)
+        .await
+        .expect("the wire is free once its nodes are gone");
+}

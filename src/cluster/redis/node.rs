@@ -8,6 +8,10 @@
 //!   heartbeat, which is how the others find a dead node's incarnation to clean up after;
 //! - `{prefix}:{nodes}:console:{incarnation}`: the incarnation's figures for the console's
 //!   overview ([`super::node_figures`]), with a TTL of the node timeout.
+//! - `{prefix}:{nodes}:wire`: the broadcast format's version and pub/sub commands the live nodes
+//!   use (`h1 spublish`, `h1 publish`), renewed by every heartbeat with a TTL of the node
+//!   timeout: a node on another wire is refused at start, since the two would not hear each
+//!   other.
 //!
 //! An incarnation is new at every start, so a node restarting with the same id never adds to
 //! the counts of the one before it: the old incarnation is cleaned up as dead.
@@ -47,6 +51,10 @@ const LEAVE: &str = include_str!("lua/node_leave.lua");
 /// Returns 1 when revived, 0 when it was reaped (it must rejoin as a new incarnation).
 const REVIVE: &str = include_str!("lua/node_revive.lua");
 
+/// Claims or renews the wire the live nodes speak. KEYS: the wire key. ARGV: wire, timeout ms.
+/// Returns the wire held.
+const WIRE: &str = include_str!("lua/node_wire.lua");
+
 /// The cluster's epoch: created (as the Redis time in ms) by the first node to find none.
 /// KEYS: the epoch key.
 const EPOCH: &str = include_str!("lua/node_epoch.lua");
@@ -61,12 +69,32 @@ pub async fn cluster_epoch(con: &mut RedisConnection, prefix: &str) -> Result<St
         .await
 }
 
+/// What a node's broadcasts need of the others: the wire format's version and whether topics are
+/// sharded (`SPUBLISH`) or classic (`PUBLISH`, on one Redis too).
+fn wire_of(config: &RedisConfig) -> String {
+    let sharded = config.cluster.as_ref().is_some_and(|c| c.sharded_pubsub);
+    let commands = if sharded { "spublish" } else { "publish" };
+    format!("{} {commands}", super::broadcast_wire::VERSION)
+}
+
 /// Why a node could not join the cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
     /// Redis refused or could not be reached.
     #[error("Redis: {0}")]
     Redis(#[from] RedisError),
+    /// The live nodes speak another wire (another Herald version, or other pub/sub commands).
+    #[error(
+        "the cluster's live nodes publish as {theirs:?} and this node as {ours:?}: nodes of \
+         different Herald versions, or with different adapter.cluster.use_sharded_pubsub, do not \
+         hear each other; restart every node together with the same setting"
+    )]
+    OtherWire {
+        /// This node's.
+        ours: String,
+        /// The live nodes'.
+        theirs: String,
+    },
     /// A live node holds the id.
     #[error(
         "node id {id:?} is in use by a live node (incarnation {holder}); give this node another \
@@ -96,6 +124,8 @@ pub enum Beat {
 /// This node's place in the cluster.
 pub struct NodeMembership {
     id: String,
+    /// The broadcast format and pub/sub commands this node uses (see [`wire_of`]).
+    wire: String,
     incarnation: String,
     keys: NodeKeys,
     timeout: Duration,
@@ -141,6 +171,7 @@ impl NodeMembership {
             .clone()
             .unwrap_or_else(|| format!("node-{}", random_hex(6)));
         let membership = NodeMembership {
+            wire: wire_of(config),
             incarnation: format!("{id}.{}", random_hex(8)),
             id,
             keys: NodeKeys {
@@ -149,8 +180,23 @@ impl NodeMembership {
             timeout: config.node_timeout,
             heartbeat: config.heartbeat_interval,
         };
+        let theirs = membership.claim_wire(con).await?;
+        if theirs != membership.wire {
+            let ours = membership.wire.clone();
+            return Err(JoinError::OtherWire { ours, theirs });
+        }
         membership.register(con).await?;
         Ok(membership)
+    }
+
+    /// Claims or renews the cluster's wire for this node's; returns the wire held.
+    async fn claim_wire(&self, con: &mut RedisConnection) -> Result<String, RedisError> {
+        Script::new(WIRE)
+            .key(format!("{}:{{nodes}}:wire", self.keys.prefix))
+            .arg(&self.wire)
+            .arg(self.timeout.as_millis() as u64)
+            .invoke_async(con)
+            .await
     }
 
     async fn register(&self, con: &mut RedisConnection) -> Result<(), JoinError> {
@@ -213,6 +259,11 @@ impl NodeMembership {
             .arg(self.timeout.as_millis() as u64)
             .invoke_async(con)
             .await?;
+        let wire = self.claim_wire(con).await?;
+        if wire != self.wire {
+            // Only after every node of the other wire was gone a full timeout, then one came.
+            tracing::error!(ours = %self.wire, theirs = %wire, "a node publishing on another wire joined: the two do not hear each other");
+        }
         Ok(match alive {
             1 => Beat::Alive,
             2 => Beat::Lapsed,
