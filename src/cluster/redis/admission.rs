@@ -1,10 +1,12 @@
 //! What a cluster node asks Redis before it admits work: a new connection against its app's
 //! cluster-wide `max_connections`, and a request against the rate limits' and quotas' shared
-//! windows. While Redis is known to be unreachable the node decides alone at once (its own
-//! count), rather than make every request wait for a timeout.
+//! windows. While Redis (or the shard of the counter's partition) is known to be unreachable the
+//! node decides alone at once (its own count), rather than make every request wait for a
+//! timeout.
 
 use std::time::Duration;
 
+use super::broadcast_wire::partition_of_key;
 use super::stage::{bounded, RedisCluster};
 use crate::apps::App;
 use crate::cluster::{Admission, Unavailable, WindowKey};
@@ -17,7 +19,7 @@ impl RedisCluster {
         window: Duration,
         amount: u32,
     ) -> Result<(u64, Duration), Unavailable> {
-        if !self.link.availability.is_online() {
+        if !self.reachable(&self.windows.key(key)) {
             return Err(Unavailable);
         }
         let hit = bounded(self.windows.hit(key, window, amount)).await;
@@ -40,7 +42,7 @@ impl RedisCluster {
         let Some(max) = app.max_connections else {
             return alone;
         };
-        if !self.link.availability.is_online() {
+        if !self.reachable(&self.connection_counts.key(&app.id)) {
             return alone;
         }
         match bounded(self.connection_counts.admit(&app.id, max)).await {
@@ -56,6 +58,14 @@ impl RedisCluster {
                 alone
             }
         }
+    }
+
+    /// Whether Redis can be asked of `key` now: the node is online and the key's partition is
+    /// not down (its shard out: asking would wait for a timeout).
+    fn reachable(&self, key: &str) -> bool {
+        let availability = &self.link.availability;
+        let partition = partition_of_key(&self.link.fanout.prefix, key);
+        availability.is_online() && partition.is_none_or(|p| !availability.is_down(p))
     }
 
     /// Releases a connection counted by [`RedisCluster::admit_connection`]; one that Redis

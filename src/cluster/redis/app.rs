@@ -371,10 +371,12 @@ impl RedisApp {
                     Ok(counts) => {
                         online.extend(chunk.iter().zip(counts).map(|(id, n)| (id.clone(), n > 0)))
                     }
-                    Err(error) => {
+                    // Scoped: the other partitions go on; else the whole node goes offline.
+                    Err(error) if link.availability.is_scoped() => {
                         link.availability.went_offline_in(only(partition), &error);
                         break;
                     }
+                    Err(error) => return link.availability.went_offline(&error),
                 }
             }
         }

@@ -40,6 +40,9 @@ pub struct Availability {
     down: AtomicU64,
     /// Partitions that failed since a recovery of theirs began: it must not take them online.
     failed: AtomicU64,
+    /// Partitions online whose lines have not all resynced yet: what Redis holds of them may
+    /// lack this node's share, so reads of them still answer 503.
+    resyncing: AtomicU64,
     /// How many times anything found Redis failing as a whole.
     failures: AtomicU64,
     /// The last resync generation handed out, and each partition's.
@@ -50,6 +53,8 @@ pub struct Availability {
     /// Something failed without telling which partition (a shard's pub/sub connection broke):
     /// the supervisor checks every partition.
     check_due: AtomicBool,
+    /// Woken when what is online changed (for the metrics).
+    pub changed: Notify,
 }
 
 impl Availability {
@@ -60,11 +65,13 @@ impl Availability {
             online: AtomicBool::new(true),
             down: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            resyncing: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             partition_generation: std::array::from_fn(|_| AtomicU64::new(0)),
             offline: Notify::new(),
             check_due: AtomicBool::new(false),
+            changed: Notify::new(),
         }
     }
 
@@ -94,6 +101,26 @@ impl Availability {
         self.down.load(Ordering::Acquire)
     }
 
+    /// Whether reads of `partition` may be answered from Redis: it is not down, and its lines
+    /// resynced since it was last down.
+    pub fn is_readable(&self, partition: u32) -> bool {
+        let unread = self.down.load(Ordering::Acquire) | self.resyncing.load(Ordering::Acquire);
+        unread & only(partition) == 0
+    }
+
+    /// Whether reads of every partition may be answered from Redis.
+    pub fn is_all_readable(&self) -> bool {
+        self.down.load(Ordering::Acquire) | self.resyncing.load(Ordering::Acquire) == 0
+    }
+
+    /// `partitions` are being resynced (reads wait) or are done (`false`).
+    pub fn resyncing(&self, partitions: Partitions, resyncing: bool) {
+        match resyncing {
+            true => self.resyncing.fetch_or(partitions, Ordering::AcqRel),
+            false => self.resyncing.fetch_and(!partitions, Ordering::AcqRel),
+        };
+    }
+
     /// Whether the node uses Redis for every partition.
     pub fn is_whole(&self) -> bool {
         self.is_online() && self.down() == 0
@@ -104,6 +131,7 @@ impl Availability {
         self.failures.fetch_add(1, Ordering::AcqRel);
         if self.online.swap(false, Ordering::AcqRel) {
             tracing::warn!(%why, "Redis is unreachable or lost its state; this node serves its own sockets only until it can resync");
+            self.changed.notify_one();
         }
         self.offline.notify_one();
     }
@@ -118,6 +146,7 @@ impl Availability {
         let before = self.down.fetch_or(partitions, Ordering::AcqRel);
         let new = partitions & !before;
         if new != 0 {
+            self.changed.notify_one();
             tracing::warn!(%why, partitions = new.count_ones(), "a Redis shard is unreachable or lost messages; this node serves the channels of its partitions locally until they resync");
         }
         self.offline.notify_one();
@@ -142,6 +171,7 @@ impl Availability {
     /// The node resynced (or rejoined): Redis is used again.
     pub fn went_online(&self) {
         self.online.store(true, Ordering::Release);
+        self.changed.notify_one();
     }
 
     /// Takes the node online unless a failure was seen since `failures` was read (then it stays
@@ -150,6 +180,7 @@ impl Availability {
         self.online.store(true, Ordering::Release);
         // A failure counted after the store took the node offline itself.
         if self.failures() == failures {
+            self.changed.notify_one();
             return true;
         }
         self.online.store(false, Ordering::Release);
@@ -173,6 +204,7 @@ impl Availability {
             self.down.fetch_or(again, Ordering::AcqRel);
             self.offline.notify_one();
         }
+        self.changed.notify_one();
         up & !again
     }
 

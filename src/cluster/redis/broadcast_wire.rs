@@ -19,8 +19,8 @@ pub fn topic(prefix: &str, app: &str, channel: &str) -> String {
     format!("{prefix}:{{p{partition}}}:bc:{app}:{channel}")
 }
 
-/// The partition a topic of this node's belongs to (`{prefix}:{pN}:...`).
-pub fn partition_of_topic(prefix: &str, topic: &str) -> Option<u32> {
+/// The partition a key or topic of this node belongs to (`{prefix}:{pN}:...`).
+pub(super) fn partition_of_key(prefix: &str, topic: &str) -> Option<u32> {
     let rest = topic.strip_prefix(prefix)?.strip_prefix(":{p")?;
     let (partition, _) = rest.split_once('}')?;
     partition.parse().ok().filter(|p| *p < PARTITIONS)
@@ -148,11 +148,11 @@ mod tests {
     fn a_topic_names_its_partition() {
         let channel = topic("herald", "app-1", "presence-room");
         let expected = partition_of("app-1", "presence-room");
-        assert_eq!(partition_of_topic("herald", &channel), Some(expected));
+        assert_eq!(partition_of_key("herald", &channel), Some(expected));
         let users = users_topic("herald", "app-1", 63);
-        assert_eq!(partition_of_topic("herald", &users), Some(63));
-        assert_eq!(partition_of_topic("other", &channel), None);
-        assert_eq!(partition_of_topic("herald", "herald:{p64}:bc:a:b"), None);
+        assert_eq!(partition_of_key("herald", &users), Some(63));
+        assert_eq!(partition_of_key("other", &channel), None);
+        assert_eq!(partition_of_key("herald", "herald:{p64}:bc:a:b"), None);
     }
 
     fn topics() -> Topics {

@@ -62,7 +62,7 @@ impl RedisConnection {
         sharded_pubsub: bool,
     ) -> Result<RedisConnection, RedisError> {
         let client = ClusterClientBuilder::new(seeds.to_vec())
-            .connection_timeout(Duration::from_secs(2))
+            .connection_timeout(Duration::from_secs(1))
             .response_timeout(Duration::from_secs(5))
             .retries(3)
             .build()?;

@@ -47,7 +47,7 @@ impl ConnectionCounts {
         })
     }
 
-    fn key(&self, app: &str) -> String {
+    pub(super) fn key(&self, app: &str) -> String {
         let partition = fnv1a(&[app]) % u64::from(PARTITIONS);
         format!("{}:{{p{partition}}}:conns:{app}", self.prefix)
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::arrival_order::{topic_hash, ArrivalOrder, PublishOrder, Stamp};
 use super::availability::{only, Availability, EVERY_PARTITION};
-use super::broadcast_wire::{decode, partition_of_topic, users_topic, Topics, VERSION};
+use super::broadcast_wire::{decode, partition_of_key, users_topic, Topics, VERSION};
 use super::channel_state::{partition_of, PARTITIONS};
 
 pub use super::broadcast_wire::topic;
@@ -105,7 +105,7 @@ pub struct Fanout {
     /// or dropped topic takes only its partitions down, and `pubsub_shards` checks them.
     pub(super) availability: Arc<Availability>,
     /// Per partition, the id of the connection to its shard as last checked.
-    pub(super) client_ids: Mutex<[Option<i64>; PARTITIONS as usize]>,
+    pub(super) client_ids: Mutex<[Option<String>; PARTITIONS as usize]>,
 }
 
 /// The topics this node wants, and the pub/sub connection they are subscribed on (`None` while
@@ -117,7 +117,13 @@ pub(super) struct Listening {
     hashes: HashMap<u32, u32>,
     /// Sharded unsubscribes this node sent and Redis has not confirmed yet: their confirmation
     /// arrives as the same push as a slot's move away, which must not be taken for one.
-    unsubscribing: HashMap<String, u32>,
+    pub(super) unsubscribing: HashMap<String, u32>,
+    /// Wanted topics not subscribed on the connection yet (their shard was out, or the
+    /// connection was opened again on a Redis Cluster): a partition goes online only once none
+    /// of its topics is left here.
+    pub(super) unsubscribed: HashSet<String>,
+    /// Topics given up while their shard was out, perhaps still subscribed there.
+    pub(super) forgotten: HashSet<String>,
 }
 
 impl Listening {
@@ -238,10 +244,12 @@ impl Fanout {
                 topics: HashSet::new(),
                 hashes: HashMap::new(),
                 unsubscribing: HashMap::new(),
+                unsubscribed: HashSet::new(),
+                forgotten: HashSet::new(),
             }),
             connected: watch::Sender::new(false),
             availability,
-            client_ids: Mutex::new([None; PARTITIONS as usize]),
+            client_ids: Mutex::new(std::array::from_fn(|_| None)),
         });
         let messages = fanout.connect().await?;
         if fanout.availability.is_scoped() {
@@ -315,7 +323,15 @@ impl Fanout {
             let mut listening = self.listening();
             listening.sink = Some(sink.clone());
             listening.unsubscribing.clear();
-            listening.topics.iter().cloned().collect()
+            listening.forgotten.clear();
+            if self.availability.is_scoped() {
+                // Subscribed partition by partition as each shard answers (`pubsub_shards`):
+                // one shard out must not keep the whole connection down.
+                listening.unsubscribed = listening.topics.clone();
+                Vec::new()
+            } else {
+                listening.topics.iter().cloned().collect()
+            }
         };
         if !topics.is_empty() {
             let mut resubscribing = sink.clone();
@@ -442,7 +458,7 @@ impl Fanout {
             // A slot moved (what was published on the topic meanwhile is lost), unless it
             // confirms an unsubscribe of this node's.
             Some(Incoming::Dropped(topic)) if self.listening().server_dropped(&topic) => {
-                match partition_of_topic(&self.prefix, &topic) {
+                match partition_of_key(&self.prefix, &topic) {
                     Some(partition) if scoped => {
                         let why = "a slot moved to another shard";
                         self.availability.went_offline_in(only(partition), &why);
@@ -489,43 +505,57 @@ impl Fanout {
         let sink = {
             let mut listening = self.listening();
             let new = listening.want(&topic);
+            let pending = listening.unsubscribed.contains(&topic);
             match &listening.sink {
-                Some(_) if !new => return Ok(()),
+                Some(_) if !new && !pending => return Ok(()),
                 sink => sink.clone(),
             }
         };
+        self.subscribe(sink, topic).await
+    }
+
+    /// Subscribes a wanted topic on `sink`; once confirmed, it is subscribed.
+    async fn subscribe(
+        &self,
+        sink: Option<SubscriberSink>,
+        topic: String,
+    ) -> Result<(), RedisError> {
         let Some(mut sink) = sink else {
             return Err(bounded_error("the pub/sub connection is being reconnected"));
         };
-        sink.subscribe(vec![topic]).await
+        // Bounded: a worker waiting here holds its whole line.
+        tokio::time::timeout(PUBSUB_BOUND, sink.subscribe(vec![topic.clone()]))
+            .await
+            .map_err(|_| bounded_error("no subscription in time"))??;
+        let mut listening = self.listening();
+        listening.unsubscribed.remove(&topic);
+        listening.forgotten.remove(&topic);
+        Ok(())
     }
 
-    /// Subscribes a channel's topic even when it is wanted already: its partition resyncs, and
-    /// its shard may have lost the subscription (or it was only wanted while the shard was out).
-    pub async fn listen_again(&self, app: &str, channel: &str) -> Result<(), RedisError> {
+    /// While `down` (checked under the same lock the partition's recovery takes it online
+    /// under), wants a channel's topic without subscribing it now (its shard is out): the
+    /// recovery subscribes it before the partition goes online. False when not down.
+    pub fn want_while_down(&self, app: &str, channel: &str, down: impl Fn() -> bool) -> bool {
         let topic = self.topic(app, channel);
-        let sink = {
-            let mut listening = self.listening();
-            listening.want(&topic);
-            listening.sink.clone()
-        };
-        let Some(mut sink) = sink else {
-            return Err(bounded_error("the pub/sub connection is being reconnected"));
-        };
-        sink.subscribe(vec![topic]).await
+        let mut listening = self.listening();
+        if !down() {
+            return false;
+        }
+        listening.want(&topic);
+        listening.forgotten.remove(&topic);
+        listening.unsubscribed.insert(topic);
+        true
     }
 
-    /// Wants a channel's topic without subscribing it now (its shard is out): the partition's
-    /// recovery subscribes it.
-    pub fn want(&self, app: &str, channel: &str) {
-        let topic = self.topic(app, channel);
-        self.listening().want(&topic);
-    }
-
-    /// No longer wants a channel's topic, without unsubscribing it now (its shard is out).
+    /// No longer wants a channel's topic, without unsubscribing it now (its shard is out): the
+    /// partition's recovery unsubscribes it.
     pub fn forget(&self, app: &str, channel: &str) {
         let topic = self.topic(app, channel);
-        self.listening().drop_topic(&topic);
+        let mut listening = self.listening();
+        if listening.drop_topic(&topic) && !listening.unsubscribed.remove(&topic) {
+            listening.forgotten.insert(topic);
+        }
     }
 
     /// Stops receiving a channel's broadcasts (its last local subscriber left).
@@ -536,6 +566,7 @@ impl Fanout {
             if !listening.drop_topic(&topic) {
                 return Ok(());
             }
+            listening.unsubscribed.remove(&topic);
             if listening
                 .sink
                 .as_ref()

@@ -30,6 +30,7 @@ pub fn start(
             tokio::select! {
                 _ = close.cancelled() => return,
                 _ = every.tick() => {}
+                _ = availability.changed.notified() => {}
             }
             // Unreachable (or asked of a shard that is out): the ranges last found stand.
             let found = tokio::time::timeout(REPORT_EVERY / 2, con.slot_ranges()).await;

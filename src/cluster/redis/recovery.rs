@@ -130,7 +130,8 @@ impl Supervisor {
                 self.recover().await;
                 shards = ShardRetry::default();
             }
-            if availability.is_online() && availability.down() != 0 {
+            let due = tokio::time::Instant::now() >= shards.due;
+            if due && availability.is_online() && availability.down() != 0 {
                 shards.attempt(self.recover_shards().await);
             }
         }

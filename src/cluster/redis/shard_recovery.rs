@@ -15,11 +15,12 @@ use std::time::Duration;
 use ::redis::RedisError;
 use tokio::time::Instant;
 
-use super::availability::{members, only, Partitions, EVERY_PARTITION};
+use super::availability::{members, only, Availability, Partitions, EVERY_PARTITION};
 use super::channel_state::{partition_of, ChannelState};
 use super::connection::RedisConnection;
 use super::node::cluster_epoch;
 use super::recovery::Supervisor;
+use super::worker::LinesSynced;
 
 /// What a check or an attempt may wait for one shard.
 const SHARD_BOUND: Duration = Duration::from_secs(1);
@@ -60,7 +61,7 @@ async fn bounded<T>(
     what: &'static str,
     query: impl std::future::Future<Output = Result<T, RedisError>>,
 ) -> Result<T, RedisError> {
-    tokio::time::timeout(SHARD_BOUND * 2, query)
+    tokio::time::timeout(SHARD_BOUND * 3, query)
         .await
         .unwrap_or_else(|_| Err(bounded_error(what)))
 }
@@ -116,11 +117,15 @@ impl Supervisor {
         }
         let owned = bounded("no answer", state.owned(&mut con, listening)).await?;
         let generation = availability.next_generation(listening);
-        let up = availability.went_online_in(listening);
+        // Reads wait for the lines (set before going online: no moment readable too early).
+        availability.resyncing(listening, true);
+        let up = self.link.fanout.go_online(listening, &availability);
+        availability.resyncing(listening & !up, false);
         let owned = (owned.into_iter())
             .filter(|(app, channel, _)| up & only(partition_of(app, channel)) != 0)
             .collect();
-        self.resync((generation, up), owned, true);
+        let synced = self.resync((generation, up), owned, true);
+        readable_once_synced(&availability, synced, (generation, up));
         self.metrics.cluster_resync();
         let left = availability.down().count_ones();
         tracing::info!(
@@ -165,4 +170,22 @@ async fn epochs_in_place(
         .into_iter()
         .filter(|(_, in_place)| *in_place)
         .fold(0, |set, (partition, _)| set | only(partition))
+}
+
+/// Lets reads of `partitions` go to Redis once every app's lines resynced them (within 30 s),
+/// unless a newer recovery of one took it over.
+fn readable_once_synced(
+    availability: &Arc<Availability>,
+    synced: Vec<Arc<LinesSynced>>,
+    (generation, partitions): (u64, Partitions),
+) {
+    let availability = availability.clone();
+    tokio::spawn(async move {
+        let every_app = futures_util::future::join_all(synced.iter().map(|lines| lines.wait()));
+        let _ = tokio::time::timeout(Duration::from_secs(30), every_app).await;
+        let current = members(partitions)
+            .filter(|p| availability.generation_of(*p) == generation)
+            .fold(0, |set, p| set | only(p));
+        availability.resyncing(current, false);
+    });
 }

@@ -278,13 +278,10 @@ impl RedisCluster {
     /// Refuses a read of the channel while its partition is down: its shard is out, or it has
     /// not resynced yet (what Redis holds of it may lack this node's share).
     fn readable(&self, app: &App, channel: &str) -> Result<(), Unavailable> {
-        match self
-            .link
-            .availability
-            .is_down(partition_of(&app.id, channel))
-        {
-            true => Err(Unavailable),
-            false => Ok(()),
+        let partition = partition_of(&app.id, channel);
+        match self.link.availability.is_readable(partition) {
+            true => Ok(()),
+            false => Err(Unavailable),
         }
     }
 
@@ -318,7 +315,7 @@ impl RedisCluster {
         prefix: &str,
     ) -> Result<Vec<ChannelSummary>, Unavailable> {
         // A shard out: its channels' counts are not known.
-        if self.link.availability.down() != 0 {
+        if !self.link.availability.is_all_readable() {
             return Err(Unavailable);
         }
         let occupied = bounded(

@@ -112,7 +112,7 @@ pub async fn open(target: &PubSubTarget) -> Result<(SubscriberSink, SubscriberSt
             let client = ClusterClientBuilder::new(seeds.clone())
                 .use_protocol(::redis::ProtocolVersion::RESP3)
                 .push_sender(sender)
-                .connection_timeout(std::time::Duration::from_secs(2))
+                .connection_timeout(std::time::Duration::from_secs(1))
                 .response_timeout(std::time::Duration::from_secs(5))
                 .build()?;
             let con = client.get_async_connection().await?;
@@ -170,21 +170,34 @@ impl SubscriberSink {
         }
     }
 
-    /// The id the server owning `key`'s slot knows this connection by: another one after the
-    /// connection to that server was opened again, or when another server owns the slot now.
-    pub async fn client_id(&mut self, key: &str) -> Result<i64, RedisError> {
+    /// Who the server owning `key`'s slot knows this connection as (`CLIENT INFO`'s id and both
+    /// addresses): another one after the connection to that server was opened again, when
+    /// another server owns the slot now, or when the server restarted (ids start over, the
+    /// connection's own port does not come back).
+    pub async fn identity(&mut self, key: &str) -> Result<String, RedisError> {
         let SubscriberSink::Cluster { con, .. } = self else {
             return Err(RedisError::from((
                 ::redis::ErrorKind::Client,
-                "a connection id per shard exists on a Redis Cluster only",
+                "a connection per shard exists on a Redis Cluster only",
             )));
         };
         let route = Route::with_key(key, SlotAddr::Master);
         let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
         let mut command = ::redis::cmd("CLIENT");
-        command.arg("ID");
-        let id = con.route_command(command, routing).await?;
-        Ok(::redis::from_redis_value(id)?)
+        command.arg("INFO");
+        let info: String = ::redis::from_redis_value(con.route_command(command, routing).await?)?;
+        let field = |name: &str| {
+            info.split_whitespace()
+                .find_map(|f| f.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+                .unwrap_or("")
+                .to_owned()
+        };
+        Ok(format!(
+            "{} {} {}",
+            field("id"),
+            field("addr"),
+            field("laddr")
+        ))
     }
 
     /// PINGs every server the connection subscribes on.

@@ -51,7 +51,7 @@ impl SharedWindows {
         Ok((count, Duration::from_millis(ttl_ms.max(0) as u64)))
     }
 
-    fn key(&self, key: &WindowKey<'_>) -> String {
+    pub(super) fn key(&self, key: &WindowKey<'_>) -> String {
         let prefix = &self.prefix;
         match key {
             WindowKey::Address { limit, address } => {

@@ -131,13 +131,7 @@ impl Worker {
                 .or_default()
                 .begin_join();
         }
-        if self.partition_down(&request.channel) {
-            // Its shard is out: subscribing there would wait for a timeout; the partition's
-            // recovery subscribes every topic wanted in it.
-            self.app
-                .link
-                .fanout
-                .want(&self.app.app.id, &request.channel);
+        if self.wanted_while_down(&request.channel) {
             return self.join_locally(request).await;
         }
         let listened = self.listen(&request.channel).await;
@@ -180,6 +174,19 @@ impl Worker {
         let availability = &self.app.link.availability;
         availability.is_online_in(partition)
             && self.synced[partition as usize] == availability.generation_of(partition)
+    }
+
+    /// Whether `channel`'s partition is down (its shard out); if so its topic is wanted, not
+    /// subscribed: subscribing there would wait for a timeout, and the partition's recovery
+    /// subscribes every topic wanted in it before it goes online.
+    fn wanted_while_down(&self, channel: &str) -> bool {
+        let down = || self.partition_down(channel);
+        if ChannelType::of(channel).is_user() {
+            // Nothing is published on a user's own channel: no topic.
+            return down();
+        }
+        let app = &self.app.app.id;
+        self.app.link.fanout.want_while_down(app, channel, down)
     }
 
     /// Whether `channel`'s partition alone is down (its shard is out, the node online).
@@ -400,11 +407,8 @@ impl Worker {
         held: Vec<String>,
         rebuild: bool,
     ) -> Result<(), ::redis::RedisError> {
-        if self.app.link.availability.is_scoped() {
-            self.listen_again(channel).await?;
-        } else {
-            self.listen(channel).await?;
-        }
+        // Scoped: the partition's recovery subscribed its topics before it went online.
+        self.listen(channel).await?;
         self.rejoin_here(channel, &held, rebuild).await?;
         for socket in held {
             let here = (socket.parse::<SocketId>())
@@ -453,16 +457,6 @@ impl Worker {
         }
         let app = &self.app.app.id;
         self.app.link.fanout.listen(app, channel).await
-    }
-
-    /// Subscribes the channel's topic even when it is wanted already (see
-    /// [`super::fanout::Fanout::listen_again`]).
-    async fn listen_again(&mut self, channel: &Arc<str>) -> Result<(), ::redis::RedisError> {
-        if ChannelType::of(channel).is_user() {
-            return Ok(());
-        }
-        let app = &self.app.app.id;
-        self.app.link.fanout.listen_again(app, channel).await
     }
 
     async fn unlisten_if_unused(&mut self, channel: &Arc<str>) {
