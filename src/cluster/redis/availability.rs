@@ -40,9 +40,6 @@ pub struct Availability {
     down: AtomicU64,
     /// Partitions that failed since a recovery of theirs began: it must not take them online.
     failed: AtomicU64,
-    /// Partitions online whose lines have not all resynced yet: what Redis holds of them may
-    /// lack this node's share, so reads of them still answer 503.
-    resyncing: AtomicU64,
     /// How many times anything found Redis failing as a whole.
     failures: AtomicU64,
     /// The last resync generation handed out, and each partition's.
@@ -65,7 +62,6 @@ impl Availability {
             online: AtomicBool::new(true),
             down: AtomicU64::new(0),
             failed: AtomicU64::new(0),
-            resyncing: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             partition_generation: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -99,26 +95,6 @@ impl Availability {
     /// The partitions down now.
     pub fn down(&self) -> Partitions {
         self.down.load(Ordering::Acquire)
-    }
-
-    /// Whether reads of `partition` may be answered from Redis: it is not down, and its lines
-    /// resynced since it was last down.
-    pub fn is_readable(&self, partition: u32) -> bool {
-        let unread = self.down.load(Ordering::Acquire) | self.resyncing.load(Ordering::Acquire);
-        unread & only(partition) == 0
-    }
-
-    /// Whether reads of every partition may be answered from Redis.
-    pub fn is_all_readable(&self) -> bool {
-        self.down.load(Ordering::Acquire) | self.resyncing.load(Ordering::Acquire) == 0
-    }
-
-    /// `partitions` are being resynced (reads wait) or are done (`false`).
-    pub fn resyncing(&self, partitions: Partitions, resyncing: bool) {
-        match resyncing {
-            true => self.resyncing.fetch_or(partitions, Ordering::AcqRel),
-            false => self.resyncing.fetch_and(!partitions, Ordering::AcqRel),
-        };
     }
 
     /// Whether the node uses Redis for every partition.

@@ -94,17 +94,21 @@ impl RedisConnection {
     pub async fn primaries(&self) -> Result<Vec<String>, RedisError> {
         let mut primaries: Vec<String> = (self.slot_ranges().await?)
             .into_iter()
-            .map(|(.., primary)| primary)
+            .map(|range| range.primary)
             .collect();
         primaries.sort();
         primaries.dedup();
         Ok(primaries)
     }
 
-    /// Each range of slots with its primary (`host:port`): all of them on the one server.
-    pub async fn slot_ranges(&self) -> Result<Vec<(u16, u16, String)>, RedisError> {
+    /// Each range of slots with its primary: all of them on the one server.
+    pub async fn slot_ranges(&self) -> Result<Vec<SlotRange>, RedisError> {
         match self.backend() {
-            Backend::Single(_) => Ok(vec![(0, SLOTS - 1, address_of(&self.url()))]),
+            Backend::Single(_) => Ok(vec![SlotRange {
+                slots: 0..=SLOTS - 1,
+                primary: address_of(&self.url()),
+                id: String::new(),
+            }]),
             Backend::Cluster(mut con) => {
                 let mut slots = ::redis::cmd("CLUSTER");
                 let slots: Value = slots.arg("SLOTS").query_async(&mut con).await?;
@@ -209,6 +213,24 @@ fn address_of(url: &str) -> String {
     rest[..end].to_owned()
 }
 
+/// A range of slots and the primary serving it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRange {
+    pub slots: std::ops::RangeInclusive<u16>,
+    /// `host:port`, no credentials.
+    pub primary: String,
+    /// The primary's node id (`CLUSTER MYID`; empty on one server).
+    pub id: String,
+}
+
+impl SlotRange {
+    /// The range's primary's node id, of the range holding the partition tag `tag`'s slot.
+    pub fn owner<'a>(ranges: &'a [SlotRange], tag: &str) -> Option<&'a SlotRange> {
+        let slot = slot_of_tag(tag);
+        ranges.iter().find(|range| range.slots.contains(&slot))
+    }
+}
+
 /// The slots of a Redis Cluster.
 const SLOTS: u16 = 16_384;
 
@@ -230,7 +252,7 @@ pub fn slot_of_tag(tag: &str) -> u16 {
 
 /// Each range with its primary in a `CLUSTER SLOTS` reply (`[start, end, [ip, port, id],
 /// ...]`).
-fn ranges_in(slots: &Value) -> Vec<(u16, u16, String)> {
+fn ranges_in(slots: &Value) -> Vec<SlotRange> {
     let Value::Array(ranges) = slots else {
         return Vec::new();
     };
@@ -248,15 +270,20 @@ fn ranges_in(slots: &Value) -> Vec<(u16, u16, String)> {
             let Some(Value::Array(primary)) = range.get(2) else {
                 return None;
             };
-            let host = match primary.first()? {
-                Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-                Value::SimpleString(text) => text.clone(),
-                _ => return None,
+            let text = |value: Option<&Value>| match value {
+                Some(Value::BulkString(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+                Some(Value::SimpleString(text)) => Some(text.clone()),
+                _ => None,
             };
+            let host = text(primary.first())?;
             let Value::Int(port) = primary.get(1)? else {
                 return None;
             };
-            Some((start, end, format!("{host}:{port}")))
+            Some(SlotRange {
+                slots: start..=end,
+                primary: format!("{host}:{port}"),
+                id: text(primary.get(2)).unwrap_or_default(),
+            })
         })
         .collect()
 }
@@ -389,7 +416,8 @@ mod tests {
             range(20, node("10.0.0.2", 7001), node("10.0.0.5", 7004)),
         ]);
         let ranges = ranges_in(&slots);
-        assert_eq!(ranges[1], (10, 19, "10.0.0.1:7000".to_owned()));
+        assert_eq!(ranges[1].slots, 10..=19);
+        assert_eq!(ranges[1].primary, "10.0.0.1:7000");
         assert_eq!(ranges.len(), 3);
     }
 

@@ -91,6 +91,8 @@ pub struct Fanout {
     origin: String,
     /// Told when the primary changed: the pub/sub connection is dropped and opened again.
     reconnect: Notify,
+    /// Set with `reconnect` when the connection must be opened again wherever it goes.
+    reopen: std::sync::atomic::AtomicBool,
     /// The server the pub/sub connection was opened to (the command connection's then).
     subscribed_to: Mutex<String>,
     /// Where reconnects and the connection's last proof of life are reported, once set.
@@ -101,11 +103,9 @@ pub struct Fanout {
     publisher: RedisConnection,
     pub(super) listening: Mutex<Listening>,
     connected: watch::Sender<bool>,
-    /// What the node may use; with failures scoped per partition, a shard's broken connection
-    /// or dropped topic takes only its partitions down, and `pubsub_shards` checks them.
+    /// What the node may use; with failures scoped per partition, a dropped topic takes only
+    /// its partition down, and `pubsub_shards` checks each shard.
     pub(super) availability: Arc<Availability>,
-    /// Per partition, the id of the connection to its shard as last checked.
-    pub(super) client_ids: Mutex<[Option<String>; PARTITIONS as usize]>,
 }
 
 /// The topics this node wants, and the pub/sub connection they are subscribed on (`None` while
@@ -234,6 +234,7 @@ impl Fanout {
             app_ids: app_ids.into(),
             origin: origin.to_owned(),
             reconnect: Notify::new(),
+            reopen: std::sync::atomic::AtomicBool::new(false),
             subscribed_to: Mutex::new(String::new()),
             metrics: OnceLock::new(),
             alive_at_ms: std::sync::atomic::AtomicU64::new(0),
@@ -249,11 +250,11 @@ impl Fanout {
             }),
             connected: watch::Sender::new(false),
             availability,
-            client_ids: Mutex::new(std::array::from_fn(|_| None)),
         });
         let messages = fanout.connect().await?;
         if fanout.availability.is_scoped() {
-            let recorded = fanout.relisten(EVERY_PARTITION, PUBSUB_BOUND).await;
+            let owners = fanout.publisher.slot_ranges().await?;
+            let recorded = (fanout.relisten(EVERY_PARTITION, &owners, PUBSUB_BOUND)).await;
             if recorded != EVERY_PARTITION {
                 return Err(bounded_error("a shard's pub/sub connection did not answer"));
             }
@@ -291,6 +292,15 @@ impl Fanout {
     pub fn reconnect(&self) {
         // A stored permit, so a call while the connection is being opened is not lost; a
         // connection already opened to the new server ignores it (see `moved`).
+        self.reconnect.notify_one();
+    }
+
+    /// Drops the pub/sub connection and opens it again (on a Redis Cluster: it keeps asking
+    /// another server than the one owning a slot): what was published meanwhile is lost, and
+    /// the node resyncs.
+    pub fn reopen(&self) {
+        self.reopen
+            .store(true, std::sync::atomic::Ordering::Release);
         self.reconnect.notify_one();
     }
 
@@ -416,7 +426,8 @@ impl Fanout {
                     }
                 }
                 _ = self.reconnect.notified() => {
-                    if self.moved() {
+                    let reopen = self.reopen.swap(false, std::sync::atomic::Ordering::AcqRel);
+                    if reopen || self.moved() {
                         return true;
                     }
                 }
@@ -448,11 +459,8 @@ impl Fanout {
         let scoped = self.availability.is_scoped();
         let (topic, payload) = match incoming {
             None | Some(Incoming::Overflowed) => return Next::Reconnect,
-            // redis-rs reconnects a shard's connection itself; which shard it was is not told.
-            Some(Incoming::Broken) if scoped => {
-                self.availability.check_every_partition();
-                return Next::Read;
-            }
+            // Which shard's connection broke is not told: everything is opened again (on a
+            // Redis Cluster the partitions are then subscribed again as their shards answer).
             Some(Incoming::Broken) => return Next::Reconnect,
             Some(Incoming::Message { topic, payload }) => (topic, payload),
             // A slot moved (what was published on the topic meanwhile is lost), unless it

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::availability::{members, Availability};
-use super::connection::{slot_of_tag, RedisConnection};
+use super::connection::{RedisConnection, SlotRange};
 use crate::metrics::Metrics;
 
 /// How often the node looks up the primaries it uses (a failover, a resharding or a shard out
@@ -46,8 +46,8 @@ pub fn start(
 
 /// Reports the primaries of `ranges`, each online unless the node is offline or a partition
 /// whose slot it owns is down.
-fn report(ranges: &[(u16, u16, String)], availability: &Availability, metrics: &Metrics) {
-    let mut primaries: Vec<String> = ranges.iter().map(|(.., p)| p.clone()).collect();
+fn report(ranges: &[SlotRange], availability: &Availability, metrics: &Metrics) {
+    let mut primaries: Vec<String> = ranges.iter().map(|r| r.primary.clone()).collect();
     primaries.sort();
     primaries.dedup();
     let down = availability.down();
@@ -55,9 +55,8 @@ fn report(ranges: &[(u16, u16, String)], availability: &Availability, metrics: &
         .iter()
         .map(|primary| {
             let owns_a_down_partition = members(down).any(|partition| {
-                let slot = slot_of_tag(&format!("p{partition}"));
-                (ranges.iter())
-                    .any(|(start, end, p)| p == primary && (*start..=*end).contains(&slot))
+                let owner = SlotRange::owner(ranges, &format!("p{partition}"));
+                owner.is_some_and(|range| range.primary == *primary)
             });
             let online = availability.is_online() && !owns_a_down_partition;
             (primary.clone(), online)

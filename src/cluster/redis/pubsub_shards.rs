@@ -1,19 +1,20 @@
 //! Each shard's part of the pub/sub connection, on a Redis Cluster with sharded pub/sub.
 //!
-//! redis-rs keeps one connection per shard under the node's pub/sub connection, reconnects one
-//! that broke and subscribes its topics again, but does not say which shard it was: whatever
-//! was published there meanwhile is lost. So the node records, per partition, who its shard's
-//! server knows that connection as (`CLIENT INFO`: id and addresses); a check that finds no
-//! answer, or another identity (the connection was opened again, another server owns the slot
-//! now, or the server restarted), takes that partition down until its recovery subscribes its
-//! topics again and resyncs it. A partition goes online only once every topic wanted in it is
-//! subscribed, under the lock a join of a partition down wants its topic under.
+//! redis-rs keeps one connection per shard under the node's pub/sub connection. One that
+//! breaks is reported (a disconnection push, which does not say which shard): the fan-out then
+//! opens the whole connection again, subscribing nothing itself, and every partition waits for
+//! its recovery, which subscribes its topics again as its shard answers. A shard that stops
+//! answering without closing its connection (paused, partitioned away) is found by a PING
+//! routed to each partition's slot every heartbeat. A partition goes online only once every
+//! topic wanted in it is subscribed, under the lock a join of a partition down wants its topic
+//! under.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use super::availability::{members, only, Availability, Partitions};
 use super::broadcast_wire::partition_of_key;
+use super::connection::SlotRange;
 use super::fanout::Fanout;
 
 impl Fanout {
@@ -22,27 +23,22 @@ impl Fanout {
         format!("{}:{{p{partition}}}:", self.prefix)
     }
 
-    /// Checks the connections of `partitions`: returns those whose shard did not answer within
-    /// `bound`, or whose connection is not the one recorded.
+    /// Checks the shards of `partitions`: returns those whose shard did not answer a PING on
+    /// the pub/sub connection within `bound`.
     pub async fn failing_shards(&self, partitions: Partitions, bound: Duration) -> Partitions {
         let Some(sink) = self.listening().sink.clone() else {
             return partitions;
         };
-        let recorded = self
-            .client_ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         let checks = members(partitions).map(|partition| {
             let (mut sink, key) = (sink.clone(), self.partition_key(partition));
             async move {
-                let id = tokio::time::timeout(bound, sink.identity(&key)).await;
-                (partition, id.ok().and_then(Result::ok))
+                let answered = tokio::time::timeout(bound, sink.ping_slot(&key)).await;
+                (partition, matches!(answered, Ok(Ok(()))))
             }
         });
         let mut failing = 0;
-        for (partition, id) in futures_util::future::join_all(checks).await {
-            if id.is_none() || recorded[partition as usize].as_ref() != id.as_ref() {
+        for (partition, answered) in futures_util::future::join_all(checks).await {
+            if !answered {
                 failing |= only(partition);
             }
         }
@@ -52,10 +48,16 @@ impl Fanout {
         failing
     }
 
-    /// Records the connection of each of `partitions`, then subscribes every topic wanted in
-    /// it again (and unsubscribes those given up while its shard was out); returns the
-    /// partitions where both succeeded within `bound`.
-    pub async fn relisten(&self, partitions: Partitions, bound: Duration) -> Partitions {
+    /// Subscribes every topic wanted in each of `partitions` again (and unsubscribes those
+    /// given up while its shard was out); returns the partitions where that succeeded within
+    /// `bound`, on the server `owners` name for the partition's slot (after a failover
+    /// redis-rs may answer from another until a redirection taught it the way).
+    pub async fn relisten(
+        &self,
+        partitions: Partitions,
+        owners: &[SlotRange],
+        bound: Duration,
+    ) -> Partitions {
         let in_partitions = |topics: &mut dyn Iterator<Item = &String>| {
             let mut by_partition: HashMap<u32, Vec<String>> = HashMap::new();
             for topic in topics {
@@ -82,10 +84,10 @@ impl Fanout {
             let (mut sink, key) = (sink.clone(), self.partition_key(partition));
             let topics = wanted.remove(&partition).unwrap_or_default();
             let given_up = forgotten.remove(&partition).unwrap_or_default();
+            let owner = SlotRange::owner(owners, &format!("p{partition}")).map(|r| r.id.clone());
             async move {
                 let again = async {
-                    // The identity first: a connection opened again after it shows as another.
-                    let id = sink.identity(&key).await?;
+                    let answering = sink.node_of_slot(&key).await?;
                     if !topics.is_empty() {
                         sink.subscribe(topics.clone()).await?;
                     }
@@ -96,19 +98,21 @@ impl Fanout {
                         }
                         sink.unsubscribe(topic.clone()).await?;
                     }
-                    Ok::<_, ::redis::RedisError>(id)
+                    // Checked last: a subscription sent to another server was redirected, which
+                    // teaches redis-rs the way for the next attempt.
+                    Ok::<_, ::redis::RedisError>(owner.is_some_and(|id| id == answering))
                 };
-                let id = tokio::time::timeout(bound, again).await;
-                (partition, id.ok().and_then(Result::ok), topics, given_up)
+                let done = tokio::time::timeout(bound, again).await;
+                (partition, matches!(done, Ok(Ok(true))), topics, given_up)
             }
         });
         let answered = futures_util::future::join_all(subscribed).await;
         let mut listening = self.listening();
-        let mut ids = self.client_ids.lock().unwrap_or_else(|e| e.into_inner());
         let mut done = 0;
-        for (partition, id, topics, given_up) in answered {
-            let Some(id) = id else { continue };
-            ids[partition as usize] = Some(id);
+        for (partition, ok, topics, given_up) in answered {
+            if !ok {
+                continue;
+            }
             done |= only(partition);
             for topic in topics {
                 listening.unsubscribed.remove(&topic);

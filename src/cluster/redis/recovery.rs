@@ -49,6 +49,8 @@ pub struct Supervisor {
     /// resync rebuilds too (one cut short by another outage must not announce, as new, entries
     /// the lost state lacked).
     pub rebuilding: Vec<Arc<LinesSynced>>,
+    /// Shard recoveries in a row where the pub/sub connection missed shards that answered.
+    pub pubsub_misses: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,7 @@ impl Supervisor {
             metrics,
             owes_rebuild: false,
             rebuilding: Vec::new(),
+            pubsub_misses: 0,
         }
     }
 

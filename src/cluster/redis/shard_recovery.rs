@@ -15,12 +15,15 @@ use std::time::Duration;
 use ::redis::RedisError;
 use tokio::time::Instant;
 
-use super::availability::{members, only, Availability, Partitions, EVERY_PARTITION};
+use super::availability::{members, only, Partitions, EVERY_PARTITION};
 use super::channel_state::{partition_of, ChannelState};
 use super::connection::RedisConnection;
 use super::node::cluster_epoch;
 use super::recovery::Supervisor;
-use super::worker::LinesSynced;
+
+/// Attempts in a row where the pub/sub connection did not reach shards the commands reached,
+/// before it is opened again.
+const PUBSUB_MISSES: u32 = 3;
 
 /// What a check or an attempt may wait for one shard.
 const SHARD_BOUND: Duration = Duration::from_secs(1);
@@ -103,29 +106,39 @@ impl Supervisor {
             return Ok(false);
         }
         let mut answering = epochs_in_place(&state, &con, down).await;
-        if answering != down {
+        // Those that answer go on at once; only when none does can the connection be to blame.
+        if answering == 0 {
             // After a failover redis-rs's connection can keep asking the dead primary: a fresh
             // one learns the topology from the seeds (it fails while a shard hangs: no matter).
             let reopened = bounded("no Redis Cluster node answers", con.reopen_cluster()).await;
             if reopened.is_ok() {
-                answering |= epochs_in_place(&state, &con, down & !answering).await;
+                answering = epochs_in_place(&state, &con, down).await;
             }
         }
-        let listening = self.link.fanout.relisten(answering, SHARD_BOUND).await;
+        let owners = bounded("no answer", con.slot_ranges()).await?;
+        let listening = (self.link.fanout)
+            .relisten(answering, &owners, SHARD_BOUND)
+            .await;
+        self.pubsub_misses = match answering & !listening {
+            0 => 0,
+            _ => self.pubsub_misses + 1,
+        };
+        if self.pubsub_misses >= PUBSUB_MISSES {
+            // The commands reach those shards and the pub/sub connection still does not.
+            tracing::warn!("the pub/sub connection does not reach the shards the commands reach; opening it again");
+            self.pubsub_misses = 0;
+            self.link.fanout.reopen();
+        }
         if listening == 0 {
             return Ok(false);
         }
         let owned = bounded("no answer", state.owned(&mut con, listening)).await?;
         let generation = availability.next_generation(listening);
-        // Reads wait for the lines (set before going online: no moment readable too early).
-        availability.resyncing(listening, true);
         let up = self.link.fanout.go_online(listening, &availability);
-        availability.resyncing(listening & !up, false);
         let owned = (owned.into_iter())
             .filter(|(app, channel, _)| up & only(partition_of(app, channel)) != 0)
             .collect();
-        let synced = self.resync((generation, up), owned, true);
-        readable_once_synced(&availability, synced, (generation, up));
+        self.resync((generation, up), owned, true);
         self.metrics.cluster_resync();
         let left = availability.down().count_ones();
         tracing::info!(
@@ -170,22 +183,4 @@ async fn epochs_in_place(
         .into_iter()
         .filter(|(_, in_place)| *in_place)
         .fold(0, |set, (partition, _)| set | only(partition))
-}
-
-/// Lets reads of `partitions` go to Redis once every app's lines resynced them (within 30 s),
-/// unless a newer recovery of one took it over.
-fn readable_once_synced(
-    availability: &Arc<Availability>,
-    synced: Vec<Arc<LinesSynced>>,
-    (generation, partitions): (u64, Partitions),
-) {
-    let availability = availability.clone();
-    tokio::spawn(async move {
-        let every_app = futures_util::future::join_all(synced.iter().map(|lines| lines.wait()));
-        let _ = tokio::time::timeout(Duration::from_secs(30), every_app).await;
-        let current = members(partitions)
-            .filter(|p| availability.generation_of(*p) == generation)
-            .fold(0, |set, p| set | only(p));
-        availability.resyncing(current, false);
-    });
 }

@@ -275,13 +275,13 @@ impl RedisCluster {
         })
     }
 
-    /// Refuses a read of the channel while its partition is down: its shard is out, or it has
-    /// not resynced yet (what Redis holds of it may lack this node's share).
+    /// Refuses a read of the channel while its partition is down (its shard is out). Once it is
+    /// back, reads answer at once, while its lines still resync (as after a Redis outage).
     fn readable(&self, app: &App, channel: &str) -> Result<(), Unavailable> {
         let partition = partition_of(&app.id, channel);
-        match self.link.availability.is_readable(partition) {
-            true => Ok(()),
-            false => Err(Unavailable),
+        match self.link.availability.is_down(partition) {
+            true => Err(Unavailable),
+            false => Ok(()),
         }
     }
 
@@ -315,7 +315,7 @@ impl RedisCluster {
         prefix: &str,
     ) -> Result<Vec<ChannelSummary>, Unavailable> {
         // A shard out: its channels' counts are not known.
-        if !self.link.availability.is_all_readable() {
+        if self.link.availability.down() != 0 {
             return Err(Unavailable);
         }
         let occupied = bounded(

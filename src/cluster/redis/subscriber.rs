@@ -170,34 +170,31 @@ impl SubscriberSink {
         }
     }
 
-    /// Who the server owning `key`'s slot knows this connection as (`CLIENT INFO`'s id and both
-    /// addresses): another one after the connection to that server was opened again, when
-    /// another server owns the slot now, or when the server restarted (ids start over, the
-    /// connection's own port does not come back).
-    pub async fn identity(&mut self, key: &str) -> Result<String, RedisError> {
+    /// PINGs the server owning `key`'s slot (on a Redis Cluster; the one server otherwise).
+    pub async fn ping_slot(&mut self, key: &str) -> Result<(), RedisError> {
         let SubscriberSink::Cluster { con, .. } = self else {
-            return Err(RedisError::from((
-                ::redis::ErrorKind::Client,
-                "a connection per shard exists on a Redis Cluster only",
-            )));
+            return self.ping().await;
         };
         let route = Route::with_key(key, SlotAddr::Master);
         let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-        let mut command = ::redis::cmd("CLIENT");
-        command.arg("INFO");
-        let info: String = ::redis::from_redis_value(con.route_command(command, routing).await?)?;
-        let field = |name: &str| {
-            info.split_whitespace()
-                .find_map(|f| f.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-                .unwrap_or("")
-                .to_owned()
+        con.route_command(::redis::cmd("PING"), routing)
+            .await
+            .map(drop)
+    }
+
+    /// The node id of the server that answers for `key`'s slot on this connection: redis-rs
+    /// sends a command for a slot whose server it has no connection to (yet) to any server.
+    pub async fn node_of_slot(&mut self, key: &str) -> Result<String, RedisError> {
+        let SubscriberSink::Cluster { con, .. } = self else {
+            return Ok(String::new());
         };
-        Ok(format!(
-            "{} {} {}",
-            field("id"),
-            field("addr"),
-            field("laddr")
-        ))
+        let route = Route::with_key(key, SlotAddr::Master);
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+        let mut myid = ::redis::cmd("CLUSTER");
+        myid.arg("MYID");
+        Ok(::redis::from_redis_value(
+            con.route_command(myid, routing).await?,
+        )?)
     }
 
     /// PINGs every server the connection subscribes on.
