@@ -10,6 +10,8 @@
 //! under.
 
 use std::collections::HashMap;
+
+use ::redis::ErrorKind;
 use std::time::Duration;
 
 use super::availability::{members, only, Availability, Partitions};
@@ -87,7 +89,17 @@ impl Fanout {
             let owner = SlotRange::owner(owners, &format!("p{partition}")).map(|r| r.id.clone());
             async move {
                 let again = async {
-                    let answering = sink.node_of_slot(&key).await?;
+                    // A service that refuses `CLUSTER MYID` (or names no ids in `CLUSTER SLOTS`)
+                    // cannot be checked: then the subscription counts as it is.
+                    let answering = match sink.node_of_slot(&key).await {
+                        Ok(id) => Some(id),
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) =>
+                        {
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    };
                     if !topics.is_empty() {
                         sink.subscribe(topics.clone()).await?;
                     }
@@ -100,7 +112,9 @@ impl Fanout {
                     }
                     // Checked last: a subscription sent to another server was redirected, which
                     // teaches redis-rs the way for the next attempt.
-                    Ok::<_, ::redis::RedisError>(owner.is_some_and(|id| id == answering))
+                    let unknown = owner.as_deref().is_none_or(str::is_empty);
+                    let right = answering.is_none_or(|a| unknown || owner.as_deref() == Some(&a));
+                    Ok::<_, ::redis::RedisError>(right)
                 };
                 let done = tokio::time::timeout(bound, again).await;
                 (partition, matches!(done, Ok(Ok(true))), topics, given_up)
