@@ -92,6 +92,14 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
         .init();
+    let files = herald::server::open_files::raise();
+    let shown = |n: Option<u64>| n.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    tracing::info!(
+        limit = %shown(files.now),
+        raised_from = %shown(files.found),
+        sockets = %shown(files.sockets()),
+        "open-file limit (each client socket takes one)"
+    );
     for app in &config.apps {
         tracing::info!(id = %app.id, key = %app.key, enabled = app.enabled, "app configured");
     }

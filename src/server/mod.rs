@@ -3,6 +3,7 @@
 //! The binary, the tests and the benchmark all start Herald through this type.
 
 mod listener;
+pub mod open_files;
 mod tls;
 
 use std::future::Future;
