@@ -45,11 +45,8 @@ pub struct Availability {
     /// The last resync generation handed out, and each partition's.
     generation: AtomicU64,
     partition_generation: [AtomicU64; PARTITIONS as usize],
-    /// Woken when the node or a partition goes offline, or something asks for a check.
+    /// Woken when the node or a partition goes offline.
     pub offline: Notify,
-    /// Something failed without telling which partition (a shard's pub/sub connection broke):
-    /// the supervisor checks every partition.
-    check_due: AtomicBool,
     /// Woken when what is online changed (for the metrics).
     pub changed: Notify,
 }
@@ -66,7 +63,6 @@ impl Availability {
             generation: AtomicU64::new(0),
             partition_generation: std::array::from_fn(|_| AtomicU64::new(0)),
             offline: Notify::new(),
-            check_due: AtomicBool::new(false),
             changed: Notify::new(),
         }
     }
@@ -97,11 +93,6 @@ impl Availability {
         self.down.load(Ordering::Acquire)
     }
 
-    /// Whether the node uses Redis for every partition.
-    pub fn is_whole(&self) -> bool {
-        self.is_online() && self.down() == 0
-    }
-
     /// Redis failed (or lost its state): serve locally until the node has resynced.
     pub fn went_offline(&self, why: &dyn std::fmt::Display) {
         self.failures.fetch_add(1, Ordering::AcqRel);
@@ -126,17 +117,6 @@ impl Availability {
             tracing::warn!(%why, partitions = new.count_ones(), "a Redis shard is unreachable or lost messages; this node serves the channels of its partitions locally until they resync");
         }
         self.offline.notify_one();
-    }
-
-    /// A shard may have failed, which one is not known: the supervisor checks them all.
-    pub fn check_every_partition(&self) {
-        self.check_due.store(true, Ordering::Release);
-        self.offline.notify_one();
-    }
-
-    /// Whether a check of every partition was asked for since the last call.
-    pub fn take_check_due(&self) -> bool {
-        self.check_due.swap(false, Ordering::AcqRel)
     }
 
     /// How many whole-node failures were seen so far (see [`Availability::went_online_since`]).
@@ -218,7 +198,7 @@ mod tests {
     fn a_partition_that_failed_during_its_recovery_stays_down() {
         let availability = Availability::new(true);
         availability.went_offline_in(only(3) | only(5), &"test");
-        assert!(availability.is_online() && !availability.is_whole());
+        assert!(availability.is_online() && availability.down() != 0);
         assert!(!availability.is_online_in(3) && availability.is_online_in(4));
         availability.recovering(only(3) | only(5));
         availability.went_offline_in(only(5), &"again");

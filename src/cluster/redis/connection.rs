@@ -224,7 +224,7 @@ pub struct SlotRange {
 }
 
 impl SlotRange {
-    /// The range's primary's node id, of the range holding the partition tag `tag`'s slot.
+    /// The range holding the slot of keys with the hash tag `tag`.
     pub fn owner<'a>(ranges: &'a [SlotRange], tag: &str) -> Option<&'a SlotRange> {
         let slot = slot_of_tag(tag);
         ranges.iter().find(|range| range.slots.contains(&slot))
@@ -235,7 +235,7 @@ impl SlotRange {
 const SLOTS: u16 = 16_384;
 
 /// The slot of keys with the hash tag `tag` (CRC16-XMODEM, as Redis Cluster computes it).
-pub fn slot_of_tag(tag: &str) -> u16 {
+fn slot_of_tag(tag: &str) -> u16 {
     let mut crc: u16 = 0;
     for byte in tag.bytes() {
         crc ^= u16::from(byte) << 8;

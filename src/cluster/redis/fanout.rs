@@ -149,6 +149,14 @@ impl Listening {
         self.topics.contains(topic)
     }
 
+    /// An unsubscribe of `topic` is about to be sent: with sharded pub/sub its confirmation is
+    /// counted, so it is not taken for the slot moving away.
+    pub(super) fn unsubscribing_now(&mut self, topic: &str) {
+        if self.sink.as_ref().is_some_and(|s| s.confirms_by_push()) {
+            *self.unsubscribing.entry(topic.to_owned()).or_default() += 1;
+        }
+    }
+
     /// No longer wants `topic`; true when it was wanted.
     fn drop_topic(&mut self, topic: &str) -> bool {
         let was = self.topics.remove(topic);
@@ -575,13 +583,7 @@ impl Fanout {
                 return Ok(());
             }
             listening.unsubscribed.remove(&topic);
-            if listening
-                .sink
-                .as_ref()
-                .is_some_and(|s| s.confirms_by_push())
-            {
-                *listening.unsubscribing.entry(topic.clone()).or_default() += 1;
-            }
+            listening.unsubscribing_now(&topic);
             listening.sink.clone()
         };
         match sink {

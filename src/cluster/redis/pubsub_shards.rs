@@ -9,15 +9,16 @@
 //! topic wanted in it is subscribed, under the lock a join of a partition down wants its topic
 //! under.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use ::redis::ErrorKind;
+use ::redis::{ErrorKind, RedisError};
 use std::time::Duration;
 
 use super::availability::{members, only, Availability, Partitions};
 use super::broadcast_wire::partition_of_key;
 use super::connection::SlotRange;
 use super::fanout::Fanout;
+use super::subscriber::SubscriberSink;
 
 impl Fanout {
     /// A key in `partition`'s slot.
@@ -60,73 +61,30 @@ impl Fanout {
         owners: &[SlotRange],
         bound: Duration,
     ) -> Partitions {
-        let in_partitions = |topics: &mut dyn Iterator<Item = &String>| {
-            let mut by_partition: HashMap<u32, Vec<String>> = HashMap::new();
-            for topic in topics {
-                match partition_of_key(&self.prefix, topic) {
-                    Some(p) if partitions & only(p) != 0 => {
-                        by_partition.entry(p).or_default().push(topic.clone())
-                    }
-                    _ => {}
-                }
-            }
-            by_partition
-        };
         let (sink, mut wanted, mut forgotten) = {
             let listening = self.listening();
-            let wanted = in_partitions(&mut listening.topics.iter());
-            let forgotten = in_partitions(&mut listening.forgotten.iter());
+            let wanted = self.by_partition(&listening.topics, partitions);
+            let forgotten = self.by_partition(&listening.forgotten, partitions);
             (listening.sink.clone(), wanted, forgotten)
         };
         let Some(sink) = sink else {
             return 0;
         };
-        let confirms_by_push = sink.confirms_by_push();
-        let subscribed = members(partitions).map(|partition| {
-            let (mut sink, key) = (sink.clone(), self.partition_key(partition));
+        let attempts = members(partitions).map(|partition| {
             let topics = wanted.remove(&partition).unwrap_or_default();
             let given_up = forgotten.remove(&partition).unwrap_or_default();
             let owner = SlotRange::owner(owners, &format!("p{partition}")).map(|r| r.id.clone());
+            let sink = sink.clone();
             async move {
-                let again = async {
-                    // A service that refuses `CLUSTER MYID` (or names no ids in `CLUSTER SLOTS`)
-                    // cannot be checked: then the subscription counts as it is.
-                    let answering = match sink.node_of_slot(&key).await {
-                        Ok(id) => Some(id),
-                        Err(e)
-                            if matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) =>
-                        {
-                            None
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    if !topics.is_empty() {
-                        sink.subscribe(topics.clone()).await?;
-                    }
-                    for topic in &given_up {
-                        if confirms_by_push {
-                            let mut listening = self.listening();
-                            *listening.unsubscribing.entry(topic.clone()).or_default() += 1;
-                        }
-                        sink.unsubscribe(topic.clone()).await?;
-                    }
-                    // Checked last: a subscription sent to another server was redirected, which
-                    // teaches redis-rs the way for the next attempt.
-                    let unknown = owner.as_deref().is_none_or(str::is_empty);
-                    let right = answering.is_none_or(|a| unknown || owner.as_deref() == Some(&a));
-                    Ok::<_, ::redis::RedisError>(right)
-                };
+                let again = self.relisten_one(sink, partition, (&topics, &given_up), owner);
                 let done = tokio::time::timeout(bound, again).await;
                 (partition, matches!(done, Ok(Ok(true))), topics, given_up)
             }
         });
-        let answered = futures_util::future::join_all(subscribed).await;
+        let answered = futures_util::future::join_all(attempts).await;
         let mut listening = self.listening();
         let mut done = 0;
-        for (partition, ok, topics, given_up) in answered {
-            if !ok {
-                continue;
-            }
+        for (partition, _, topics, given_up) in answered.into_iter().filter(|a| a.1) {
             done |= only(partition);
             for topic in topics {
                 listening.unsubscribed.remove(&topic);
@@ -136,6 +94,55 @@ impl Fanout {
             }
         }
         done
+    }
+
+    /// `topics` of `partitions`, by partition.
+    fn by_partition(
+        &self,
+        topics: &HashSet<String>,
+        partitions: Partitions,
+    ) -> HashMap<u32, Vec<String>> {
+        let mut by_partition: HashMap<u32, Vec<String>> = HashMap::new();
+        for topic in topics {
+            match partition_of_key(&self.prefix, topic) {
+                Some(p) if partitions & only(p) != 0 => {
+                    by_partition.entry(p).or_default().push(topic.clone())
+                }
+                _ => {}
+            }
+        }
+        by_partition
+    }
+
+    /// One partition's resubscription; true when the server that answered is `owner` (or
+    /// cannot be told: a service that refuses `CLUSTER MYID`, or names no ids in `CLUSTER
+    /// SLOTS`, is taken at its word).
+    async fn relisten_one(
+        &self,
+        mut sink: SubscriberSink,
+        partition: u32,
+        (topics, given_up): (&[String], &[String]),
+        owner: Option<String>,
+    ) -> Result<bool, RedisError> {
+        let answering = match sink.node_of_slot(&self.partition_key(partition)).await {
+            Ok(id) => Some(id),
+            Err(e) if matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) => None,
+            Err(e) => return Err(e),
+        };
+        if !topics.is_empty() {
+            sink.subscribe(topics.to_vec()).await?;
+        }
+        for topic in given_up {
+            self.listening().unsubscribing_now(topic);
+            sink.unsubscribe(topic.clone()).await?;
+        }
+        // Checked last: a subscription sent to another server was redirected, which teaches
+        // redis-rs the way for the next attempt.
+        let owner = owner.filter(|id| !id.is_empty());
+        Ok(match (answering, owner) {
+            (Some(answering), Some(owner)) => answering == owner,
+            _ => true,
+        })
     }
 
     /// Takes online those of `partitions` none of whose wanted topics waits to be subscribed

@@ -121,14 +121,13 @@ impl Supervisor {
                     }
                 }
                 _ = checks.tick(), if availability.is_scoped() => {
-                    availability.check_every_partition();
+                    if availability.is_online() {
+                        self.check_shards().await;
+                    }
                     false
                 }
                 _ = tokio::time::sleep_until(shards.due), if partly_down => false,
             };
-            if availability.take_check_due() && availability.is_online() {
-                self.check_shards().await;
-            }
             if check || !availability.is_online() {
                 self.recover().await;
                 shards = ShardRetry::default();
