@@ -16,6 +16,9 @@ pub struct App {
     pub config: AppConfig,
     /// HMAC keyed with the app secret, for every signature check.
     pub signer: Signer,
+    /// Broadcasts and client events with a payload this long or longer go compressed to
+    /// sockets that negotiated `permessage-deflate` (`websocket.compression`); `None`: never.
+    pub compress_above: Option<usize>,
     index: usize,
 }
 
@@ -43,8 +46,9 @@ pub struct AppRegistry {
 }
 
 impl AppRegistry {
-    /// Builds the registry; ids and keys were checked unique by the config.
-    pub fn new(configs: &[AppConfig]) -> AppRegistry {
+    /// Builds the registry; ids and keys were checked unique by the config. `compress_above`
+    /// is the server's compression threshold, when compression is on.
+    pub fn new(configs: &[AppConfig], compress_above: Option<usize>) -> AppRegistry {
         let apps: Vec<Arc<App>> = configs
             .iter()
             .enumerate()
@@ -52,6 +56,7 @@ impl AppRegistry {
                 Arc::new(App {
                     signer: Signer::new(&config.secret),
                     config: config.clone(),
+                    compress_above,
                     index,
                 })
             })

@@ -80,7 +80,7 @@ fn fuzz_app() -> &'static App {
         let json =
             r#"{"app_manager":{"array":{"apps":[{"id":"1","key":"key","secret":"secret"}]}}}"#;
         let config = Config::from_json(json).expect("the fuzz app config is valid");
-        AppRegistry::new(&config.apps)
+        AppRegistry::new(&config.apps, None)
     });
     apps.by_id("1").expect("the fuzz app")
 }

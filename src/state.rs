@@ -114,7 +114,7 @@ impl Shared {
             Some(token) => ConsoleToken::Configured(token.clone()),
             None => ConsoleToken::Generated(random_token()),
         });
-        let apps = AppRegistry::new(&config.apps);
+        let apps = AppRegistry::new(&config.apps, config.compression.compress_above());
         Ok(Arc::new(Shared {
             cluster: Cluster::start(&config, &apps, metrics.clone()).await?,
             hooks: DecisionHooks::new(&apps, crate::webhooks::http_client(), &metrics),

@@ -49,7 +49,7 @@ pub use sentinel::SentinelConfig;
 pub use tls::TlsConfig;
 pub use unimplemented::IgnoredKey;
 pub use webhook::{LambdaTarget, RetryPolicy, SignatureScheme, WebhookEndpoint, WebhookTarget};
-pub use websocket::OutboundLimits;
+pub use websocket::{CompressionConfig, OutboundLimits};
 
 use raw::RawConfig;
 
@@ -105,6 +105,8 @@ pub struct Config {
     /// What one socket's outbound queue may hold before it counts as a slow consumer, and what
     /// happens then (`outbound_buffer_kb` and Sockudo's `websocket` block).
     pub outbound: OutboundLimits,
+    /// `permessage-deflate` for clients that offer it (`websocket.compression`).
+    pub compression: CompressionConfig,
     /// WebSocket connections the process accepts at once (`None`: unbounded).
     pub max_connections: Option<usize>,
     /// The REST API's and every listener's bounds (`http_api`).
@@ -218,6 +220,7 @@ impl Config {
                 kb("outbound_buffer_kb", raw.outbound_buffer_kb, 1024.0)?,
                 &raw.websocket,
             ),
+            compression: websocket::compression(&raw.websocket)?,
             max_connections: raw.max_connections.filter(|&n| n > 0).map(|n| n as usize),
             channel_cache_ttl: seconds(
                 "channel_limits.cache_ttl",

@@ -67,7 +67,6 @@ const RULES: &[Rule] = &[
     rule("websocket.ping_interval", Verdict::Warn, "Herald pings after activity_timeout of silence (Pusher's rule); ignored"),
     rule("websocket.idle_timeout", Verdict::Warn, "a socket is closed after activity_timeout and pong_timeout of silence; ignored"),
     rule("websocket.write_buffer_size", Verdict::Warn, "Herald writes each frame at once; ignored"),
-    rule("websocket.compression", Verdict::Warn, "WebSocket compression is not implemented; ignored"),
     rule("app_manager.array.apps[].channel_namespaces[].allow_user_limited_channels", Verdict::Warn, NOT_PUSHER),
     rule("app_manager.array.apps[].channel_namespaces[].annotations_enabled", Verdict::Warn, NOT_PUSHER),
     rule("app_manager.array.apps[].channel_namespaces[].history", Verdict::Warn, NOT_PUSHER),

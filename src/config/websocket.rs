@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::lenient;
+use super::{lenient, ConfigError};
 
 /// The `websocket` block as written.
 #[derive(Deserialize, Default)]
@@ -24,6 +24,72 @@ pub(super) struct RawWebSocket {
     pub max_message_size: Option<u64>,
     #[serde(deserialize_with = "lenient::opt")]
     pub max_frame_size: Option<u64>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub compression: Option<String>,
+    /// Herald's: frames smaller than this go uncompressed.
+    #[serde(deserialize_with = "lenient::opt")]
+    pub compression_threshold_bytes: Option<u64>,
+}
+
+/// `permessage-deflate` as `websocket.compression` allows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompressionConfig {
+    /// Negotiate it with clients that offer it; broadcasts are compressed once for all of them.
+    pub enabled: bool,
+    /// Frames with a smaller payload go uncompressed (`websocket.compression_threshold_bytes`).
+    pub threshold: usize,
+    /// Set when the configured mode runs as `"shared"`: the start-up warning that says so.
+    pub runs_as_shared: Option<String>,
+}
+
+impl CompressionConfig {
+    /// The smallest payload a broadcast is compressed from, when compression is on.
+    pub fn compress_above(&self) -> Option<usize> {
+        self.enabled.then_some(self.threshold)
+    }
+}
+
+/// The smallest `compression_threshold_bytes` accepted: below it deflate's framing costs more
+/// than it saves on a typical event.
+const MIN_THRESHOLD: u64 = 256;
+
+/// `websocket.compression` (Sockudo's values) and `websocket.compression_threshold_bytes`.
+pub(super) fn compression(raw: &RawWebSocket) -> Result<CompressionConfig, ConfigError> {
+    let threshold = match raw.compression_threshold_bytes {
+        None => 1024,
+        Some(bytes) if bytes >= MIN_THRESHOLD => bytes as usize,
+        Some(bytes) => {
+            return Err(ConfigError::invalid(
+                "websocket.compression_threshold_bytes",
+                format!("{bytes} is below the minimum of {MIN_THRESHOLD} bytes"),
+            ))
+        }
+    };
+    let mode = raw.compression.as_deref().unwrap_or("disabled");
+    let (enabled, runs_as_shared) = match mode.to_ascii_lowercase().as_str() {
+        "disabled" => (false, None),
+        "shared" => (true, None),
+        "dedicated" | "window256b" | "window1kb" | "window2kb" | "window4kb" | "window8kb"
+        | "window16kb" | "window32kb" => (
+            true,
+            Some(format!(
+                "websocket.compression \"{mode}\" runs as \"shared\": each broadcast is compressed once, without context between messages, for every socket that negotiated permessage-deflate"
+            )),
+        ),
+        _ => {
+            return Err(ConfigError::invalid(
+                "websocket.compression",
+                format!(
+                    "{mode:?} is not one of \"disabled\", \"shared\", \"dedicated\", \"window256b\" ... \"window32kb\""
+                ),
+            ))
+        }
+    };
+    Ok(CompressionConfig {
+        enabled,
+        threshold,
+        runs_as_shared,
+    })
 }
 
 /// What a socket's outbound queue may hold, and what happens to a frame past it.
@@ -84,6 +150,7 @@ mod tests {
             disconnect_on_buffer_full: Some(false),
             max_message_size: Some(64 << 20),
             max_frame_size: Some(16 << 10),
+            ..RawWebSocket::default()
         };
         let tightened = outbound_limits(1 << 20, &sockudo);
         assert_eq!(
@@ -96,5 +163,40 @@ mod tests {
         );
         assert_eq!(inbound_limit(64 << 10, &none), 64 << 10);
         assert_eq!(inbound_limit(64 << 10, &sockudo), 16 << 10);
+    }
+
+    fn compression_of(
+        mode: Option<&str>,
+        threshold: Option<u64>,
+    ) -> Result<CompressionConfig, ConfigError> {
+        compression(&RawWebSocket {
+            compression: mode.map(str::to_owned),
+            compression_threshold_bytes: threshold,
+            ..RawWebSocket::default()
+        })
+    }
+
+    #[test]
+    fn compression_modes_are_sockudos_and_every_other_value_is_refused() {
+        let off = compression_of(None, None).unwrap();
+        assert_eq!(
+            (off.enabled, off.threshold, off.compress_above()),
+            (false, 1024, None)
+        );
+        let shared = compression_of(Some("shared"), Some(256)).unwrap();
+        assert_eq!(
+            (shared.compress_above(), shared.runs_as_shared),
+            (Some(256), None)
+        );
+        for mode in ["dedicated", "Window32KB", "window256b"] {
+            let config = compression_of(Some(mode), None).unwrap();
+            assert!(config.enabled, "{mode}");
+            assert!(config.runs_as_shared.unwrap().contains(mode));
+        }
+        assert!(!compression_of(Some("Disabled"), None).unwrap().enabled);
+        let error = compression_of(Some("gzip"), None).unwrap_err();
+        assert_eq!(error.path, "websocket.compression");
+        let error = compression_of(Some("shared"), Some(255)).unwrap_err();
+        assert_eq!(error.path, "websocket.compression_threshold_bytes");
     }
 }

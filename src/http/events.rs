@@ -272,7 +272,7 @@ fn publish_from(
         let first_channel = if i == from.event { from.channel } else { 0 };
         for (j, channel) in event.channels.iter().enumerate().skip(first_channel) {
             let text = frames::channel_event(&event.name, channel, &event.data);
-            let frame = WireFrame::text(&text);
+            let frame = WireFrame::event(&text, app.compress_above);
             run_bytes += frame.len();
             run.push(frame);
             let next = events.get(i + 1);

@@ -17,6 +17,7 @@ use super::client_address::{client_address, peer_of};
 use super::error::ApiError;
 use crate::outbound::Link;
 use crate::protocol::codes::SocketError;
+use crate::protocol::deflate;
 use crate::state::{Shared, SharedState};
 use crate::transport::{self, ConnectionInfo, Handshake};
 
@@ -26,10 +27,19 @@ pub fn is_upgrade(request: &Request) -> bool {
 }
 
 /// Upgrades, then serves the socket with whatever the handshake decided.
-pub fn upgrade(shared: SharedState, mut request: Request, handshake: Handshake) -> Response {
+pub fn upgrade(shared: SharedState, mut request: Request, mut handshake: Handshake) -> Response {
     let key = match check_request(&request) {
         Ok(key) => key,
         Err(refusal) => return refusal.into_response(),
+    };
+    let agreement = match &mut handshake {
+        Handshake::Accepted(_, _, deflate) if shared.config().compression.enabled => {
+            let offers = request.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS);
+            let agreement = deflate::negotiate(offers.iter().filter_map(|v| v.to_str().ok()));
+            *deflate = agreement.is_some();
+            agreement
+        }
+        _ => None,
     };
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
         return ApiError::UpgradeRequired("this connection cannot be upgraded".into())
@@ -61,7 +71,7 @@ pub fn upgrade(shared: SharedState, mut request: Request, handshake: Handshake) 
         transport::serve(socket, link, read_ahead, shared, handshake).await
     }));
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    (
+    let mut response = (
         StatusCode::SWITCHING_PROTOCOLS,
         [
             (header::CONNECTION, HeaderValue::from_static("upgrade")),
@@ -72,7 +82,12 @@ pub fn upgrade(shared: SharedState, mut request: Request, handshake: Handshake) 
             ),
         ],
     )
-        .into_response()
+        .into_response();
+    if let Some(agreement) = agreement {
+        let value = HeaderValue::from_str(&agreement.header()).expect("ASCII header value");
+        (response.headers_mut()).insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
+    }
+    response
 }
 
 /// The request's `Sec-WebSocket-Key`, or the response refusing it (RFC 6455 section 4.2.1).
@@ -162,7 +177,7 @@ fn handshake(
                 return Handshake::Refused(SocketError::OriginNotAllowed);
             }
             let info = (asks || shown).then(|| Box::new(connection_info(shared, request, query)));
-            Handshake::Accepted(app.clone(), info)
+            Handshake::Accepted(app.clone(), info, false)
         }
         None => Handshake::Refused(SocketError::UnknownApp(key.to_owned())),
     }

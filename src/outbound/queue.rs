@@ -66,12 +66,14 @@ pub struct OutboundQueue {
     notify: Notify,
     limits: OutboundLimits,
     socket: TcpStream,
+    /// The socket negotiated `permessage-deflate`: frames that may be go compressed.
+    deflate: bool,
 }
 
 impl OutboundQueue {
     /// The outbound side of `socket` (through `link`), holding at most what `limits` allow of
-    /// unsent frames.
-    pub fn new(socket: TcpStream, link: Link, limits: OutboundLimits) -> Outbound {
+    /// unsent frames; `deflate` when it negotiated `permessage-deflate`.
+    pub fn new(socket: TcpStream, link: Link, limits: OutboundLimits, deflate: bool) -> Outbound {
         Arc::new(OutboundQueue {
             state: Mutex::new(State {
                 frames: VecDeque::new(),
@@ -87,6 +89,7 @@ impl OutboundQueue {
             notify: Notify::new(),
             limits,
             socket,
+            deflate,
         })
     }
 
@@ -113,15 +116,17 @@ impl OutboundQueue {
     }
 
     fn push_inner(&self, frame: &WireFrame, write_now: bool) -> bool {
+        // Compressed (once for every socket) before the lock, which guards writes only.
+        let bytes = frame.bytes_for(self.deflate);
         let mut state = self.lock();
         if state.close.is_some() || state.shut || state.broken {
             return false;
         }
         let mut written = 0;
         if write_now && state.frames.is_empty() && !state.link.pending() {
-            let frame_slice = [IoSlice::new(frame.as_ref())];
+            let frame_slice = [IoSlice::new(bytes)];
             match state.link.write(&self.socket, &frame_slice) {
-                Ok(n) if n == frame.len() => {
+                Ok(n) if n == bytes.len() => {
                     if state.link.pending() {
                         // Ciphertext the socket did not take: the connection task sends it.
                         drop(state);
@@ -139,7 +144,7 @@ impl OutboundQueue {
                 }
             }
         }
-        self.queue(state, frame.bytes().slice(written..), written > 0)
+        self.queue(state, bytes.slice(written..), written > 0)
     }
 
     /// Queues what the socket did not take at once (`started`: part of the frame is on the
@@ -326,7 +331,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_socket_is_written_at_once() {
         let (ours, mut peer) = pair().await;
-        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(1024));
+        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(1024), false);
         let frame = WireFrame::text("hello");
         assert!(q.push(&frame));
         assert_eq!(read_exactly(&mut peer, frame.len()).await, frame.as_ref());
@@ -336,7 +341,7 @@ mod tests {
     #[tokio::test]
     async fn queued_frames_go_out_in_order_on_flush() {
         let (ours, mut peer) = pair().await;
-        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(1024));
+        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(1024), false);
         let (a, b) = (WireFrame::text("a"), WireFrame::text("b"));
         assert!(q.push_queued(&a));
         // Something is queued, so this one must wait behind it rather than overtake it.
@@ -382,7 +387,7 @@ mod tests {
     #[tokio::test]
     async fn a_frame_too_big_for_the_socket_is_finished_by_flush() {
         let (ours, mut peer) = narrow_pair().await;
-        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(4 << 20));
+        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(4 << 20), false);
         let frame = WireFrame::text(&"z".repeat(1 << 20));
         assert!(q.push(&frame));
         assert_eq!(
@@ -399,7 +404,7 @@ mod tests {
     #[tokio::test]
     async fn an_overflow_still_finishes_the_frame_already_started() {
         let (ours, mut peer) = narrow_pair().await;
-        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(64 * 1024));
+        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(64 * 1024), false);
         // Bigger than the bound: part goes out at once, the rest overflows the queue.
         let frame = WireFrame::text(&"z".repeat(1 << 20));
         assert!(!q.push(&frame));
@@ -419,7 +424,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_stops_reading_overflows_into_over_capacity() {
         let (ours, _peer) = pair().await;
-        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(64 * 1024));
+        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(64 * 1024), false);
         let frame = WireFrame::text(&"x".repeat(16 * 1024));
         // The kernel buffers take some frames; then the queue fills up and overflows.
         let mut pushes = 0;
@@ -439,7 +444,7 @@ mod tests {
             frames: Some(2),
             drop_when_full: true,
         };
-        let q = OutboundQueue::new(ours, Link::Plain, limits);
+        let q = OutboundQueue::new(ours, Link::Plain, limits, false);
         let frames = [
             WireFrame::text("a"),
             WireFrame::text("b"),
@@ -462,7 +467,7 @@ mod tests {
     #[tokio::test]
     async fn close_waits_for_queued_frames() {
         let (ours, mut peer) = pair().await;
-        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(1024));
+        let q = OutboundQueue::new(ours, Link::Plain, bytes_only(1024), false);
         let a = WireFrame::text("a");
         q.push_queued(&a);
         q.close(SocketError::ServerShutdown);

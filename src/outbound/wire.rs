@@ -3,21 +3,46 @@
 //! A broadcast is framed once and the same bytes are written to every subscriber's socket, so
 //! fan-out costs one `write` per subscriber and nothing else (no per-socket framing or copy).
 
+use std::sync::{Arc, OnceLock};
+
 use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::protocol::deflate;
 
 const OPCODE_TEXT: u8 = 0x1;
 const OPCODE_CLOSE: u8 = 0x8;
 const OPCODE_PING: u8 = 0x9;
 const FIN: u8 = 0x80;
+/// Set on the first frame of a compressed message (RFC 7692 section 6).
+const RSV1: u8 = 0x40;
 
 /// One or more complete, unmasked WebSocket frames (headers and payloads); clones share the
-/// bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// bytes, and the compressed form once it is made.
+#[derive(Clone, Debug)]
 pub struct WireFrame {
     bytes: Bytes,
     /// Pusher messages carried (more than one when a batch was joined into one write).
     messages: usize,
+    /// The same frames for sockets that negotiated `permessage-deflate`, when they may be
+    /// compressed: made on first use, once for every subscriber.
+    deflated: Option<Arc<Deflated>>,
 }
+
+/// The compressed form of a frame, made once.
+#[derive(Debug)]
+struct Deflated {
+    /// Frames with a smaller payload stay as they are.
+    threshold: usize,
+    bytes: OnceLock<Bytes>,
+}
+
+impl PartialEq for WireFrame {
+    fn eq(&self, other: &WireFrame) -> bool {
+        self.bytes == other.bytes && self.messages == other.messages
+    }
+}
+
+impl Eq for WireFrame {}
 
 impl WireFrame {
     /// A text frame carrying one Pusher JSON message.
@@ -25,11 +50,34 @@ impl WireFrame {
         WireFrame::encode(OPCODE_TEXT, payload.as_bytes())
     }
 
+    /// A broadcast or client event: a text frame that sockets which negotiated
+    /// `permessage-deflate` get compressed when its payload is at least `compress_above` bytes.
+    pub fn event(payload: &str, compress_above: Option<usize>) -> WireFrame {
+        WireFrame::text(payload).compressible(compress_above)
+    }
+
+    /// The same frames, compressed for sockets that negotiated it when a payload is at least
+    /// `compress_above` bytes (frames from another node get this on arrival).
+    pub fn compressible(mut self, compress_above: Option<usize>) -> WireFrame {
+        if let (None, Some(threshold)) = (&self.deflated, compress_above) {
+            self.deflated = Some(Arc::new(Deflated {
+                threshold,
+                bytes: OnceLock::new(),
+            }));
+        }
+        self
+    }
+
     /// An empty ping, the server's liveness probe.
     pub fn ping() -> WireFrame {
+        WireFrame::whole(Bytes::from_static(&[FIN | OPCODE_PING, 0]), 1)
+    }
+
+    fn whole(bytes: Bytes, messages: usize) -> WireFrame {
         WireFrame {
-            bytes: Bytes::from_static(&[FIN | OPCODE_PING, 0]),
-            messages: 1,
+            bytes,
+            messages,
+            deflated: None,
         }
     }
 
@@ -55,10 +103,7 @@ impl WireFrame {
 
     /// Bytes another encoder already framed (tungstenite's automatic pong and close replies).
     pub fn framed(bytes: &[u8]) -> WireFrame {
-        WireFrame {
-            bytes: Bytes::copy_from_slice(bytes),
-            messages: 1,
-        }
+        WireFrame::whole(Bytes::copy_from_slice(bytes), 1)
     }
 
     /// Frames this server encoded, as they came back from another node: checked to be whole
@@ -67,40 +112,36 @@ impl WireFrame {
         let mut rest = bytes;
         let mut messages = 0;
         while !rest.is_empty() {
-            let (&first, after) = rest.split_first()?;
-            let (&second, after) = after.split_first()?;
-            if first != FIN | OPCODE_TEXT || second & 0x80 != 0 {
-                return None;
-            }
-            let (length, after) = match second {
-                126 => (
-                    u16::from_be_bytes(after.get(..2)?.try_into().ok()?) as usize,
-                    &after[2..],
-                ),
-                127 => (
-                    u64::from_be_bytes(after.get(..8)?.try_into().ok()?) as usize,
-                    &after[8..],
-                ),
-                n => (usize::from(n), after),
-            };
-            rest = after.get(length..)?;
+            let (_, _, after) = split_text_frame(rest)?;
+            rest = after;
             messages += 1;
         }
-        (messages > 0).then(|| WireFrame {
-            bytes: Bytes::copy_from_slice(bytes),
-            messages,
-        })
+        (messages > 0).then(|| WireFrame::whole(Bytes::copy_from_slice(bytes), messages))
     }
 
-    /// Several frames joined, to reach each socket in one write, in this order.
+    /// Several frames joined, to reach each socket in one write, in this order (compressible
+    /// when each of them is).
     pub fn joined(frames: &[WireFrame]) -> WireFrame {
         let mut out = BytesMut::with_capacity(frames.iter().map(WireFrame::len).sum());
         for frame in frames {
             out.put_slice(&frame.bytes);
         }
-        WireFrame {
-            bytes: out.freeze(),
-            messages: frames.iter().map(|f| f.messages).sum(),
+        let threshold = frames
+            .iter()
+            .map(|f| f.deflated.as_ref().map(|d| d.threshold))
+            .try_fold(usize::MAX, |min, t| Some(min.min(t?)));
+        WireFrame::whole(out.freeze(), frames.iter().map(|f| f.messages).sum())
+            .compressible(threshold)
+    }
+
+    /// The bytes to write to a socket: compressed when it negotiated `permessage-deflate`
+    /// (`deflate`) and this frame may be; compressed at most once for all sockets.
+    pub fn bytes_for(&self, deflate: bool) -> &Bytes {
+        match (&self.deflated, deflate) {
+            (Some(deflated), true) => deflated
+                .bytes
+                .get_or_init(|| deflate_frames(&self.bytes, deflated.threshold)),
+            _ => &self.bytes,
         }
     }
 
@@ -126,23 +167,80 @@ impl WireFrame {
 
     fn encode(opcode: u8, payload: &[u8]) -> WireFrame {
         let mut out = BytesMut::with_capacity(payload.len() + 10);
-        out.put_u8(FIN | opcode);
-        match payload.len() {
-            n if n < 126 => out.put_u8(n as u8),
-            n if n <= usize::from(u16::MAX) => {
-                out.put_u8(126);
-                out.put_u16(n as u16);
+        put_frame(&mut out, FIN | opcode, payload);
+        WireFrame::whole(out.freeze(), 1)
+    }
+}
+
+/// Appends one frame: its first byte, the payload's length, the payload.
+fn put_frame(out: &mut BytesMut, first: u8, payload: &[u8]) {
+    out.put_u8(first);
+    match payload.len() {
+        n if n < 126 => out.put_u8(n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.put_u8(126);
+            out.put_u16(n as u16);
+        }
+        n => {
+            out.put_u8(127);
+            out.put_u64(n as u64);
+        }
+    }
+    out.put_slice(payload);
+}
+
+/// The first frame of `bytes` if it is a whole unmasked text frame: its header, payload and
+/// what follows it.
+fn split_text_frame(bytes: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (&first, after) = bytes.split_first()?;
+    let (&second, after) = after.split_first()?;
+    if first != FIN | OPCODE_TEXT || second & 0x80 != 0 {
+        return None;
+    }
+    let (length, extended) = match second {
+        126 => (
+            u16::from_be_bytes(after.get(..2)?.try_into().ok()?) as usize,
+            2,
+        ),
+        127 => (
+            u64::from_be_bytes(after.get(..8)?.try_into().ok()?) as usize,
+            8,
+        ),
+        n => (usize::from(n), 0),
+    };
+    let header: usize = 2 + extended;
+    let end = header.checked_add(length)?;
+    let frame = bytes.get(..end)?;
+    Some((&frame[..header], &frame[header..], &bytes[end..]))
+}
+
+/// Text frames compressed one by one (a frame under `threshold`, a Pusher protocol event, or
+/// one compression would not shrink, stays as it is); the same bytes when none changed.
+fn deflate_frames(bytes: &Bytes, threshold: usize) -> Bytes {
+    let mut out = BytesMut::with_capacity(bytes.len());
+    let mut rest = &bytes[..];
+    let mut changed = false;
+    while let Some((header, payload, after)) = split_text_frame(rest) {
+        rest = after;
+        // `pusher:` and `pusher_internal:` events go as they are (frames put `event` first).
+        let protocol = payload.starts_with(br#"{"event":"pusher"#);
+        let compressed = (payload.len() >= threshold && !protocol)
+            .then(|| deflate::compress(payload))
+            .filter(|c| c.len() < payload.len());
+        match compressed {
+            Some(compressed) => {
+                put_frame(&mut out, FIN | RSV1 | OPCODE_TEXT, &compressed);
+                changed = true;
             }
-            n => {
-                out.put_u8(127);
-                out.put_u64(n as u64);
+            None => {
+                out.put_slice(header);
+                out.put_slice(payload);
             }
         }
-        out.put_slice(payload);
-        WireFrame {
-            bytes: out.freeze(),
-            messages: 1,
-        }
+    }
+    match changed && rest.is_empty() {
+        true => out.freeze(),
+        false => bytes.clone(),
     }
 }
 
@@ -221,6 +319,54 @@ mod tests {
             "control frame"
         );
         assert_eq!(WireFrame::from_wire(b""), None);
+    }
+
+    #[test]
+    fn a_compressible_frame_is_compressed_once_and_only_where_it_may_be() {
+        let event = format!(
+            r#"{{"event":"news","channel":"c","data":"{}"}}"#,
+            "ab".repeat(400)
+        );
+        let frame = WireFrame::event(&event, Some(256));
+        let copy = frame.clone();
+        let compressed = frame.bytes_for(true);
+        assert_eq!(compressed[0], FIN | RSV1 | OPCODE_TEXT);
+        assert!(compressed.len() < frame.len() / 4);
+        assert_eq!(
+            copy.bytes_for(true).as_ptr(),
+            compressed.as_ptr(),
+            "made once for every clone"
+        );
+        assert_eq!(
+            frame.bytes_for(false),
+            frame.bytes(),
+            "plain for the others"
+        );
+        // Under the threshold, a Pusher protocol event, compression off: as they are.
+        let small = WireFrame::event(r#"{"event":"news","data":"x"}"#, Some(256));
+        let internal = format!(
+            r#"{{"event":"pusher_internal:x","data":"{}"}}"#,
+            "a".repeat(900)
+        );
+        let internal = WireFrame::event(&internal, Some(256));
+        let off = WireFrame::event(&event, None);
+        for frame in [small, internal, off] {
+            assert_eq!(frame.bytes_for(true), frame.bytes());
+        }
+        // Joined: each frame compressed on its own, in order.
+        let joined = WireFrame::joined(&[
+            WireFrame::event(&event, Some(256)),
+            WireFrame::event(r#"{"event":"tiny"}"#, Some(256)),
+        ]);
+        let bytes = joined.bytes_for(true);
+        assert_eq!(
+            &bytes[..],
+            [
+                &compressed[..],
+                &WireFrame::text(r#"{"event":"tiny"}"#).bytes()[..]
+            ]
+            .concat()
+        );
     }
 
     #[test]

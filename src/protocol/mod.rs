@@ -4,6 +4,7 @@
 
 pub mod channel;
 pub mod codes;
+pub mod deflate;
 pub mod frames;
 pub mod incoming;
 pub mod jwt;

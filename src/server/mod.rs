@@ -46,6 +46,9 @@ impl Server {
                 tracing::warn!("rate_limiter.driver is \"memory\", but a cluster node counts every limit in the cluster's Redis, so N nodes never allow N times a limit");
             }
         }
+        if let Some(warning) = &config.compression.runs_as_shared {
+            tracing::warn!("{warning}");
+        }
         if config.trust_x_forwarded_for {
             tracing::warn!(
                 trust_hops = config.trust_hops,

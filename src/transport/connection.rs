@@ -18,6 +18,7 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
 use super::decision::{ConnectionInfo, Wait};
+use super::inflate::InflatingReader;
 use super::liveness::{Due, Liveness};
 use super::session::{ConnectionSlot, Session};
 use crate::apps::App;
@@ -25,6 +26,7 @@ use crate::cluster::Refusal;
 use crate::hooks::Verdict;
 use crate::outbound::{Flushed, Link, Outbound, OutboundQueue, WireFrame};
 use crate::protocol::codes::SocketError;
+use crate::protocol::deflate::InflateError;
 use crate::protocol::frames;
 use crate::protocol::incoming::ClientMessage;
 use crate::state::SharedState;
@@ -41,8 +43,8 @@ const MESSAGES_PER_WAKE: usize = 64;
 /// What the upgrade request resolved to, before any frame is sent.
 pub enum Handshake {
     /// A known app and an acceptable protocol; what the request told, when the app's
-    /// `connection_starting` hook wants it.
-    Accepted(Arc<App>, Option<Box<ConnectionInfo>>),
+    /// `connection_starting` hook wants it; whether `permessage-deflate` was negotiated.
+    Accepted(Arc<App>, Option<Box<ConnectionInfo>>, bool),
     /// Refused: send the error and close with its code.
     Refused(SocketError),
 }
@@ -83,9 +85,10 @@ pub async fn serve(
     shared: SharedState,
     handshake: Handshake,
 ) {
-    let outbound = OutboundQueue::new(socket, link, shared.config().outbound);
+    let deflate = matches!(handshake, Handshake::Accepted(_, _, true));
+    let outbound = OutboundQueue::new(socket, link, shared.config().outbound, deflate);
     let (app, info) = match handshake {
-        Handshake::Accepted(app, info) => (app, info),
+        Handshake::Accepted(app, info, _) => (app, info),
         Handshake::Refused(error) => return finish(&outbound, &closing_frames(&error)).await,
     };
     if !app.enabled {
@@ -105,12 +108,7 @@ pub async fn serve(
         config.pong_timeout,
         signin_timeout,
     );
-    let websocket = Some(websocket_config(config.websocket_max_payload));
-    let mut reader = if read_ahead.is_empty() {
-        WebSocketContext::new(Role::Server, websocket)
-    } else {
-        WebSocketContext::from_partially_read(read_ahead.to_vec(), Role::Server, websocket)
-    };
+    let mut reader = FrameReader::new(config.websocket_max_payload, &read_ahead, deflate);
     // It may pin hyper's whole request buffer: let it go now, not when the connection ends.
     drop(read_ahead);
     let mut session = Session::new(app, shared.clone(), outbound.clone(), liveness, slot);
@@ -169,7 +167,7 @@ pub(crate) fn websocket_config(max_message: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_message))
 }
 
-async fn run(reader: &mut WebSocketContext, session: &mut Session, first: Option<Wait>) -> Exit {
+async fn run(reader: &mut FrameReader, session: &mut Session, first: Option<Wait>) -> Exit {
     let shared = session.shared.clone();
     let outbound = session.outbound.clone();
     // A peer that reads nothing for this long is gone or hostile; its writes are abandoned.
@@ -334,20 +332,17 @@ fn handle(session: &mut Session, inbound: Inbound) -> Option<Wait> {
 /// waits) until the socket is drained, the per-wake limit is reached or the inbox is full;
 /// `Err` when the connection ends.
 fn read_messages(
-    reader: &mut WebSocketContext,
+    reader: &mut FrameReader,
     session: &mut Session,
     reading: &mut Reading,
 ) -> Result<(), Exit> {
     let outbound = session.outbound.clone();
-    let mut io = SocketIo {
-        outbound: &outbound,
-    };
     reading.unread = true;
     for _ in 0..MESSAGES_PER_WAKE {
         if !reading.has_room() {
             return Ok(());
         }
-        let message = match reader.read(&mut io) {
+        let message = match reader.read(&outbound) {
             Ok(message) => message,
             Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                 reading.unread = false;
@@ -384,6 +379,16 @@ fn read_messages(
 /// How a read error ends the connection (RFC 6455 section 7.4.1 codes where one applies).
 fn read_error(error: tungstenite::Error) -> Exit {
     use tungstenite::error::ProtocolError;
+    let inflate = match &error {
+        tungstenite::Error::Io(e) => e.get_ref().and_then(|e| e.downcast_ref::<InflateError>()),
+        _ => None,
+    };
+    match inflate {
+        Some(InflateError::TooBig) => return Exit::CloseCode(1009, "Message too big"),
+        Some(InflateError::Corrupt) => return Exit::CloseCode(1007, "Invalid compressed data"),
+        Some(InflateError::Misplaced) => return Exit::CloseCode(1002, "Protocol error"),
+        None => {}
+    }
     match error {
         tungstenite::Error::Capacity(_) => Exit::CloseCode(1009, "Message too big"),
         tungstenite::Error::Utf8(_) => Exit::CloseCode(1007, "Invalid UTF-8 in a text message"),
@@ -448,15 +453,84 @@ async fn finish_within(outbound: &Outbound, last: &[WireFrame], bound: Duration)
     .await;
 }
 
-/// The socket as tungstenite sees it: reads come from the socket; its automatic replies (pong,
-/// close echo) go through the outbound queue, in order with every other frame.
+/// A connection's inbound frames: tungstenite's sans-IO reader, behind the inflating reader
+/// when the socket negotiated `permessage-deflate`.
+struct FrameReader {
+    context: WebSocketContext,
+    /// Whether `permessage-deflate` was negotiated, and the largest message.
+    deflate: Option<usize>,
+    /// Kept only while a frame is under way: an idle socket holds none.
+    inflating: Option<Box<InflatingReader>>,
+}
+
+impl FrameReader {
+    /// A reader of messages up to `max_message` bytes; `read_ahead` came with the upgrade.
+    fn new(max_message: usize, read_ahead: &[u8], deflate: bool) -> FrameReader {
+        let websocket = Some(websocket_config(max_message));
+        let (context, inflating) = match (deflate, read_ahead.is_empty()) {
+            (_, true) => (WebSocketContext::new(Role::Server, websocket), None),
+            // What came with the upgrade may be compressed: it goes through the inflater.
+            (true, false) => (
+                WebSocketContext::new(Role::Server, websocket),
+                Some(Box::new(InflatingReader::new(max_message, read_ahead))),
+            ),
+            (false, false) => (
+                WebSocketContext::from_partially_read(read_ahead.to_vec(), Role::Server, websocket),
+                None,
+            ),
+        };
+        FrameReader {
+            context,
+            deflate: deflate.then_some(max_message),
+            inflating,
+        }
+    }
+
+    /// The next message, as tungstenite reads it.
+    fn read(&mut self, outbound: &OutboundQueue) -> Result<Message, tungstenite::Error> {
+        let Some(limit) = self.deflate else {
+            return self.context.read(&mut SocketIo {
+                outbound,
+                inflating: None,
+            });
+        };
+        let inflating = self
+            .inflating
+            .get_or_insert_with(|| Box::new(InflatingReader::new(limit, &[])));
+        let read = self.context.read(&mut SocketIo {
+            outbound,
+            inflating: Some(&mut **inflating),
+        });
+        if self.inflating.as_ref().is_some_and(|r| r.is_idle()) {
+            self.inflating = None;
+        }
+        read
+    }
+}
+
+/// The socket as tungstenite sees it: reads come from the socket (through the inflater when
+/// there is one); its automatic replies (pong, close echo) go through the outbound queue, in
+/// order with every other frame.
 struct SocketIo<'a> {
     outbound: &'a OutboundQueue,
+    inflating: Option<&'a mut InflatingReader>,
+}
+
+/// The socket's reads, for the inflater.
+struct QueueReads<'a>(&'a OutboundQueue);
+
+impl Read for QueueReads<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
 }
 
 impl Read for SocketIo<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.outbound.read(buf)
+        match &mut self.inflating {
+            Some(inflating) => inflating.read(&mut QueueReads(self.outbound), buf),
+            None => self.outbound.read(buf),
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 mod connection;
 mod decision;
 mod handlers;
+mod inflate;
 mod journal;
 mod liveness;
 mod session;

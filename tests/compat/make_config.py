@@ -5,6 +5,9 @@
     python make_config.py OUT_PATH NODE_RECEIVER_PORT PYTHON_RECEIVER_PORT \
         --sentinels MASTER_NAME SENTINEL_PORT,SENTINEL_PORT,...
 
+Every config it writes turns on permessage-deflate (`websocket.compression` "shared", from 256
+bytes).
+
 The receivers' ports are only known at run time, so run.sh calls this before starting Herald.
 The first app of config.json (the one the SDK suites use) is copied unchanged and keeps no
 webhook endpoints; more apps are added, each with its own endpoints or feature:
@@ -169,6 +172,12 @@ def main():
     ])
     watching["enable_watchlist_events"] = True
     apps.append(watching)
+    # permessage-deflate for clients that offer it (browsers, Node's ws, Python's websockets;
+    # pusher-js's Node build does not), from 256 bytes: node/compression.test.js and
+    # python/test_compression_browser.py check it; every other suite runs beside it.
+    config.setdefault("websocket", {})
+    config["websocket"]["compression"] = "shared"
+    config["websocket"]["compression_threshold_bytes"] = 256
     # The debug console, for python/test_console_browser.py.
     config["console"] = {"token": "compat-console-token-0123456789abcdef"}
     if redis_url:

@@ -31,6 +31,7 @@ mod cluster_tls;
 mod cluster_users;
 mod cluster_webhook_delivery;
 mod cluster_webhook_stream;
+mod compression;
 mod connection;
 mod console;
 mod cors;

@@ -221,7 +221,8 @@ impl<R: Recipient> AppChannels<R> {
             user_id,
         } = event;
         let line = self.sequence.line_of(channel);
-        let frame = WireFrame::text(&frames::client_event(name, channel, data, user_id));
+        let text = frames::client_event(name, channel, data, user_id);
+        let frame = WireFrame::event(&text, self.app.compress_above);
         let webhook = self
             .wants(EventKind::ClientEvent)
             .then(|| WebhookEvent::ClientEvent {

@@ -127,7 +127,7 @@ fn stage(app_keys: &str) -> Stage {
         r#"{{"app_manager":{{"array":{{"apps":[{{"id":"a","key":"k","secret":"s"{app_keys}}}]}}}}}}"#
     );
     let config = Config::from_json(&json).unwrap();
-    let apps = AppRegistry::new(&config.apps);
+    let apps = AppRegistry::new(&config.apps, None);
     let recorded = RecordedWebhooks::default();
     let webhooks = recorded.0.clone();
     let app = AppChannels::new(

@@ -255,7 +255,8 @@ impl RedisApp {
             socket,
             user_id,
         } = event;
-        let frame = WireFrame::text(&frames::client_event(name, channel, data, user_id));
+        let text = frames::client_event(name, channel, data, user_id);
+        let frame = WireFrame::event(&text, self.app.compress_above);
         if self.link.wants(&self.app.id, EventKind::ClientEvent) {
             let webhook = WebhookEvent::ClientEvent {
                 channel: Arc::from(channel),

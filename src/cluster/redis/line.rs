@@ -277,7 +277,8 @@ impl RedisApp {
         } = broadcast;
         let except: Option<SocketId> = except.and_then(|e| e.parse().ok());
         let frame = match body {
-            BroadcastBody::Event(frame) => frame,
+            // From another node as plain frames: compressed here, once, when it may be.
+            BroadcastBody::Event(frame) => frame.compressible(self.app.compress_above),
             BroadcastBody::MemberAdded { user_id, user_info } => {
                 let info = serde_json::from_str::<&RawValue>(&user_info).ok();
                 WireFrame::text(&frames::member_added(&channel, &user_id, info))

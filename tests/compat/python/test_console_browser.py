@@ -1,32 +1,21 @@
-"""The debug console in a real browser: headless Chromium (Debian's `chromium` and
-`chromium-driver`, driven by Selenium with both paths given, so nothing is downloaded) opens the
-console with its token, watches a pusher-js client (served from this suite's node_modules)
+"""The debug console in a real browser: headless Chromium (the `browser` fixture of conftest.py)
+opens the console with its token, watches a pusher-js client (served from this suite's node_modules)
 connect, sends it an event from the console's form, and checks that a client event carrying
 HTML and script shows as text and runs nothing. A screenshot is saved as a test artifact."""
 
 import json
 import os
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs
 
-import pusher
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from conftest import APP_ID, APP_KEY, APP_SECRET, HOST, PORT
 
 HERE = Path(__file__).resolve().parent
-PUSHER_JS = HERE.parent / "node_modules" / "pusher-js" / "dist" / "web" / "pusher.min.js"
-CLIENT_DIR = HERE / "console_client"
 ARTIFACTS = Path(os.environ.get("HERALD_ARTIFACTS", HERE.parent / "artifacts"))
-CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 WAIT = 10
 # Shown as text it is harmless; parsed as HTML it would set these.
 PAYLOAD = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b id="injected">bold</b>'
@@ -35,67 +24,6 @@ PAYLOAD = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</scrip
 def console_token():
     with open(os.environ["HERALD_COMPAT_CONFIG"]) as f:
         return json.load(f)["console"]["token"]
-
-
-class ClientServer(BaseHTTPRequestHandler):
-    """Serves the pusher-js client page and signs its private-channel subscriptions."""
-
-    sdk = pusher.Pusher(app_id=APP_ID, key=APP_KEY, secret=APP_SECRET, ssl=False, host=HOST, port=PORT)
-
-    def log_message(self, *args):
-        pass
-
-    def send_body(self, status, content_type, body):
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self):
-        path = self.path.split("?")[0]
-        files = {
-            "/client.html": (CLIENT_DIR / "client.html", "text/html"),
-            "/client.js": (CLIENT_DIR / "client.js", "text/javascript"),
-            "/pusher.min.js": (PUSHER_JS, "text/javascript"),
-        }
-        if path not in files:
-            return self.send_body(404, "text/plain", b"not found")
-        file, content_type = files[path]
-        self.send_body(200, content_type, file.read_bytes())
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length", "0"))
-        form = parse_qs(self.rfile.read(length).decode())
-        signed = self.sdk.authenticate(channel=form["channel_name"][0], socket_id=form["socket_id"][0])
-        self.send_body(200, "application/json", json.dumps(signed).encode())
-
-
-@pytest.fixture
-def client_page():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ClientServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    port = server.server_address[1]
-    yield f"http://127.0.0.1:{port}/client.html?key={APP_KEY}&host={HOST}&port={PORT}"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def browser():
-    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), (
-        "chromium and chromium-driver (Debian packages) are needed; scripts/test.sh installs them")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1400,1100", "--no-proxy-server", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(WAIT)
-    yield driver
-    driver.quit()
 
 
 def wait_for(driver, what, predicate):
