@@ -12,6 +12,7 @@
 //! implementations. Queries are `async` and may fail with [`Unavailable`] because the Redis one
 //! waits on Redis.
 
+mod delivery;
 pub mod figures;
 mod local;
 mod pending;

@@ -37,6 +37,7 @@ mod console;
 mod cors;
 mod decision_hooks;
 mod drain;
+mod fanout_order;
 mod fuzz_corpus;
 mod hardening;
 mod metrics;

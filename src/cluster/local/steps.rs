@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::app::AppChannels;
 use super::counts::Announce;
+use crate::cluster::delivery;
 use crate::cluster::recipient::Recipient;
 use crate::engine::{Subscribers, Transition};
 use crate::journal::{shown_text, MemberDetail, NoDetail};
@@ -276,15 +277,10 @@ impl<R: Recipient> AppChannels<R> {
         });
     }
 
-    /// Writes the shared frame to every recipient but `except`; one counter update per call.
+    /// Writes the shared frame to every recipient but `except` (a large channel's on every
+    /// core); one counter update per call.
     fn deliver(&self, recipients: &Subscribers<R>, frame: &WireFrame, except: Option<SocketId>) {
-        let mut delivered = 0;
-        for (socket, outbound) in recipients.iter() {
-            // A socket that is closing refuses the frame: it is not counted as delivered.
-            if Some(*socket) != except && outbound.push(frame) {
-                delivered += 1;
-            }
-        }
+        let delivered = delivery::deliver(recipients, frame, except);
         self.metrics.messages_out(delivered * frame.messages());
     }
 }

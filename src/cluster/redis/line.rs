@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use super::app::{JoinRequest, Op, RedisApp};
 use super::channel_state::Joined;
 use super::fanout::{Broadcast, BroadcastBody};
-use crate::cluster::{Outcome, Refusal};
+use crate::cluster::{delivery, Outcome, Refusal};
 use crate::engine::{Subscribers, Transition};
 use crate::outbound::{Outbound, WireFrame};
 use crate::protocol::codes::SubscriptionError;
@@ -297,7 +297,9 @@ impl RedisApp {
         };
         let Some(version) = version else {
             if let Some(recipients) = recipients() {
-                self.deliver(&recipients, &frame, |socket| Some(socket) != except);
+                // Broadcasts: a large channel's on every core.
+                let delivered = delivery::deliver(&recipients, &frame, except);
+                self.metrics.messages_out(delivered * frame.messages());
             }
             return;
         };
