@@ -174,7 +174,7 @@ impl Client {
                     "stats" => self.print_stats(),
                     "quit" => return Ok(()),
                     other => match other.strip_prefix("report ").map(str::parse) {
-                        Some(Ok(marker)) => self.marks.print(marker, self.ready),
+                        Some(Ok(marker)) => self.marks.print(marker, self.args.count),
                         _ => eprintln!("scale-client: unknown command {other:?}"),
                     },
                 }
@@ -214,8 +214,10 @@ impl Client {
                 self.check_all_ready();
             }
             Note::Marked(marker) => {
+                // Every socket asked for: one that closed since misses the broadcast.
                 let slots = self.conns.len();
-                self.marks.arrived(marker, index, slots, now, self.ready);
+                self.marks
+                    .arrived(marker, index, slots, now, self.args.count);
             }
             Note::Pinged => self.pings += 1,
             Note::Failed(why) => {
