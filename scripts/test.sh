@@ -61,6 +61,14 @@ cargo build -p herald-bench
 echo "== Rust unit and integration tests"
 cargo nextest run --no-fail-fast
 
+echo "== scale scenario, small (lean clients, the connect floor, one node and two on redis-server)"
+# About 2,000 sockets on one node and 2 x 1,000 on two nodes, with the debug builds; it stops
+# every process it started and fails on a lost socket or delivery.
+timeout 90 "$target_dir/debug/herald-bench" --scenario scale \
+  --server "$target_dir/debug/herald --config {config}" \
+  --scale-steps 1000 --scale-connections 2000 --scale-idle-secs 4 \
+  --scale-nodes 2 --scale-node-connections 1000 --scale-broadcasts 2 >/dev/null
+
 if [ -x tests/compat/run.sh ]; then
   echo "== official-client compatibility suites"
   tests/compat/run.sh "$target_dir/debug/herald"

@@ -81,7 +81,11 @@ pub fn start_redis(binary: &Path) -> Result<Target, String> {
 /// A node's config: the single node's, plus the Redis adapter under its own node id.
 /// `database.redis` repeats the address for servers that read only Sockudo's keys.
 pub fn node_config(port: u16, webhook: &str, redis: &Target, node_id: &str) -> Value {
-    let mut config = target::config(port, Some(webhook));
+    with_adapter(target::config(port, Some(webhook)), redis, node_id)
+}
+
+/// `config` with the Redis adapter under `node_id`.
+pub fn with_adapter(mut config: Value, redis: &Target, node_id: &str) -> Value {
     let url = format!("redis://127.0.0.1:{}", redis.port);
     config["adapter"] = json!({"driver": "redis", "node_id": node_id, "redis": {"url": url}});
     config["database"] = json!({"redis": {"host": "127.0.0.1", "port": redis.port}});

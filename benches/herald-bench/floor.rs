@@ -20,6 +20,11 @@ const FRAME_BYTES: usize = 150;
 
 /// Compiles and runs sendfloor with the fan-out sizes; its JSON line, if it could run.
 pub fn sendfloor(source: &Path, conns: usize) -> Option<Value> {
+    sendfloor_rounds(source, conns, 500)
+}
+
+/// Compiles and runs sendfloor: `rounds` writes to each of `conns` sockets.
+pub fn sendfloor_rounds(source: &Path, conns: usize, rounds: usize) -> Option<Value> {
     let binary = std::env::temp_dir().join(format!("sendfloor-{}", std::process::id()));
     let built = Command::new("cc")
         .arg("-O2")
@@ -32,7 +37,11 @@ pub fn sendfloor(source: &Path, conns: usize) -> Option<Value> {
         return None;
     }
     let output = Command::new(&binary)
-        .args([conns.to_string(), "500".into(), FRAME_BYTES.to_string()])
+        .args([
+            conns.to_string(),
+            rounds.to_string(),
+            FRAME_BYTES.to_string(),
+        ])
         .output()
         .ok()?;
     let _ = std::fs::remove_file(&binary);

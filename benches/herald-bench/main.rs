@@ -8,20 +8,29 @@
 mod burst;
 mod clients;
 mod cluster;
+mod connect_floor;
 mod console;
 mod floor;
 mod hooks;
+mod kernel;
 mod online;
 mod pairs;
 mod probes;
 mod reader;
 mod receiver;
 mod report;
+mod scale;
+mod scale_client;
+mod scale_cluster;
+mod scale_conn;
+mod scale_fleet;
+mod scale_marks;
 mod scenarios;
 mod shards;
 mod slow;
 mod target;
 mod tls;
+mod ws_wire;
 
 use std::path::PathBuf;
 
@@ -56,6 +65,10 @@ enum Scenario {
     /// Not part of `all`: cross-node fan-out over many channels and the publish ceiling on one
     /// Redis, on a Redis Cluster of three shards with PUBLISH, and with SPUBLISH.
     Shards,
+    /// Not part of `all`: one node from 1,000 sockets to what the descriptor limits allow
+    /// beside a bare connect floor, idle CPU with activity pings, then K nodes on one Redis near
+    /// the cap each and a broadcast to every socket (lean mio clients as child processes).
+    Scale,
     All,
 }
 
@@ -182,6 +195,30 @@ struct Cli {
     /// Idle: connections (capped by the file-descriptor limit).
     #[arg(long, default_value_t = 20000)]
     idle_connections: usize,
+    /// Scale: the largest single-node socket count (default: what the server's descriptor
+    /// limit allows). Spread over as many client processes as their own limits need.
+    #[arg(long)]
+    scale_connections: Option<u64>,
+    /// Scale: the single-node counts below the largest.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
+    scale_steps: Vec<u64>,
+    /// Scale: cluster nodes on one private redis-server (0: no cluster part).
+    #[arg(long, default_value_t = 4)]
+    scale_nodes: usize,
+    /// Scale: sockets per cluster node (default: what a node's descriptor limit allows).
+    #[arg(long)]
+    scale_node_connections: Option<u64>,
+    /// Scale: seconds of idle CPU at the largest single-node count (activity_timeout is half).
+    #[arg(long, default_value_t = 30)]
+    scale_idle_secs: u64,
+    /// Scale: broadcasts to every cluster socket (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    scale_broadcasts: usize,
+    /// Scale: handshakes in flight per server, shared by its client processes. Below the
+    /// listen backlog (128 for Herald, as for std and mio listeners): more overflows the
+    /// accept queue, and a dropped SYN is sent again only after a second.
+    #[arg(long, default_value_t = 100)]
+    scale_concurrency: usize,
     /// sendfloor.c, compiled and run beside fan-out to report this machine's floor.
     #[arg(long, default_value = "../shared/tools/sendfloor.c")]
     sendfloor: PathBuf,
@@ -215,6 +252,19 @@ fn fd_limit() -> usize {
                 .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(1024)
+}
+
+fn scale_sizes(cli: &Cli) -> scale::Sizes {
+    scale::Sizes {
+        steps: cli.scale_steps.clone(),
+        largest: cli.scale_connections,
+        nodes: cli.scale_nodes,
+        node_connections: cli.scale_node_connections,
+        idle_secs: cli.scale_idle_secs,
+        broadcasts: cli.scale_broadcasts.max(1),
+        concurrency: cli.scale_concurrency.max(1),
+        sendfloor: cli.sendfloor.clone(),
+    }
 }
 
 fn cluster_sizes(cli: &Cli) -> cluster::Sizes {
@@ -377,12 +427,41 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
             };
             shards::shards(server, &sizes).await
         }
+        Scenario::Scale => scale::scale(server, &scale_sizes(cli)).await,
         Scenario::All => unreachable!("expanded by main"),
     }
 }
 
-#[tokio::main]
-async fn main() {
+/// The hidden modes the scale scenario starts this binary in: `scale-client` and
+/// `connect-floor` (each a plain epoll loop, no runtime).
+fn hidden_mode() -> Option<i32> {
+    let mut args = std::env::args();
+    let mode = args.nth(1)?;
+    match mode.as_str() {
+        "scale-client" => {
+            let client = scale_client::ClientArgs::parse_from(std::env::args().skip(1));
+            Some(scale_client::run(client))
+        }
+        "connect-floor" => {
+            let port = args.skip_while(|a| a != "--port").nth(1)?.parse().ok()?;
+            Some(connect_floor::run(port))
+        }
+        _ => None,
+    }
+}
+
+fn main() {
+    if let Some(code) = hidden_mode() {
+        std::process::exit(code);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(bench());
+}
+
+async fn bench() {
     let cli = Cli::parse();
     console::set_mode(cli.console);
     if cli.tls {
@@ -420,6 +499,10 @@ async fn main() {
             Ok(report) => {
                 report.print();
                 results.push(report.json());
+                if let Some(failure) = &report.failure {
+                    eprintln!("scenario failed: {failure}");
+                    failed = true;
+                }
             }
             Err(error) => {
                 eprintln!("scenario failed: {error}");

@@ -6,6 +6,8 @@ use serde_json::{json, Value};
 pub struct Report {
     pub scenario: &'static str,
     pub rows: Vec<(String, f64, &'static str)>,
+    /// Why the run failed although it has figures (a lost delivery): printed, then exit 1.
+    pub failure: Option<String>,
 }
 
 impl Report {
@@ -13,6 +15,7 @@ impl Report {
         Report {
             scenario,
             rows: Vec::new(),
+            failure: None,
         }
     }
 

@@ -12,7 +12,7 @@ pub const KEY: &str = "bench-key";
 pub const SECRET: &str = "bench-secret";
 
 /// CPU seconds of a process from its /proc/PID/stat (utime + stime, in USER_HZ = 100 ticks).
-fn stat_cpu_seconds(stat: &str) -> f64 {
+pub fn stat_cpu_seconds(stat: &str) -> f64 {
     // Fields after the command name (which may contain spaces) start at the last ')'.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
