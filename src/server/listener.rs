@@ -26,6 +26,34 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Accept errors are logged at most once per this period, with how many there were.
 const ACCEPT_WARNING_PERIOD: Duration = Duration::from_secs(10);
 
+/// Connections the kernel may hold for the accept loop (it caps this at `net.core.somaxconn`):
+/// std's and tokio's default of 128 overflows when a few hundred clients reconnect at once, and
+/// every SYN dropped then waits a second to be sent again.
+const BACKLOG: u32 = 4096;
+
+/// A listener on `host:port` (the first address the host resolves to) with Herald's backlog.
+pub async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // As std's listeners do: a restarted server binds while old connections linger.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{host} resolves to no address"),
+        )
+    }))
+}
+
 /// Logs accept errors without flooding the log while the condition lasts.
 #[derive(Default)]
 struct AcceptErrors {

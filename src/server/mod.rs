@@ -60,14 +60,14 @@ impl Server {
             Some(tls) => Some(ServerCertificate::load(tls).map_err(io::Error::other)?),
             None => None,
         };
-        let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
+        let listener = listener::listen(&config.host, config.port).await?;
         let metrics_listener = if config.metrics.enabled {
-            Some(TcpListener::bind((config.metrics.host.as_str(), config.metrics.port)).await?)
+            Some(listener::listen(&config.metrics.host, config.metrics.port).await?)
         } else {
             None
         };
         let redirect = match config.tls.as_ref().and_then(|tls| tls.redirect_port) {
-            Some(port) => Some(TcpListener::bind((config.host.as_str(), port)).await?),
+            Some(port) => Some(listener::listen(&config.host, port).await?),
             None => None,
         };
         let shared = Shared::start(config).await?;

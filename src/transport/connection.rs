@@ -185,6 +185,7 @@ async fn run(reader: &mut FrameReader, session: &mut Session, first: Option<Wait
     if let Err(exit) = read_messages(reader, session, &mut reading) {
         return exit;
     }
+    rearm(&mut timer, &session.liveness);
     loop {
         let waiting = reading.waiting.is_some();
         // While the socket waits, its frames queue up to a bound (then TCP holds the rest):
@@ -206,6 +207,7 @@ async fn run(reader: &mut FrameReader, session: &mut Session, first: Option<Wait
                 if let Err(exit) = read_messages(reader, session, &mut reading) {
                     return exit;
                 }
+                rearm(&mut timer, &session.liveness);
             }
             // Complete messages still buffered after a full turn: no readiness will announce
             // them (the socket may be drained), so come back after the other branches had a go.
@@ -213,6 +215,7 @@ async fn run(reader: &mut FrameReader, session: &mut Session, first: Option<Wait
                 if let Err(exit) = read_messages(reader, session, &mut reading) {
                     return exit;
                 }
+                rearm(&mut timer, &session.liveness);
             }
             // A step carried out by another thread, or the app's backend deciding: the next
             // frame waits, so nothing of this socket's overtakes it.
@@ -235,6 +238,17 @@ async fn run(reader: &mut FrameReader, session: &mut Session, first: Option<Wait
                 timer.as_mut().reset(session.liveness.next_deadline());
             }
         }
+    }
+}
+
+/// Brings the timer forward when what was read moved the next deadline earlier: an answer to
+/// a ping ends the wait for `pong_timeout`, and the next ping is due `activity_timeout` after
+/// it (which may be sooner). Later deadlines are left to `Liveness::due`, so the timer is not
+/// reset on every frame.
+fn rearm(timer: &mut std::pin::Pin<&mut tokio::time::Sleep>, liveness: &Liveness) {
+    let next = liveness.next_deadline();
+    if next < timer.deadline() {
+        timer.as_mut().reset(next);
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -181,6 +182,28 @@ async fn silent_socket_that_ignores_pings_is_closed_with_4201() {
     let closed = client.closed().await;
     assert_eq!(closed.code, Some(4201), "{closed:?}");
     assert_eq!(closed.errors[0]["data"]["code"], 4201);
+}
+
+#[tokio::test]
+async fn pings_keep_the_activity_timeout_when_it_is_shorter_than_the_pong_timeout() {
+    let server = TestServer::start_with(|c| {
+        c["activity_timeout"] = json!(1);
+        c["pong_timeout"] = json!(5);
+    })
+    .await;
+    let mut ws = Client::open(&server.ws_url(KEY)).await;
+    // Reading answers each Ping at once; the next is due a second after the answer, not at the
+    // first ping's pong deadline (five seconds).
+    let mut pings = 0;
+    let _ = tokio::time::timeout(Duration::from_millis(3600), async {
+        while let Some(Ok(message)) = ws.next().await {
+            if message.is_ping() {
+                pings += 1;
+            }
+        }
+    })
+    .await;
+    assert!(pings >= 3, "{pings} pings in 3.6 s");
 }
 
 #[tokio::test]

@@ -39,7 +39,10 @@ async fn a_split_broadcast_keeps_each_channels_order_and_a_batchs_order() {
             })
             .collect();
         let (status, body) = rest
-            .post(&format!("/apps/{APP_ID}/batch_events"), json!({"batch": events}))
+            .post(
+                &format!("/apps/{APP_ID}/batch_events"),
+                json!({"batch": events}),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
     }
