@@ -378,3 +378,6 @@ mod tests {
         assert!(std::str::from_utf8(&frame.as_ref()[4..]).is_ok());
     }
 }
+
+#[cfg(test)]
+mod review_tests;

@@ -25,12 +25,18 @@ const WINDOW_BITS: u8 = 15;
 pub struct Agreement {
     /// The window size the client asked to be told (`client_max_window_bits`), if it asked.
     client_window: Option<u8>,
+    /// The client offered `server_max_window_bits=15`: accepting it means echoing it.
+    server_window: bool,
 }
 
 impl Agreement {
     /// The response's `Sec-WebSocket-Extensions` value.
     pub fn header(&self) -> String {
         let mut header = format!("{NAME}; server_no_context_takeover; client_no_context_takeover");
+        if self.server_window {
+            // RFC 7692 section 7.1.2.1: an accepted parameter is named in the answer.
+            header.push_str(&format!("; server_max_window_bits={WINDOW_BITS}"));
+        }
         if let Some(bits) = self.client_window {
             // With a value: Chromium fails the handshake on a bare `client_max_window_bits`.
             header.push_str(&format!("; client_max_window_bits={bits}"));
@@ -56,6 +62,7 @@ fn accept_offer(offer: &str) -> Option<Agreement> {
     }
     let mut seen: Vec<&str> = Vec::new();
     let mut client_window = None;
+    let mut server_window = false;
     for param in parts {
         let (name, value) = match param.split_once('=') {
             Some((name, value)) => (name.trim(), Some(value.trim().trim_matches('"'))),
@@ -73,13 +80,17 @@ fn accept_offer(offer: &str) -> Option<Agreement> {
                 if window_bits(value)? != WINDOW_BITS {
                     return None;
                 }
+                server_window = true;
             }
             ("client_max_window_bits", None) => client_window = Some(WINDOW_BITS),
             ("client_max_window_bits", Some(value)) => client_window = Some(window_bits(value)?),
             _ => return None,
         }
     }
-    Some(Agreement { client_window })
+    Some(Agreement {
+        client_window,
+        server_window,
+    })
 }
 
 /// A window size in bits, 8 to 15 written without a sign or leading zero.
@@ -101,21 +112,24 @@ pub fn compress(payload: &[u8]) -> Vec<u8> {
     COMPRESSOR.with(|compressor| {
         let mut compressor = compressor.borrow_mut();
         compressor.reset();
-        let mut out = Vec::with_capacity(payload.len() / 2 + 64);
+        // Room for the worst case (stored blocks): one call is then enough.
+        let mut out = Vec::with_capacity(payload.len() + payload.len() / 1000 * 5 + 128);
         loop {
             let read = compressor.total_in() as usize;
             compressor
                 .compress_vec(&payload[read..], &mut out, FlushCompress::Sync)
                 .expect("compressing into a Vec cannot fail");
-            // Done once all input is in and the flush left room to spare.
-            if compressor.total_in() as usize == payload.len() && out.len() < out.capacity() {
+            // Done only once all input is in and the sync flush's marker is out: room to spare
+            // alone is not enough (the compressor may still hold input it took).
+            let done = compressor.total_in() as usize == payload.len()
+                && out.len() < out.capacity()
+                && out.ends_with(&TAIL);
+            if done {
                 break;
             }
             out.reserve(out.capacity().max(64));
         }
-        if out.ends_with(&TAIL) {
-            out.truncate(out.len() - TAIL.len());
-        }
+        out.truncate(out.len() - TAIL.len());
         out
     })
 }
@@ -133,6 +147,10 @@ pub enum InflateError {
     /// sent in plain fragments): 1002.
     #[error("a compressed frame where none may be")]
     Misplaced,
+    /// More inflated in a second than a socket's budget (a cheap way to burn the server's
+    /// CPU otherwise): 1008.
+    #[error("compressed messages inflate too fast")]
+    TooFast,
 }
 
 /// One message's data inflated, refused once the output would pass `limit` bytes: memory is
@@ -251,3 +269,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod review_tests;

@@ -401,6 +401,9 @@ fn read_error(error: tungstenite::Error) -> Exit {
         Some(InflateError::TooBig) => return Exit::CloseCode(1009, "Message too big"),
         Some(InflateError::Corrupt) => return Exit::CloseCode(1007, "Invalid compressed data"),
         Some(InflateError::Misplaced) => return Exit::CloseCode(1002, "Protocol error"),
+        Some(InflateError::TooFast) => {
+            return Exit::CloseCode(1008, "Compressed messages inflate too fast")
+        }
         None => {}
     }
     match error {
@@ -515,7 +518,7 @@ impl FrameReader {
             outbound,
             inflating: Some(&mut **inflating),
         });
-        if self.inflating.as_ref().is_some_and(|r| r.is_idle()) {
+        if self.inflating.as_ref().is_some_and(|r| r.may_drop()) {
             self.inflating = None;
         }
         read

@@ -8,6 +8,7 @@
 //! way does it hold any state.
 
 use std::io::{self, Read};
+use std::time::{Duration, Instant};
 
 use crate::protocol::deflate::{self, InflateError};
 
@@ -15,10 +16,19 @@ const OPCODE_CONTINUATION: u8 = 0x0;
 const OPCODE_TEXT: u8 = 0x1;
 const OPCODE_BINARY: u8 = 0x2;
 
+/// Inflated bytes a socket may produce per second, at least: a few bytes on the wire can
+/// inflate to the whole message limit, so without a budget one client's trickle could keep a
+/// core busy. Pusher clients send small messages; this is far above what they send.
+const INFLATE_BUDGET_MIN: usize = 256 * 1024;
+/// The budget's window.
+const BUDGET_WINDOW: Duration = Duration::from_secs(1);
+
 /// A frame header as the client sent it.
 struct Header {
     fin: bool,
     rsv1: bool,
+    /// RSV2 or RSV3: no extension Herald speaks sets them.
+    rsv23: bool,
     opcode: u8,
     mask: Option<[u8; 4]>,
     length: u64,
@@ -49,6 +59,7 @@ fn parse_header(bytes: &[u8]) -> Option<Header> {
     Some(Header {
         fin: first & 0x80 != 0,
         rsv1: first & 0x40 != 0,
+        rsv23: first & 0x30 != 0,
         opcode: first & 0x0f,
         mask,
         length,
@@ -92,6 +103,8 @@ pub struct InflatingReader {
     ready_at: usize,
     /// The largest message, compressed or inflated.
     limit: usize,
+    /// When the current budget window began, and what was inflated in it.
+    window: (Instant, usize),
 }
 
 impl InflatingReader {
@@ -106,16 +119,23 @@ impl InflatingReader {
             ready: Vec::new(),
             ready_at: 0,
             limit,
+            window: (Instant::now(), 0),
         }
     }
 
-    /// Nothing under way: the reader may be dropped and made again for the next frame.
+    /// Nothing under way: no frame begun, nothing held.
     pub fn is_idle(&self) -> bool {
         matches!(self.scan, Scan::Header)
             && self.message.is_none()
             && !self.plain_fragments
             && self.carry.is_empty()
             && self.ready.is_empty()
+    }
+
+    /// Idle, with no budget spent in the current window: the reader may be dropped and made
+    /// again for the next frame (dropping a spent budget would reset it).
+    pub fn may_drop(&self) -> bool {
+        self.is_idle() && (self.window.1 == 0 || self.window.0.elapsed() >= BUDGET_WINDOW)
     }
 
     /// Reads from `source` into `buf`, plain frames as they came and compressed messages
@@ -143,11 +163,14 @@ impl InflatingReader {
                 }
             }
             have += fresh;
-            let kept = self.scan(&mut buf[..have])?;
+            let (kept, scanned) = self.scan(&mut buf[..have])?;
             if kept > 0 {
                 return Ok(kept);
             }
-            if self.ready.is_empty() && fresh == 0 && !carried_more {
+            // Nothing taken in, nothing new: looping would spin (a buffer shorter than a
+            // header; tungstenite's never is at a frame's start).
+            let stuck = scanned == 0 || !carried_more;
+            if self.ready.is_empty() && fresh == 0 && stuck {
                 // Nothing more can be scanned until more arrives.
                 return match ended {
                     true => Ok(0),
@@ -168,19 +191,20 @@ impl InflatingReader {
         n
     }
 
-    /// Scans `buf`, moving what passes through to its front; returns how much passes. Stops
-    /// after a compressed message ends (it waits in `ready`; the rest goes to `carry`).
-    fn scan(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Scans `buf`, moving what passes through to its front; returns how much passes and how
+    /// much was taken in. Stops after a compressed message ends (it waits in `ready`; the rest
+    /// goes to `carry`).
+    fn scan(&mut self, buf: &mut [u8]) -> io::Result<(usize, usize)> {
         let (mut read, mut kept) = (0, 0);
         loop {
             match self.scan {
                 Scan::Header => {
                     if read == buf.len() {
-                        return Ok(kept);
+                        return Ok((kept, read));
                     }
                     let Some(header) = parse_header(&buf[read..]) else {
                         self.carry_back(&buf[read..]);
-                        return Ok(kept);
+                        return Ok((kept, read));
                     };
                     if self.starts_compressed(&header)? {
                         self.scan = Scan::Compressed {
@@ -199,7 +223,7 @@ impl InflatingReader {
                 Scan::Plain(0) => self.scan = Scan::Header,
                 Scan::Plain(left) => {
                     if read == buf.len() {
-                        return Ok(kept);
+                        return Ok((kept, read));
                     }
                     let n = left.min((buf.len() - read) as u64) as usize;
                     buf.copy_within(read..read + n, kept);
@@ -211,7 +235,7 @@ impl InflatingReader {
                     if fin {
                         self.finish_message()?;
                         self.carry_back(&buf[read..]);
-                        return Ok(kept);
+                        return Ok((kept, read));
                     }
                 }
                 Scan::Compressed {
@@ -221,7 +245,7 @@ impl InflatingReader {
                     fin,
                 } => {
                     if read == buf.len() {
-                        return Ok(kept);
+                        return Ok((kept, read));
                     }
                     let n = left.min((buf.len() - read) as u64) as usize;
                     self.take_compressed(&buf[read..read + n], mask, taken)?;
@@ -243,9 +267,14 @@ impl InflatingReader {
     fn starts_compressed(&mut self, header: &Header) -> io::Result<bool> {
         let misplaced = || io::Error::other(InflateError::Misplaced);
         let data = matches!(header.opcode, OPCODE_TEXT | OPCODE_BINARY);
+        // What this reader keeps for itself tungstenite never checks: a client frame must be
+        // masked (RFC 6455 section 5.1) and set no reserved bit the extension does not define.
+        let checked = header.mask.is_some() && !header.rsv23;
         if self.message.is_some() {
             return match header.opcode {
-                OPCODE_CONTINUATION if !header.rsv1 => self.frame_fits(header).map(|()| true),
+                OPCODE_CONTINUATION if !header.rsv1 && checked => {
+                    self.frame_fits(header).map(|()| true)
+                }
                 opcode if opcode >= 0x8 => Ok(false),
                 _ => Err(misplaced()),
             };
@@ -257,7 +286,7 @@ impl InflatingReader {
             }
             return Ok(false);
         }
-        if self.plain_fragments || header.mask.is_none() {
+        if self.plain_fragments || !checked {
             return Err(misplaced());
         }
         self.frame_fits(header)?;
@@ -291,6 +320,7 @@ impl InflatingReader {
     fn finish_message(&mut self) -> io::Result<()> {
         let message = self.message.take().expect("inside a compressed message");
         let payload = deflate::inflate(&message.data, self.limit).map_err(io::Error::other)?;
+        self.spend(payload.len())?;
         let mut frame = Vec::with_capacity(payload.len() + 14);
         frame.push(0x80 | message.opcode);
         match payload.len() {
@@ -308,6 +338,19 @@ impl InflatingReader {
         frame.extend_from_slice(&payload);
         self.ready = frame;
         Ok(())
+    }
+
+    /// Counts inflated bytes against the socket's budget for the current second.
+    fn spend(&mut self, inflated: usize) -> io::Result<()> {
+        let now = Instant::now();
+        if now.duration_since(self.window.0) >= BUDGET_WINDOW {
+            self.window = (now, 0);
+        }
+        self.window.1 += inflated;
+        match self.window.1 > INFLATE_BUDGET_MIN.max(4 * self.limit) {
+            true => Err(io::Error::other(InflateError::TooFast)),
+            false => Ok(()),
+        }
     }
 
     /// Puts unscanned bytes in front of what is carried already.
@@ -464,3 +507,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod review_tests;

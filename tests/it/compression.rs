@@ -439,3 +439,83 @@ async fn a_broadcast_from_another_node_is_compressed_on_arrival() {
     assert!(frame.compressed(), "compressed by node B");
     assert_eq!(frame.json()["data"], data);
 }
+
+// Found by an attacker's review, end to end.
+
+/// RFC 7692 section 7.1.2.1: a server accepts `server_max_window_bits` by including it;
+/// Python's `websockets` client fails the handshake without it.
+#[tokio::test]
+async fn an_accepted_server_max_window_bits_is_echoed() {
+    let server = compressing_server(|_| {}).await;
+    let offer = "permessage-deflate; server_max_window_bits=15; client_max_window_bits";
+    let socket = RawSocket::connect(&server, Some(offer), &[]).await;
+    let answer = socket.extensions.expect("the extension was accepted");
+    assert!(
+        answer.contains("server_max_window_bits=15"),
+        "answered without it: {answer}"
+    );
+}
+
+/// A 31.7 KB broadcast (base64 ciphertext, as on an encrypted channel) reaches a socket that
+/// negotiated compression whole (`deflate::compress` once stopped before the end of it).
+#[tokio::test]
+async fn a_31_kb_broadcast_reaches_a_compressing_socket_intact() {
+    let server = compressing_server(|_| {}).await;
+    let mut socket = RawSocket::connect(&server, Some(BROWSER_OFFER), &[]).await;
+    socket.subscribe("encrypted-news").await;
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut seed: u64 = 99;
+    let ciphertext: String = (0..31_626)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            alphabet[(seed % 64) as usize] as char
+        })
+        .collect();
+    let data =
+        json!({"nonce": "q83vEjRWeJCrze8SNFZ4kKvN7xI=", "ciphertext": ciphertext}).to_string();
+    let (status, _) = Rest::new(&server)
+        .post(
+            &format!("/apps/{APP_ID}/events"),
+            json!({"name": "secret", "channel": "encrypted-news", "data": data}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let frame = socket.next_message().await;
+    assert!(frame.compressed());
+    let mut input = frame.payload.clone();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut text = Vec::with_capacity(1 << 20);
+    let inflated = Decompress::new(false).decompress_vec(&input, &mut text, FlushDecompress::Sync);
+    assert!(
+        inflated.is_ok(),
+        "the client cannot inflate it: {inflated:?}"
+    );
+    let parsed = serde_json::from_slice::<Value>(&text);
+    assert!(
+        parsed.is_ok(),
+        "the client inflates {} bytes that are not the JSON sent; they end with {:?}",
+        text.len(),
+        String::from_utf8_lossy(&text[text.len().saturating_sub(12)..])
+    );
+    assert_eq!(parsed.unwrap()["data"], data);
+}
+
+/// A few bytes on the wire may inflate to the whole message limit: a socket inflating more
+/// than its budget in a second (four limits, at least 256 KiB) is closed with 1008, so one
+/// client's trickle cannot keep a core busy.
+#[tokio::test]
+async fn a_socket_inflating_past_its_budget_is_closed_with_1008() {
+    let server = compressing_server(|c| c["websocket_max_payload_kb"] = json!(64)).await;
+    let mut socket = RawSocket::connect(&server, Some(BROWSER_OFFER), &[]).await;
+    let mut ping = br#"{"event":"pusher:ping","data":""#.to_vec();
+    ping.extend(std::iter::repeat_n(b' ', 60 << 10));
+    ping.extend_from_slice(br#""}"#);
+    let ping = frame(0xc1, &deflate(&ping));
+    assert!(ping.len() < 1024, "tiny on the wire");
+    for _ in 0..5 {
+        socket.write(&ping).await;
+    }
+    assert_eq!(socket.close_code().await, 1008);
+}
