@@ -8,6 +8,7 @@
 mod burst;
 mod clients;
 mod cluster;
+mod compression;
 mod connect_floor;
 mod console;
 mod floor;
@@ -69,6 +70,9 @@ enum Scenario {
     /// beside a bare connect floor, idle CPU with activity pings, then K nodes on one Redis near
     /// the cap each and a broadcast to every socket (lean mio clients as child processes).
     Scale,
+    /// Not part of `all`: permessage-deflate off, on for every subscriber and for half of them,
+    /// on a typical 1-2 KiB JSON event (sizes of fan-out: `--subscribers`, `--rate`, `--secs`).
+    Compression,
     All,
 }
 
@@ -428,6 +432,14 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
             shards::shards(server, &sizes).await
         }
         Scenario::Scale => scale::scale(server, &scale_sizes(cli)).await,
+        Scenario::Compression => {
+            let sizes = compression::Sizes {
+                subscribers: cli.subscribers.min(fd_limit().saturating_sub(200)),
+                rate: cli.rate,
+                secs: cli.secs,
+            };
+            compression::compression(server, &sizes).await
+        }
         Scenario::All => unreachable!("expanded by main"),
     }
 }
