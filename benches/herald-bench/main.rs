@@ -28,6 +28,11 @@ mod scale_marks;
 mod scenarios;
 mod shards;
 mod slow;
+mod soak;
+mod soak_churn;
+mod soak_load;
+mod soak_report;
+mod soak_sampler;
 mod target;
 mod tls;
 mod ws_wire;
@@ -69,6 +74,10 @@ enum Scenario {
     /// beside a bare connect floor, idle CPU with activity pings, then K nodes on one Redis near
     /// the cap each and a broadcast to every socket (lean mio clients as child processes).
     Scale,
+    /// Not part of `all`: fan-out, presence churn with webhooks, client events and
+    /// connect/disconnect churn together for `--minutes`, sampled every 10 s (memory,
+    /// descriptors, queue gauges, latency); fails on a lost webhook, delivery or client event.
+    Soak,
     All,
 }
 
@@ -231,6 +240,9 @@ struct Cli {
     /// that CA (the clients' TLS work is the bench's CPU, not the server's).
     #[arg(long)]
     tls: bool,
+    /// Soak: duration and sizes.
+    #[command(flatten)]
+    soak: soak::Sizes,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -428,6 +440,7 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
             shards::shards(server, &sizes).await
         }
         Scenario::Scale => scale::scale(server, &scale_sizes(cli)).await,
+        Scenario::Soak => soak::soak(server, &cli.soak, cli.payload).await,
         Scenario::All => unreachable!("expanded by main"),
     }
 }
