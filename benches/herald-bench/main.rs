@@ -29,6 +29,11 @@ mod scale_marks;
 mod scenarios;
 mod shards;
 mod slow;
+mod soak;
+mod soak_churn;
+mod soak_load;
+mod soak_report;
+mod soak_sampler;
 mod target;
 mod tls;
 mod ws_wire;
@@ -73,6 +78,10 @@ enum Scenario {
     /// Not part of `all`: permessage-deflate off, on for every subscriber and for half of them,
     /// on a typical 1-2 KiB JSON event (sizes of fan-out: `--subscribers`, `--rate`, `--secs`).
     Compression,
+    /// Not part of `all`: fan-out, presence churn with webhooks, client events and
+    /// connect/disconnect churn together for `--minutes`, sampled every 10 s (memory,
+    /// descriptors, queue gauges, latency); fails on a lost webhook, delivery or client event.
+    Soak,
     All,
 }
 
@@ -235,6 +244,9 @@ struct Cli {
     /// that CA (the clients' TLS work is the bench's CPU, not the server's).
     #[arg(long)]
     tls: bool,
+    /// Soak: duration and sizes.
+    #[command(flatten)]
+    soak: soak::Sizes,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -440,6 +452,7 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
             };
             compression::compression(server, &sizes).await
         }
+        Scenario::Soak => soak::soak(server, &cli.soak, cli.payload).await,
         Scenario::All => unreachable!("expanded by main"),
     }
 }

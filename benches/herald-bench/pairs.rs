@@ -10,7 +10,8 @@ use crate::clients::{self, connect, now_micros, subscribe};
 use crate::report::{percentile, Report};
 use crate::target::{own_cpu_seconds, Target, KEY};
 
-fn private_data(socket_id: &str, channel: &str) -> serde_json::Value {
+/// The subscribe data of a private channel, signed.
+pub fn private_data(socket_id: &str, channel: &str) -> serde_json::Value {
     let auth = format!(
         "{KEY}:{}",
         clients::hmac_hex(&format!("{socket_id}:{channel}"))

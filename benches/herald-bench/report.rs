@@ -8,6 +8,8 @@ pub struct Report {
     pub rows: Vec<(String, f64, &'static str)>,
     /// Why the run failed although it has figures (a lost delivery): printed, then exit 1.
     pub failure: Option<String>,
+    /// Readings taken during the run (the soak's samples), kept in the JSON as `samples`.
+    pub samples: Vec<Value>,
 }
 
 impl Report {
@@ -16,6 +18,7 @@ impl Report {
             scenario,
             rows: Vec::new(),
             failure: None,
+            samples: Vec::new(),
         }
     }
 
@@ -56,7 +59,11 @@ impl Report {
             .iter()
             .map(|(n, v, _)| (n.clone(), json!(v)))
             .collect();
-        json!({"scenario": self.scenario, "figures": figures})
+        let mut out = json!({"scenario": self.scenario, "figures": figures});
+        if !self.samples.is_empty() {
+            out["samples"] = Value::Array(self.samples.clone());
+        }
+        out
     }
 }
 

@@ -15,7 +15,7 @@ use crate::target::{own_cpu_seconds, Target};
 
 /// Opens `count` sockets, the i-th on `ports[i % len]`, each subscribed by
 /// `data_for(i, socket_id)`, 200 handshakes at a time.
-async fn open_subscribed(
+pub async fn open_subscribed(
     ports: &[u16],
     count: usize,
     data_for: impl Fn(usize, &str) -> serde_json::Value + Send + Sync + 'static,

@@ -143,6 +143,17 @@ impl Target {
         stat_cpu_seconds(&self.proc_file("stat"))
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Descriptors the server holds open (entries of /proc/PID/fd; 0 once it is gone).
+    pub fn open_fds(&self) -> usize {
+        let dir = Path::new("/proc").join(self.pid().to_string()).join("fd");
+        std::fs::read_dir(dir).map_or(0, |entries| entries.count())
+    }
+
     /// Resident memory in bytes.
     pub fn rss_bytes(&self) -> u64 {
         self.proc_file("status")
