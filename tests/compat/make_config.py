@@ -5,8 +5,8 @@
     python make_config.py OUT_PATH NODE_RECEIVER_PORT PYTHON_RECEIVER_PORT \
         --sentinels MASTER_NAME SENTINEL_PORT,SENTINEL_PORT,...
 
-Every config it writes turns on permessage-deflate (`websocket.compression` "shared", from 256
-bytes).
+Every config it writes has permessage-deflate on (`websocket.compression` "shared", Herald's
+default, from 256 bytes).
 
 The receivers' ports are only known at run time, so run.sh calls this before starting Herald.
 The first app of config.json (the one the SDK suites use) is copied unchanged and keeps no
@@ -173,8 +173,9 @@ def main():
     watching["enable_watchlist_events"] = True
     apps.append(watching)
     # permessage-deflate for clients that offer it (browsers, Node's ws, Python's websockets;
-    # pusher-js's Node build does not), from 256 bytes: node/compression.test.js and
-    # python/test_compression_browser.py check it; every other suite runs beside it.
+    # pusher-js's Node build does not): Herald's default "shared", written out, from 256 bytes
+    # instead of 1024: node/compression.test.js and python/test_compression_browser.py check it;
+    # every other suite runs beside it.
     config.setdefault("websocket", {})
     config["websocket"]["compression"] = "shared"
     config["websocket"]["compression_threshold_bytes"] = 256

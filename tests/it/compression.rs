@@ -253,7 +253,7 @@ fn inflate(data: &[u8]) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn an_offer_is_answered_as_rfc_7692_allows_and_never_with_compression_off() {
+async fn an_offer_is_answered_as_rfc_7692_allows_and_never_with_compression_disabled() {
     let server = compressing_server(|_| {}).await;
     let browser = RawSocket::connect(&server, Some(BROWSER_OFFER), &[]).await;
     assert_eq!(
@@ -270,9 +270,15 @@ async fn an_offer_is_answered_as_rfc_7692_allows_and_never_with_compression_off(
     let mut declined = RawSocket::connect(&server, Some(small), &[]).await;
     assert_eq!(declined.extensions, None);
     declined.subscribe("plain").await;
-    let off = TestServer::start().await;
+    let off = TestServer::start_with(|c| c["websocket"] = json!({"compression": "disabled"})).await;
     let plain = RawSocket::connect(&off, Some(BROWSER_OFFER), &[]).await;
-    assert_eq!(plain.extensions, None, "compression is off by default");
+    assert_eq!(
+        plain.extensions, None,
+        "Sockudo's \"disabled\" turns it off"
+    );
+    let default = TestServer::start().await;
+    let compressed = RawSocket::connect(&default, Some(BROWSER_OFFER), &[]).await;
+    assert!(compressed.extensions.is_some(), "on by default");
 }
 
 #[tokio::test]
