@@ -94,7 +94,8 @@ pub async fn compression(server: &str, sizes: &Sizes) -> Result<Report, String> 
     Ok(report)
 }
 
-const ROWS: [&str; 6] = [
+const ROWS: [&str; 7] = [
+    "server RSS per idle subscribed socket",
     "deliveries",
     "compressed deliveries",
     "wire bytes per delivery",
@@ -109,9 +110,13 @@ async fn one_run(server: &str, sizes: &Sizes, mode: &str, offering: f64) -> Resu
     config["websocket"] = json!({"compression": mode});
     let target = Target::start(server, &config, port)?;
     let offers = (sizes.subscribers as f64 * offering).round() as usize;
+    let rss_before = target.rss_bytes();
     let subscribers: Vec<Subscriber> = (0..sizes.subscribers)
         .map(|i| subscribe(port, i < offers))
         .collect::<Result<_, _>>()?;
+    // Idle, subscribed: a socket that negotiated compression keeps no state between messages.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_per_socket = (target.rss_bytes() as f64 - rss_before as f64) / sizes.subscribers as f64;
     let events = sizes.rate * sizes.secs;
     let reader = std::thread::spawn(move || read_all(subscribers, events));
     let cpu_before = target.cpu_seconds();
@@ -128,7 +133,13 @@ async fn one_run(server: &str, sizes: &Sizes, mode: &str, offering: f64) -> Resu
         .map_err(|_| "the reader panicked".to_string())??;
     let cpu = target.cpu_seconds() - cpu_before;
     drop(target);
-    Ok(tally(&subscribers, events, cpu))
+    let mut report = tally(&subscribers, events, cpu);
+    report.add(
+        "server RSS per idle subscribed socket",
+        rss_per_socket / 1024.0,
+        "KiB",
+    );
+    Ok(report)
 }
 
 fn tally(subscribers: &[Subscriber], events: u64, cpu: f64) -> Report {
