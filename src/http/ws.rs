@@ -32,15 +32,7 @@ pub fn upgrade(shared: SharedState, mut request: Request, mut handshake: Handsha
         Ok(key) => key,
         Err(refusal) => return refusal.into_response(),
     };
-    let agreement = match &mut handshake {
-        Handshake::Accepted(_, _, deflate) if shared.config().compression.enabled => {
-            let offers = request.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS);
-            let agreement = deflate::negotiate(offers.iter().filter_map(|v| v.to_str().ok()));
-            *deflate = agreement.is_some();
-            agreement
-        }
-        _ => None,
-    };
+    let agreement = negotiate_deflate(&shared, &request, &mut handshake);
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
         return ApiError::UpgradeRequired("this connection cannot be upgraded".into())
             .into_response();
@@ -88,6 +80,25 @@ pub fn upgrade(shared: SharedState, mut request: Request, mut handshake: Handsha
         (response.headers_mut()).insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
     }
     response
+}
+
+/// The `permessage-deflate` answer to an accepted handshake's offer, when compression is on;
+/// the handshake then says whether it was negotiated.
+fn negotiate_deflate(
+    shared: &Shared,
+    request: &Request,
+    handshake: &mut Handshake,
+) -> Option<deflate::Agreement> {
+    let Handshake::Accepted(_, _, negotiated) = handshake else {
+        return None;
+    };
+    if !shared.config().compression.enabled {
+        return None;
+    }
+    let offers = request.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS);
+    let agreement = deflate::negotiate(offers.iter().filter_map(|v| v.to_str().ok()));
+    *negotiated = agreement.is_some();
+    agreement
 }
 
 /// The request's `Sec-WebSocket-Key`, or the response refusing it (RFC 6455 section 4.2.1).

@@ -518,7 +518,9 @@ impl FrameReader {
             outbound,
             inflating: Some(&mut **inflating),
         });
-        if self.inflating.as_ref().is_some_and(|r| r.may_drop()) {
+        // Dropped only once the socket is drained: not an allocation per message.
+        let drained = matches!(&read, Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock);
+        if drained && self.inflating.as_ref().is_some_and(|r| r.may_drop()) {
             self.inflating = None;
         }
         read

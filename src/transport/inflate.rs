@@ -206,17 +206,9 @@ impl InflatingReader {
                         self.carry_back(&buf[read..]);
                         return Ok((kept, read));
                     };
-                    if self.starts_compressed(&header)? {
-                        self.scan = Scan::Compressed {
-                            left: header.length,
-                            mask: header.mask.unwrap_or_default(),
-                            taken: 0,
-                            fin: header.fin,
-                        };
-                    } else {
+                    if !self.enter_frame(&header)? {
                         buf.copy_within(read..read + header.size, kept);
                         kept += header.size;
-                        self.scan = Scan::Plain(header.length);
                     }
                     read += header.size;
                 }
@@ -248,7 +240,7 @@ impl InflatingReader {
                         return Ok((kept, read));
                     }
                     let n = left.min((buf.len() - read) as u64) as usize;
-                    self.take_compressed(&buf[read..read + n], mask, taken)?;
+                    self.take_compressed(&buf[read..read + n], mask, taken);
                     read += n;
                     self.scan = Scan::Compressed {
                         left: left - n as u64,
@@ -259,6 +251,22 @@ impl InflatingReader {
                 }
             }
         }
+    }
+
+    /// Starts scanning the frame of `header`'s payload; true when this reader keeps the frame
+    /// (part of a compressed message), false when it passes through, header and all.
+    fn enter_frame(&mut self, header: &Header) -> io::Result<bool> {
+        let kept = self.starts_compressed(header)?;
+        self.scan = match kept {
+            true => Scan::Compressed {
+                left: header.length,
+                mask: header.mask.unwrap_or_default(),
+                taken: 0,
+                fin: header.fin,
+            },
+            false => Scan::Plain(header.length),
+        };
+        Ok(kept)
     }
 
     /// Whether the frame of `header` belongs to a compressed message (RFC 7692 section 6.1:
@@ -306,13 +314,12 @@ impl InflatingReader {
         }
     }
 
-    fn take_compressed(&mut self, bytes: &[u8], mask: [u8; 4], taken: u64) -> io::Result<()> {
+    fn take_compressed(&mut self, bytes: &[u8], mask: [u8; 4], taken: u64) {
         let message = self.message.as_mut().expect("inside a compressed message");
         let phase = (taken % 4) as usize;
         message
             .data
             .extend((bytes.iter().enumerate()).map(|(i, byte)| byte ^ mask[(phase + i) % 4]));
-        Ok(())
     }
 
     /// Inflates the message just read into `ready`, as one final frame, masked with a zero
