@@ -12,6 +12,7 @@
 
 mod answer;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -69,7 +70,7 @@ struct AppHook {
 
 /// The decision hooks of every app, by app index.
 pub struct DecisionHooks {
-    by_app: Vec<Option<Arc<AppHook>>>,
+    by_app: HashMap<String, Arc<AppHook>>,
     client: reqwest::Client,
 }
 
@@ -87,12 +88,12 @@ impl DecisionHooks {
     pub fn new(apps: &AppRegistry, client: reqwest::Client, metrics: &Metrics) -> DecisionHooks {
         let by_app = apps
             .iter()
-            .map(|app| {
+            .filter_map(|app| {
                 let config = app.decision_hooks.clone()?;
                 let metrics = (config.events.iter())
                     .map(|&kind| (kind, metrics.decision_hook(&app.id, kind.as_str())))
                     .collect();
-                Some(Arc::new(AppHook {
+                let hook = Arc::new(AppHook {
                     in_flight: Arc::new(Semaphore::new(config.max_concurrent)),
                     per_address: AddressShare::new(config.max_concurrent_per_address),
                     key: app.key.clone(),
@@ -101,7 +102,8 @@ impl DecisionHooks {
                     config,
                     last_warned: AtomicU64::new(0),
                     started: Instant::now(),
-                }))
+                });
+                Some((app.id.clone(), hook))
             })
             .collect();
         DecisionHooks { by_app, client }
@@ -116,7 +118,7 @@ impl DecisionHooks {
         data: &impl Serialize,
         address: Option<IpAddr>,
     ) -> Option<HookCall> {
-        let hook = self.by_app.get(app.index())?.as_ref()?;
+        let hook = self.by_app.get(&app.id)?;
         let metrics = hook.metrics.iter().find(|(k, _)| *k == kind)?.1.clone();
         let body = serde_json::to_string(&Request {
             kind: kind.as_str(),

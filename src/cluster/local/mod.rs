@@ -9,6 +9,7 @@ mod steps;
 mod tests;
 mod webhook_sink;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,8 +36,8 @@ use webhook_sink::WebhookSink;
 
 /// The stage of a server that runs alone.
 pub struct LocalCluster {
-    /// Per app, in [`App::index`] order.
-    apps: Vec<Arc<AppChannels<Outbound>>>,
+    /// Per app, by id.
+    apps: HashMap<String, Arc<AppChannels<Outbound>>>,
     webhooks: Arc<Webhooks>,
     /// Cancelled at shutdown: the grace tasks release what they hold.
     close: CancellationToken,
@@ -72,14 +73,15 @@ impl LocalCluster {
                     );
                     Box::new(sink) as Box<dyn recipient::WebhookOut>
                 });
-                Arc::new(AppChannels::new(
+                let state = Arc::new(AppChannels::new(
                     app.clone(),
                     ChannelCache::new(config.channel_cache_ttl),
                     CountThrottle::new(config.subscription_count_interval),
                     sink,
                     metrics.app(&app.id),
                     line_tasks.clone(),
-                ))
+                ));
+                (app.id.clone(), state)
             })
             .collect();
         LocalCluster {
@@ -94,7 +96,7 @@ impl LocalCluster {
 
     /// The live state of `app`.
     pub fn app(&self, app: &App) -> &Arc<AppChannels<Outbound>> {
-        &self.apps[app.index()]
+        (self.apps.get(&app.id)).expect("the stage has every app of the directory")
     }
 
     /// Records that `socket` signed in as `user_id`, and adds it to the user's own channel
@@ -178,7 +180,7 @@ impl LocalCluster {
 
     /// Drops expired cache entries of every app.
     pub fn purge_caches(&self) {
-        self.apps.iter().for_each(|app| app.cache.purge_expired());
+        self.apps.values().for_each(|app| app.cache.purge_expired());
     }
 
     /// The state of an app's webhook queues, when it has endpoints.
