@@ -1,10 +1,12 @@
-//! The `herald` binary: parse the command line, load the config, run until SIGTERM/SIGINT.
+//! The `herald` binary: parse the command line, load the config, run until SIGTERM/SIGINT
+//! (SIGHUP re-reads the config file: see `herald::server::reload`).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
 use herald::config::{apply_env, Config};
+use herald::server::reload::ConfigSource;
 use herald::state::ConsoleToken;
 use herald::Server;
 use tracing_subscriber::EnvFilter;
@@ -23,6 +25,11 @@ struct Cli {
     /// used (and a demo app app-id/app-key/app-secret when none is configured).
     #[arg(long, short, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Re-read the config file whenever its content changes (checked every 2 s), as SIGHUP
+    /// does: apps added, removed and changed take effect without a restart. For a Kubernetes
+    /// ConfigMap mounted as a file.
+    #[arg(long, requires = "config")]
+    watch_config: bool,
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {
@@ -103,9 +110,15 @@ async fn main() -> anyhow::Result<()> {
     for app in &config.apps {
         tracing::info!(id = %app.id, key = %app.key, enabled = app.enabled, "app configured");
     }
-    let server = Server::bind(config)
+    let mut server = Server::bind(config)
         .await
         .context("cannot start the server")?;
+    if let Some(path) = &cli.config {
+        server = server.reloading(ConfigSource {
+            path: path.clone(),
+            watch: cli.watch_config,
+        });
+    }
     let addr = server.local_addr()?;
     tracing::info!(%addr, metrics = ?server.metrics_addr(), "Herald listening");
     log_console(&server, addr);

@@ -119,12 +119,13 @@ impl Shared {
         });
         let apps = AppDirectory::new(&config.apps, config.compression.compress_above());
         let registry = apps.snapshot();
+        let shutdown = CancellationToken::new();
         Ok(Arc::new(Shared {
-            cluster: Cluster::start(&config, &registry, metrics.clone()).await?,
-            hooks: DecisionHooks::new(&registry, crate::webhooks::http_client(), &metrics),
+            cluster: Cluster::start(&config, &registry, metrics.clone(), shutdown.clone()).await?,
+            hooks: DecisionHooks::new(&registry, crate::webhooks::http_client(), metrics.clone()),
             apps,
             metrics,
-            shutdown: CancellationToken::new(),
+            shutdown,
             connections: TaskTracker::new(),
             connection_limit: ConnectionLimit::new(config.max_connections),
             body_budget: BodyBudget::new(config.http.body_budget.max(config.http.request_limit)),

@@ -1,6 +1,7 @@
 //! The apps as they are now: a snapshot that a reload replaces whole, and what the
 //! replacement changed, so the stages can follow.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::{App, AppRegistry};
@@ -11,6 +12,9 @@ use crate::config::AppConfig;
 pub struct AppDirectory {
     current: RwLock<Arc<AppRegistry>>,
     compress_above: Option<usize>,
+    /// Counts replacements that changed something (from 1), so a socket can tell with one
+    /// atomic read whether its app may have changed.
+    generation: AtomicU64,
 }
 
 /// What a reload changed, app by app (by id).
@@ -37,7 +41,13 @@ impl AppDirectory {
         AppDirectory {
             current: RwLock::new(Arc::new(AppRegistry::new(configs, compress_above))),
             compress_above,
+            generation: AtomicU64::new(1),
         }
+    }
+
+    /// Goes up with every replacement that changed an app.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Every app as it is now.
@@ -85,6 +95,9 @@ impl AppDirectory {
             .cloned()
             .collect();
         *current = Arc::new(next);
+        if !changes.is_empty() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
         changes
     }
 }

@@ -59,6 +59,8 @@ pub struct RedisCluster {
     pub(super) windows: SharedWindows,
     /// The apps' connections, counted for the cluster.
     pub(super) connection_counts: Arc<ConnectionCounts>,
+    /// The server's shutdown: sockets close when it is cancelled.
+    shutdown: CancellationToken,
 }
 
 fn start_error(what: &str, error: impl std::fmt::Display) -> io::Error {
@@ -225,6 +227,7 @@ impl RedisCluster {
         redis: &RedisConfig,
         apps: &AppRegistry,
         metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
     ) -> io::Result<RedisCluster> {
         let (mut con, membership) = connect_and_join(redis).await?;
         let incarnation = membership.incarnation().to_owned();
@@ -271,6 +274,7 @@ impl RedisCluster {
             app_tasks,
             streams,
             figures,
+            shutdown,
         })
     }
 
@@ -282,6 +286,11 @@ impl RedisCluster {
             true => Err(Unavailable),
             false => Ok(()),
         }
+    }
+
+    /// The server's shutdown token.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
     }
 
     /// The live state of `app` on this node.
