@@ -155,6 +155,7 @@ fn follow(shared: &Shared, changes: &AppChanges) {
     }
     for app in &changes.removed {
         shared.hooks().remove_app(&app.id);
+        shared.metrics().forget_app(&app.id);
     }
     if shared.cluster().apply(changes).is_err() {
         tracing::error!("a cluster node cannot change its apps while it runs");
