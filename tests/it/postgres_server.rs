@@ -4,9 +4,12 @@
 //! Debian's `postgresql` when it is missing.
 
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::tls_support::Certs;
 
 /// The superuser the tests connect as, and its password.
 pub const USER: &str = "herald";
@@ -16,6 +19,8 @@ pub struct PostgresServer {
     child: Option<Child>,
     dir: PathBuf,
     pub port: u16,
+    /// Settings beyond the defaults (`ssl=on`, ...).
+    settings: Vec<String>,
 }
 
 /// Start-up attempts on fresh ports: a port found free can be taken before the server binds.
@@ -52,6 +57,15 @@ fn command(program: &Path) -> Command {
 
 impl PostgresServer {
     pub fn start() -> PostgresServer {
+        PostgresServer::start_with(None)
+    }
+
+    /// A server that also speaks TLS, with `certs`' server certificate (for 127.0.0.1).
+    pub fn start_tls(certs: &Certs) -> PostgresServer {
+        PostgresServer::start_with(Some(certs))
+    }
+
+    fn start_with(tls: Option<&Certs>) -> PostgresServer {
         let bin = bin_dir();
         let dir = std::env::temp_dir().join(format!(
             "herald-pg-{}-{}",
@@ -86,10 +100,31 @@ impl PostgresServer {
             .status()
             .expect("initdb runs");
         assert!(status.success(), "initdb");
+        let mut settings = Vec::new();
+        if let Some(certs) = tls {
+            // PostgreSQL wants its key readable by itself alone.
+            let (cert, key) = (dir.join("data/server.pem"), dir.join("data/server.key"));
+            std::fs::copy(certs.path("server.pem"), &cert).expect("copy the certificate");
+            std::fs::copy(certs.path("server.key"), &key).expect("copy the key");
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if is_root() {
+                let owned = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .args([&cert, &key])
+                    .status();
+                assert!(owned.is_ok_and(|s| s.success()), "chown the key");
+            }
+            settings = vec![
+                "ssl=on".to_owned(),
+                format!("ssl_cert_file={}", cert.display()),
+                format!("ssl_key_file={}", key.display()),
+            ];
+        }
         let mut server = PostgresServer {
             child: None,
             dir,
             port: 0,
+            settings,
         };
         for _ in 0..START_ATTEMPTS {
             server.port = free_port();
@@ -147,6 +182,7 @@ impl PostgresServer {
                 "unix_socket_directories=",
             ])
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

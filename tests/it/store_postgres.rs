@@ -1,7 +1,10 @@
 //! The app store against a private PostgreSQL (the scenarios are in `store_cases`).
 
+use herald::app_store::{AppDraft, StoreError};
+
 use super::postgres_server::PostgresServer;
 use super::store_cases::{self, bounded, Db};
+use super::tls_support::Certs;
 
 /// Sockudo 5.2.0's `CREATE TABLE` (`sockudo-app/src/pg_app_manager.rs`).
 const SOCKUDO_DDL: &str = r#"
@@ -115,5 +118,38 @@ async fn lookups_fail_fast_once_the_server_is_stopped() {
         &db,
         || server.stop(),
     ))
+    .await;
+}
+
+/// TLS to the database through the URL's query: `verify-full` against the test CA works,
+/// `require` works, and `verify-full` without the CA is refused as unavailable.
+#[tokio::test]
+async fn tls_to_the_database_is_set_in_the_url() {
+    let certs = Certs::make("store-postgres");
+    let server = PostgresServer::start_tls(&certs);
+    bounded(async {
+        let ca = certs.path("ca.pem");
+        let mut db = db(&server);
+        db.url = format!("{}?sslmode=verify-full&sslrootcert={ca}", server.url());
+        let store = db.store("applications").await;
+        store
+            .insert(&AppDraft::new("tls", "tls-key", "s"))
+            .await
+            .unwrap();
+        db.url = format!("{}?sslmode=require", server.url());
+        let store = db.store("applications").await;
+        assert!(store.by_key("tls-key").await.unwrap().is_some());
+        db.url = format!("{}?sslmode=verify-full", server.url());
+        let config = db.config("applications", true);
+        let refused = herald::app_store::AppStore::connect(
+            config.app_store.as_ref().unwrap(),
+            config.app_defaults.clone(),
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(StoreError::Unavailable(_))),
+            "{refused:?}"
+        );
+    })
     .await;
 }
