@@ -161,3 +161,122 @@ fn decode(column: &Column, cell: Cell) -> Result<Value, String> {
         (Kind::Json, cell) => return Err(unexpected("JSON", &cell)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app_store::columns::ColumnInfo;
+    use crate::config::Config;
+    use serde_json::json;
+
+    fn table(columns: &[&str]) -> Table {
+        let info = columns.iter().map(|name| ColumnInfo {
+            name: name.to_string(),
+            data_type: "text".into(),
+            required: false,
+        });
+        Table::new("apps", info.collect()).unwrap()
+    }
+
+    fn text(value: &str) -> Cell {
+        Cell::Text(value.into())
+    }
+
+    #[test]
+    fn cells_decode_leniently_by_the_kind_of_their_column() {
+        let table = table(&[
+            "id",
+            "key",
+            "secret",
+            "enabled",
+            "enable_client_messages",
+            "max_read_req_per_sec",
+            "max_event_batch_size",
+            "max_event_payload_in_kb",
+            "created_at",
+        ]);
+        assert_eq!(table.layout, crate::app_store::Layout::Soketi);
+        assert_eq!(table.columns.len(), 8, "unknown columns are not read");
+        let cells = vec![
+            Cell::Int(7),
+            text("k"),
+            text("s"),
+            Cell::Int(0),
+            text("TRUE"),
+            Cell::Int(-1),
+            Cell::Int(0),
+            Cell::Float(0.5),
+        ];
+        let value = value(&table, cells).unwrap();
+        assert_eq!(
+            value,
+            json!({"id": "7", "key": "k", "secret": "s", "enabled": false,
+                   "enable_client_messages": true, "max_read_requests_per_second": 0,
+                   "max_event_payload_in_kb": 0.5})
+        );
+        let app = app(
+            &table,
+            vec![
+                Cell::Int(7),
+                text("k"),
+                text("s"),
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+            ],
+            &Config::defaults().app_defaults,
+        )
+        .unwrap();
+        assert!(app.enabled, "NULL is the default");
+    }
+
+    #[test]
+    fn a_bad_cell_refuses_the_row_naming_its_column() {
+        let table = table(&[
+            "id",
+            "key",
+            "secret",
+            "enabled",
+            "allowed_origins",
+            "webhooks",
+        ]);
+        let defaults = Config::defaults().app_defaults;
+        let row = |enabled: Cell, origins: Cell, webhooks: Cell| {
+            vec![text("a"), text("k"), text("s"), enabled, origins, webhooks]
+        };
+        let refused = app(
+            &table,
+            row(text("maybe"), Cell::Null, Cell::Null),
+            &defaults,
+        );
+        assert_eq!(refused.unwrap_err().column, "enabled");
+        let refused = app(
+            &table,
+            row(Cell::Null, text("[not json"), Cell::Null),
+            &defaults,
+        );
+        let refused = refused.unwrap_err();
+        assert_eq!(
+            (refused.app_id.as_str(), refused.column.as_str()),
+            ("a", "allowed_origins")
+        );
+        assert!(refused.message.contains("invalid JSON"), "{refused}");
+        let hooks = json!([{"url": "https://h.example", "event_types": ["channel_occupied"],
+                            "filter": {"channel_type": "privat"}}]);
+        let refused = app(
+            &table,
+            row(Cell::Null, Cell::Null, Cell::Json(hooks)),
+            &defaults,
+        );
+        let refused = refused.unwrap_err();
+        assert_eq!(refused.column, "webhooks");
+        assert!(
+            refused
+                .message
+                .starts_with("webhooks[0].filter.channel_type"),
+            "{refused}"
+        );
+    }
+}
