@@ -2,8 +2,8 @@
 # Runs every test suite: Rust unit + integration tests (cargo nextest), then the official-client
 # compatibility suites (pusher-js and the `pusher` npm SDK under Node's test runner, the `pusher`
 # PyPI SDK under pytest, the console in headless Chromium). Installs what the suites need on a
-# fresh machine: redis-server, redis-sentinel, openssl, chromium and chromium-driver from the
-# Debian packages.
+# fresh machine: redis-server, redis-sentinel, openssl, chromium, chromium-driver, postgresql and
+# mariadb-server from the Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -34,6 +34,20 @@ if ! command -v redis-sentinel >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq redis-sentinel >/dev/null
   # The package starts a system-wide sentinel on 26379; the test uses its own, so stop it.
   $sudo_if_needed systemctl stop redis-sentinel >/dev/null 2>&1 || $sudo_if_needed service redis-sentinel stop >/dev/null 2>&1 || true
+fi
+
+# The app store's tests start a private PostgreSQL and a private MariaDB each (initdb /
+# mariadb-install-db into a temp dir, a free loopback port, killed by PID).
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ! command -v mariadbd >/dev/null 2>&1; then
+  echo "== installing postgresql and mariadb-server (Debian packages) for the app store tests"
+  sudo_if_needed=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_if_needed="sudo"; fi
+  $sudo_if_needed apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq postgresql mariadb-server >/dev/null
+  # The packages may start system-wide instances (5432, 3306); the tests use their own.
+  $sudo_if_needed systemctl stop postgresql mariadb >/dev/null 2>&1 || true
+  $sudo_if_needed service postgresql stop >/dev/null 2>&1 || true
+  $sudo_if_needed service mariadb stop >/dev/null 2>&1 || true
 fi
 
 # The TLS tests make their CA and certificates with the openssl command.

@@ -6,6 +6,7 @@
 //! - [`protocol`]: wire types, error codes, channel-name rules and HMAC signing. No I/O.
 //! - [`journal`]: the console's per-app ring of recent events and their live feed.
 //! - [`metrics`]: Prometheus counters, gauges and histograms (and each app's journal handle).
+//! - [`app_store`]: apps kept in a database table (PostgreSQL, MySQL/MariaDB), read and written.
 //! - [`apps`]: configured applications and their limits, looked up by id and key.
 //! - [`engine`]: channels, subscriptions, presence and cache; returns transitions. No I/O.
 //! - [`outbound`]: a socket's write side: frames written straight to it, a bounded queue for
@@ -27,6 +28,7 @@
 //! Data flows one way: socket or REST request → cluster stage → engine (under the channel lock)
 //! → cluster stage (after it: fan-out, notices, webhook events).
 
+pub mod app_store;
 pub mod apps;
 pub mod cluster;
 pub mod config;

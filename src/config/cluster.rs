@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::app_store::RawDatabaseConnection;
 use super::redis_cluster::{
     redis_cluster_config, ClusterKeys, RawAdapterCluster, RawClusterNode, RawDatabaseCluster,
     RedisClusterConfig,
@@ -45,6 +46,8 @@ pub(super) struct RawAdapterRedis {
 #[serde(default)]
 pub(super) struct RawDatabase {
     pub redis: RawDatabaseRedis,
+    pub postgres: RawDatabaseConnection,
+    pub mysql: RawDatabaseConnection,
 }
 
 #[derive(Deserialize, Default)]

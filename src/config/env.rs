@@ -35,6 +35,8 @@ fn boolean(name: &str, value: Option<String>) -> Result<Option<bool>, ConfigErro
 ///
 /// `HERALD_APP_ID` / `HERALD_APP_KEY` / `HERALD_APP_SECRET` define one app: they replace the
 /// credentials of the app with that id, or add it. With no app anywhere, the demo app is added.
+/// With a database driver neither happens: apps come from the database alone, and the
+/// variables are refused (an app added from the environment would be one no other node has).
 pub fn apply_env(
     mut config: Config,
     var: &dyn Fn(&str) -> Option<String>,
@@ -67,6 +69,23 @@ pub fn apply_env(
     let id = var("HERALD_APP_ID");
     let key = var("HERALD_APP_KEY");
     let secret = var("HERALD_APP_SECRET");
+    if let Some(store) = &config.app_store {
+        let set = [
+            ("HERALD_APP_ID", &id),
+            ("HERALD_APP_KEY", &key),
+            ("HERALD_APP_SECRET", &secret),
+        ];
+        if let Some((name, _)) = set.iter().find(|(_, value)| value.is_some()) {
+            return Err(ConfigError::invalid(
+                &format!("${name}"),
+                format!(
+                    "apps come from the database ({}): add the app to its table instead",
+                    store.driver.section()
+                ),
+            ));
+        }
+        return Ok(config);
+    }
     if id.is_some() || key.is_some() || secret.is_some() {
         let id = id.unwrap_or_else(|| DEMO_APP.0.to_owned());
         match config.apps.iter_mut().find(|app| app.id == id) {

@@ -5,6 +5,8 @@
 //! value of a known key fails start-up with the file and the key path.
 
 mod app;
+mod app_json;
+mod app_store;
 mod cluster;
 mod cors;
 mod decision_hooks;
@@ -29,6 +31,8 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use app::{AppConfig, MessageRateLimit};
+pub use app_json::AppDefaults;
+pub use app_store::{AppCacheConfig, AppStoreConfig, AppStoreDriver};
 pub use cluster::{ClusterConfig, RedisConfig};
 pub use cors::CorsConfig;
 pub use decision_hooks::{DecisionHooksConfig, HookKind, OnFailure};
@@ -129,8 +133,12 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// Alone, or one node of a cluster on Redis (`adapter`).
     pub cluster: ClusterConfig,
-    /// The apps (`app_manager.array.apps`).
+    /// The apps (`app_manager.array.apps`); none when they come from a database.
     pub apps: Vec<AppConfig>,
+    /// The database apps come from (`app_manager.driver` `pgsql`/`mysql`); none reads the file.
+    pub app_store: Option<AppStoreConfig>,
+    /// The global defaults an app takes, for apps validated after start-up (database rows).
+    pub app_defaults: AppDefaults,
     /// The debug console.
     pub console: ConsoleConfig,
     /// `trust_x_forwarded_for` as written: now read as one trusted proxy hop.
@@ -175,6 +183,21 @@ impl Config {
             e
         })?;
         config.ignored_keys = unimplemented::classify(&document, &unused, &moved)?;
+        if let Some(store) = &config.app_store {
+            let file_apps = document.pointer("/app_manager/array/apps");
+            if file_apps
+                .and_then(|apps| apps.as_array())
+                .is_some_and(|a| !a.is_empty())
+            {
+                config.ignored_keys.push(IgnoredKey {
+                    path: "app_manager.array.apps".into(),
+                    reason: format!(
+                        "apps come from the database ({}); the file's apps are ignored",
+                        store.driver.section()
+                    ),
+                });
+            }
+        }
         Ok(config)
     }
 
@@ -185,8 +208,15 @@ impl Config {
 
     fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         let webhook_defaults = sections::webhook_defaults(&raw)?;
+        let app_store = app_store::app_store(&raw)?;
+        let apps = match app_store {
+            Some(_) => Vec::new(),
+            None => sections::apps(&raw, &webhook_defaults)?,
+        };
         let config = Config {
-            apps: sections::apps(&raw, &webhook_defaults)?,
+            apps,
+            app_store,
+            app_defaults: AppDefaults::of(&raw, webhook_defaults),
             webhooks: sections::webhooks_config(&raw, sections::batching_duration(&raw)?)?,
             http: sections::http_api(&raw.http_api)?,
             cors: cors::cors(raw.cors.as_ref())?,
@@ -241,6 +271,16 @@ impl Config {
         };
         config.check_unique_apps()?;
         Ok(config)
+    }
+
+    /// Validates one app in `config.json`'s app shape with this file's global defaults (see
+    /// [`AppDefaults::app_from_json`]).
+    pub fn app_from_json(
+        &self,
+        path: &str,
+        app: serde_json::Value,
+    ) -> Result<AppConfig, ConfigError> {
+        self.app_defaults.app_from_json(path, app)
     }
 
     /// App ids and keys must be unique: a duplicate would shadow another app's traffic.

@@ -88,6 +88,15 @@ pub(super) fn flatten_policies(document: &mut Value) -> Moved {
     moved
 }
 
+/// Moves the `policy` keys of one app (a JSON object, e.g. made from a database row).
+pub(super) fn flatten_app_value(path: &str, app: &mut Value) -> Moved {
+    let mut moved = Moved::default();
+    if let Some(app) = app.as_object_mut() {
+        flatten_app(path, app, &mut moved);
+    }
+    moved
+}
+
 fn flatten_app(path: &str, app: &mut Map<String, Value>, moved: &mut Moved) {
     let Some(Value::Object(policy)) = app.remove("policy") else {
         return;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::app_store::RawAppCache;
 use super::cluster::{RawAdapter, RawDatabase};
 use super::cors::RawCors;
 use super::decision_hooks::RawDecisionHooks;
@@ -68,6 +69,7 @@ pub(super) struct RawConsole {
 pub(super) struct RawAppManager {
     pub driver: Option<String>,
     pub array: RawAppArray,
+    pub cache: RawAppCache,
 }
 
 #[derive(Deserialize, Default)]
@@ -142,7 +144,7 @@ pub(super) struct RawMessageRateLimit {
     pub terminate_on_limit: Option<bool>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(default)]
 pub(super) struct RawPresence {
     #[serde(deserialize_with = "lenient::opt")]
@@ -164,7 +166,7 @@ pub(super) struct RawChannelLimits {
     pub subscription_count_interval_ms: Option<u64>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(default)]
 pub(super) struct RawEventLimits {
     #[serde(deserialize_with = "lenient::opt")]

@@ -171,26 +171,16 @@ pub(super) fn metrics_config(raw: RawMetrics) -> Result<MetricsConfig, ConfigErr
     })
 }
 
-/// The apps of `app_manager` (only the memory driver's array).
+/// The apps of `app_manager.array` (the file's apps, driver `memory`/`array`).
 pub(super) fn apps(
     raw: &RawConfig,
     defaults: &WebhookDefaults,
 ) -> Result<Vec<AppConfig>, ConfigError> {
     let apps = raw.app_manager.array.apps.iter().enumerate();
-    let apps = apps
-        .map(|(i, app)| {
-            AppConfig::from_raw(&format!("app_manager.array.apps[{i}]"), app, raw, defaults)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(driver) = raw.app_manager.driver.as_deref() {
-        if driver != "memory" && driver != "array" {
-            return Err(ConfigError::invalid(
-                "app_manager.driver",
-                format!("{driver:?} is not supported; Herald reads apps from app_manager.array (driver \"memory\")"),
-            ));
-        }
-    }
-    Ok(apps)
+    apps.map(|(i, app)| {
+        AppConfig::from_raw(&format!("app_manager.array.apps[{i}]"), app, raw, defaults)
+    })
+    .collect()
 }
 
 /// The smallest request-head limit: hyper's own floor, below which its parser cannot work.

@@ -365,3 +365,169 @@ fn a_refused_hook_or_webhook_url_is_named_without_its_secrets() {
         );
     }
 }
+
+#[test]
+fn database_drivers_read_their_section_and_the_cache() {
+    let c = Config::from_json(
+        r#"{"app_manager":{"driver":"PgSQL","cache":{"enabled":false,"ttl":60,"negative_ttl_ms":250},
+              "array":{"apps":[{"id":"a","key":"k","secret":"s"}]}},
+            "database":{"postgres":{"host":"db.internal","username":"herald","password":"p@ss word",
+              "database":"apps","connection_pool_size":"4","table_name":"my_apps","create_table":false}}}"#,
+    )
+    .unwrap();
+    let store = c.app_store.as_ref().expect("a database driver");
+    assert_eq!(store.driver, AppStoreDriver::Postgres);
+    assert_eq!(
+        store.url,
+        "postgres://herald:p%40ss%20word@db.internal:5432/apps"
+    );
+    assert_eq!(store.table, "my_apps");
+    assert_eq!(store.pool_size, 4);
+    assert!(!store.create_table);
+    let cache = AppCacheConfig {
+        enabled: false,
+        ttl: Duration::from_secs(60),
+        negative_ttl: Duration::from_millis(250),
+    };
+    assert_eq!(store.cache, cache);
+    assert!(c.apps.is_empty(), "the file's apps are not read");
+    let ignored: Vec<&str> = c.ignored_keys.iter().map(|k| k.path.as_str()).collect();
+    assert_eq!(ignored, ["app_manager.array.apps"]);
+
+    let c = Config::from_json(
+        r#"{"app_manager":{"driver":"mysql"},
+            "database":{"mysql":{"url":"mysql://u:secret@127.0.0.1:3307/herald?ssl-mode=required","cache_ttl":30}}}"#,
+    )
+    .unwrap();
+    let store = c.app_store.unwrap();
+    assert_eq!(store.driver, AppStoreDriver::MySql);
+    assert_eq!(store.table, "applications");
+    assert_eq!(store.pool_size, 10);
+    assert!(store.create_table);
+    assert_eq!(
+        store.cache.ttl,
+        Duration::from_secs(30),
+        "the section's cache_ttl wins"
+    );
+    assert_eq!(store.cache.negative_ttl, Duration::from_millis(5000));
+    let shown = format!("{store:?}");
+    assert!(!shown.contains("secret"), "{shown}");
+
+    let c = Config::from_json(r#"{"app_manager":{"driver":"postgresql"}}"#).unwrap();
+    let store = c.app_store.unwrap();
+    assert_eq!(store.url, "postgres://root:@localhost:5432/sockudo");
+    assert_eq!(store.cache.ttl, Duration::from_secs(300));
+    let c = Config::from_json(r#"{"app_manager":{"driver":"memory"}}"#).unwrap();
+    assert!(c.app_store.is_none());
+}
+
+#[test]
+fn unsupported_drivers_and_bad_database_values_name_the_key() {
+    for driver in ["dynamodb", "surrealdb", "scylladb", "sqlite"] {
+        let e = error_of(&format!(r#"{{"app_manager":{{"driver":"{driver}"}}}}"#));
+        assert_eq!(e.path, "app_manager.driver");
+        assert!(e.message.contains(driver), "{e}");
+    }
+    let cases = [
+        (
+            r#"{"app_manager":{"driver":"pgsql"},"database":{"postgres":{"url":"mysql://x@h/db"}}}"#,
+            "database.postgres.url",
+        ),
+        (
+            r#"{"app_manager":{"driver":"pgsql"},"database":{"postgres":{"connection_pool_size":0}}}"#,
+            "database.postgres.connection_pool_size",
+        ),
+        (
+            r#"{"app_manager":{"driver":"mysql"},"database":{"mysql":{"table_name":"apps; DROP"}}}"#,
+            "database.mysql.table_name",
+        ),
+        (
+            r#"{"app_manager":{"driver":"mysql"},"database":{"mysql":{"cache_ttl":0}}}"#,
+            "database.mysql.cache_ttl",
+        ),
+        (
+            r#"{"app_manager":{"driver":"mysql","cache":{"ttl":"soon"}}}"#,
+            "app_manager.cache.ttl",
+        ),
+        (
+            r#"{"app_manager":{"driver":"pgsql","cache":{"negative_ttl_ms":999999999}}}"#,
+            "app_manager.cache.negative_ttl_ms",
+        ),
+    ];
+    for (json, path) in cases {
+        let e = error_of(json);
+        assert_eq!(e.path, path, "{e}");
+        assert!(!e.message.contains("secret"));
+    }
+    let e = error_of(
+        r#"{"app_manager":{"driver":"pgsql"},"database":{"postgres":{"url":"redis://u:secret@h"}}}"#,
+    );
+    assert!(!e.to_string().contains("secret"), "{e}");
+}
+
+#[test]
+fn sockudo_database_keys_are_known() {
+    let c = Config::from_json(
+        r#"{"app_manager":{"driver":"mysql","cache":{"enabled":true,"ttl":300}},
+            "database":{"mysql":{"host":"h","port":3306,"username":"u","password":"p","database":"d",
+              "table_name":"applications","connection_pool_size":10,"cache_ttl":300,
+              "pool_min":2,"pool_max":10,"cache_cleanup_interval":60,"cache_max_capacity":100},
+              "postgres":{"host":"h","port":5432}}}"#,
+    )
+    .unwrap();
+    let ignored: Vec<&str> = c.ignored_keys.iter().map(|k| k.path.as_str()).collect();
+    assert_eq!(
+        ignored,
+        [
+            "database.mysql.cache_cleanup_interval",
+            "database.mysql.cache_max_capacity",
+            "database.mysql.pool_max",
+            "database.mysql.pool_min",
+        ]
+    );
+    assert!(c
+        .ignored_keys
+        .iter()
+        .all(|k| !k.reason.contains("not used by Herald")));
+}
+
+#[test]
+fn a_database_driver_adds_no_demo_app_and_refuses_env_apps() {
+    let file = r#"{"app_manager":{"driver":"pgsql"}}"#;
+    let c = apply_env(Config::from_json(file).unwrap(), &|_| None).unwrap();
+    assert!(c.apps.is_empty(), "no demo app beside a database");
+    let vars = HashMap::from([("HERALD_APP_KEY", "k")]);
+    let var = |name: &str| vars.get(name).map(|v| v.to_string());
+    let e = apply_env(Config::from_json(file).unwrap(), &var).unwrap_err();
+    assert_eq!(e.path, "$HERALD_APP_KEY");
+    assert!(e.message.contains("database.postgres"), "{e}");
+    let c = apply_env(Config::from_json("{}").unwrap(), &|_| None).unwrap();
+    assert_eq!(
+        c.apps[0].key, "app-key",
+        "the file driver keeps the demo app"
+    );
+}
+
+#[test]
+fn an_app_from_json_is_validated_with_the_files_defaults() {
+    let c = Config::from_json(r#"{"presence":{"max_members_per_channel":9}}"#).unwrap();
+    let app = c
+        .app_from_json(
+            "row",
+            serde_json::json!({"id": "a", "key": "k", "secret": "s",
+                "policy": {"limits": {"max_connections": 3},
+                           "channels": {"allowed_origins": ["https://a.example"]}}}),
+        )
+        .unwrap();
+    assert_eq!(app.max_connections, Some(3));
+    assert_eq!(app.max_presence_members_per_channel, 9);
+    assert!(app.allowed_origins.allows(Some("https://a.example")));
+    let e = c
+        .app_from_json(
+            "row",
+            serde_json::json!({"id": "a", "key": "k", "secret": "s",
+                "policy": {"limits": {"max_event_batch_size": 0}}}),
+        )
+        .unwrap_err();
+    assert_eq!(e.path, "row.policy.limits.max_event_batch_size");
+}

@@ -2,11 +2,14 @@
 //! One binary with modules, because each `tests/*.rs` file links separately.
 
 mod hook_server;
+mod mariadb_server;
+mod postgres_server;
 mod probe_support;
 mod receiver;
 mod redis_cluster;
 mod redis_server;
 mod sentinel_support;
+mod store_cases;
 mod support;
 mod tls_support;
 
@@ -53,6 +56,8 @@ mod rest_channels;
 mod rest_events;
 mod signin;
 mod sockudo_config;
+mod store_mariadb;
+mod store_postgres;
 mod subscriptions;
 mod tls;
 mod transport;

@@ -1,0 +1,31 @@
+-- Sockudo 5.2's `applications` table for MySQL/MariaDB (its CREATE TABLE, with the columns its
+-- start-up adds), plus Herald's own nullable `decision_hooks`. `{table}` is the table's name.
+CREATE TABLE IF NOT EXISTS `{table}` (
+    id VARCHAR(255) CHARACTER SET ascii COLLATE ascii_general_ci PRIMARY KEY,
+    `key` VARCHAR(255) CHARACTER SET ascii COLLATE ascii_general_ci UNIQUE NOT NULL,
+    secret VARCHAR(255) NOT NULL,
+    max_connections INT UNSIGNED NOT NULL,
+    enable_client_messages BOOLEAN NOT NULL DEFAULT FALSE,
+    enabled BOOLEAN NOT NULL DEFAULT TRUE,
+    max_backend_events_per_second INT UNSIGNED NULL,
+    max_client_events_per_second INT UNSIGNED NOT NULL,
+    max_read_requests_per_second INT UNSIGNED NULL,
+    max_presence_members_per_channel INT UNSIGNED NULL,
+    max_presence_member_size_in_kb INT UNSIGNED NULL,
+    max_channel_name_length INT UNSIGNED NULL,
+    max_event_channels_at_once INT UNSIGNED NULL,
+    max_event_name_length INT UNSIGNED NULL,
+    max_event_payload_in_kb INT UNSIGNED NULL,
+    max_event_batch_size INT UNSIGNED NULL,
+    enable_user_authentication BOOLEAN NULL,
+    enable_watchlist_events BOOLEAN NULL,
+    policy JSON NULL,
+    webhooks JSON NULL,
+    allowed_origins JSON NULL,
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+    channel_delta_compression JSON NULL,
+    idempotency JSON NULL,
+    connection_recovery JSON NULL,
+    decision_hooks JSON NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci

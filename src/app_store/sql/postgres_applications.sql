@@ -1,0 +1,31 @@
+-- Sockudo 5.2's `applications` table for PostgreSQL (its CREATE TABLE, with the columns its
+-- start-up adds), plus Herald's own nullable `decision_hooks`. `{table}` is the table's name.
+CREATE TABLE IF NOT EXISTS {table} (
+    id VARCHAR(255) PRIMARY KEY,
+    key VARCHAR(255) UNIQUE NOT NULL,
+    secret VARCHAR(255) NOT NULL,
+    max_connections INTEGER NOT NULL,
+    enable_client_messages BOOLEAN NOT NULL DEFAULT FALSE,
+    enabled BOOLEAN NOT NULL DEFAULT TRUE,
+    max_backend_events_per_second INTEGER,
+    max_client_events_per_second INTEGER NOT NULL,
+    max_read_requests_per_second INTEGER,
+    max_presence_members_per_channel INTEGER,
+    max_presence_member_size_in_kb INTEGER,
+    max_channel_name_length INTEGER,
+    max_event_channels_at_once INTEGER,
+    max_event_name_length INTEGER,
+    max_event_payload_in_kb INTEGER,
+    max_event_batch_size INTEGER,
+    enable_user_authentication BOOLEAN,
+    enable_watchlist_events BOOLEAN,
+    policy JSONB,
+    webhooks JSONB,
+    allowed_origins JSONB,
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    channel_delta_compression JSONB,
+    idempotency JSONB,
+    connection_recovery JSONB,
+    decision_hooks JSONB
+)
