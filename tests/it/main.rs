@@ -52,6 +52,7 @@ mod rest_channels;
 mod rest_events;
 mod signin;
 mod sockudo_config;
+mod soketi_config;
 mod subscriptions;
 mod tls;
 mod transport;
