@@ -393,4 +393,6 @@ pub(super) fn set_path(document: &mut Value, path: &str, value: Value) {
 }
 
 #[cfg(test)]
+mod readme;
+#[cfg(test)]
 mod tests;
