@@ -1,10 +1,12 @@
-//! The `herald` binary: parse the command line, load the config, run until SIGTERM/SIGINT.
+//! The `herald` binary: parse the command line, load the config, run until SIGTERM/SIGINT
+//! (SIGHUP re-reads the config file: see `herald::server::reload`).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
 use herald::config::{Config, ConfigFormat, DotEnv};
+use herald::server::reload::ConfigSource;
 use herald::state::ConsoleToken;
 use herald::Server;
 use tracing_subscriber::EnvFilter;
@@ -24,6 +26,11 @@ struct Cli {
     /// used (and a demo app app-id/app-key/app-secret when none is configured).
     #[arg(long, short, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Re-read the config file whenever its content changes (checked every 2 s), as SIGHUP
+    /// does: apps added, removed and changed take effect without a restart. For a Kubernetes
+    /// ConfigMap mounted as a file.
+    #[arg(long, requires = "config")]
+    watch_config: bool,
 
     /// The schema of the --config file: soketi's dotted camelCase options or Sockudo's
     /// snake_case keys. Without it, a file with a top-level key holding a dot or an upper-case
@@ -39,16 +46,19 @@ enum FormatArg {
     Sockudo,
 }
 
-/// The configuration from the file, `.env` and the environment (the process's wins over `.env`).
-fn load(cli: &Cli) -> anyhow::Result<Config> {
-    let dotenv = DotEnv::read(std::path::Path::new(".env"))?;
-    let format = match cli.config_format {
+fn format(cli: &Cli) -> ConfigFormat {
+    match cli.config_format {
         None => ConfigFormat::Auto,
         Some(FormatArg::Soketi) => ConfigFormat::Soketi,
         Some(FormatArg::Sockudo) => ConfigFormat::Sockudo,
-    };
+    }
+}
+
+/// The configuration from the file, `.env` and the environment (the process's wins over `.env`).
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    let dotenv = DotEnv::read(std::path::Path::new(".env"))?;
     let var = |name: &str| dotenv.var(name);
-    Ok(Config::load_with(cli.config.as_deref(), format, &var)?)
+    Ok(Config::load_with(cli.config.as_deref(), format(cli), &var)?)
 }
 
 async fn shutdown_signal() {
@@ -123,9 +133,16 @@ async fn main() -> anyhow::Result<()> {
     for app in &config.apps {
         tracing::info!(id = %app.id, key = %app.key, enabled = app.enabled, "app configured");
     }
-    let server = Server::bind(config)
+    let mut server = Server::bind(config)
         .await
         .context("cannot start the server")?;
+    if let Some(path) = &cli.config {
+        server = server.reloading(ConfigSource {
+            path: path.clone(),
+            watch: cli.watch_config,
+            format: format(&cli),
+        });
+    }
     let addr = server.local_addr()?;
     tracing::info!(%addr, metrics = ?server.metrics_addr(), "Herald listening");
     log_console(&server, addr);

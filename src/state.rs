@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::apps::AppRegistry;
+use crate::apps::AppDirectory;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::hooks::DecisionHooks;
@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 /// Shared server state.
 pub struct Shared {
     config: Config,
-    apps: AppRegistry,
+    apps: AppDirectory,
     metrics: Arc<Metrics>,
     cluster: Cluster,
     hooks: DecisionHooks,
@@ -40,14 +40,16 @@ pub struct LocalWindows {
     pub api: WindowCounts<std::net::IpAddr>,
     /// `rate_limiter.websocket_rate_limit`, per client address.
     pub websocket: WindowCounts<std::net::IpAddr>,
-    /// `max_backend_events_per_second`, per app index.
-    pub events: WindowCounts<usize>,
-    /// `max_read_requests_per_second`, per app index.
-    pub reads: WindowCounts<usize>,
+    /// `max_backend_events_per_second`, per app id.
+    pub events: WindowCounts<String>,
+    /// `max_read_requests_per_second`, per app id.
+    pub reads: WindowCounts<String>,
 }
 
 /// Client addresses each rate limit counts apart in this process; past them, new ones share.
 const LIMITED_ADDRESSES: usize = 100_000;
+/// Apps each quota counts apart in this process within one window; past them, new ones share.
+const LIMITED_APPS: usize = 100_000;
 
 impl LocalWindows {
     fn new(config: &Config) -> LocalWindows {
@@ -57,8 +59,9 @@ impl LocalWindows {
         LocalWindows {
             api: WindowCounts::new(window(limits.map(|l| l.api)), LIMITED_ADDRESSES),
             websocket: WindowCounts::new(window(limits.map(|l| l.websocket)), LIMITED_ADDRESSES),
-            events: WindowCounts::new(second, config.apps.len()),
-            reads: WindowCounts::new(second, config.apps.len()),
+            // Apps come and go with reloads: bounded like addresses, not by today's apps.
+            events: WindowCounts::new(second, LIMITED_APPS),
+            reads: WindowCounts::new(second, LIMITED_APPS),
         }
     }
 }
@@ -114,13 +117,15 @@ impl Shared {
             Some(token) => ConsoleToken::Configured(token.clone()),
             None => ConsoleToken::Generated(random_token()),
         });
-        let apps = AppRegistry::new(&config.apps, config.compression.compress_above());
+        let apps = AppDirectory::new(&config.apps, config.compression.compress_above());
+        let registry = apps.snapshot();
+        let shutdown = CancellationToken::new();
         Ok(Arc::new(Shared {
-            cluster: Cluster::start(&config, &apps, metrics.clone()).await?,
-            hooks: DecisionHooks::new(&apps, crate::webhooks::http_client(), &metrics),
+            cluster: Cluster::start(&config, &registry, metrics.clone(), shutdown.clone()).await?,
+            hooks: DecisionHooks::new(&registry, crate::webhooks::http_client(), metrics.clone()),
             apps,
             metrics,
-            shutdown: CancellationToken::new(),
+            shutdown,
             connections: TaskTracker::new(),
             connection_limit: ConnectionLimit::new(config.max_connections),
             body_budget: BodyBudget::new(config.http.body_budget.max(config.http.request_limit)),
@@ -141,8 +146,8 @@ impl Shared {
         &self.config
     }
 
-    /// The configured apps.
-    pub fn apps(&self) -> &AppRegistry {
+    /// The apps as they are now.
+    pub fn apps(&self) -> &AppDirectory {
         &self.apps
     }
 

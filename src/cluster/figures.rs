@@ -70,6 +70,15 @@ impl FigureSource {
         }
     }
 
+    /// Follows a reload: added apps' figures are read from now on, removed apps' no more.
+    pub fn follow(&mut self, changes: &crate::apps::AppChanges, metrics: &Metrics) {
+        let removed = |id: &String| changes.removed.iter().any(|app| app.id == *id);
+        self.apps.retain(|(id, _)| !removed(id));
+        for app in &changes.added {
+            self.apps.push((app.id.clone(), metrics.app(&app.id)));
+        }
+    }
+
     /// The figures as they are now, with each app's webhook queue from `queue`.
     pub fn read(
         &self,

@@ -24,13 +24,15 @@ mod watchlist;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 pub use crate::engine::{CachedEvent, ChannelSummary};
 pub use local::LocalCluster;
 pub use pending::{Outcome, Pending, Refusal};
 pub use redis::arrival_order::PublishOrder;
 pub use watchlist::Watching;
 
-use crate::apps::{App, AppRegistry};
+use crate::apps::{App, AppChanges, AppRegistry};
 use crate::config::{ClusterConfig, Config};
 use crate::engine::{ChannelFull, PresenceMember};
 use crate::metrics::{Metrics, WebhookHealth};
@@ -91,6 +93,10 @@ pub struct ClientEvent<'a> {
     pub user_id: Option<&'a str>,
 }
 
+/// A cluster node keeps the apps it started with: a reload's app changes need a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppsFixed;
+
 /// The cluster-wide state cannot be read (Redis is unreachable): a REST query answers 503
 /// rather than a partial answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,23 +144,43 @@ pub enum Cluster {
 }
 
 impl Cluster {
-    /// A single-node stage for the configured apps (starts their webhook pipelines).
-    pub fn local(config: &Config, apps: &AppRegistry, metrics: Arc<Metrics>) -> Cluster {
-        Cluster::Local(LocalCluster::start(config, apps, metrics))
-    }
-
     /// The stage `config.cluster` asks for: a cluster node connects to Redis and joins first.
+    /// Alone, it starts the apps' webhook pipelines; `shutdown` closes every socket.
     pub async fn start(
         config: &Config,
         apps: &AppRegistry,
         metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
     ) -> std::io::Result<Cluster> {
         match &config.cluster {
-            ClusterConfig::Local => Ok(Cluster::local(config, apps, metrics)),
+            ClusterConfig::Local => Ok(Cluster::Local(LocalCluster::start(
+                config, apps, metrics, shutdown,
+            ))),
             ClusterConfig::Redis(redis) => {
-                let node = RedisCluster::start(config, redis, apps, metrics).await?;
+                let node = RedisCluster::start(config, redis, apps, metrics, shutdown).await?;
                 Ok(Cluster::Redis(node))
             }
+        }
+    }
+
+    /// Follows a reload's app changes; `Err` on a cluster node, whose apps are fixed while it
+    /// runs (every node would have to follow at once).
+    pub fn apply(&self, changes: &AppChanges) -> Result<(), AppsFixed> {
+        match self {
+            Cluster::Local(local) => {
+                local.apply(changes);
+                Ok(())
+            }
+            Cluster::Redis(_) => Err(AppsFixed),
+        }
+    }
+
+    /// Cancelled when a socket of `app` must close: the server shuts down or (alone) the app
+    /// was removed or disabled.
+    pub fn closing(&self, app: &App) -> CancellationToken {
+        match self {
+            Cluster::Local(local) => local.closing(app),
+            Cluster::Redis(node) => node.shutdown().clone(),
         }
     }
 

@@ -10,7 +10,7 @@ use super::webhook::{self, WebhookDefaults, WebhookEndpoint};
 use super::{kb, ConfigError};
 
 /// A validated app definition.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AppConfig {
     /// The app id used in REST paths.
     pub id: String,

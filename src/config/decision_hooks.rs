@@ -52,7 +52,7 @@ pub enum OnFailure {
 }
 
 /// The validated `decision_hooks` of one app.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DecisionHooksConfig {
     /// Where every call is POSTed.
     pub url: reqwest::Url,

@@ -36,8 +36,23 @@ struct Namespace {
     presence: bool,
 }
 
+/// Two namespaces are the same when written the same (a reload compares apps this way).
+impl PartialEq for Namespace {
+    fn eq(&self, other: &Namespace) -> bool {
+        let pattern = |n: &Namespace| n.pattern.as_ref().map(|p| p.as_str().to_owned());
+        (self.name == other.name && pattern(self) == pattern(other))
+            && (self.max_length, self.subscribe, self.publish, self.presence)
+                == (
+                    other.max_length,
+                    other.subscribe,
+                    other.publish,
+                    other.presence,
+                )
+    }
+}
+
 /// An app's namespaces; none configured allows every channel.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ChannelNamespaces {
     namespaces: Vec<Namespace>,
 }

@@ -12,11 +12,12 @@
 
 mod answer;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
@@ -67,10 +68,11 @@ struct AppHook {
     started: Instant,
 }
 
-/// The decision hooks of every app, by app index.
+/// The decision hooks of every app that configures one, by app id.
 pub struct DecisionHooks {
-    by_app: Vec<Option<Arc<AppHook>>>,
+    by_app: RwLock<HashMap<String, Arc<AppHook>>>,
     client: reqwest::Client,
+    metrics: Arc<Metrics>,
 }
 
 /// The request body: `{"type": .., "time_ms": .., "data": {..}}`.
@@ -84,27 +86,45 @@ struct Request<'a, D: Serialize> {
 
 impl DecisionHooks {
     /// The hooks of `apps` that configure one; requests go out through `client`.
-    pub fn new(apps: &AppRegistry, client: reqwest::Client, metrics: &Metrics) -> DecisionHooks {
-        let by_app = apps
-            .iter()
-            .map(|app| {
-                let config = app.decision_hooks.clone()?;
-                let metrics = (config.events.iter())
-                    .map(|&kind| (kind, metrics.decision_hook(&app.id, kind.as_str())))
-                    .collect();
-                Some(Arc::new(AppHook {
-                    in_flight: Arc::new(Semaphore::new(config.max_concurrent)),
-                    per_address: AddressShare::new(config.max_concurrent_per_address),
-                    key: app.key.clone(),
-                    signer: app.signer.clone(),
-                    metrics,
-                    config,
-                    last_warned: AtomicU64::new(0),
-                    started: Instant::now(),
-                }))
-            })
+    pub fn new(apps: &AppRegistry, client: reqwest::Client, metrics: Arc<Metrics>) -> Self {
+        let hooks = DecisionHooks {
+            by_app: RwLock::default(),
+            client,
+            metrics,
+        };
+        apps.iter().for_each(|app| hooks.set_app(app));
+        hooks
+    }
+
+    /// `app`'s hook as configured now (none when it has none); a reload calls it for every
+    /// added or changed app. The new hook starts with fresh slots; calls in flight finish
+    /// under the old one.
+    pub fn set_app(&self, app: &App) {
+        let mut by_app = self.by_app.write().unwrap_or_else(|e| e.into_inner());
+        let Some(config) = app.decision_hooks.clone() else {
+            by_app.remove(&app.id);
+            return;
+        };
+        let metrics = (config.events.iter())
+            .map(|&kind| (kind, self.metrics.decision_hook(&app.id, kind.as_str())))
             .collect();
-        DecisionHooks { by_app, client }
+        let hook = Arc::new(AppHook {
+            in_flight: Arc::new(Semaphore::new(config.max_concurrent)),
+            per_address: AddressShare::new(config.max_concurrent_per_address),
+            key: app.key.clone(),
+            signer: app.signer.clone(),
+            metrics,
+            config,
+            last_warned: AtomicU64::new(0),
+            started: Instant::now(),
+        });
+        by_app.insert(app.id.clone(), hook);
+    }
+
+    /// Forgets the hook of a removed app.
+    pub fn remove_app(&self, app_id: &str) {
+        let mut by_app = self.by_app.write().unwrap_or_else(|e| e.into_inner());
+        by_app.remove(app_id);
     }
 
     /// The call asking `app`'s hook about `kind` with `data` for the client at `address`;
@@ -116,7 +136,9 @@ impl DecisionHooks {
         data: &impl Serialize,
         address: Option<IpAddr>,
     ) -> Option<HookCall> {
-        let hook = self.by_app.get(app.index())?.as_ref()?;
+        let by_app = self.by_app.read().unwrap_or_else(|e| e.into_inner());
+        let hook = by_app.get(&app.id)?.clone();
+        drop(by_app);
         let metrics = hook.metrics.iter().find(|(k, _)| *k == kind)?.1.clone();
         let body = serde_json::to_string(&Request {
             kind: kind.as_str(),

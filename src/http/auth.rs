@@ -147,11 +147,11 @@ fn authenticate(
             .by_key(&auth_key)
             .ok_or_else(|| ApiError::UnknownApp(auth_key.into_owned()))?,
     };
-    let body_md5 = verify_query(app, method.as_str(), uri.path(), query, unix_now())?;
+    let body_md5 = verify_query(&app, method.as_str(), uri.path(), query, unix_now())?;
     if !app.enabled {
         return Err(ApiError::AppDisabled);
     }
-    Ok((app.clone(), body_md5))
+    Ok((app, body_md5))
 }
 
 fn unix_now() -> i64 {

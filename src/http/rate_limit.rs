@@ -173,7 +173,7 @@ async fn quota(
     shared: &Shared,
     app: &App,
     quota: &'static str,
-    local: &WindowCounts<usize>,
+    local: &WindowCounts<String>,
     limit: u32,
     amount: u32,
 ) -> Result<(), ApiError> {
@@ -182,7 +182,7 @@ async fn quota(
         app: &app.id,
     };
     let second = Duration::from_secs(1);
-    let decision = decide(shared, key, (local, app.index()), second, limit, amount).await;
+    let decision = decide(shared, key, (local, app.id.clone()), second, limit, amount).await;
     if decision.allowed {
         return Ok(());
     }

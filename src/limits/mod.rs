@@ -59,7 +59,7 @@ impl Drop for Reservation {
 /// app's on this node.
 pub struct ConnectionLimit {
     open: AtomicUsize,
-    max: usize,
+    max: AtomicUsize,
 }
 
 impl ConnectionLimit {
@@ -67,15 +67,20 @@ impl ConnectionLimit {
     pub fn new(max: Option<usize>) -> ConnectionLimit {
         ConnectionLimit {
             open: AtomicUsize::new(0),
-            max: max.unwrap_or(usize::MAX),
+            max: AtomicUsize::new(max.unwrap_or(usize::MAX)),
         }
+    }
+
+    /// A new bound (a reload changed it): connections over it stay, new ones wait for room.
+    pub fn set_max(&self, max: Option<usize>) {
+        self.max.store(max.unwrap_or(usize::MAX), Ordering::Release);
     }
 
     /// Counts one more connection; false (and nothing counted) at the bound.
     pub fn try_add(&self) -> bool {
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
+                (n < self.max.load(Ordering::Acquire)).then_some(n + 1)
             })
             .is_ok()
     }

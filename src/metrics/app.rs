@@ -87,6 +87,29 @@ impl AppFamilies {
         families
     }
 
+    /// Drops the series of an app that is gone; handles still held update nothing shown.
+    pub fn forget(&self, app_id: &str) {
+        let label = AppLabel {
+            app_id: app_id.to_owned(),
+        };
+        let counters = [
+            &self.messages_in,
+            &self.messages_out,
+            &self.webhook_submitted,
+            &self.webhook_delivered,
+            &self.webhook_retried,
+            &self.webhook_dead,
+            &self.webhook_dropped,
+            &self.rest_requests,
+        ];
+        for family in counters {
+            family.remove(&label);
+        }
+        self.connections.remove(&label);
+        self.subscriptions.remove(&label);
+        self.webhook_latency.remove(&label);
+    }
+
     /// The series of one app (created at zero if new).
     pub fn of(&self, app_id: &str, totals: &Totals, journal: Arc<AppJournal>) -> AppMetrics {
         let label = AppLabel {

@@ -57,6 +57,20 @@ impl HookFamilies {
         families
     }
 
+    /// Drops every hook series of an app that is gone.
+    pub fn forget(&self, app_id: &str) {
+        for hook in crate::config::HookKind::ALL {
+            let label = HookLabel {
+                app_id: app_id.to_owned(),
+                hook: hook.as_str(),
+            };
+            for family in [&self.calls, &self.allowed, &self.refused, &self.failures] {
+                family.remove(&label);
+            }
+            self.latency.remove(&label);
+        }
+    }
+
     /// The series of one app's hook.
     pub fn of(&self, app_id: &str, hook: &'static str) -> HookMetrics {
         let label = HookLabel {

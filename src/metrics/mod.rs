@@ -11,7 +11,7 @@ mod redis;
 mod webhook_queue;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
@@ -44,7 +44,8 @@ pub struct Metrics {
     totals: Totals,
     families: AppFamilies,
     hooks: HookFamilies,
-    apps: HashMap<String, Arc<AppMetrics>>,
+    /// Each app's series, resolved once (an app a reload adds on first use).
+    apps: RwLock<HashMap<String, Arc<AppMetrics>>>,
     slow_consumer_disconnects: Counter,
     tls_handshake_failures: Counter,
     rate_limited: Counter,
@@ -97,7 +98,7 @@ impl Metrics {
             totals,
             families,
             hooks,
-            apps,
+            apps: RwLock::new(apps),
             slow_consumer_disconnects: Counter::default(),
             tls_handshake_failures: Counter::default(),
             rate_limited: Counter::default(),
@@ -218,13 +219,25 @@ impl Metrics {
 
     /// The series of one app; an app not given to [`Metrics::new`] gets its series now.
     pub fn app(&self, app_id: &str) -> Arc<AppMetrics> {
-        match self.apps.get(app_id) {
-            Some(app) => app.clone(),
-            None => Arc::new(
-                self.families
-                    .of(app_id, &self.totals, self.journal.app(app_id)),
-            ),
+        let apps = self.apps.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(app) = apps.get(app_id) {
+            return app.clone();
         }
+        drop(apps);
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        let app = apps.entry(app_id.to_owned()).or_insert_with(|| {
+            let journal = self.journal.app(app_id);
+            Arc::new(self.families.of(app_id, &self.totals, journal))
+        });
+        app.clone()
+    }
+
+    /// Drops the per-app series of an app a reload removed (its decision hooks' with them).
+    pub fn forget_app(&self, app_id: &str) {
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        apps.remove(app_id);
+        self.families.forget(app_id);
+        self.hooks.forget(app_id);
     }
 
     /// The console journal of one app.
@@ -332,6 +345,22 @@ mod tests {
 
     fn has(text: &str, line: &str) -> bool {
         text.lines().any(|l| l == line)
+    }
+
+    #[test]
+    fn an_app_added_at_run_time_gets_series_and_a_removed_one_loses_them() {
+        let m = Metrics::new("h_", ["a"]);
+        m.app("b").rest_request();
+        assert!(m.render().contains("app_id=\"b\""), "{}", m.render());
+        m.app("a").rest_request();
+        m.forget_app("a");
+        assert!(!m.render().contains("app_id=\"a\""), "{}", m.render());
+        m.app("a").rest_request();
+        assert!(
+            has(&m.render(), "h_app_http_requests_total{app_id=\"a\"} 1"),
+            "{}",
+            m.render()
+        );
     }
 
     #[test]

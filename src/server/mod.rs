@@ -4,6 +4,7 @@
 
 mod listener;
 pub mod open_files;
+pub mod reload;
 mod tls;
 
 use std::future::Future;
@@ -32,6 +33,8 @@ pub struct Server {
     metrics_listener: Option<TcpListener>,
     /// With `ssl`: the certificate the main port presents, and the plain redirect port.
     tls: Option<(Arc<ServerCertificate>, Option<TcpListener>)>,
+    /// The config file a reload reads again (SIGHUP, `--watch-config`), when there is one.
+    config_source: Option<reload::ConfigSource>,
 }
 
 impl Server {
@@ -76,7 +79,15 @@ impl Server {
             listener,
             metrics_listener,
             tls: certificate.map(|certificate| (certificate, redirect)),
+            config_source: None,
         })
+    }
+
+    /// Reads `source` again on SIGHUP (and when its content changes, if watched) while
+    /// running: apps follow it without a restart.
+    pub fn reloading(mut self, source: reload::ConfigSource) -> Server {
+        self.config_source = Some(source);
+        self
     }
 
     /// The address of the plain port that sends clients to TLS (`ssl.redirect_http`).
@@ -122,6 +133,9 @@ impl Server {
             spawn_plain(listener, router, limits, &listening);
         }
         tokio::spawn(purge_caches(shared.clone()));
+        if let Some(source) = self.config_source {
+            tokio::spawn(reload::watch(source, shared.clone(), listening.clone()));
+        }
         let tls_port = self.listener.local_addr()?.port();
         let security = security(self.tls, &shared, tls_port, limits, &listening);
         let requests = TaskTracker::new();

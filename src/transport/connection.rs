@@ -173,7 +173,8 @@ async fn run(reader: &mut FrameReader, session: &mut Session, first: Option<Wait
     // A peer that reads nothing for this long is gone or hostile; its writes are abandoned.
     let stall = shared.config().pong_timeout;
     // Registered once: a fresh `cancelled()` per turn would lock the token's shared waiter list.
-    let shutdown = shared.shutdown().clone().cancelled_owned();
+    // The app's token: cancelled at shutdown, and when a reload removes or disables the app.
+    let shutdown = shared.cluster().closing(&session.app).cancelled_owned();
     tokio::pin!(shutdown);
     let timer = sleep_until(session.liveness.next_deadline());
     tokio::pin!(timer);
@@ -194,7 +195,10 @@ async fn run(reader: &mut FrameReader, session: &mut Session, first: Option<Wait
         let unread = reading.unread && room;
         // No `biased`: a busy outbound queue must not starve inbound frames or the timer.
         tokio::select! {
-            _ = &mut shutdown => return Exit::Close(SocketError::ServerShutdown),
+            _ = &mut shutdown => return Exit::Close(match shared.shutdown().is_cancelled() {
+                true => SocketError::ServerShutdown,
+                false => SocketError::AppDisabled,
+            }),
             _ = outbound.ready() => {
                 if let Some(exit) = write_queued(&outbound, stall, shutdown.as_mut()).await {
                     return exit;
@@ -365,6 +369,7 @@ fn read_messages(
             Err(error) => return Err(read_error(error)),
         };
         session.liveness.seen(Instant::now());
+        session.refresh_app();
         let bytes = message.len();
         let inbound = match message {
             Message::Text(text) => {

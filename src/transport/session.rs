@@ -105,7 +105,9 @@ pub(super) struct SignedInUser {
 /// One connection's session.
 pub(super) struct Session {
     pub socket_id: SocketId,
+    /// The app as of `app_generation` (see [`Session::refresh_app`]).
     pub app: Arc<App>,
+    app_generation: u64,
     pub shared: SharedState,
     pub outbound: Outbound,
     /// Subscribed channels, with the presence user id this socket joined as.
@@ -135,6 +137,8 @@ impl Session {
         Session {
             socket_id: SocketId::random(),
             app,
+            // Below every generation: the first message looks the app up once more.
+            app_generation: 0,
             shared,
             outbound,
             channels: HashMap::new(),
@@ -145,6 +149,21 @@ impl Session {
             messages: RateWindow::new(Instant::now()),
             address: None,
             slot,
+        }
+    }
+
+    /// Takes the app as a reload left it, when a reload changed any app since the last look:
+    /// each message is handled under the app's current limits and secret. A removed app is
+    /// kept (its sockets are being closed).
+    pub fn refresh_app(&mut self) {
+        let directory = self.shared.apps();
+        let now = directory.generation();
+        if now == self.app_generation {
+            return;
+        }
+        self.app_generation = now;
+        if let Some(app) = directory.by_id(&self.app.id) {
+            self.app = app;
         }
     }
 

@@ -8,6 +8,7 @@
 //! under a policy that keeps receivers consistent. Per channel, events reach the receiver in
 //! order ([`schedule`]).
 
+mod app_pipeline;
 mod budget;
 mod credentials;
 mod delivery;
@@ -18,10 +19,9 @@ mod pipeline;
 mod schedule;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -29,25 +29,12 @@ pub use event::{PairKey, PairRole, WebhookEvent};
 
 pub(crate) use delivery::{delivery_id, describe_error, http_client, redirect_location};
 
-use crate::config::{
-    AppConfig, EventKind, EventKinds, WebhookEndpoint, WebhookTarget, WebhooksConfig,
-};
-use crate::metrics::{AppMetrics, Metrics, WebhookHealth};
-use budget::{Admission, AppBudget, ProcessBudget};
+use crate::config::{AppConfig, EventKind, WebhookEndpoint, WebhookTarget, WebhooksConfig};
+use crate::metrics::{Metrics, WebhookHealth};
+use app_pipeline::{AppPipeline, PipelineBuilder};
+use budget::{Admission, ProcessBudget};
 use delivery::Deliverer;
 use filter::EndpointFilter;
-use pipeline::{EndpointInput, EndpointWorker};
-
-struct AppPipeline {
-    /// Each endpoint's filter and the input of its task.
-    endpoints: Vec<(EndpointFilter, mpsc::UnboundedSender<EndpointInput>)>,
-    /// The event kinds the app's endpoints want, widened by the partners of paired kinds: the
-    /// grace period cancels a held vacate/remove with the occupy/add that follows, so it needs
-    /// both halves of a pair even when an endpoint wants only one of them.
-    wanted: EventKinds,
-    budget: Arc<AppBudget>,
-    metrics: Arc<AppMetrics>,
-}
 
 /// An event admitted under its app's budget, on its way to the endpoints that take it.
 ///
@@ -164,7 +151,10 @@ fn identity(endpoint: &WebhookEndpoint) -> String {
 
 /// The handle through which the rest of the server submits webhook events.
 pub struct Webhooks {
-    apps: HashMap<String, AppPipeline>,
+    /// Each app's pipeline, by app id; a reload replaces or removes one (see [`Self::set_app`]).
+    apps: RwLock<HashMap<String, Arc<AppPipeline>>>,
+    /// What a new pipeline is built from.
+    builder: PipelineBuilder,
     metrics: Arc<Metrics>,
     /// Cancelled at shutdown: endpoint tasks take no more input and flush.
     close: CancellationToken,
@@ -174,76 +164,68 @@ pub struct Webhooks {
 impl Webhooks {
     /// Starts one pipeline per app that has endpoints.
     pub fn start(apps: &[AppConfig], settings: &WebhooksConfig, metrics: Arc<Metrics>) -> Webhooks {
-        let close = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        let client = delivery::http_client();
-        let process = ProcessBudget::new(settings.queue_max_total_bytes);
-        let mut pipelines = HashMap::new();
-        for app in apps.iter().filter(|app| !app.webhooks.is_empty()) {
-            let gauges = metrics.register_webhook_queue(&app.id, app.webhooks.len());
-            let budget = Arc::new(AppBudget::new(
-                &app.id,
-                settings.queue_max_bytes,
-                process.clone(),
-                gauges,
-                metrics.app(&app.id),
-            ));
-            let mut endpoints = Vec::new();
-            let mut wanted = EventKinds::default();
-            for (index, endpoint) in app.webhooks.iter().enumerate() {
-                let filter = EndpointFilter::new(endpoint);
-                wanted = wanted.union(filter.kinds());
-                let (tx, rx) = mpsc::unbounded_channel();
-                let worker = EndpointWorker {
-                    index,
-                    deliverer: Arc::new(Deliverer::new(
-                        app,
-                        endpoint.clone(),
-                        client.clone(),
-                        metrics.clone(),
-                    )),
-                    settings: settings.clone(),
-                    max_in_flight: endpoint.max_in_flight,
-                    budget: budget.clone(),
-                    close: close.clone(),
-                };
-                tasks.spawn(pipeline::run_endpoint(rx, worker));
-                endpoints.push((filter, tx));
-            }
-            pipelines.insert(
-                app.id.clone(),
-                AppPipeline {
-                    endpoints,
-                    wanted: wanted.with_partners(),
-                    budget,
-                    metrics: metrics.app(&app.id),
-                },
-            );
-        }
-        Webhooks {
-            apps: pipelines,
+        let webhooks = Webhooks {
+            apps: RwLock::default(),
+            builder: PipelineBuilder {
+                client: delivery::http_client(),
+                process: ProcessBudget::new(settings.queue_max_total_bytes),
+                settings: settings.clone(),
+            },
             metrics,
-            close,
-            tasks,
+            close: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        apps.iter().for_each(|app| webhooks.set_app(app));
+        webhooks
+    }
+
+    /// Gives `app` the pipeline of its endpoints as configured now: events admitted from now on
+    /// go to them. What the pipeline it replaces had queued is still delivered (its endpoint
+    /// tasks drain once their input closes); an app without endpoints has no pipeline.
+    pub fn set_app(&self, app: &AppConfig) {
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        let old = apps.get(&app.id);
+        if old.is_some_and(|old| old.configured == app.webhooks) {
+            return;
         }
+        if app.webhooks.is_empty() {
+            apps.remove(&app.id);
+            return;
+        }
+        let budget = old.map(|old| old.budget.clone());
+        let spawning = (&self.metrics, &self.close, &self.tasks);
+        let pipeline = self.builder.start(app, budget, spawning);
+        apps.insert(app.id.clone(), Arc::new(pipeline));
+    }
+
+    /// Drops the app's pipeline (a reload removed the app): what it had queued is still
+    /// delivered, nothing more is admitted.
+    pub fn remove_app(&self, app_id: &str) {
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        apps.remove(app_id);
+    }
+
+    /// The app's pipeline as it is now.
+    fn pipeline(&self, app_id: &str) -> Option<Arc<AppPipeline>> {
+        let apps = self.apps.read().unwrap_or_else(|e| e.into_inner());
+        apps.get(app_id).cloned()
     }
 
     /// Whether the app has any endpoint at all.
     pub fn has_endpoints(&self, app_id: &str) -> bool {
-        self.apps.contains_key(app_id)
+        self.pipeline(app_id).is_some()
     }
 
     /// Whether any endpoint of the app wants events of this kind (or its partner).
     pub fn wants(&self, app_id: &str, kind: EventKind) -> bool {
-        self.apps
-            .get(app_id)
-            .is_some_and(|p| p.wanted.contains(kind))
+        let apps = self.apps.read().unwrap_or_else(|e| e.into_inner());
+        apps.get(app_id).is_some_and(|p| p.wanted.contains(kind))
     }
 
     /// Counts one event against the app's budget, without waiting; `None` when no endpoint
     /// wants it or a budget is exhausted (logged and counted, see [`budget`]).
     pub fn admit(&self, app_id: &str, event: WebhookEvent) -> Option<Admitted> {
-        let pipeline = self.apps.get(app_id)?;
+        let pipeline = self.pipeline(app_id)?;
         if !pipeline.wanted.contains(event.kind()) {
             return None;
         }
@@ -270,7 +252,7 @@ impl Webhooks {
 
     /// Hands an admitted event to every endpoint whose filter takes it.
     pub fn dispatch(&self, app_id: &str, admitted: Admitted) {
-        let Some(pipeline) = self.apps.get(app_id) else {
+        let Some(pipeline) = self.pipeline(app_id) else {
             return;
         };
         let mut sent = 0;
@@ -294,7 +276,7 @@ impl Webhooks {
     /// Returns the budget of an admitted event that will not be sent (the grace period
     /// cancelled it).
     pub fn cancel(&self, app_id: &str, admitted: Admitted) {
-        if let Some(pipeline) = self.apps.get(app_id) {
+        if let Some(pipeline) = self.pipeline(app_id) {
             let Admitted { bytes, copies, .. } = admitted;
             pipeline.budget.release(copies, copies * bytes);
         }
@@ -302,7 +284,7 @@ impl Webhooks {
 
     /// The state of an app's webhook queues, when it has endpoints.
     pub fn health(&self, app_id: &str) -> Option<WebhookHealth> {
-        let pipeline = self.apps.get(app_id)?;
+        let pipeline = self.pipeline(app_id)?;
         let queue = pipeline.budget.gauges().read();
         Some(WebhookHealth {
             degraded: queue.dropped_recently || pipeline.budget.nearly_full(),
@@ -320,11 +302,8 @@ impl Webhooks {
         if tokio::time::timeout(bound, self.tasks.wait()).await.is_ok() {
             return;
         }
-        let left: u64 = self
-            .apps
-            .values()
-            .map(|p| p.budget.gauges().read().events)
-            .sum();
+        let apps = self.apps.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let left: u64 = apps.values().map(|p| p.budget.gauges().read().events).sum();
         self.metrics.webhook_events_abandoned(left);
         tracing::error!(
             events = left,

@@ -32,6 +32,7 @@ mod cluster_users;
 mod cluster_webhook_delivery;
 mod cluster_webhook_stream;
 mod compression;
+mod config_reload;
 mod connection;
 mod console;
 mod cors;

@@ -207,6 +207,11 @@ pub struct LoggedHerald {
 impl LoggedHerald {
     /// Starts the binary on `config` (port 0) and waits until it listens.
     pub fn start(name: &str, config: &Value) -> LoggedHerald {
+        LoggedHerald::start_with_args(name, config, &[])
+    }
+
+    /// Starts the binary on `config` with extra command-line arguments.
+    pub fn start_with_args(name: &str, config: &Value, args: &[&str]) -> LoggedHerald {
         let dir = std::env::temp_dir().join(format!("herald-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("config.json");
@@ -215,6 +220,7 @@ impl LoggedHerald {
         let child = Command::new(env!("CARGO_BIN_EXE_herald"))
             .arg("--config")
             .arg(&path)
+            .args(args)
             .env("RUST_LOG", "debug")
             .env("NO_COLOR", "1")
             .stdout(log.try_clone().unwrap())
@@ -245,6 +251,24 @@ impl LoggedHerald {
         let after = &line[line.find("addr=")? + "addr=".len()..];
         let addr: SocketAddr = after.split_whitespace().next()?.parse().ok()?;
         Some(addr.port())
+    }
+
+    /// Writes the config file again (as an operator editing it would).
+    pub fn rewrite(&self, config: &str) {
+        std::fs::write(self.dir.join("config.json"), config).unwrap();
+    }
+
+    /// Waits until the log holds `text` `count` times.
+    pub async fn wait_for_log(&self, text: &str, count: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.log().matches(text).count() < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {text:?}: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Everything the process logged so far.

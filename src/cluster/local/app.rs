@@ -5,9 +5,10 @@
 //! when others must hear of the change, the channel's recipient list, shared with broadcasts);
 //! nothing is written and nothing waits. The step is carried out after the lock is released.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::counts::{Announce, CountThrottle};
@@ -31,7 +32,8 @@ const STEPS_PER_RUN: usize = 256;
 /// One app on this node: channels, signed-in users, cache, connections, the ordered lines of
 /// its channels, and where its webhook events go.
 pub struct AppChannels<R: Recipient> {
-    pub(super) app: Arc<App>,
+    /// The app as configured now (a reload may replace it).
+    app: RwLock<Arc<App>>,
     pub(super) channels: ChannelRegistry<R>,
     pub(super) users: UserRegistry<R>,
     /// The sockets watching users' online status.
@@ -39,12 +41,18 @@ pub struct AppChannels<R: Recipient> {
     pub(super) cache: ChannelCache,
     pub(super) counts: CountThrottle,
     pub(super) sequence: ChannelSequence<Step<R>>,
-    pub(super) webhooks: Option<Box<dyn WebhookOut>>,
+    /// Set once the app has webhook endpoints (at start or by a reload); kept after they go,
+    /// when it wants nothing.
+    pub(super) webhooks: OnceLock<Box<dyn WebhookOut>>,
     pub(super) metrics: Arc<AppMetrics>,
     /// Lines handed to a task of their own and throttled count announcements: shutdown waits
     /// for them, so the vacates and removals they carry reach the webhooks.
     pub(super) tasks: TaskTracker,
     connections: ConnectionLimit,
+    /// Cancelled when the app is removed or disabled: its sockets close with 4003. A child of
+    /// the server's shutdown token, so sockets wait on this one alone.
+    closing: Mutex<CancellationToken>,
+    shutdown: CancellationToken,
 }
 
 impl<R: Recipient> AppChannels<R> {
@@ -55,32 +63,71 @@ impl<R: Recipient> AppChannels<R> {
         counts: CountThrottle,
         webhooks: Option<Box<dyn WebhookOut>>,
         metrics: Arc<AppMetrics>,
-        tasks: TaskTracker,
+        (tasks, shutdown): (TaskTracker, CancellationToken),
     ) -> AppChannels<R> {
         let connections = ConnectionLimit::new(app.max_connections);
+        let sink = OnceLock::new();
+        if let Some(webhooks) = webhooks {
+            let _ = sink.set(webhooks);
+        }
         AppChannels {
-            app,
+            app: RwLock::new(app),
             channels: ChannelRegistry::default(),
             users: UserRegistry::default(),
             watchlists: Watchlists::default(),
             cache,
             counts,
             sequence: ChannelSequence::default(),
-            webhooks,
+            webhooks: sink,
             metrics,
             tasks,
             connections,
+            closing: Mutex::new(shutdown.child_token()),
+            shutdown,
         }
+    }
+
+    /// The app as configured now.
+    pub fn app(&self) -> Arc<App> {
+        self.app.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Follows a reload that changed the app: its limits apply to what happens next, and
+    /// sockets close with 4003 when it is now disabled.
+    pub fn reconfigure(&self, app: Arc<App>) {
+        self.connections.set_max(app.max_connections);
+        let disabled = !app.enabled;
+        *self.app.write().unwrap_or_else(|e| e.into_inner()) = app;
+        if disabled {
+            self.close_sockets();
+        }
+    }
+
+    /// Closes every socket of the app with 4003 (removed or disabled); sockets that connect
+    /// later get a fresh token.
+    pub fn close_sockets(&self) {
+        let mut closing = self.closing.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = self.shutdown.child_token();
+        std::mem::replace(&mut *closing, fresh).cancel();
+    }
+
+    /// Cancelled when the socket must close: the app was removed or disabled, or the server
+    /// shuts down.
+    pub fn closing(&self) -> CancellationToken {
+        self.closing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether a webhook of this kind is wanted (so it is worth building).
     pub(super) fn wants(&self, kind: EventKind) -> bool {
-        self.webhooks.as_ref().is_some_and(|sink| sink.wants(kind))
+        self.webhooks.get().is_some_and(|sink| sink.wants(kind))
     }
 
     /// Submits a webhook event, in the order of the steps that caused it.
     pub(super) fn submit(&self, event: WebhookEvent) {
-        if let Some(sink) = &self.webhooks {
+        if let Some(sink) = self.webhooks.get() {
             sink.submit(event);
         }
     }
@@ -89,7 +136,7 @@ impl<R: Recipient> AppChannels<R> {
     /// (the member count is the count), server-to-user or encrypted channels
     /// (pusher-websocket-java tries to decrypt any internal event there that is not "{}").
     pub(super) fn counts_subscriptions(&self, channel: &str) -> bool {
-        self.app.enable_subscription_count
+        self.app().enable_subscription_count
             && match ChannelType::of(channel).kind {
                 ChannelKind::Public | ChannelKind::Private => true,
                 ChannelKind::Presence
@@ -120,7 +167,7 @@ impl<R: Recipient> AppChannels<R> {
         } = request;
         let line = self.sequence.line_of(channel);
         let counted = self.counts_subscriptions(channel);
-        let max_members = self.app.max_presence_members_per_channel;
+        let max_members = self.app().max_presence_members_per_channel;
         let mut ticket = None;
         let handle = outbound.clone();
         let joined = self.channels.subscribe(
@@ -222,7 +269,7 @@ impl<R: Recipient> AppChannels<R> {
         } = event;
         let line = self.sequence.line_of(channel);
         let text = frames::client_event(name, channel, data, user_id);
-        let frame = WireFrame::event(&text, self.app.compress_above);
+        let frame = WireFrame::event(&text, self.app().compress_above);
         let webhook = self
             .wants(EventKind::ClientEvent)
             .then(|| WebhookEvent::ClientEvent {

@@ -9,7 +9,8 @@ mod steps;
 mod tests;
 mod webhook_sink;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -18,10 +19,10 @@ use tokio_util::task::TaskTracker;
 pub use app::AppChannels;
 
 use super::figures::{FigureSource, NodeFigures, QueueFigures};
-use super::recipient::{self, Recipient};
+use super::recipient::Recipient;
 use super::watchlist::Watching;
 use super::Subscription;
-use crate::apps::{App, AppRegistry};
+use crate::apps::{App, AppChanges, AppRegistry};
 use crate::config::Config;
 use crate::engine::{CachedEvent, ChannelCache, ChannelSummary};
 use crate::metrics::{Metrics, WebhookHealth};
@@ -35,8 +36,10 @@ use webhook_sink::WebhookSink;
 
 /// The stage of a server that runs alone.
 pub struct LocalCluster {
-    /// Per app, in [`App::index`] order.
-    apps: Vec<Arc<AppChannels<Outbound>>>,
+    /// Per app, by id: made on the app's first use, so an app a reload adds needs nothing more.
+    apps: RwLock<HashMap<String, Arc<AppChannels<Outbound>>>>,
+    /// What a new app's state is made with.
+    making: AppMaking,
     webhooks: Arc<Webhooks>,
     /// Cancelled at shutdown: the grace tasks release what they hold.
     close: CancellationToken,
@@ -44,57 +47,122 @@ pub struct LocalCluster {
     /// Line runs and count announcements on tasks of their own.
     line_tasks: TaskTracker,
     /// The figures the console shows.
-    figures: FigureSource,
+    figures: RwLock<FigureSource>,
+}
+
+/// The settings and handles every app's state is made with.
+struct AppMaking {
+    cache_ttl: Duration,
+    count_interval: Duration,
+    grace_period: Duration,
+    metrics: Arc<Metrics>,
+    /// The server's shutdown: each app's closing token is a child of it.
+    shutdown: CancellationToken,
 }
 
 impl LocalCluster {
-    /// The state of every app, with a grace task for each app that has webhook endpoints.
-    pub fn start(config: &Config, apps: &AppRegistry, metrics: Arc<Metrics>) -> LocalCluster {
+    /// The stage of `apps`, with their webhook pipelines; sockets also close when `shutdown`
+    /// is cancelled.
+    pub fn start(
+        config: &Config,
+        apps: &AppRegistry,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> LocalCluster {
         let webhooks = Arc::new(Webhooks::start(
             &config.apps,
             &config.webhooks,
             metrics.clone(),
         ));
-        let close = CancellationToken::new();
-        let grace_tasks = TaskTracker::new();
-        let line_tasks = TaskTracker::new();
-        let figures = FigureSource::new(apps, &metrics);
-        let apps = apps
-            .iter()
-            .map(|app| {
-                let sink = webhooks.has_endpoints(&app.id).then(|| {
-                    let sink = WebhookSink::start(
-                        &app.id,
-                        webhooks.clone(),
-                        config.webhooks.grace_period,
-                        close.clone(),
-                        &grace_tasks,
-                    );
-                    Box::new(sink) as Box<dyn recipient::WebhookOut>
-                });
-                Arc::new(AppChannels::new(
-                    app.clone(),
-                    ChannelCache::new(config.channel_cache_ttl),
-                    CountThrottle::new(config.subscription_count_interval),
-                    sink,
-                    metrics.app(&app.id),
-                    line_tasks.clone(),
-                ))
-            })
-            .collect();
-        LocalCluster {
-            apps,
+        let stage = LocalCluster {
+            apps: RwLock::default(),
+            making: AppMaking {
+                cache_ttl: config.channel_cache_ttl,
+                count_interval: config.subscription_count_interval,
+                grace_period: config.webhooks.grace_period,
+                metrics: metrics.clone(),
+                shutdown,
+            },
             webhooks,
-            close,
-            grace_tasks,
-            line_tasks,
-            figures,
+            close: CancellationToken::new(),
+            grace_tasks: TaskTracker::new(),
+            line_tasks: TaskTracker::new(),
+            figures: RwLock::new(FigureSource::new(apps, &metrics)),
+        };
+        apps.iter().for_each(|app| drop(stage.app(app)));
+        stage
+    }
+
+    /// The live state of `app`, made on first use.
+    pub fn app(&self, app: &App) -> Arc<AppChannels<Outbound>> {
+        let apps = self.apps.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = apps.get(&app.id) {
+            return state.clone();
+        }
+        drop(apps);
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        let state = apps.entry(app.id.clone()).or_insert_with(|| {
+            let making = &self.making;
+            // Its own copy of the app: a reload hands it the directory's (`reconfigure`).
+            let copy = Arc::new(App::new(app.config.clone(), app.compress_above));
+            let state = AppChannels::new(
+                copy,
+                ChannelCache::new(making.cache_ttl),
+                CountThrottle::new(making.count_interval),
+                None,
+                making.metrics.app(&app.id),
+                (self.line_tasks.clone(), making.shutdown.clone()),
+            );
+            Arc::new(state)
+        });
+        self.give_webhook_sink(state, &app.id);
+        state.clone()
+    }
+
+    /// Gives the app's state its webhook sink once the app has endpoints (a grace task).
+    fn give_webhook_sink(&self, state: &AppChannels<Outbound>, app_id: &str) {
+        if state.webhooks.get().is_some() || !self.webhooks.has_endpoints(app_id) {
+            return;
+        }
+        let sink = WebhookSink::start(
+            app_id,
+            self.webhooks.clone(),
+            self.making.grace_period,
+            self.close.clone(),
+            &self.grace_tasks,
+        );
+        let _ = state.webhooks.set(Box::new(sink));
+    }
+
+    /// Follows a reload: added apps get their webhook pipeline, changed ones their new
+    /// configuration, removed ones lose their pipeline (what it queued is still delivered)
+    /// and their sockets close with 4003.
+    pub fn apply(&self, changes: &AppChanges) {
+        let mut figures = self.figures.write().unwrap_or_else(|e| e.into_inner());
+        figures.follow(changes, &self.making.metrics);
+        drop(figures);
+        for app in &changes.added {
+            self.webhooks.set_app(app);
+            let state = self.app(app);
+            // A removed app added again: its state (and sockets' closing token) carries over.
+            state.reconfigure(app.clone());
+        }
+        for (_, app) in &changes.changed {
+            self.webhooks.set_app(app);
+            let state = self.app(app);
+            state.reconfigure(app.clone());
+            self.give_webhook_sink(&state, &app.id);
+        }
+        for app in &changes.removed {
+            self.webhooks.remove_app(&app.id);
+            self.app(app).close_sockets();
         }
     }
 
-    /// The live state of `app`.
-    pub fn app(&self, app: &App) -> &Arc<AppChannels<Outbound>> {
-        &self.apps[app.index()]
+    /// Cancelled when a socket of `app` must close: the app was removed or disabled, or the
+    /// server shuts down.
+    pub fn closing(&self, app: &App) -> CancellationToken {
+        self.app(app).closing()
     }
 
     /// Records that `socket` signed in as `user_id`, and adds it to the user's own channel
@@ -178,7 +246,8 @@ impl LocalCluster {
 
     /// Drops expired cache entries of every app.
     pub fn purge_caches(&self) {
-        self.apps.iter().for_each(|app| app.cache.purge_expired());
+        let apps = self.apps.read().unwrap_or_else(|e| e.into_inner()).clone();
+        apps.values().for_each(|app| app.cache.purge_expired());
     }
 
     /// The state of an app's webhook queues, when it has endpoints.
@@ -189,7 +258,8 @@ impl LocalCluster {
     /// The node's figures as they are now, its webhook queues included.
     pub fn figures(&self) -> NodeFigures {
         let queue = |app_id: &str| self.webhook_health(app_id).map(QueueFigures::from);
-        self.figures.read(None, queue)
+        let figures = self.figures.read().unwrap_or_else(|e| e.into_inner());
+        figures.read(None, queue)
     }
 
     /// Waits for lines still being carried out (the sockets' last leaves), releases held

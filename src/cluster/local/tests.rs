@@ -136,7 +136,10 @@ fn stage(app_keys: &str) -> Stage {
         CountThrottle::new(Duration::ZERO),
         Some(Box::new(recorded)),
         Metrics::new("t_", []).app("a"),
-        tokio_util::task::TaskTracker::new(),
+        (
+            tokio_util::task::TaskTracker::new(),
+            tokio_util::sync::CancellationToken::new(),
+        ),
     );
     Stage {
         app: Arc::new(app),

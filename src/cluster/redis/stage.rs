@@ -6,6 +6,7 @@
 //! of the partitions this node holds ([`super::webhook_rounds`]) and, with the console on, the
 //! writer of this node's figures ([`super::node_figures`]).
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,8 +46,8 @@ pub struct RedisCluster {
     pub(super) link: Arc<NodeLink>,
     /// The current incarnation's membership (replaced when the node rejoins after a fence).
     membership: Arc<Mutex<Arc<NodeMembership>>>,
-    /// Per app, in [`App::index`] order.
-    apps: Vec<Arc<RedisApp>>,
+    /// Per app, by id. A cluster node's apps are those it started with.
+    apps: HashMap<String, Arc<RedisApp>>,
     close: CancellationToken,
     tasks: TaskTracker,
     /// Publishes and line runs, waited for at shutdown before the workers stop.
@@ -58,6 +59,8 @@ pub struct RedisCluster {
     pub(super) windows: SharedWindows,
     /// The apps' connections, counted for the cluster.
     pub(super) connection_counts: Arc<ConnectionCounts>,
+    /// The server's shutdown: sockets close when it is cancelled.
+    shutdown: CancellationToken,
 }
 
 fn start_error(what: &str, error: impl std::fmt::Display) -> io::Error {
@@ -224,6 +227,7 @@ impl RedisCluster {
         redis: &RedisConfig,
         apps: &AppRegistry,
         metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
     ) -> io::Result<RedisCluster> {
         let (mut con, membership) = connect_and_join(redis).await?;
         let incarnation = membership.incarnation().to_owned();
@@ -234,12 +238,10 @@ impl RedisCluster {
         let close = CancellationToken::new();
         let (tasks, app_tasks) = (TaskTracker::new(), TaskTracker::new());
         let node_apps = start_apps(apps, &link, &metrics, &app_tasks, &tasks, &close).await?;
-        let intake = intake(
-            received.broadcasts,
-            apps.clone(),
-            node_apps.clone(),
-            close.clone(),
-        );
+        let by_id: HashMap<String, Arc<RedisApp>> = (node_apps.iter())
+            .map(|node_app| (node_app.app.id.clone(), node_app.clone()))
+            .collect();
+        let intake = intake(received.broadcasts, by_id.clone(), close.clone());
         tasks.spawn(intake);
         let membership = Arc::new(Mutex::new(membership));
         let every_beat = (redis.heartbeat_interval, close.clone(), &tasks);
@@ -266,12 +268,13 @@ impl RedisCluster {
             connection_counts,
             link,
             membership,
-            apps: node_apps,
+            apps: by_id,
             close,
             tasks,
             app_tasks,
             streams,
             figures,
+            shutdown,
         })
     }
 
@@ -285,9 +288,15 @@ impl RedisCluster {
         }
     }
 
+    /// The server's shutdown token.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
     /// The live state of `app` on this node.
     pub fn app(&self, app: &App) -> &Arc<RedisApp> {
-        &self.apps[app.index()]
+        // Every `App` a cluster node is handed is one it started with: its apps are fixed.
+        (self.apps.get(&app.id)).expect("a cluster node's apps are those it started with")
     }
 
     /// The channel's counts across the cluster; `None` when unoccupied.
@@ -521,8 +530,7 @@ fn summary(name: String, subscriptions: u64, users: u64) -> ChannelSummary {
 /// Puts every broadcast from Redis into its channel's line, in the order Redis sent them.
 async fn intake(
     mut broadcasts: mpsc::Receiver<Broadcast>,
-    registry: AppRegistry,
-    apps: Vec<Arc<RedisApp>>,
+    apps: HashMap<String, Arc<RedisApp>>,
     close: CancellationToken,
 ) {
     // The apps hold the reader that feeds `broadcasts`: only `close` ends this at shutdown.
@@ -530,7 +538,7 @@ async fn intake(
         broadcast = broadcasts.recv() => broadcast,
         _ = close.cancelled() => return,
     } {
-        let Some(app) = registry.by_id(&broadcast.app).map(|a| &apps[a.index()]) else {
+        let Some(app) = apps.get(&broadcast.app) else {
             continue;
         };
         match &broadcast.body {

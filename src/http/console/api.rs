@@ -27,7 +27,6 @@ fn app_of(shared: &SharedState, app_id: &str) -> Result<Arc<App>, ApiError> {
     shared
         .apps()
         .by_id(app_id)
-        .cloned()
         .ok_or_else(|| ApiError::UnknownApp(app_id.to_owned()))
 }
 
@@ -72,7 +71,7 @@ pub async fn overview(State(shared): State<SharedState>) -> Json<Value> {
         Err(Unavailable) => (vec![cluster.own_figures()], false),
     };
     let mut apps = Vec::new();
-    for app in shared.apps().iter() {
+    for app in shared.apps().snapshot().iter() {
         apps.push(app_overview(&shared, app, &nodes, reach).await);
     }
     // This node's connections to Redis, in a cluster.

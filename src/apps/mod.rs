@@ -1,11 +1,16 @@
 //! The configured apps, looked up by id (REST) and by key (WebSocket).
 //!
-//! An [`App`] is configuration only and never changes while the server runs; its live state
-//! (channels, members, cache, connection count) belongs to the cluster stage.
+//! An [`App`] is configuration only and never changes; a reload replaces it with a new one in
+//! the [`AppDirectory`]. Its live state (channels, members, cache, connection count) belongs
+//! to the cluster stage, keyed by the app's id.
+
+mod directory;
 
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
+
+pub use directory::{AppChanges, AppDirectory};
 
 use crate::config::AppConfig;
 use crate::protocol::signing::Signer;
@@ -19,7 +24,6 @@ pub struct App {
     /// Broadcasts and client events with a payload this long or longer go compressed to
     /// sockets that negotiated `permessage-deflate` (`websocket.compression`); `None`: never.
     pub compress_above: Option<usize>,
-    index: usize,
 }
 
 impl Deref for App {
@@ -31,14 +35,19 @@ impl Deref for App {
 }
 
 impl App {
-    /// The app's position in the registry: stages keep per-app state in a list by it.
-    pub fn index(&self) -> usize {
-        self.index
+    /// The app of `config`; `compress_above` is the server's compression threshold, when
+    /// compression is on.
+    pub fn new(config: AppConfig, compress_above: Option<usize>) -> App {
+        App {
+            signer: Signer::new(&config.secret),
+            config,
+            compress_above,
+        }
     }
 }
 
-/// All apps, by id and by key.
-#[derive(Clone)]
+/// All apps at one moment, by id and by key.
+#[derive(Clone, Default)]
 pub struct AppRegistry {
     apps: Vec<Arc<App>>,
     by_id: HashMap<String, Arc<App>>,
@@ -49,18 +58,13 @@ impl AppRegistry {
     /// Builds the registry; ids and keys were checked unique by the config. `compress_above`
     /// is the server's compression threshold, when compression is on.
     pub fn new(configs: &[AppConfig], compress_above: Option<usize>) -> AppRegistry {
-        let apps: Vec<Arc<App>> = configs
-            .iter()
-            .enumerate()
-            .map(|(index, config)| {
-                Arc::new(App {
-                    signer: Signer::new(&config.secret),
-                    config: config.clone(),
-                    compress_above,
-                    index,
-                })
-            })
-            .collect();
+        let apps = configs.iter().cloned();
+        AppRegistry::of(apps.map(|config| Arc::new(App::new(config, compress_above))))
+    }
+
+    /// The registry of these apps, in this order.
+    fn of(apps: impl Iterator<Item = Arc<App>>) -> AppRegistry {
+        let apps: Vec<Arc<App>> = apps.collect();
         let by_id = apps.iter().map(|a| (a.id.clone(), a.clone())).collect();
         let by_key = apps.iter().map(|a| (a.key.clone(), a.clone())).collect();
         AppRegistry {
@@ -80,8 +84,18 @@ impl AppRegistry {
         self.by_key.get(key)
     }
 
-    /// Every app, in [`App::index`] order.
+    /// Every app, in the configuration's order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<App>> {
         self.apps.iter()
+    }
+
+    /// How many apps there are.
+    pub fn len(&self) -> usize {
+        self.apps.len()
+    }
+
+    /// Whether there is no app at all.
+    pub fn is_empty(&self) -> bool {
+        self.apps.is_empty()
     }
 }
