@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! Bottom to top (a module uses only those above it; `docs/architecture.md` has the flows):
-//! - [`config`]: the `config.json` schema (Sockudo-compatible), defaults, env overrides, validation.
+//! - [`config`]: the `config.json` schema (Sockudo-compatible; soketi's options and variables
+//!   translated onto it), defaults, env overrides, validation.
 //! - [`protocol`]: wire types, error codes, channel-name rules and HMAC signing. No I/O.
 //! - [`journal`]: the console's per-app ring of recent events and their live feed.
 //! - [`metrics`]: Prometheus counters, gauges and histograms (and each app's journal handle).

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use herald::config::{apply_env, Config};
+use herald::config::{Config, ConfigFormat, DotEnv};
 use herald::server::reload::ConfigSource;
 use herald::state::ConsoleToken;
 use herald::Server;
@@ -16,7 +16,8 @@ use tracing_subscriber::EnvFilter;
 /// Serves the Pusher Channels protocol (v7) at ws://HOST:PORT/app/{key}, the Pusher REST API at
 /// http://HOST:PORT/apps/{id}/..., and Prometheus metrics at http://HOST:METRICS_PORT/metrics.
 /// Environment overrides: HERALD_HOST, HERALD_PORT, HERALD_DEBUG, HERALD_METRICS_PORT,
-/// HERALD_METRICS_ENABLED, HERALD_APP_ID, HERALD_APP_KEY, HERALD_APP_SECRET. RUST_LOG sets
+/// HERALD_METRICS_ENABLED, HERALD_APP_ID, HERALD_APP_KEY, HERALD_APP_SECRET; soketi's SOKETI_*
+/// variables too (HERALD_* wins), also from a .env file in the working directory. RUST_LOG sets
 /// the log filter.
 #[derive(Parser)]
 #[command(name = "herald", version)]
@@ -30,15 +31,34 @@ struct Cli {
     /// ConfigMap mounted as a file.
     #[arg(long, requires = "config")]
     watch_config: bool,
+
+    /// The schema of the --config file: soketi's dotted camelCase options or Sockudo's
+    /// snake_case keys. Without it, a file with a top-level key holding a dot or an upper-case
+    /// letter is read as soketi's.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    config_format: Option<FormatArg>,
 }
 
-fn load(cli: &Cli) -> anyhow::Result<Config> {
-    match &cli.config {
-        Some(path) => Ok(Config::load(path)?),
-        None => Ok(apply_env(Config::defaults(), &|name| {
-            std::env::var(name).ok()
-        })?),
+/// `--config-format`'s values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Soketi,
+    Sockudo,
+}
+
+fn format(cli: &Cli) -> ConfigFormat {
+    match cli.config_format {
+        None => ConfigFormat::Auto,
+        Some(FormatArg::Soketi) => ConfigFormat::Soketi,
+        Some(FormatArg::Sockudo) => ConfigFormat::Sockudo,
     }
+}
+
+/// The configuration from the file, `.env` and the environment (the process's wins over `.env`).
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    let dotenv = DotEnv::read(std::path::Path::new(".env"))?;
+    let var = |name: &str| dotenv.var(name);
+    Ok(Config::load_with(cli.config.as_deref(), format(cli), &var)?)
 }
 
 async fn shutdown_signal() {
@@ -107,6 +127,9 @@ async fn main() -> anyhow::Result<()> {
         sockets = %shown(files.sockets()),
         "open-file limit (each client socket takes one)"
     );
+    for key in &config.translated_keys {
+        tracing::debug!(from = %key.from, to = %key.to, "soketi option read as a Sockudo key");
+    }
     for app in &config.apps {
         tracing::info!(id = %app.id, key = %app.key, enabled = app.enabled, "app configured");
     }
@@ -117,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
         server = server.reloading(ConfigSource {
             path: path.clone(),
             watch: cli.watch_config,
+            format: format(&cli),
         });
     }
     let addr = server.local_addr()?;

@@ -22,6 +22,7 @@ mod redact;
 mod redis_cluster;
 mod sections;
 mod sentinel;
+mod soketi;
 mod tls;
 mod unimplemented;
 mod webhook;
@@ -50,6 +51,7 @@ pub use sections::{
     DEFAULT_QUEUE_MAX_TOTAL_BYTES,
 };
 pub use sentinel::SentinelConfig;
+pub use soketi::{is_soketi, ConfigFormat, DotEnv, TranslatedKey, DOTENV_MAX_BYTES};
 pub use tls::TlsConfig;
 pub use unimplemented::IgnoredKey;
 pub use webhook::{LambdaTarget, RetryPolicy, SignatureScheme, WebhookEndpoint, WebhookTarget};
@@ -148,22 +150,60 @@ pub struct Config {
     pub trust_hops: usize,
     /// Keys of the file that Herald ignores, with their full path and why (logged at start-up).
     pub ignored_keys: Vec<IgnoredKey>,
+    /// soketi options (variables or keys) read as Sockudo keys.
+    pub translated_keys: Vec<TranslatedKey>,
 }
 
 impl Config {
-    /// Reads and validates a config file, then applies environment overrides.
+    /// Reads and validates a config file, then applies environment overrides (the process
+    /// environment, the file's format detected).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::invalid("(file)", format!("cannot read: {e}")).in_file(path)
-        })?;
-        let config = Config::from_json(&text).map_err(|e| e.in_file(path))?;
-        apply_env(config, &|name| std::env::var(name).ok()).map_err(|e| e.in_file(path))
+        Config::load_with(Some(path), ConfigFormat::Auto, &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// The one way a configuration is loaded (at start-up and on reload): the file at `path`
+    /// (none: defaults) read in `format`, then the `SOKETI_*` variables of `var` over it, then
+    /// validation, then the `HERALD_*` variables. So `HERALD_*` wins over `SOKETI_*`, which
+    /// wins over the file; an error names the file's key or the variable as written.
+    pub fn load_with(
+        path: Option<&Path>,
+        format: ConfigFormat,
+        var: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        // A variable's error is not the file's.
+        let in_file = |e: ConfigError| match path {
+            Some(path) if !e.path.starts_with('$') => e.in_file(path),
+            _ => e,
+        };
+        let text = match path {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::invalid("(file)", format!("cannot read: {e}")).in_file(path)
+            })?),
+            None => None,
+        };
+        let (document, overlay) = soketi::prepare(text.as_deref(), format, var).map_err(in_file)?;
+        let mut config = Config::from_value(document).map_err(|e| in_file(overlay.rename(e)))?;
+        for key in &mut config.ignored_keys {
+            key.path = overlay
+                .source_of(&key.path)
+                .unwrap_or_else(|| key.path.clone());
+        }
+        config.ignored_keys.extend(overlay.ignored);
+        config.translated_keys = overlay.translated;
+        apply_env(config, var).map_err(in_file)
     }
 
     /// Validates a config document; environment overrides are not applied.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
-        let mut document: serde_json::Value = serde_json::from_str(text)
+        let document: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| ConfigError::invalid("(root)", e.to_string()))?;
+        Config::from_value(document)
+    }
+
+    /// Validates a parsed config document (Sockudo's schema).
+    fn from_value(mut document: serde_json::Value) -> Result<Config, ConfigError> {
         // Sockudo's `policy`-shaped apps are read as flat ones; `moved` names keys as written.
         let moved = policy::flatten_policies(&mut document);
         let mut unused = Vec::new();
@@ -268,6 +308,7 @@ impl Config {
             debug: raw.debug.unwrap_or(false),
             metrics: sections::metrics_config(raw.metrics)?,
             ignored_keys: Vec::new(),
+            translated_keys: Vec::new(),
         };
         config.check_unique_apps()?;
         Ok(config)

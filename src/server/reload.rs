@@ -6,14 +6,14 @@
 //! origins, webhooks, decision hooks) take effect on a single node. Every other setting is
 //! reported, with whether it ever can change without a restart; none is applied yet.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::apps::AppChanges;
-use crate::config::Config;
+use crate::config::{Config, ConfigFormat, DotEnv};
 use crate::state::Shared;
 
 /// How often `--watch-config` reads the file to compare its content.
@@ -26,6 +26,8 @@ pub struct ConfigSource {
     pub path: PathBuf,
     /// `--watch-config`: re-read when the content changes (ConfigMaps), not only on SIGHUP.
     pub watch: bool,
+    /// `--config-format`: the file's schema (soketi's or Sockudo's), detected when `Auto`.
+    pub format: ConfigFormat,
 }
 
 /// Settings that only a restart can change: listeners, TLS on or off, the metrics port, the
@@ -91,7 +93,11 @@ fn digest(source: &ConfigSource) -> Option<[u8; 32]> {
 /// Reads the file again and applies it, or logs why it was refused.
 fn reload(shared: &Shared, source: &ConfigSource, why: &str) {
     let path = source.path.display();
-    match Config::load(&source.path) {
+    // As at start-up: the file in its format, then `.env` and the environment, read again.
+    let loaded = DotEnv::read(Path::new(".env")).and_then(|dotenv| {
+        Config::load_with(Some(&source.path), source.format, &|name| dotenv.var(name))
+    });
+    match loaded {
         Err(error) => tracing::error!(
             "config reload ({why}) refused: {error}; the running configuration stays"
         ),

@@ -56,6 +56,7 @@ mod rest_channels;
 mod rest_events;
 mod signin;
 mod sockudo_config;
+mod soketi_config;
 mod store_mariadb;
 mod store_postgres;
 mod subscriptions;

@@ -112,4 +112,5 @@ fn help_explains_the_cli() {
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("--config"), "{text}");
+    assert!(text.contains("--config-format"), "{text}");
 }
