@@ -9,7 +9,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::apps::AppDirectory;
+use crate::app_store::AppStore;
+use crate::apps::{AppChanges, AppDirectory, Lookup, StoredApps};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::hooks::DecisionHooks;
@@ -102,6 +103,28 @@ fn random_token() -> String {
 /// The handle handlers receive.
 pub type SharedState = Arc<Shared>;
 
+/// The apps of `config`: its file's, or (with a database driver) its table's, looked up on
+/// first use. The table must answer at start-up.
+async fn app_directory(config: &Config) -> std::io::Result<AppDirectory> {
+    let compress_above = config.compression.compress_above();
+    let Some(store_config) = &config.app_store else {
+        return Ok(AppDirectory::new(&config.apps, compress_above));
+    };
+    let section = store_config.driver.section();
+    if matches!(config.cluster, crate::config::ClusterConfig::Redis(_)) {
+        return Err(std::io::Error::other(format!(
+            "app_manager.driver {section:?}: apps from a database run on a single node in this version (a cluster node's apps are fixed while it runs); use the memory driver in a cluster"
+        )));
+    }
+    let defaults = config.app_defaults.clone();
+    let store = AppStore::connect(store_config, defaults)
+        .await
+        .map_err(|e| std::io::Error::other(format!("{section}: {e}")))?;
+    tracing::info!(table = %store_config.table, layout = ?store.layout(), "apps are read from the database ({section})");
+    let stored = StoredApps::new(store, store_config.cache);
+    Ok(AppDirectory::stored(stored, compress_above))
+}
+
 impl Shared {
     /// The state of a server on `config`: its apps, metrics and the cluster stage it asks for
     /// (which starts the webhook pipelines; a cluster node connects to Redis and joins first).
@@ -117,7 +140,7 @@ impl Shared {
             Some(token) => ConsoleToken::Configured(token.clone()),
             None => ConsoleToken::Generated(random_token()),
         });
-        let apps = AppDirectory::new(&config.apps, config.compression.compress_above());
+        let apps = app_directory(&config).await?;
         let registry = apps.snapshot();
         let shutdown = CancellationToken::new();
         Ok(Arc::new(Shared {
@@ -149,6 +172,50 @@ impl Shared {
     /// The apps as they are now.
     pub fn apps(&self) -> &AppDirectory {
         &self.apps
+    }
+
+    /// The app whose key is `key` (a WebSocket connection's), looked up in the database when
+    /// it is not known here yet.
+    pub async fn app_by_key(&self, key: &str) -> Lookup {
+        let (lookup, changes) = self.apps.find_by_key(key).await;
+        self.after_lookup(&changes);
+        lookup
+    }
+
+    /// The app whose id is `id` (a REST request's), as [`Shared::app_by_key`].
+    pub async fn app_by_id(&self, id: &str) -> Lookup {
+        let (lookup, changes) = self.apps.find_by_id(id).await;
+        self.after_lookup(&changes);
+        lookup
+    }
+
+    fn after_lookup(&self, changes: &AppChanges) {
+        if let Some(up) = self.apps.database_up() {
+            self.metrics.app_database_answered(up);
+        }
+        self.follow_apps(changes);
+    }
+
+    /// Makes the stage, the decision hooks and the metrics follow apps added, removed and
+    /// changed (by a reload, or as read from the database).
+    pub fn follow_apps(&self, changes: &AppChanges) {
+        if changes.is_empty() {
+            return;
+        }
+        for app in changes
+            .added
+            .iter()
+            .chain(changes.changed.iter().map(|(_, a)| a))
+        {
+            self.hooks.set_app(app);
+        }
+        for app in &changes.removed {
+            self.hooks.remove_app(&app.id);
+            self.metrics.forget_app(&app.id);
+        }
+        if self.cluster.apply(changes).is_err() {
+            tracing::error!("a cluster node cannot change its apps while it runs");
+        }
     }
 
     /// The metrics.

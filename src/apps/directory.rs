@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use super::stored::{Column, Found, StoredApps};
 use super::{App, AppRegistry};
 use crate::config::AppConfig;
 
@@ -15,6 +16,18 @@ pub struct AppDirectory {
     /// Counts replacements that changed something (from 1), so a socket can tell with one
     /// atomic read whether its app may have changed.
     generation: AtomicU64,
+    /// With a database driver: the table the apps come from (the snapshot is then its cache).
+    stored: Option<StoredApps>,
+}
+
+/// What a lookup found.
+pub enum Lookup {
+    /// The app, as it is now.
+    Found(Arc<App>),
+    /// No such app.
+    Unknown,
+    /// The app database cannot answer and the app is not known here: try again later.
+    Unavailable,
 }
 
 /// What a reload changed, app by app (by id).
@@ -42,7 +55,119 @@ impl AppDirectory {
             current: RwLock::new(Arc::new(AppRegistry::new(configs, compress_above))),
             compress_above,
             generation: AtomicU64::new(1),
+            stored: None,
         }
+    }
+
+    /// A directory of the apps in a database table, empty until they are looked up.
+    pub fn stored(stored: StoredApps, compress_above: Option<usize>) -> AppDirectory {
+        AppDirectory {
+            stored: Some(stored),
+            ..AppDirectory::new(&[], compress_above)
+        }
+    }
+
+    /// Whether the app database answered its last query (`None`: apps come from the file).
+    pub fn database_up(&self) -> Option<bool> {
+        self.stored.as_ref().map(StoredApps::is_up)
+    }
+
+    /// Whether the apps come from a database (a reload of the file leaves them alone).
+    pub fn is_stored(&self) -> bool {
+        self.stored.is_some()
+    }
+
+    /// How often [`AppDirectory::refresh`] should run: the cache TTL (`None`: never, the apps
+    /// come from the file).
+    pub fn refresh_interval(&self) -> Option<std::time::Duration> {
+        self.stored.as_ref().map(StoredApps::refresh_interval)
+    }
+
+    /// The app whose key is `key`; what the lookup changed (a database app seen for the first
+    /// time, or changed since) for the stages to follow.
+    pub async fn find_by_key(&self, key: &str) -> (Lookup, AppChanges) {
+        self.find(Column::Key, key).await
+    }
+
+    /// The app whose id is `id`, as [`AppDirectory::find_by_key`].
+    pub async fn find_by_id(&self, id: &str) -> (Lookup, AppChanges) {
+        self.find(Column::Id, id).await
+    }
+
+    async fn find(&self, column: Column, value: &str) -> (Lookup, AppChanges) {
+        let cached = match column {
+            Column::Key => self.by_key(value),
+            Column::Id => self.by_id(value),
+        };
+        let unchanged = AppChanges::default();
+        let Some(stored) = &self.stored else {
+            return (cached.map_or(Lookup::Unknown, Lookup::Found), unchanged);
+        };
+        if stored.cache.enabled {
+            if let Some(app) = cached {
+                return (Lookup::Found(app), unchanged);
+            }
+            if stored.known_absent(column, value) {
+                return (Lookup::Unknown, unchanged);
+            }
+        }
+        match stored.look_up(column, value).await {
+            Found::App(config) => {
+                stored.forget_absent(&config);
+                let changes = self.upsert(*config.clone());
+                let app = self
+                    .by_id(&config.id)
+                    .map_or(Lookup::Unknown, Lookup::Found);
+                (app, changes)
+            }
+            // With the cache off, an app gone from the table goes from here too.
+            Found::Absent => match cached {
+                Some(app) => (Lookup::Unknown, self.remove(&app.id)),
+                None => (Lookup::Unknown, unchanged),
+            },
+            // The cache off and the database down: what is known keeps working.
+            Found::Unavailable => (cached.map_or(Lookup::Unavailable, Lookup::Found), unchanged),
+        }
+    }
+
+    /// Reads every app kept here again from the table: changed rows apply, deleted (or now
+    /// refused) ones are removed. `None` when the database cannot answer (nothing changes).
+    pub async fn refresh(&self) -> Option<AppChanges> {
+        let stored = self.stored.as_ref()?;
+        let kept = self.snapshot();
+        let mut next = Vec::with_capacity(kept.len());
+        for app in kept.iter() {
+            match stored.look_up(Column::Id, &app.id).await {
+                Found::App(config) => next.push(*config),
+                Found::Absent => {}
+                Found::Unavailable => return None,
+            }
+        }
+        Some(self.edit(|current| {
+            // Apps first seen while the table was being read stay (they are fresh).
+            let fresh = current.iter().filter(|a| kept.by_id(&a.id).is_none());
+            next.extend(fresh.map(|a| a.config.clone()));
+            next
+        }))
+    }
+
+    /// Adds or replaces one app (by id), dropping any other app that held its key.
+    fn upsert(&self, config: AppConfig) -> AppChanges {
+        self.edit(|current| {
+            let others = current.iter().map(|a| &a.config);
+            let others = others.filter(|a| a.id != config.id && a.key != config.key);
+            let mut next: Vec<AppConfig> = others.cloned().collect();
+            next.push(config);
+            next
+        })
+    }
+
+    /// Removes one app (by id).
+    fn remove(&self, id: &str) -> AppChanges {
+        self.edit(|current| {
+            let others = current.iter().filter(|a| a.id != id);
+            others.map(|a| a.config.clone()).collect()
+        })
     }
 
     /// Goes up with every replacement that changed an app.
@@ -72,7 +197,14 @@ impl AppDirectory {
     /// whose configuration did not change keeps its `App`, so whoever holds it holds the
     /// current one.
     pub fn replace(&self, configs: &[AppConfig]) -> AppChanges {
+        self.edit(|_| configs.to_vec())
+    }
+
+    /// Replaces the apps with what `next` makes of the current ones, under the write lock, so
+    /// two edits at once (two new apps looked up together) both apply.
+    fn edit(&self, next: impl FnOnce(&AppRegistry) -> Vec<AppConfig>) -> AppChanges {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let configs = next(&current);
         let mut changes = AppChanges::default();
         let apps = configs
             .iter()

@@ -5,12 +5,14 @@
 //! to the cluster stage, keyed by the app's id.
 
 mod directory;
+mod stored;
 
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
-pub use directory::{AppChanges, AppDirectory};
+pub use directory::{AppChanges, AppDirectory, Lookup};
+pub use stored::StoredApps;
 
 use crate::config::AppConfig;
 use crate::protocol::signing::Signer;

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
 use super::error::ApiError;
-use crate::apps::App;
+use crate::apps::{App, Lookup};
 use crate::protocol::signing::md5_hex;
 use crate::state::{Shared, SharedState};
 
@@ -46,7 +46,8 @@ impl FromRequest<SharedState> for Authenticated {
             });
         // Everything the query can prove is checked before a byte of the body is read, so an
         // unsigned request costs no memory and holds nothing open.
-        let (app, body_md5) = authenticate(shared, app_id.as_deref(), &parts.method, &parts.uri)?;
+        let (app, body_md5) =
+            authenticate(shared, app_id.as_deref(), &parts.method, &parts.uri).await?;
         let body = read_body(shared, &parts.headers, body).await?;
         match body_md5 {
             Some(md5) if md5 != md5_hex(&body) => {
@@ -126,7 +127,7 @@ async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<B
 
 /// Verifies a signed request for app `app_id` (or, without one, the app of `auth_key`) from
 /// its method, path and query alone; returns the app and the `body_md5` the body must match.
-fn authenticate(
+async fn authenticate(
     shared: &Shared,
     app_id: Option<&str>,
     method: &Method,
@@ -135,17 +136,19 @@ fn authenticate(
     let query = uri.query().unwrap_or("");
     let auth_key = form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "auth_key")
-        .map(|(_, v)| v)
+        .map(|(_, v)| v.into_owned())
         .ok_or_else(|| unauthorized("auth_key is missing"))?;
-    let app = match app_id {
-        Some(id) => shared
-            .apps()
-            .by_id(id)
-            .ok_or_else(|| ApiError::UnknownApp(id.to_owned()))?,
-        None => shared
-            .apps()
-            .by_key(&auth_key)
-            .ok_or_else(|| ApiError::UnknownApp(auth_key.into_owned()))?,
+    let lookup = match app_id {
+        Some(id) => shared.app_by_id(id).await,
+        None => shared.app_by_key(&auth_key).await,
+    };
+    let app = match lookup {
+        Lookup::Found(app) => app,
+        Lookup::Unknown => {
+            return Err(ApiError::UnknownApp(app_id.map_or(auth_key, str::to_owned)))
+        }
+        // The app database is down and the app not known here: retry later.
+        Lookup::Unavailable => return Err(ApiError::Unavailable),
     };
     let body_md5 = verify_query(&app, method.as_str(), uri.path(), query, unix_now())?;
     if !app.enabled {

@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
+use crate::apps::Lookup;
 use crate::state::SharedState;
 
 /// 503 `DRAINING`, as Sockudo answers a health check once shutdown began.
@@ -44,8 +45,8 @@ pub async fn app_up(State(shared): State<SharedState>, Path(app_id): Path<String
     if shared.is_draining() {
         return draining();
     }
-    match shared.apps().by_id(&app_id) {
-        Some(app) if app.enabled => {
+    match shared.app_by_id(&app_id).await {
+        Lookup::Found(app) if app.enabled => {
             let webhooks = shared.cluster().webhook_health(&app_id).map(|health| {
                 serde_json::json!({
                     "degraded": health.degraded,
@@ -58,8 +59,9 @@ pub async fn app_up(State(shared): State<SharedState>, Path(app_id): Path<String
             });
             axum::Json(serde_json::json!({"status": "ok", "webhooks": webhooks})).into_response()
         }
-        Some(_) => ApiError::AppDisabled.into_response(),
-        None => ApiError::UnknownApp(app_id).into_response(),
+        Lookup::Found(_) => ApiError::AppDisabled.into_response(),
+        Lookup::Unknown => ApiError::UnknownApp(app_id).into_response(),
+        Lookup::Unavailable => ApiError::Unavailable.into_response(),
     }
 }
 

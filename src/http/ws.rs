@@ -15,6 +15,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::client_address::{client_address, peer_of};
 use super::error::ApiError;
+use crate::apps::Lookup;
 use crate::outbound::Link;
 use crate::protocol::codes::SocketError;
 use crate::protocol::deflate;
@@ -156,25 +157,27 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
         .any(|part| part.trim().eq_ignore_ascii_case(token))
 }
 
-fn handshake(
-    shared: &Shared,
-    key: &str,
-    request: &Request,
-    query: &HashMap<String, String>,
-) -> Handshake {
+/// Why the query's protocol or client version is refused, before the app is looked up.
+fn protocol_refusal(query: &HashMap<String, String>) -> Option<SocketError> {
     if let Some(protocol) = query.get("protocol") {
         match protocol.parse::<u32>() {
             Ok(5..=7) => {}
-            _ => return Handshake::Refused(SocketError::UnsupportedProtocol(protocol.clone())),
+            _ => return Some(SocketError::UnsupportedProtocol(protocol.clone())),
         }
     }
-    if let Some(version) = query.get("version") {
-        if !valid_version(version) {
-            return Handshake::Refused(SocketError::InvalidVersion(version.clone()));
-        }
-    }
-    match shared.apps().by_key(key) {
-        Some(app) => {
+    let version = query.get("version")?;
+    (!valid_version(version)).then(|| SocketError::InvalidVersion(version.clone()))
+}
+
+/// What the request resolves to, once its app (by key) was looked up.
+fn handshake(
+    shared: &Shared,
+    (key, lookup): (&str, Lookup),
+    request: &Request,
+    query: &HashMap<String, String>,
+) -> Handshake {
+    match lookup {
+        Lookup::Found(app) => {
             // Hooks are told who connected (and count calls per address), and so is the
             // console's journal; otherwise nothing is kept.
             let asks = app.decision_hooks.is_some();
@@ -190,7 +193,8 @@ fn handshake(
             let info = (asks || shown).then(|| Box::new(connection_info(shared, request, query)));
             Handshake::Accepted(app.clone(), info, false)
         }
-        None => Handshake::Refused(SocketError::UnknownApp(key.to_owned())),
+        Lookup::Unknown => Handshake::Refused(SocketError::UnknownApp(key.to_owned())),
+        Lookup::Unavailable => Handshake::Refused(SocketError::AppsUnavailable),
     }
 }
 
@@ -241,7 +245,13 @@ pub async fn connect(
             return refused;
         }
     }
-    let handshake = handshake(&shared, &key, &request, &query);
+    let handshake = match protocol_refusal(&query) {
+        Some(refusal) => Handshake::Refused(refusal),
+        None => {
+            let lookup = shared.app_by_key(&key).await;
+            handshake(&shared, (&key, lookup), &request, &query)
+        }
+    };
     upgrade(shared, request, handshake)
 }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -50,6 +51,8 @@ pub struct Metrics {
     tls_handshake_failures: Counter,
     rate_limited: Counter,
     rate_limit_local_fallbacks: Counter,
+    /// 1 while the app database answers (always 1 with apps from the file).
+    app_database_up: Gauge,
     rest_requests: Family<StatusLabel, Counter>,
     rest_latency: Histogram,
     webhook_requests_delivered: Counter,
@@ -103,6 +106,7 @@ impl Metrics {
             tls_handshake_failures: Counter::default(),
             rate_limited: Counter::default(),
             rate_limit_local_fallbacks: Counter::default(),
+            app_database_up: Gauge::default(),
             rest_requests: Family::default(),
             // 0.1 ms to about 3 s.
             rest_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
@@ -163,6 +167,12 @@ impl Metrics {
             "Times this cluster node put its sockets back into Redis after an outage or a data loss.",
             self.cluster_resyncs.clone(),
         );
+        self.app_database_up.set(1);
+        r.register(
+            "app_database_up",
+            "1 while the app database answers lookups, 0 after one failed (always 1 with apps from the file).",
+            self.app_database_up.clone(),
+        );
         r.register(
             "redis_failovers",
             "Times this cluster node followed Sentinel to a new primary.",
@@ -195,6 +205,11 @@ impl Metrics {
         for (name, help, counter) in counters {
             self.registry.register(name, help, counter.clone());
         }
+    }
+
+    /// Whether the app database answered the last lookup.
+    pub fn app_database_answered(&self, up: bool) {
+        self.app_database_up.set(i64::from(up));
     }
 
     /// This cluster node resynced with Redis.

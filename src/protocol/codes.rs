@@ -34,6 +34,9 @@ pub enum SocketError {
     HookUnavailable,
     /// 4100: the outbound queue overflowed (slow consumer); the client backs off and reconnects.
     OverCapacity,
+    /// 4100: the app database cannot be reached and the key is not known here: the client
+    /// backs off and reconnects (4001 would make it give up on a key that may exist).
+    AppsUnavailable,
     /// 4200: the server is shutting down; the client reconnects at once.
     ServerShutdown,
     /// 4201: nothing answered the liveness ping in time.
@@ -73,7 +76,9 @@ impl SocketError {
             SocketError::Unauthorized(_)
             | SocketError::RefusedByHook(_)
             | SocketError::OriginNotAllowed => Some(4009),
-            SocketError::OverCapacity | SocketError::HookUnavailable => Some(4100),
+            SocketError::OverCapacity
+            | SocketError::HookUnavailable
+            | SocketError::AppsUnavailable => Some(4100),
             SocketError::ServerShutdown => Some(4200),
             SocketError::PongTimeout => Some(4201),
             SocketError::ClientEventRateLimited
@@ -121,6 +126,9 @@ impl fmt::Display for SocketError {
                 f.write_str(reason)
             }
             SocketError::HookUnavailable => f.write_str(HOOK_UNAVAILABLE),
+            SocketError::AppsUnavailable => {
+                f.write_str("The app database is unavailable; reconnect later")
+            }
             SocketError::OverCapacity => {
                 f.write_str("Over capacity: the client is not reading its messages fast enough")
             }

@@ -133,6 +133,9 @@ impl Server {
             spawn_plain(listener, router, limits, &listening);
         }
         tokio::spawn(purge_caches(shared.clone()));
+        if let Some(interval) = shared.apps().refresh_interval() {
+            tokio::spawn(refresh_stored_apps(shared.clone(), interval));
+        }
         if let Some(source) = self.config_source {
             tokio::spawn(reload::watch(source, shared.clone(), listening.clone()));
         }
@@ -251,6 +254,25 @@ async fn drain(shared: &SharedState) {
     }
     // The flush has a budget of its own, so a slow socket drain cannot starve it.
     shared.cluster().flush(grace_period).await;
+}
+
+/// With apps from a database: every `interval` (the cache TTL), reads the apps kept here again,
+/// so a changed, disabled or deleted row takes effect within the TTL.
+async fn refresh_stored_apps(shared: SharedState, interval: Duration) {
+    loop {
+        tokio::select! {
+            _ = shared.shutdown().cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let refreshed = shared.apps().refresh().await;
+        shared.metrics().app_database_answered(refreshed.is_some());
+        match refreshed {
+            Some(changes) => shared.follow_apps(&changes),
+            None => {
+                tracing::warn!("the app database did not answer; apps known here stay as they were")
+            }
+        }
+    }
 }
 
 async fn purge_caches(shared: SharedState) {

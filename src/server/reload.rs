@@ -12,7 +12,6 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::apps::AppChanges;
 use crate::config::{Config, ConfigFormat, DotEnv};
 use crate::state::Shared;
 
@@ -32,7 +31,7 @@ pub struct ConfigSource {
 
 /// Settings that only a restart can change: listeners, TLS on or off, the metrics port, the
 /// cluster's Redis, how rate limits are counted.
-const NEEDS_RESTART: [&str; 7] = [
+const NEEDS_RESTART: [&str; 8] = [
     "host",
     "port",
     "ssl.enabled",
@@ -40,6 +39,7 @@ const NEEDS_RESTART: [&str; 7] = [
     "adapter / database.redis",
     "rate_limiter.driver",
     "websocket.compression",
+    "app_manager / database",
 ];
 
 /// What one reload did.
@@ -141,31 +141,17 @@ pub fn apply(shared: &Shared, next: &Config) -> Reloaded {
         }
         return reloaded;
     }
+    if shared.apps().is_stored() {
+        // The apps are the database's: the file's `apps` are not read with a database driver.
+        return reloaded;
+    }
     let changes = shared.apps().replace(&next.apps);
-    follow(shared, &changes);
+    shared.follow_apps(&changes);
     let ids = |apps: &mut dyn Iterator<Item = &String>| apps.cloned().collect::<Vec<_>>();
     reloaded.added = ids(&mut changes.added.iter().map(|a| &a.id));
     reloaded.removed = ids(&mut changes.removed.iter().map(|a| &a.id));
     reloaded.changed = ids(&mut changes.changed.iter().map(|(_, a)| &a.id));
     reloaded
-}
-
-/// Makes the stage, the decision hooks and the metrics follow the apps' changes.
-fn follow(shared: &Shared, changes: &AppChanges) {
-    for app in changes
-        .added
-        .iter()
-        .chain(changes.changed.iter().map(|(_, a)| a))
-    {
-        shared.hooks().set_app(app);
-    }
-    for app in &changes.removed {
-        shared.hooks().remove_app(&app.id);
-        shared.metrics().forget_app(&app.id);
-    }
-    if shared.cluster().apply(changes).is_err() {
-        tracing::error!("a cluster node cannot change its apps while it runs");
-    }
 }
 
 /// The settings other than apps whose value differs between `running` and `next`.
@@ -205,6 +191,10 @@ fn differing_settings(running: &Config, next: &Config) -> Vec<&'static str> {
     check("timeouts", timeouts(running) == timeouts(next));
     check("limits", limits(running) == limits(next));
     check("debug", running.debug == next.debug);
+    check(
+        "app_manager / database",
+        debug(&running.app_store) == debug(&next.app_store),
+    );
     differ
 }
 

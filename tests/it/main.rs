@@ -59,6 +59,7 @@ mod sockudo_config;
 mod soketi_config;
 mod store_mariadb;
 mod store_postgres;
+mod stored_apps;
 mod subscriptions;
 mod tls;
 mod transport;

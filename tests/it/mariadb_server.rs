@@ -85,6 +85,11 @@ impl MariaDbServer {
         }
     }
 
+    /// Starts the stopped server again on the same port and data.
+    pub fn restart(&mut self) {
+        assert!(self.run(), "mariadbd restarts on port {}", self.port);
+    }
+
     /// Starts the server on `self.port`; false when it exited first (port taken).
     fn run(&mut self) -> bool {
         let log = self.dir.join(format!("error-{}.log", self.port));

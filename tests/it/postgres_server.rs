@@ -163,6 +163,11 @@ impl PostgresServer {
         let _ = child.wait();
     }
 
+    /// Starts the stopped server again on the same port and data.
+    pub fn restart(&mut self) {
+        assert!(self.run(), "postgres restarts on port {}", self.port);
+    }
+
     fn postmaster_pid(&self) -> Option<String> {
         let text = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).ok()?;
         text.lines().next().map(str::to_owned)

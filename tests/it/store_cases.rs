@@ -77,7 +77,7 @@ impl Db {
     }
 
     /// `name` quoted as an identifier in this dialect.
-    fn quote(&self, name: &str) -> String {
+    pub fn quote(&self, name: &str) -> String {
         match self.driver {
             "pgsql" => format!("\"{name}\""),
             _ => format!("`{name}`"),

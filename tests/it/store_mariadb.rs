@@ -79,7 +79,7 @@ CREATE TABLE IF NOT EXISTS `apps` (
     PRIMARY KEY (`id`)
 )"#;
 
-fn db(server: &MariaDbServer) -> Db {
+pub fn db(server: &MariaDbServer) -> Db {
     Db {
         driver: "mysql",
         url: server.url(),

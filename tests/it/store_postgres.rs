@@ -82,7 +82,7 @@ CREATE TABLE IF NOT EXISTS apps (
     enable_user_authentication smallint NOT NULL
 )"#;
 
-fn db(server: &PostgresServer) -> Db {
+pub fn db(server: &PostgresServer) -> Db {
     Db {
         driver: "pgsql",
         url: server.url(),
