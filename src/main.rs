@@ -1,6 +1,8 @@
 //! The `herald` binary: parse the command line, load the config, run until SIGTERM/SIGINT
 //! (SIGHUP re-reads the config file: see `herald::server::reload`).
 
+mod apps_command;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -24,7 +26,7 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     /// Path of a Sockudo-compatible config.json. Without it, defaults and the environment are
     /// used (and a demo app app-id/app-key/app-secret when none is configured).
-    #[arg(long, short, value_name = "PATH")]
+    #[arg(long, short, value_name = "PATH", global = true)]
     config: Option<PathBuf>,
     /// Re-read the config file whenever its content changes (checked every 2 s), as SIGHUP
     /// does: apps added, removed and changed take effect without a restart. For a Kubernetes
@@ -35,8 +37,19 @@ struct Cli {
     /// The schema of the --config file: soketi's dotted camelCase options or Sockudo's
     /// snake_case keys. Without it, a file with a top-level key holding a dot or an upper-case
     /// letter is read as soketi's.
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[arg(long, value_enum, value_name = "FORMAT", global = true)]
     config_format: Option<FormatArg>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What to do instead of serving.
+#[derive(clap::Subcommand)]
+enum Command {
+    /// The apps of the configured database (app_manager.driver "pgsql" or "mysql").
+    #[command(subcommand)]
+    Apps(apps_command::AppsCommand),
 }
 
 /// `--config-format`'s values.
@@ -111,8 +124,11 @@ fn log_console(server: &Server, addr: std::net::SocketAddr) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     let config = load(&cli)?;
+    if let Some(Command::Apps(command)) = cli.command.take() {
+        return apps_command::run(command, &config).await;
+    }
     let default_level = if config.debug { "debug" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(

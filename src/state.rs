@@ -121,7 +121,7 @@ async fn app_directory(config: &Config) -> std::io::Result<AppDirectory> {
         .await
         .map_err(|e| std::io::Error::other(format!("{section}: {e}")))?;
     tracing::info!(table = %store_config.table, layout = ?store.layout(), "apps are read from the database ({section})");
-    let stored = StoredApps::new(store, store_config.cache);
+    let stored = StoredApps::new(store, store_config.cache, store_config.pool_size);
     Ok(AppDirectory::stored(stored, compress_above))
 }
 
@@ -177,31 +177,27 @@ impl Shared {
     /// The app whose key is `key` (a WebSocket connection's), looked up in the database when
     /// it is not known here yet.
     pub async fn app_by_key(&self, key: &str) -> Lookup {
-        let (lookup, changes) = self.apps.find_by_key(key).await;
-        self.after_lookup(&changes);
+        let lookup = self.apps.find_by_key(key, &|c| self.follow_apps(c)).await;
+        self.after_lookup();
         lookup
     }
 
     /// The app whose id is `id` (a REST request's), as [`Shared::app_by_key`].
     pub async fn app_by_id(&self, id: &str) -> Lookup {
-        let (lookup, changes) = self.apps.find_by_id(id).await;
-        self.after_lookup(&changes);
+        let lookup = self.apps.find_by_id(id, &|c| self.follow_apps(c)).await;
+        self.after_lookup();
         lookup
     }
 
-    fn after_lookup(&self, changes: &AppChanges) {
+    fn after_lookup(&self) {
         if let Some(up) = self.apps.database_up() {
             self.metrics.app_database_answered(up);
         }
-        self.follow_apps(changes);
     }
 
-    /// Makes the stage, the decision hooks and the metrics follow apps added, removed and
-    /// changed (by a reload, or as read from the database).
+    /// Makes the stage and the decision hooks follow apps added, removed and changed (by a
+    /// reload, or as read from the database); the directory calls it under its write lock.
     pub fn follow_apps(&self, changes: &AppChanges) {
-        if changes.is_empty() {
-            return;
-        }
         for app in changes
             .added
             .iter()
@@ -211,7 +207,6 @@ impl Shared {
         }
         for app in &changes.removed {
             self.hooks.remove_app(&app.id);
-            self.metrics.forget_app(&app.id);
         }
         if self.cluster.apply(changes).is_err() {
             tracing::error!("a cluster node cannot change its apps while it runs");

@@ -30,6 +30,10 @@ pub enum Lookup {
     Unavailable,
 }
 
+/// What applies a change to the rest of the server (the stages, the hooks, the metrics); it
+/// runs under the directory's write lock and must not look apps up.
+pub type Follow<'a> = &'a (dyn Fn(&AppChanges) + Sync);
+
 /// What a reload changed, app by app (by id).
 #[derive(Default)]
 pub struct AppChanges {
@@ -85,89 +89,90 @@ impl AppDirectory {
 
     /// The app whose key is `key`; what the lookup changed (a database app seen for the first
     /// time, or changed since) for the stages to follow.
-    pub async fn find_by_key(&self, key: &str) -> (Lookup, AppChanges) {
-        self.find(Column::Key, key).await
+    pub async fn find_by_key(&self, key: &str, follow: Follow<'_>) -> Lookup {
+        self.find(Column::Key, key, follow).await
     }
 
     /// The app whose id is `id`, as [`AppDirectory::find_by_key`].
-    pub async fn find_by_id(&self, id: &str) -> (Lookup, AppChanges) {
-        self.find(Column::Id, id).await
+    pub async fn find_by_id(&self, id: &str, follow: Follow<'_>) -> Lookup {
+        self.find(Column::Id, id, follow).await
     }
 
-    async fn find(&self, column: Column, value: &str) -> (Lookup, AppChanges) {
+    async fn find(&self, column: Column, value: &str, follow: Follow<'_>) -> Lookup {
         let cached = match column {
             Column::Key => self.by_key(value),
             Column::Id => self.by_id(value),
         };
-        let unchanged = AppChanges::default();
         let Some(stored) = &self.stored else {
-            return (cached.map_or(Lookup::Unknown, Lookup::Found), unchanged);
+            return cached.map_or(Lookup::Unknown, Lookup::Found);
         };
-        if stored.cache.enabled {
-            if let Some(app) = cached {
-                return (Lookup::Found(app), unchanged);
-            }
-            if stored.known_absent(column, value) {
-                return (Lookup::Unknown, unchanged);
-            }
+        if let (true, Some(app)) = (stored.cache.enabled, &cached) {
+            return Lookup::Found(app.clone());
+        }
+        if cached.is_none() && stored.known_absent(column, value) {
+            return Lookup::Unknown;
         }
         match stored.look_up(column, value).await {
             Found::App(config) => {
                 stored.forget_absent(&config);
-                let changes = self.upsert(*config.clone());
-                let app = self
-                    .by_id(&config.id)
-                    .map_or(Lookup::Unknown, Lookup::Found);
-                (app, changes)
+                let id = config.id.clone();
+                self.upsert(*config, follow);
+                self.by_id(&id).map_or(Lookup::Unknown, Lookup::Found)
             }
-            // With the cache off, an app gone from the table goes from here too.
-            Found::Absent => match cached {
-                Some(app) => (Lookup::Unknown, self.remove(&app.id)),
-                None => (Lookup::Unknown, unchanged),
-            },
+            // With the cache off, an app gone from the table goes from here too (looked up
+            // by id: a key that changed is not a removed app).
+            Found::Absent => {
+                if let (Column::Id, Some(app)) = (column, cached) {
+                    self.remove(&app.id, follow);
+                }
+                Lookup::Unknown
+            }
             // The cache off and the database down: what is known keeps working.
-            Found::Unavailable => (cached.map_or(Lookup::Unavailable, Lookup::Found), unchanged),
+            Found::Unavailable => cached.map_or(Lookup::Unavailable, Lookup::Found),
         }
     }
 
     /// Reads every app kept here again from the table: changed rows apply, deleted (or now
     /// refused) ones are removed. `None` when the database cannot answer (nothing changes).
-    pub async fn refresh(&self) -> Option<AppChanges> {
+    pub async fn refresh(&self, follow: Follow<'_>) -> Option<AppChanges> {
         let stored = self.stored.as_ref()?;
         let kept = self.snapshot();
-        let mut next = Vec::with_capacity(kept.len());
+        let mut read = Vec::with_capacity(kept.len());
         for app in kept.iter() {
             match stored.look_up(Column::Id, &app.id).await {
-                Found::App(config) => next.push(*config),
+                Found::App(config) => read.push(*config),
                 Found::Absent => {}
                 Found::Unavailable => return None,
             }
         }
-        Some(self.edit(|current| {
+        let next = |current: &AppRegistry| {
             // Apps first seen while the table was being read stay (they are fresh).
             let fresh = current.iter().filter(|a| kept.by_id(&a.id).is_none());
-            next.extend(fresh.map(|a| a.config.clone()));
-            next
-        }))
+            read.extend(fresh.map(|a| a.config.clone()));
+            read
+        };
+        Some(self.edit(next, follow))
     }
 
     /// Adds or replaces one app (by id), dropping any other app that held its key.
-    fn upsert(&self, config: AppConfig) -> AppChanges {
-        self.edit(|current| {
+    fn upsert(&self, config: AppConfig, follow: Follow<'_>) -> AppChanges {
+        let next = |current: &AppRegistry| {
             let others = current.iter().map(|a| &a.config);
             let others = others.filter(|a| a.id != config.id && a.key != config.key);
             let mut next: Vec<AppConfig> = others.cloned().collect();
             next.push(config);
             next
-        })
+        };
+        self.edit(next, follow)
     }
 
     /// Removes one app (by id).
-    fn remove(&self, id: &str) -> AppChanges {
-        self.edit(|current| {
+    fn remove(&self, id: &str, follow: Follow<'_>) -> AppChanges {
+        let next = |current: &AppRegistry| {
             let others = current.iter().filter(|a| a.id != id);
             others.map(|a| a.config.clone()).collect()
-        })
+        };
+        self.edit(next, follow)
     }
 
     /// Goes up with every replacement that changed an app.
@@ -196,13 +201,19 @@ impl AppDirectory {
     /// Replaces the apps with `configs` (ids and keys checked unique by the config). An app
     /// whose configuration did not change keeps its `App`, so whoever holds it holds the
     /// current one.
-    pub fn replace(&self, configs: &[AppConfig]) -> AppChanges {
-        self.edit(|_| configs.to_vec())
+    pub fn replace(&self, configs: &[AppConfig], follow: Follow<'_>) -> AppChanges {
+        self.edit(|_| configs.to_vec(), follow)
     }
 
-    /// Replaces the apps with what `next` makes of the current ones, under the write lock, so
-    /// two edits at once (two new apps looked up together) both apply.
-    fn edit(&self, next: impl FnOnce(&AppRegistry) -> Vec<AppConfig>) -> AppChanges {
+    /// Replaces the apps with what `next` makes of the current ones and has `follow` apply
+    /// the changes, all under the write lock: two edits at once (two new apps looked up
+    /// together) both apply, the stages follow them in order, and nobody finds an app before
+    /// its webhooks and decision hooks are in place.
+    fn edit(
+        &self,
+        next: impl FnOnce(&AppRegistry) -> Vec<AppConfig>,
+        follow: Follow<'_>,
+    ) -> AppChanges {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
         let configs = next(&current);
         let mut changes = AppChanges::default();
@@ -228,6 +239,7 @@ impl AppDirectory {
             .collect();
         *current = Arc::new(next);
         if !changes.is_empty() {
+            follow(&changes);
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
         changes
@@ -248,7 +260,7 @@ mod tests {
         let kept = directory.by_id("1").unwrap();
         let mut changed = app("2", "k2");
         changed.max_connections = Some(5);
-        let changes = directory.replace(&[app("1", "k1"), changed, app("4", "k4")]);
+        let changes = directory.replace(&[app("1", "k1"), changed, app("4", "k4")], &|_| {});
         let ids = |apps: &[Arc<App>]| apps.iter().map(|a| a.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&changes.added), ["4"]);
         assert_eq!(ids(&changes.removed), ["3"]);
@@ -258,7 +270,7 @@ mod tests {
         assert!(directory.by_key("k3").is_none());
         assert_eq!(directory.by_key("k4").unwrap().id, "4");
         assert!(directory
-            .replace(&[app("1", "k1"), app("4", "k4")])
+            .replace(&[app("1", "k1"), app("4", "k4")], &|_| {})
             .changed
             .is_empty());
     }
@@ -268,7 +280,7 @@ mod tests {
         let directory = AppDirectory::new(&[app("1", "k1")], None);
         let mut rotated = app("1", "k1");
         rotated.secret = "rotated".into();
-        let changes = directory.replace(&[rotated]);
+        let changes = directory.replace(&[rotated], &|_| {});
         assert_eq!(changes.changed.len(), 1);
         assert_eq!(directory.by_id("1").unwrap().secret, "rotated");
     }

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::app_store::{AppStore, StoreError};
+use tokio::sync::Semaphore;
+
+use crate::app_store::{AppStore, StoreError, CONNECT_TIMEOUT};
 use crate::config::{AppCacheConfig, AppConfig};
 
 /// Keys (or ids) remembered as absent at once; past it, the expired ones go, then all.
@@ -26,6 +28,9 @@ pub struct StoredApps {
     absent: Mutex<HashMap<(Column, String), Instant>>,
     /// Whether the database answered the last query.
     up: AtomicBool,
+    /// Lookups at once: half the pool, so a flood of unknown keys leaves connections for the
+    /// refresh and for keys that exist.
+    in_flight: Semaphore,
 }
 
 /// Which column a lookup is by.
@@ -49,12 +54,13 @@ pub enum Found {
 
 impl StoredApps {
     /// The apps of `store`, kept as `cache` says.
-    pub fn new(store: AppStore, cache: AppCacheConfig) -> StoredApps {
+    pub fn new(store: AppStore, cache: AppCacheConfig, pool_size: u32) -> StoredApps {
         StoredApps {
             store,
             cache,
             absent: Mutex::new(HashMap::new()),
             up: AtomicBool::new(true),
+            in_flight: Semaphore::new((pool_size as usize / 2).max(1)),
         }
     }
 
@@ -70,6 +76,11 @@ impl StoredApps {
         if value.len() > MAX_LOOKUP_LEN {
             return Found::Absent;
         }
+        let permit = tokio::time::timeout(CONNECT_TIMEOUT, self.in_flight.acquire()).await;
+        let Ok(Ok(_permit)) = permit else {
+            tracing::warn!("too many app lookups waiting for the database; refused for now");
+            return Found::Unavailable;
+        };
         let found = match column {
             Column::Key => self.store.by_key(value).await,
             Column::Id => self.store.by_id(value).await,

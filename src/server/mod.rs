@@ -264,13 +264,10 @@ async fn refresh_stored_apps(shared: SharedState, interval: Duration) {
             _ = shared.shutdown().cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        let refreshed = shared.apps().refresh().await;
+        let refreshed = shared.apps().refresh(&|c| shared.follow_apps(c)).await;
         shared.metrics().app_database_answered(refreshed.is_some());
-        match refreshed {
-            Some(changes) => shared.follow_apps(&changes),
-            None => {
-                tracing::warn!("the app database did not answer; apps known here stay as they were")
-            }
+        if refreshed.is_none() {
+            tracing::warn!("the app database did not answer; apps known here stay as they were");
         }
     }
 }

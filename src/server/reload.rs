@@ -145,8 +145,9 @@ pub fn apply(shared: &Shared, next: &Config) -> Reloaded {
         // The apps are the database's: the file's `apps` are not read with a database driver.
         return reloaded;
     }
-    let changes = shared.apps().replace(&next.apps);
-    shared.follow_apps(&changes);
+    let changes = shared
+        .apps()
+        .replace(&next.apps, &|c| shared.follow_apps(c));
     let ids = |apps: &mut dyn Iterator<Item = &String>| apps.cloned().collect::<Vec<_>>();
     reloaded.added = ids(&mut changes.added.iter().map(|a| &a.id));
     reloaded.removed = ids(&mut changes.removed.iter().map(|a| &a.id));

@@ -176,6 +176,10 @@ async fn run(reader: &mut FrameReader, session: &mut Session, first: Option<Wait
     // The app's token: cancelled at shutdown, and when a reload removes or disables the app.
     let shutdown = shared.cluster().closing(&session.app).cancelled_owned();
     tokio::pin!(shutdown);
+    // Removed or disabled between the handshake and this token: its closing went before.
+    if let Err(error) = session.refresh_app() {
+        return Exit::Close(error);
+    }
     let timer = sleep_until(session.liveness.next_deadline());
     tokio::pin!(timer);
     // Frames that came with the upgrade request are already buffered: no readiness will say so.
@@ -369,7 +373,7 @@ fn read_messages(
             Err(error) => return Err(read_error(error)),
         };
         session.liveness.seen(Instant::now());
-        session.refresh_app();
+        session.refresh_app().map_err(Exit::Close)?;
         let bytes = message.len();
         let inbound = match message {
             Message::Text(text) => {

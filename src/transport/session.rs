@@ -153,17 +153,21 @@ impl Session {
     }
 
     /// Takes the app as a reload left it, when a reload changed any app since the last look:
-    /// each message is handled under the app's current limits and secret. A removed app is
-    /// kept (its sockets are being closed).
-    pub fn refresh_app(&mut self) {
+    /// each message is handled under the app's current limits and secret. `Err` when the app
+    /// was removed or disabled (the socket closes with 4003).
+    pub fn refresh_app(&mut self) -> Result<(), SocketError> {
         let directory = self.shared.apps();
         let now = directory.generation();
         if now == self.app_generation {
-            return;
+            return Ok(());
         }
         self.app_generation = now;
-        if let Some(app) = directory.by_id(&self.app.id) {
-            self.app = app;
+        match directory.by_id(&self.app.id) {
+            Some(app) if app.enabled => {
+                self.app = app;
+                Ok(())
+            }
+            _ => Err(SocketError::AppDisabled),
         }
     }
 

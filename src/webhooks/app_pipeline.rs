@@ -23,8 +23,11 @@ pub(super) struct AppPipeline {
     pub wanted: EventKinds,
     pub budget: Arc<AppBudget>,
     pub metrics: Arc<AppMetrics>,
-    /// The endpoint list it was built from: a reload with the same list keeps the pipeline.
+    /// The endpoint list it was built from: a reload with the same list (and the same key
+    /// and secret, which sign every request) keeps the pipeline.
     pub configured: Vec<WebhookEndpoint>,
+    /// The app key and secret its deliverers sign with.
+    pub signed_as: (String, String),
 }
 
 /// What every app's pipeline shares: the HTTP client, the process's queue budget, the
@@ -82,6 +85,7 @@ impl PipelineBuilder {
             budget,
             metrics: metrics.app(&app.id),
             configured: app.webhooks.clone(),
+            signed_as: (app.key.clone(), app.secret.clone()),
         }
     }
 }

@@ -38,14 +38,26 @@ use filter::EndpointFilter;
 
 /// An event admitted under its app's budget, on its way to the endpoints that take it.
 ///
-/// Dispatch it or cancel it: either returns what it counts against the budget.
-#[derive(Debug)]
+/// Dispatch it or cancel it: either returns what it counts against the budget. It goes to the
+/// endpoints of the pipeline that admitted it, even when a reload has replaced that pipeline
+/// since (a changed endpoint list applies to events accepted after the change).
 pub struct Admitted {
     event: WebhookEvent,
     /// Its JSON length, counted once per endpoint copy.
     bytes: usize,
     /// How many endpoints take it.
     copies: usize,
+    pipeline: Arc<AppPipeline>,
+}
+
+impl std::fmt::Debug for Admitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admitted")
+            .field("event", &self.event)
+            .field("bytes", &self.bytes)
+            .field("copies", &self.copies)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AsRef<WebhookEvent> for Admitted {
@@ -185,7 +197,12 @@ impl Webhooks {
     pub fn set_app(&self, app: &AppConfig) {
         let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
         let old = apps.get(&app.id);
-        if old.is_some_and(|old| old.configured == app.webhooks) {
+        // The same endpoints, signed with the same key and secret: nothing to rebuild.
+        let same = |old: &AppPipeline| {
+            let (key, secret) = &old.signed_as;
+            old.configured == app.webhooks && *key == app.key && *secret == app.secret
+        };
+        if old.is_some_and(|old| same(old)) {
             return;
         }
         if app.webhooks.is_empty() {
@@ -198,8 +215,8 @@ impl Webhooks {
         apps.insert(app.id.clone(), Arc::new(pipeline));
     }
 
-    /// Drops the app's pipeline (a reload removed the app): what it had queued is still
-    /// delivered, nothing more is admitted.
+    /// Drops the app's pipeline (a reload removed the app, and its sockets' last events have
+    /// been admitted): what it had queued is still delivered, nothing more is admitted.
     pub fn remove_app(&self, app_id: &str) {
         let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
         apps.remove(app_id);
@@ -245,6 +262,7 @@ impl Webhooks {
                 event,
                 bytes,
                 copies,
+                pipeline,
             }),
             Admission::Dropped | Admission::Suppressed => None,
         }
@@ -252,9 +270,7 @@ impl Webhooks {
 
     /// Hands an admitted event to every endpoint whose filter takes it.
     pub fn dispatch(&self, app_id: &str, admitted: Admitted) {
-        let Some(pipeline) = self.pipeline(app_id) else {
-            return;
-        };
+        let pipeline = admitted.pipeline.clone();
         let mut sent = 0;
         for (filter, queue) in &pipeline.endpoints {
             if filter.matches(&admitted.event)
@@ -275,11 +291,14 @@ impl Webhooks {
 
     /// Returns the budget of an admitted event that will not be sent (the grace period
     /// cancelled it).
-    pub fn cancel(&self, app_id: &str, admitted: Admitted) {
-        if let Some(pipeline) = self.pipeline(app_id) {
-            let Admitted { bytes, copies, .. } = admitted;
-            pipeline.budget.release(copies, copies * bytes);
-        }
+    pub fn cancel(&self, admitted: Admitted) {
+        let Admitted {
+            bytes,
+            copies,
+            pipeline,
+            ..
+        } = admitted;
+        pipeline.budget.release(copies, copies * bytes);
     }
 
     /// The state of an app's webhook queues, when it has endpoints.

@@ -141,6 +141,13 @@ async fn rows_take_effect_while_running(db: &Db) {
         trigger(&herald, "app-1", ("key-1", "secret-1"), "news").await,
         401
     );
+    // Webhooks are signed with the new secret too.
+    first.subscribe("rotated").await;
+    let rotated = |r: &crate::receiver::Received| r.body.contains("\"rotated\"");
+    let delivered = receiver.wait_until(|got| got.iter().any(rotated)).await;
+    let request = delivered.iter().find(|r| rotated(r)).unwrap();
+    let signature = hmac_hex("secret-2", &request.body);
+    assert_eq!(request.header("x-pusher-signature"), signature);
 
     let disabled = AppDraft::changes().with("enabled", false);
     assert!(store.update("app-1", &disabled).await.unwrap());
@@ -279,4 +286,62 @@ mod mariadb {
         let server = MariaDbServer::start();
         bounded(bad_rows_and_policy_rows(&db(&server))).await;
     }
+}
+
+/// `herald apps` with `args`, on a config file holding `config`: (success, stdout + stderr).
+fn herald_apps(dir: &std::path::Path, config: &Value, args: &[&str]) -> (bool, String) {
+    let path = dir.join("config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("--config")
+        .arg(&path)
+        .arg("apps")
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("herald runs");
+    let text = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+#[test]
+fn stored_apps_cli_round_trip_on_postgres_and_a_refusal_with_the_memory_driver() {
+    let server = PostgresServer::start();
+    let db = super::store_postgres::db(&server);
+    let config = herald_config(&db);
+    let dir = std::env::temp_dir().join(format!("herald-apps-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let (ok, added) = herald_apps(&dir, &config, &["add", "app-7", "max_connections=5"]);
+    assert!(ok, "{added}");
+    let secret = added
+        .lines()
+        .find_map(|line| line.strip_prefix("secret (shown once): "))
+        .expect("the secret is printed once")
+        .to_owned();
+    let (ok, listed) = herald_apps(&dir, &config, &["list"]);
+    assert!(
+        ok && listed.contains("app-7") && listed.contains("true"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&secret),
+        "list never prints a secret: {listed}"
+    );
+    let (ok, set) = herald_apps(&dir, &config, &["set", "app-7", "enabled=false"]);
+    assert!(ok, "{set}");
+    let (_, listed) = herald_apps(&dir, &config, &["list"]);
+    assert!(listed.contains("false"), "{listed}");
+    let (ok, bad) = herald_apps(&dir, &config, &["set", "app-7", "max_connections=\"many\""]);
+    assert!(!ok && bad.contains("max_connections"), "{bad}");
+    let (ok, removed) = herald_apps(&dir, &config, &["remove", "app-7"]);
+    assert!(ok, "{removed}");
+    let (_, listed) = herald_apps(&dir, &config, &["list"]);
+    assert!(!listed.contains("app-7"), "{listed}");
+
+    let (ok, refused) = herald_apps(&dir, &base_config(), &["list"]);
+    assert!(!ok && refused.contains("SIGHUP"), "{refused}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

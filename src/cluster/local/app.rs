@@ -5,6 +5,7 @@
 //! when others must hear of the change, the channel's recipient list, shared with broadcasts);
 //! nothing is written and nothing waits. The step is carried out after the lock is released.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tokio::time::{sleep_until, Instant};
@@ -53,7 +54,13 @@ pub struct AppChannels<R: Recipient> {
     /// the server's shutdown token, so sockets wait on this one alone.
     closing: Mutex<CancellationToken>,
     shutdown: CancellationToken,
+    /// Non-zero while the app is removed: the retirement it is waiting for (see
+    /// [`AppChannels::retire`]).
+    retired: AtomicU64,
 }
+
+/// Tells retirements apart, so a removal undone by a re-add is not carried out later.
+static RETIREMENTS: AtomicU64 = AtomicU64::new(1);
 
 impl<R: Recipient> AppChannels<R> {
     /// The app's empty state; `webhooks` is `None` for an app without endpoints.
@@ -84,6 +91,7 @@ impl<R: Recipient> AppChannels<R> {
             connections,
             closing: Mutex::new(shutdown.child_token()),
             shutdown,
+            retired: AtomicU64::new(0),
         }
     }
 
@@ -101,6 +109,30 @@ impl<R: Recipient> AppChannels<R> {
         if disabled {
             self.close_sockets();
         }
+    }
+
+    /// The app was removed: closes its sockets with 4003 and returns the retirement to carry
+    /// out once they are gone, unless the app comes back first ([`AppChannels::revive`]).
+    pub fn retire(&self) -> u64 {
+        let retirement = RETIREMENTS.fetch_add(1, Ordering::Relaxed);
+        self.retired.store(retirement, Ordering::Release);
+        self.close_sockets();
+        retirement
+    }
+
+    /// The app is back (a reload or the database added it again): no retirement applies.
+    pub fn revive(&self) {
+        self.retired.store(0, Ordering::Release);
+    }
+
+    /// Whether `retirement` is still the one the app waits for.
+    pub fn still_retired(&self, retirement: u64) -> bool {
+        self.retired.load(Ordering::Acquire) == retirement
+    }
+
+    /// Connections of the app on this node now.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open()
     }
 
     /// Closes every socket of the app with 4003 (removed or disabled); sockets that connect

@@ -37,7 +37,7 @@ use webhook_sink::WebhookSink;
 /// The stage of a server that runs alone.
 pub struct LocalCluster {
     /// Per app, by id: made on the app's first use, so an app a reload adds needs nothing more.
-    apps: RwLock<HashMap<String, Arc<AppChannels<Outbound>>>>,
+    apps: Arc<RwLock<AppStates>>,
     /// What a new app's state is made with.
     making: AppMaking,
     webhooks: Arc<Webhooks>,
@@ -49,6 +49,13 @@ pub struct LocalCluster {
     /// The figures the console shows.
     figures: RwLock<FigureSource>,
 }
+
+/// Each app's state on this node, by app id.
+type AppStates = HashMap<String, Arc<AppChannels<Outbound>>>;
+
+/// How long a removed app's webhook pipeline, metrics and state outlive it: its sockets have
+/// closed and their last events (vacates, removals) were admitted by then.
+const RETIREMENT_DELAY: Duration = Duration::from_secs(5);
 
 /// The settings and handles every app's state is made with.
 struct AppMaking {
@@ -75,7 +82,7 @@ impl LocalCluster {
             metrics.clone(),
         ));
         let stage = LocalCluster {
-            apps: RwLock::default(),
+            apps: Arc::default(),
             making: AppMaking {
                 cache_ttl: config.channel_cache_ttl,
                 count_interval: config.subscription_count_interval,
@@ -145,7 +152,10 @@ impl LocalCluster {
             self.webhooks.set_app(app);
             let state = self.app(app);
             // A removed app added again: its state (and sockets' closing token) carries over.
+            state.revive();
             state.reconfigure(app.clone());
+            // Its state may have been made (by a connection) before its pipeline was.
+            self.give_webhook_sink(&state, &app.id);
         }
         for (_, app) in &changes.changed {
             self.webhooks.set_app(app);
@@ -154,9 +164,33 @@ impl LocalCluster {
             self.give_webhook_sink(&state, &app.id);
         }
         for app in &changes.removed {
-            self.webhooks.remove_app(&app.id);
-            self.app(app).close_sockets();
+            let state = self.app(app);
+            let retirement = state.retire();
+            self.retire_later(&app.id, state, retirement);
         }
+    }
+
+    /// After [`RETIREMENT_DELAY`], unless the app came back: drops its webhook pipeline (what
+    /// it queued is still delivered), its metric series, and its state once no socket is left.
+    fn retire_later(&self, app_id: &str, state: Arc<AppChannels<Outbound>>, retirement: u64) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (apps, webhooks) = (self.apps.clone(), self.webhooks.clone());
+        let (metrics, app_id) = (self.making.metrics.clone(), app_id.to_owned());
+        runtime.spawn(async move {
+            tokio::time::sleep(RETIREMENT_DELAY).await;
+            if !state.still_retired(retirement) {
+                return;
+            }
+            webhooks.remove_app(&app_id);
+            metrics.forget_app(&app_id);
+            let mut apps = apps.write().unwrap_or_else(|e| e.into_inner());
+            let current = apps.get(&app_id).is_some_and(|s| Arc::ptr_eq(s, &state));
+            if current && state.open_connections() == 0 {
+                apps.remove(&app_id);
+            }
+        });
     }
 
     /// Cancelled when a socket of `app` must close: the app was removed or disabled, or the

@@ -87,9 +87,7 @@ async fn run_grace(
         released
             .drain(..)
             .for_each(|event| webhooks.dispatch(&app_id, event));
-        cancelled
-            .drain(..)
-            .for_each(|event| webhooks.cancel(&app_id, event));
+        cancelled.drain(..).for_each(|event| webhooks.cancel(event));
     };
     loop {
         tokio::select! {
