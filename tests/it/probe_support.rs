@@ -212,6 +212,16 @@ impl LoggedHerald {
 
     /// Starts the binary on `config` with extra command-line arguments.
     pub fn start_with_args(name: &str, config: &Value, args: &[&str]) -> LoggedHerald {
+        LoggedHerald::start_with_env(name, config, args, &[])
+    }
+
+    /// Starts the binary on `config` with extra arguments and environment variables.
+    pub fn start_with_env(
+        name: &str,
+        config: &Value,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> LoggedHerald {
         let dir = std::env::temp_dir().join(format!("herald-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("config.json");
@@ -221,6 +231,7 @@ impl LoggedHerald {
             .arg("--config")
             .arg(&path)
             .args(args)
+            .envs(envs.iter().copied())
             .env("RUST_LOG", "debug")
             .env("NO_COLOR", "1")
             .stdout(log.try_clone().unwrap())

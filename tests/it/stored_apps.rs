@@ -345,3 +345,42 @@ fn stored_apps_cli_round_trip_on_postgres_and_a_refusal_with_the_memory_driver()
     assert!(!ok && refused.contains("SIGHUP"), "{refused}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// soketi's variables alone pick a MariaDB app manager; soketi's `apps` table (its defaults:
+/// table `apps`, -1 for unlimited) is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_apps_mariadb_soketi_variables_read_soketis_apps_table() {
+    let server = MariaDbServer::start();
+    let db = super::store_mariadb::db(&server);
+    bounded(async {
+        let columns = "id, `key`, secret, max_connections, enabled, enable_client_messages, \
+            max_backend_events_per_sec, max_client_events_per_sec, max_read_req_per_sec, \
+            enable_user_authentication";
+        let insert = format!(
+            "INSERT INTO `apps` ({columns}) VALUES ('soketi-app', 'soketi-key', 'soketi-secret', -1, 1, 1, -1, -1, -1, 0)"
+        );
+        db.run(&[db.soketi_ddl, &insert]).await;
+        // mysql://user:password@127.0.0.1:port/database
+        let rest = db.url.trim_start_matches("mysql://");
+        let (credentials, place) = rest.split_once('@').unwrap();
+        let (user, password) = credentials.split_once(':').unwrap();
+        let (address, database) = place.split_once('/').unwrap();
+        let port = address.rsplit_once(':').unwrap().1;
+        let envs = [
+            ("SOKETI_APP_MANAGER_DRIVER", "mysql"),
+            ("SOKETI_DB_MYSQL_HOST", "127.0.0.1"),
+            ("SOKETI_DB_MYSQL_PORT", port),
+            ("SOKETI_DB_MYSQL_USERNAME", user),
+            ("SOKETI_DB_MYSQL_PASSWORD", password),
+            ("SOKETI_DB_MYSQL_DATABASE", database),
+        ];
+        let file = json!({"host": "127.0.0.1", "port": 0, "metrics": {"enabled": false}});
+        let herald = LoggedHerald::start_with_env("soketi-mariadb", &file, &[], &envs);
+        let mut client = Client::connect(&herald.ws_url("soketi-key")).await;
+        client.subscribe("room").await;
+        let credentials = ("soketi-key", "soketi-secret");
+        assert_eq!(trigger(&herald, "soketi-app", credentials, "room").await, 200);
+        assert_eq!(client.recv_event("news").await["data"], "hello");
+    })
+    .await;
+}

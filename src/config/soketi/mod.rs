@@ -4,6 +4,7 @@
 //! messages are the usual ones, naming the variable or the soketi key as written).
 
 mod apps;
+mod database;
 mod dotenv;
 mod table;
 
@@ -137,6 +138,7 @@ impl Overlay {
                 self.warned(&source, "applies to the redis adapter only; ignored");
             }
         }
+        self.soketi_database_defaults(document);
         Ok(())
     }
 

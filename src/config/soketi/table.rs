@@ -83,7 +83,6 @@ const QUEUE: &str =
     "Herald delivers webhooks through its own bounded queues; no queue driver is needed; ignored";
 const POOLING: &str = "Herald's app store sizes its own connection pool; ignored";
 const REDIS_OPTIONS: &str = "ioredis options cannot be passed to Herald, and the connection would be made without them (TLS or credentials among them); write the connection as SOKETI_DB_REDIS_* (or adapter.redis.url, rediss:// for TLS)";
-const APP_CACHE: &str = "Herald reads its apps once at start-up; ignored";
 
 #[rustfmt::skip]
 /// Every soketi option, in `cli.ts` order, then the `config.json` keys that have no variable.
@@ -104,8 +103,8 @@ pub(crate) const ROWS: &[Row] = &[
     env("SOKETI_ADAPTER_NATS_REQUESTS_TIMEOUT", "adapter.nats.requestsTimeout", Warn(NATS)),
     env("SOKETI_ADAPTER_NATS_NODES_NUMBER", "adapter.nats.nodesNumber", Warn(NATS)),
     env("SOKETI_APP_MANAGER_DRIVER", "appManager.driver", Map("app_manager.driver", AppDriver)),
-    env("SOKETI_APP_MANAGER_CACHE_ENABLED", "appManager.cache.enabled", Warn(APP_CACHE)),
-    env("SOKETI_APP_MANAGER_CACHE_TTL", "appManager.cache.ttl", Warn(APP_CACHE)),
+    env("SOKETI_APP_MANAGER_CACHE_ENABLED", "appManager.cache.enabled", Map("app_manager.cache.enabled", Json)),
+    env("SOKETI_APP_MANAGER_CACHE_TTL", "appManager.cache.ttl", Map("app_manager.cache.ttl", Json)),
     env("SOKETI_APP_MANAGER_DYNAMODB_TABLE", "appManager.dynamodb.table", Map("database.dynamodb.table_name", Text)),
     env("SOKETI_APP_MANAGER_DYNAMODB_REGION", "appManager.dynamodb.region", Map("database.dynamodb.region", Text)),
     env("SOKETI_APP_MANAGER_DYNAMODB_ENDPOINT", "appManager.dynamodb.endpoint", Map("database.dynamodb.endpoint_url", Text)),
