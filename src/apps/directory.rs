@@ -156,23 +156,55 @@ impl AppDirectory {
 
     /// Adds or replaces one app (by id), dropping any other app that held its key.
     fn upsert(&self, config: AppConfig, follow: Follow<'_>) -> AppChanges {
-        let next = |current: &AppRegistry| {
-            let others = current.iter().map(|a| &a.config);
-            let others = others.filter(|a| a.id != config.id && a.key != config.key);
-            let mut next: Vec<AppConfig> = others.cloned().collect();
-            next.push(config);
-            next
-        };
-        self.edit(next, follow)
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let mut changes = AppChanges::default();
+        let new = Arc::new(App::new(config, self.compress_above));
+        match current.by_id(&new.id) {
+            Some(old) if old.config == new.config => return changes,
+            Some(old) => changes.changed.push((old.clone(), new.clone())),
+            None => changes.added.push(new.clone()),
+        }
+        let holder = current
+            .by_key(&new.key)
+            .filter(|holder| holder.id != new.id);
+        changes.removed.extend(holder.cloned());
+        // The others are kept as they are (no copy of their configuration): a new app costs
+        // one pass over the apps' handles.
+        let others = current
+            .iter()
+            .filter(|a| a.id != new.id && a.key != new.key);
+        let others: Vec<Arc<App>> = others.cloned().collect();
+        let next = AppRegistry::of(others.into_iter().chain(std::iter::once(new)));
+        self.commit(&mut current, next, changes, follow)
     }
 
     /// Removes one app (by id).
     fn remove(&self, id: &str, follow: Follow<'_>) -> AppChanges {
-        let next = |current: &AppRegistry| {
-            let others = current.iter().filter(|a| a.id != id);
-            others.map(|a| a.config.clone()).collect()
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let mut changes = AppChanges::default();
+        let Some(old) = current.by_id(id).cloned() else {
+            return changes;
         };
-        self.edit(next, follow)
+        changes.removed.push(old);
+        let next = AppRegistry::of(current.iter().filter(|a| a.id != id).cloned());
+        self.commit(&mut current, next, changes, follow)
+    }
+
+    /// Makes `next` the apps, then (when something changed) has `follow` apply `changes`
+    /// before the write lock is released.
+    fn commit(
+        &self,
+        current: &mut Arc<AppRegistry>,
+        next: AppRegistry,
+        changes: AppChanges,
+        follow: Follow<'_>,
+    ) -> AppChanges {
+        *current = Arc::new(next);
+        if !changes.is_empty() {
+            follow(&changes);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        changes
     }
 
     /// Goes up with every replacement that changed an app.
@@ -237,12 +269,7 @@ impl AppDirectory {
             .filter(|app| next.by_id(&app.id).is_none())
             .cloned()
             .collect();
-        *current = Arc::new(next);
-        if !changes.is_empty() {
-            follow(&changes);
-            self.generation.fetch_add(1, Ordering::AcqRel);
-        }
-        changes
+        self.commit(&mut current, next, changes, follow)
     }
 }
 
@@ -273,6 +300,32 @@ mod tests {
             .replace(&[app("1", "k1"), app("4", "k4")], &|_| {})
             .changed
             .is_empty());
+    }
+
+    #[test]
+    fn an_app_read_alone_is_added_changed_or_takes_its_key_from_another() {
+        let directory = AppDirectory::new(&[app("1", "k1")], None);
+        let counted = std::sync::atomic::AtomicUsize::new(0);
+        let follow = |_: &AppChanges| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        assert_eq!(directory.upsert(app("2", "k2"), &follow).added.len(), 1);
+        assert!(directory.upsert(app("2", "k2"), &follow).is_empty());
+        let mut limited = app("2", "k2");
+        limited.max_connections = Some(3);
+        assert_eq!(directory.upsert(limited, &follow).changed.len(), 1);
+        // The key moved to another id: the app that held it is gone.
+        let moved = directory.upsert(app("3", "k1"), &follow);
+        assert_eq!((moved.added.len(), moved.removed[0].id.as_str()), (1, "1"));
+        assert_eq!(directory.by_key("k1").unwrap().id, "3");
+        assert_eq!(directory.remove("2", &follow).removed.len(), 1);
+        assert!(directory.remove("2", &follow).is_empty());
+        assert_eq!(
+            counted.into_inner(),
+            4,
+            "followed once per change, never for none"
+        );
+        assert_eq!(directory.snapshot().len(), 1);
     }
 
     #[test]

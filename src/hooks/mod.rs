@@ -58,6 +58,8 @@ pub type HookCall = Pin<Box<dyn Future<Output = Verdict> + Send>>;
 struct AppHook {
     config: DecisionHooksConfig,
     key: String,
+    /// The secret the signer was made with: a hook is rebuilt only when what it sends changes.
+    secret: String,
     signer: Signer,
     in_flight: Arc<Semaphore>,
     per_address: Arc<AddressShare>,
@@ -97,14 +99,21 @@ impl DecisionHooks {
     }
 
     /// `app`'s hook as configured now (none when it has none); a reload calls it for every
-    /// added or changed app. The new hook starts with fresh slots; calls in flight finish
-    /// under the old one.
+    /// added or changed app. A changed hook (its settings, the app's key or secret) starts
+    /// with fresh slots; calls in flight finish under the old one.
     pub fn set_app(&self, app: &App) {
         let mut by_app = self.by_app.write().unwrap_or_else(|e| e.into_inner());
         let Some(config) = app.decision_hooks.clone() else {
             by_app.remove(&app.id);
             return;
         };
+        // Another change of the app (a limit, say) keeps the hook and its slots in flight.
+        let unchanged = by_app.get(&app.id).is_some_and(|hook| {
+            hook.config == config && hook.key == app.key && hook.secret == app.secret
+        });
+        if unchanged {
+            return;
+        }
         let metrics = (config.events.iter())
             .map(|&kind| (kind, self.metrics.decision_hook(&app.id, kind.as_str())))
             .collect();
@@ -112,6 +121,7 @@ impl DecisionHooks {
             in_flight: Arc::new(Semaphore::new(config.max_concurrent)),
             per_address: AddressShare::new(config.max_concurrent_per_address),
             key: app.key.clone(),
+            secret: app.secret.clone(),
             signer: app.signer.clone(),
             metrics,
             config,

@@ -60,7 +60,7 @@ pub struct Reloaded {
 pub async fn watch(source: ConfigSource, shared: std::sync::Arc<Shared>, stop: CancellationToken) {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut interval = tokio::time::interval(WATCH_INTERVAL);
-    let mut seen = digest(&source);
+    let mut seen = digest(&source).await;
     loop {
         let hungup = async {
             match hangup.as_mut() {
@@ -72,31 +72,40 @@ pub async fn watch(source: ConfigSource, shared: std::sync::Arc<Shared>, stop: C
             _ = stop.cancelled() => return,
             _ = hungup => "SIGHUP",
             _ = interval.tick(), if source.watch => {
-                let now = digest(&source);
+                let now = digest(&source).await;
                 if now == seen {
                     continue;
                 }
                 "the file changed"
             }
         };
-        seen = digest(&source);
-        reload(&shared, &source, why);
+        seen = digest(&source).await;
+        reload(&shared, &source, why).await;
     }
 }
 
-/// The SHA-256 of the file's content; `None` while it cannot be read.
-fn digest(source: &ConfigSource) -> Option<[u8; 32]> {
-    let bytes = std::fs::read(&source.path).ok()?;
+/// The SHA-256 of the file's content; `None` while it cannot be read. Read off the runtime's
+/// threads: a slow volume must not hold one.
+async fn digest(source: &ConfigSource) -> Option<[u8; 32]> {
+    let path = source.path.clone();
+    let read = tokio::task::spawn_blocking(move || std::fs::read(path).ok());
+    let bytes = read.await.ok().flatten()?;
     Some(Sha256::digest(&bytes).into())
 }
 
 /// Reads the file again and applies it, or logs why it was refused.
-fn reload(shared: &Shared, source: &ConfigSource, why: &str) {
+async fn reload(shared: &Shared, source: &ConfigSource, why: &str) {
     let path = source.path.display();
-    // As at start-up: the file in its format, then `.env` and the environment, read again.
-    let loaded = DotEnv::read(Path::new(".env")).and_then(|dotenv| {
-        Config::load_with(Some(&source.path), source.format, &|name| dotenv.var(name))
+    // As at start-up: the file in its format, then `.env` and the environment, read again
+    // (off the runtime's threads).
+    let (file, format) = (source.path.clone(), source.format);
+    let loading = tokio::task::spawn_blocking(move || {
+        DotEnv::read(Path::new(".env"))
+            .and_then(|dotenv| Config::load_with(Some(&file), format, &|name| dotenv.var(name)))
     });
+    let Ok(loaded) = loading.await else {
+        return tracing::error!("config reload ({why}) failed: the reading task ended early");
+    };
     match loaded {
         Err(error) => tracing::error!(
             "config reload ({why}) refused: {error}; the running configuration stays"
