@@ -35,6 +35,9 @@ const STEPS_PER_RUN: usize = 256;
 pub struct AppChannels<R: Recipient> {
     /// The app as configured now (a reload may replace it).
     app: RwLock<Arc<App>>,
+    /// The server's compression threshold (never changes while running): read without a lock
+    /// on every client event.
+    compress_above: Option<usize>,
     pub(super) channels: ChannelRegistry<R>,
     pub(super) users: UserRegistry<R>,
     /// The sockets watching users' online status.
@@ -78,6 +81,7 @@ impl<R: Recipient> AppChannels<R> {
             let _ = sink.set(webhooks);
         }
         AppChannels {
+            compress_above: app.compress_above,
             app: RwLock::new(app),
             channels: ChannelRegistry::default(),
             users: UserRegistry::default(),
@@ -301,7 +305,7 @@ impl<R: Recipient> AppChannels<R> {
         } = event;
         let line = self.sequence.line_of(channel);
         let text = frames::client_event(name, channel, data, user_id);
-        let frame = WireFrame::event(&text, self.app().compress_above);
+        let frame = WireFrame::event(&text, self.compress_above);
         let webhook = self
             .wants(EventKind::ClientEvent)
             .then(|| WebhookEvent::ClientEvent {
