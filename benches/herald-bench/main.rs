@@ -533,6 +533,10 @@ async fn bench() {
             }
             all
         }
+        Scenario::Apps if pg::bin_dir().is_none() => {
+            println!("apps: skipped, {}", pg::NO_POSTGRES);
+            Vec::new()
+        }
         one => vec![one],
     };
     println!("server: {server}");
