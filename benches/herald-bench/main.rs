@@ -5,6 +5,7 @@
 //! everything against the herald binary built beside it; `--server 'CMD {config}'` runs the same
 //! scenarios against another server.
 
+mod apps;
 mod burst;
 mod clients;
 mod cluster;
@@ -16,6 +17,7 @@ mod hooks;
 mod kernel;
 mod online;
 mod pairs;
+mod pg;
 mod probes;
 mod reader;
 mod receiver;
@@ -82,6 +84,9 @@ enum Scenario {
     /// connect/disconnect churn together for `--minutes`, sampled every 10 s (memory,
     /// descriptors, queue gauges, latency); fails on a lost webhook, delivery or client event.
     Soak,
+    /// Not part of `all`: connection setup per second with 1,000 apps in the config file
+    /// against the same apps in a private PostgreSQL, its cache warm and cold.
+    Apps,
     All,
 }
 
@@ -232,6 +237,12 @@ struct Cli {
     /// accept queue, and a dropped SYN is sent again only after a second.
     #[arg(long, default_value_t = 100)]
     scale_concurrency: usize,
+    /// Apps: timed sockets per case, spread over the apps' keys.
+    #[arg(long, default_value_t = 2000)]
+    apps_connections: u64,
+    /// Apps: apps in the config file or the table.
+    #[arg(long, default_value_t = 1000)]
+    apps_count: u64,
     /// sendfloor.c, compiled and run beside fan-out to report this machine's floor.
     #[arg(long, default_value = "../shared/tools/sendfloor.c")]
     sendfloor: PathBuf,
@@ -453,6 +464,14 @@ async fn run(cli: &Cli, scenario: Scenario, server: &str) -> Result<Report, Stri
             compression::compression(server, &sizes).await
         }
         Scenario::Soak => soak::soak(server, &cli.soak, cli.payload).await,
+        Scenario::Apps => {
+            let sizes = apps::Sizes {
+                connections: cli.apps_connections,
+                apps: cli.apps_count.max(1),
+                concurrency: cli.scale_concurrency.max(1),
+            };
+            apps::apps(server, &sizes).await
+        }
         Scenario::All => unreachable!("expanded by main"),
     }
 }
@@ -513,6 +532,10 @@ async fn bench() {
                 None => println!("cluster: skipped, {}", cluster::NO_REDIS),
             }
             all
+        }
+        Scenario::Apps if pg::bin_dir().is_none() => {
+            println!("apps: skipped, {}", pg::NO_POSTGRES);
+            Vec::new()
         }
         one => vec![one],
     };

@@ -53,9 +53,21 @@ pub struct ClientArgs {
     /// The app key of the upgrade path.
     #[arg(long, default_value = crate::target::KEY)]
     pub app_key: String,
+    /// Spreads the sockets over this many app keys: socket `i` (scenario-wide) uses
+    /// `{app_key}{i % app_keys}` (0: `app_key` itself for every socket).
+    #[arg(long, default_value_t = 0)]
+    pub app_keys: u64,
 }
 
 impl ClientArgs {
+    /// The app key of socket `index`'s upgrade path.
+    pub fn key(&self, index: u64) -> std::borrow::Cow<'_, str> {
+        match self.app_keys {
+            0 => self.app_key.as_str().into(),
+            keys => format!("{}{}", self.app_key, index % keys).into(),
+        }
+    }
+
     /// The channels socket `index` subscribes to.
     pub fn channels(&self, index: u64) -> Vec<String> {
         let own = match self.big_every {
@@ -192,7 +204,8 @@ impl Client {
         };
         let mut notes = Vec::new();
         if event.is_writable() {
-            conn.on_writable(self.args.port, &self.args.app_key, &mut notes);
+            let key = self.args.key(self.args.first + index as u64);
+            conn.on_writable(self.args.port, &key, &mut notes);
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             let args = &self.args;
