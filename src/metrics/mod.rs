@@ -251,6 +251,7 @@ impl Metrics {
     pub fn forget_app(&self, app_id: &str) {
         let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
         apps.remove(app_id);
+        self.webhook_queues.remove(app_id);
         self.families.forget(app_id);
         self.hooks.forget(app_id);
     }
@@ -368,8 +369,22 @@ mod tests {
         m.app("b").rest_request();
         assert!(m.render().contains("app_id=\"b\""), "{}", m.render());
         m.app("a").rest_request();
+        m.register_webhook_queue("a", 1);
+        m.register_webhook_queue("a", 2);
+        let queues = |m: &Metrics| {
+            m.render()
+                .matches("webhook_queue_events{app=\"a\"}")
+                .count()
+        };
+        assert_eq!(
+            queues(&m),
+            1,
+            "registered again, shown once: {}",
+            m.render()
+        );
         m.forget_app("a");
         assert!(!m.render().contains("app_id=\"a\""), "{}", m.render());
+        assert_eq!(queues(&m), 0, "{}", m.render());
         m.app("a").rest_request();
         assert!(
             has(&m.render(), "h_app_http_requests_total{app_id=\"a\"} 1"),

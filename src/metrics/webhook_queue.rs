@@ -184,11 +184,17 @@ const FAMILIES: [(&str, &str, Field); 5] = [
 ];
 
 impl WebhookQueues {
+    /// Adds an app's queue (replacing the one it had, when a removed app comes back).
     pub(super) fn add(&self, gauges: Arc<WebhookQueueGauges>) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(gauges);
+        let mut queues = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        queues.retain(|g| g.app != gauges.app);
+        queues.push(gauges);
+    }
+
+    /// Drops the queue of an app that is gone.
+    pub(super) fn remove(&self, app: &str) {
+        let mut queues = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        queues.retain(|g| g.app != app);
     }
 
     pub(super) fn read(&self, app: &str) -> Option<WebhookQueueReading> {
