@@ -41,6 +41,32 @@ pub fn apply_env(
     mut config: Config,
     var: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
+    apply_server_env(&mut config, var)?;
+    let credentials = (
+        var("HERALD_APP_ID"),
+        var("HERALD_APP_KEY"),
+        var("HERALD_APP_SECRET"),
+    );
+    if config.app_store.is_some() {
+        refuse_app_env(&config, &credentials)?;
+        return Ok(config);
+    }
+    apply_app_env(&mut config, credentials)?;
+    if config.apps.is_empty() {
+        let (id, key, secret) = DEMO_APP;
+        config
+            .apps
+            .push(AppConfig::with_credentials(id, key, secret));
+    }
+    config.check_unique_apps()?;
+    Ok(config)
+}
+
+/// The server's own variables: host, port, debug, metrics, node id, console token.
+fn apply_server_env(
+    config: &mut Config,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
     if let Some(host) = var("HERALD_HOST") {
         config.host = host;
     }
@@ -66,56 +92,53 @@ pub fn apply_env(
     if let Some(token) = var("HERALD_CONSOLE_TOKEN") {
         config.console.token = Some(super::console_token("$HERALD_CONSOLE_TOKEN", token)?);
     }
-    let id = var("HERALD_APP_ID");
-    let key = var("HERALD_APP_KEY");
-    let secret = var("HERALD_APP_SECRET");
-    if let Some(store) = &config.app_store {
-        let set = [
-            ("HERALD_APP_ID", &id),
-            ("HERALD_APP_KEY", &key),
-            ("HERALD_APP_SECRET", &secret),
-        ];
-        if let Some((name, _)) = set.iter().find(|(_, value)| value.is_some()) {
-            return Err(ConfigError::invalid(
-                &format!("${name}"),
-                format!(
-                    "apps come from the database ({}): add the app to its table instead",
-                    store.driver.section()
-                ),
-            ));
+    Ok(())
+}
+
+/// `HERALD_APP_ID` / `_KEY` / `_SECRET` as read.
+type AppCredentials = (Option<String>, Option<String>, Option<String>);
+
+/// With a database driver, an app from the environment is refused.
+fn refuse_app_env(config: &Config, (id, key, secret): &AppCredentials) -> Result<(), ConfigError> {
+    let set = [
+        ("HERALD_APP_ID", id),
+        ("HERALD_APP_KEY", key),
+        ("HERALD_APP_SECRET", secret),
+    ];
+    let Some((name, _)) = set.iter().find(|(_, value)| value.is_some()) else {
+        return Ok(());
+    };
+    let section = config.app_store.as_ref().map_or("", |s| s.driver.section());
+    Err(ConfigError::invalid(
+        &format!("${name}"),
+        format!("apps come from the database ({section}): add the app to its table instead"),
+    ))
+}
+
+/// The app the variables define: new credentials for the app with that id, or a new app.
+fn apply_app_env(
+    config: &mut Config,
+    (id, key, secret): AppCredentials,
+) -> Result<(), ConfigError> {
+    if id.is_none() && key.is_none() && secret.is_none() {
+        return Ok(());
+    }
+    let id = id.unwrap_or_else(|| DEMO_APP.0.to_owned());
+    if let Some(app) = config.apps.iter_mut().find(|app| app.id == id) {
+        if let Some(key) = key {
+            app.key = key;
         }
-        return Ok(config);
-    }
-    if id.is_some() || key.is_some() || secret.is_some() {
-        let id = id.unwrap_or_else(|| DEMO_APP.0.to_owned());
-        match config.apps.iter_mut().find(|app| app.id == id) {
-            Some(app) => {
-                if let Some(key) = key {
-                    app.key = key;
-                }
-                if let Some(secret) = secret {
-                    app.secret = secret;
-                }
-            }
-            None => {
-                let key = key.ok_or_else(|| {
-                    ConfigError::invalid("$HERALD_APP_KEY", "is required to add an app")
-                })?;
-                let secret = secret.ok_or_else(|| {
-                    ConfigError::invalid("$HERALD_APP_SECRET", "is required to add an app")
-                })?;
-                config
-                    .apps
-                    .push(AppConfig::with_credentials(&id, &key, &secret));
-            }
+        if let Some(secret) = secret {
+            app.secret = secret;
         }
+        return Ok(());
     }
-    if config.apps.is_empty() {
-        let (id, key, secret) = DEMO_APP;
-        config
-            .apps
-            .push(AppConfig::with_credentials(id, key, secret));
-    }
-    config.check_unique_apps()?;
-    Ok(config)
+    let key =
+        key.ok_or_else(|| ConfigError::invalid("$HERALD_APP_KEY", "is required to add an app"))?;
+    let secret = secret
+        .ok_or_else(|| ConfigError::invalid("$HERALD_APP_SECRET", "is required to add an app"))?;
+    config
+        .apps
+        .push(AppConfig::with_credentials(&id, &key, &secret));
+    Ok(())
 }

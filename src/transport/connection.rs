@@ -187,10 +187,9 @@ async fn run(reader: &mut FrameReader, session: &mut Session, first: Option<Wait
         waiting: first,
         ..Reading::default()
     };
-    if let Err(exit) = read_messages(reader, session, &mut reading) {
+    if let Err(exit) = read_on(reader, session, &mut reading, &mut timer) {
         return exit;
     }
-    rearm(&mut timer, &session.liveness);
     loop {
         let waiting = reading.waiting.is_some();
         // While the socket waits, its frames queue up to a bound (then TCP holds the rest):
@@ -199,10 +198,7 @@ async fn run(reader: &mut FrameReader, session: &mut Session, first: Option<Wait
         let unread = reading.unread && room;
         // No `biased`: a busy outbound queue must not starve inbound frames or the timer.
         tokio::select! {
-            _ = &mut shutdown => return Exit::Close(match shared.shutdown().is_cancelled() {
-                true => SocketError::ServerShutdown,
-                false => SocketError::AppDisabled,
-            }),
+            _ = &mut shutdown => return closing_exit(&shared),
             _ = outbound.ready() => {
                 if let Some(exit) = write_queued(&outbound, stall, shutdown.as_mut()).await {
                     return exit;
@@ -212,18 +208,16 @@ async fn run(reader: &mut FrameReader, session: &mut Session, first: Option<Wait
                 if readable.is_err() {
                     return Exit::Gone;
                 }
-                if let Err(exit) = read_messages(reader, session, &mut reading) {
+                if let Err(exit) = read_on(reader, session, &mut reading, &mut timer) {
                     return exit;
                 }
-                rearm(&mut timer, &session.liveness);
             }
             // Complete messages still buffered after a full turn: no readiness will announce
             // them (the socket may be drained), so come back after the other branches had a go.
             _ = tokio::task::yield_now(), if unread => {
-                if let Err(exit) = read_messages(reader, session, &mut reading) {
+                if let Err(exit) = read_on(reader, session, &mut reading, &mut timer) {
                     return exit;
                 }
-                rearm(&mut timer, &session.liveness);
             }
             // A step carried out by another thread, or the app's backend deciding: the next
             // frame waits, so nothing of this socket's overtakes it.
@@ -233,20 +227,25 @@ async fn run(reader: &mut FrameReader, session: &mut Session, first: Option<Wait
                 }
             }
             _ = &mut timer => {
-                match session.liveness.due(Instant::now()) {
-                    Due::Nothing => {}
-                    Due::Ping => {
-                        outbound.push(&WireFrame::ping());
-                    }
-                    Due::PongTimeout => return Exit::Close(SocketError::PongTimeout),
-                    Due::SigninTimeout => {
-                        return Exit::Close(SocketError::Unauthorized("not signed in within the timeout".into()))
-                    }
+                if let Some(exit) = liveness_due(session, &outbound) {
+                    return exit;
                 }
                 timer.as_mut().reset(session.liveness.next_deadline());
             }
         }
     }
+}
+
+/// Reads what arrived (see [`read_messages`]), then rearms the liveness timer for it.
+fn read_on(
+    reader: &mut FrameReader,
+    session: &mut Session,
+    reading: &mut Reading,
+    timer: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Result<(), Exit> {
+    read_messages(reader, session, reading)?;
+    rearm(timer, &session.liveness);
+    Ok(())
 }
 
 /// Brings the timer forward when what was read moved the next deadline earlier: an answer to
@@ -347,6 +346,30 @@ fn handle(session: &mut Session, inbound: Inbound) -> Option<Wait> {
             session.send(frames::error(&error));
             None
         }
+    }
+}
+
+/// Why the socket's closing token was cancelled: the server shuts down (4200), or a reload
+/// removed or disabled its app (4003).
+fn closing_exit(shared: &SharedState) -> Exit {
+    Exit::Close(match shared.shutdown().is_cancelled() {
+        true => SocketError::ServerShutdown,
+        false => SocketError::AppDisabled,
+    })
+}
+
+/// What the liveness timer asks for now: a ping (sent here), or the end of the connection.
+fn liveness_due(session: &mut Session, outbound: &Outbound) -> Option<Exit> {
+    match session.liveness.due(Instant::now()) {
+        Due::Nothing => None,
+        Due::Ping => {
+            outbound.push(&WireFrame::ping());
+            None
+        }
+        Due::PongTimeout => Some(Exit::Close(SocketError::PongTimeout)),
+        Due::SigninTimeout => Some(Exit::Close(SocketError::Unauthorized(
+            "not signed in within the timeout".into(),
+        ))),
     }
 }
 

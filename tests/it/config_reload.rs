@@ -19,19 +19,6 @@ fn two_apps() -> Value {
     config
 }
 
-/// Triggers `name` on `channel` of app `id`, signed with `key`/`secret`; the status.
-async fn trigger(
-    herald: &LoggedHerald,
-    id: &str,
-    (key, secret): (&str, &str),
-    channel: &str,
-) -> u16 {
-    let mut rest = Rest::new(herald);
-    (rest.key, rest.secret) = (key, secret);
-    let body = json!({"name": "news", "channels": [channel], "data": "hello"});
-    rest.post(&format!("/apps/{id}/events"), body).await.0
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_adds_removes_and_changes_apps_while_open_sockets_stay() {
     let receiver = Receiver::start().await;
@@ -58,14 +45,17 @@ async fn sighup_adds_removes_and_changes_apps_while_open_sockets_stay() {
     // The removed app's socket closes with 4003; its REST API is gone.
     assert_eq!(removed.closed().await.code, Some(4003));
     assert_eq!(
-        trigger(&herald, "app-2", ("key-2", "secret-2"), "room").await,
+        trigger_as(&herald, "app-2", ("key-2", "secret-2"), "room").await,
         404
     );
     // The changed app: the old secret no longer signs, the new one does, and the socket
     // that was open before the reload gets the event.
-    assert_eq!(trigger(&herald, APP_ID, (KEY, SECRET), "news").await, 401);
     assert_eq!(
-        trigger(&herald, APP_ID, (KEY, "secret-rotated"), "news").await,
+        trigger_as(&herald, APP_ID, (KEY, SECRET), "news").await,
+        401
+    );
+    assert_eq!(
+        trigger_as(&herald, APP_ID, (KEY, "secret-rotated"), "news").await,
         200
     );
     assert_eq!(staying.recv_event("news").await["data"], "hello");
@@ -83,7 +73,7 @@ async fn sighup_adds_removes_and_changes_apps_while_open_sockets_stay() {
     let mut newcomer = Client::connect(&herald.ws_url("key-3")).await;
     newcomer.subscribe("hello").await;
     assert_eq!(
-        trigger(&herald, "app-3", ("key-3", "secret-3"), "hello").await,
+        trigger_as(&herald, "app-3", ("key-3", "secret-3"), "hello").await,
         200
     );
     assert_eq!(newcomer.recv_event("news").await["data"], "hello");
@@ -110,7 +100,7 @@ async fn a_file_that_fails_validation_is_refused_whole_and_the_old_apps_keep_ser
         .await;
 
     assert_eq!(
-        trigger(&herald, "app-2", ("key-2", "secret-2"), "room").await,
+        trigger_as(&herald, "app-2", ("key-2", "secret-2"), "room").await,
         200
     );
     assert_eq!(open.recv_event("news").await["data"], "hello");
@@ -137,7 +127,7 @@ async fn watch_config_applies_a_changed_file_without_a_signal() {
     let mut added = Client::connect(&herald.ws_url("key-2")).await;
     added.subscribe("room").await;
     assert_eq!(
-        trigger(&herald, "app-2", ("key-2", "secret-2"), "room").await,
+        trigger_as(&herald, "app-2", ("key-2", "secret-2"), "room").await,
         200
     );
     assert_eq!(added.recv_event("news").await["data"], "hello");

@@ -82,18 +82,6 @@ async fn eventually<F: std::future::Future<Output = bool>>(
     }
 }
 
-async fn trigger(
-    herald: &LoggedHerald,
-    id: &str,
-    (key, secret): (&str, &str),
-    channel: &str,
-) -> u16 {
-    let mut rest = Rest::new(herald);
-    (rest.key, rest.secret) = (key, secret);
-    let body = json!({"name": "news", "channels": [channel], "data": "hello"});
-    rest.post(&format!("/apps/{id}/events"), body).await.0
-}
-
 /// A row written while Herald runs: connections, REST and webhooks signed with its secret, its
 /// limits; then a new secret, `enabled: false` and a deleted row, each within the TTL.
 async fn rows_take_effect_while_running(db: &Db) {
@@ -119,7 +107,7 @@ async fn rows_take_effect_while_running(db: &Db) {
     let signature = hmac_hex("secret-1", &request.body);
     assert_eq!(request.header("x-pusher-signature"), signature);
     assert_eq!(
-        trigger(&herald, "app-1", ("key-1", "secret-1"), "news").await,
+        trigger_as(&herald, "app-1", ("key-1", "secret-1"), "news").await,
         200
     );
     assert_eq!(first.recv_event("news").await["data"], "hello");
@@ -133,12 +121,12 @@ async fn rows_take_effect_while_running(db: &Db) {
     let rotated = AppDraft::changes().with("secret", "secret-2");
     assert!(store.update("app-1", &rotated).await.unwrap());
     eventually("the new secret", || async {
-        trigger(&herald, "app-1", ("key-1", "secret-2"), "news").await == 200
+        trigger_as(&herald, "app-1", ("key-1", "secret-2"), "news").await == 200
     })
     .await;
     assert_eq!(first.recv_event("news").await["data"], "hello");
     assert_eq!(
-        trigger(&herald, "app-1", ("key-1", "secret-1"), "news").await,
+        trigger_as(&herald, "app-1", ("key-1", "secret-1"), "news").await,
         401
     );
     // Webhooks are signed with the new secret too.
@@ -182,7 +170,7 @@ async fn the_database_down_and_back(db: &Db, server: &mut dyn Restartable) {
     let mut known = Client::connect(&herald.ws_url("key-3")).await;
     known.subscribe("b").await;
     assert_eq!(
-        trigger(&herald, "app-3", ("key-3", "secret-3"), "b").await,
+        trigger_as(&herald, "app-3", ("key-3", "secret-3"), "b").await,
         200
     );
     assert_eq!(known.recv_event("news").await["data"], "hello");
@@ -191,7 +179,7 @@ async fn the_database_down_and_back(db: &Db, server: &mut dyn Restartable) {
         Some(4100)
     );
     assert_eq!(
-        trigger(&herald, "app-9", ("key-9", "secret-9"), "b").await,
+        trigger_as(&herald, "app-9", ("key-9", "secret-9"), "b").await,
         503
     );
 
@@ -379,7 +367,7 @@ async fn stored_apps_mariadb_soketi_variables_read_soketis_apps_table() {
         let mut client = Client::connect(&herald.ws_url("soketi-key")).await;
         client.subscribe("room").await;
         let credentials = ("soketi-key", "soketi-secret");
-        assert_eq!(trigger(&herald, "soketi-app", credentials, "room").await, 200);
+        assert_eq!(trigger_as(&herald, "soketi-app", credentials, "room").await, 200);
         assert_eq!(client.recv_event("news").await["data"], "hello");
     })
     .await;

@@ -460,6 +460,20 @@ fn encode(value: &str) -> String {
         .collect()
 }
 
+/// Triggers `news` with data `hello` on `channel` of app `id`, signed with `key`/`secret`; the
+/// status.
+pub async fn trigger_as(
+    server: &dyn Served,
+    id: &str,
+    (key, secret): (&str, &str),
+    channel: &str,
+) -> u16 {
+    let mut rest = Rest::new(server);
+    (rest.key, rest.secret) = (key, secret);
+    let body = json!({"name": "news", "channels": [channel], "data": "hello"});
+    rest.post(&format!("/apps/{id}/events"), body).await.0
+}
+
 /// Sends a request and returns the status and the JSON body (`Null` when not JSON).
 pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
     let response = tokio::time::timeout(WAIT, request.send())
